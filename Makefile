@@ -1,0 +1,56 @@
+# slamp — the commands of the README. `make demo` and `make test` set everything up on first use.
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+# torch first and pinned, so nothing later resolves an unpinned (CUDA, gigabytes) torch.
+TORCH   ?= torch==2.13.0
+STAMP   := $(VENV)/.installed
+
+.PHONY: setup demo test check-pairs check-export pytest nbval sync export notebooks lab clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+## The main job: end-to-end demo, writes figures and metrics to results/demo/.
+demo: $(STAMP)
+	$(BIN)/python -m slamp demo --out results/demo
+
+## Everything CI checks: pairs in sync, slamp/ equals a fresh export, unit tests, notebooks (smoke).
+test: check-pairs check-export pytest nbval
+
+check-pairs: $(STAMP)
+	$(BIN)/python tools/literate.py sync --check
+
+check-export: $(STAMP)
+	$(BIN)/python tools/literate.py export --check
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+nbval: $(STAMP)
+	SLAMP_SMOKE=1 MPLBACKEND=Agg $(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/
+
+## Contributor commands: after editing a notebook, `make sync export`.
+sync: $(STAMP)
+	$(BIN)/python tools/literate.py sync
+
+export: $(STAMP)
+	$(BIN)/python tools/literate.py export
+
+## Re-run every notebook at full settings and store its outputs in the .ipynb (for GitHub/Colab readers).
+notebooks: $(STAMP) sync
+	for nb in notebooks/[0-9]*.ipynb; do \
+		$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 "$$nb" || exit 1; \
+	done
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+clean:
+	rm -rf $(VENV) results .pytest_cache
