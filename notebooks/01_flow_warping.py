@@ -235,7 +235,7 @@ import numpy as np
 import torch
 
 
-def test_pattern(height: int = 64, width: int = 64) -> torch.Tensor:
+def demo_image(height: int = 64, width: int = 64) -> torch.Tensor:
     """A smooth RGB image ``(3, H, W)`` in [0, 1] with structure at several scales, for demos."""
     y, x = torch.meshgrid(torch.linspace(0, 1, height), torch.linspace(0, 1, width), indexing="ij")
     rings = torch.cos(18 * ((x - 0.5) ** 2 + (y - 0.5) ** 2).sqrt())
@@ -267,7 +267,7 @@ def show_row(images, titles=None, size: float = 2.2) -> plt.Figure:
 
 
 # %%
-pattern = test_pattern(64, 64)
+pattern = demo_image(64, 64)
 rotated = warp(pattern[None], rotation_flow(64, 64, 30)[None])[0]
 rotated_border = warp(pattern[None], rotation_flow(64, 64, 30)[None], padding="border")[0]
 show_row([pattern, rotated, rotated_border],
@@ -370,7 +370,7 @@ def flow_legend(size: int = 101) -> torch.Tensor:
     r = torch.linspace(-1, 1, size)
     y, x = torch.meshgrid(r, r, indexing="ij")
     legend = flow_to_colour(torch.stack([x, y]), max_flow=1.0)
-    return torch.where((x**2 + y**2 <= 1)[None], legend, torch.ones_like(legend))
+    return torch.where((x**2 + y**2 < 1)[None], legend, torch.ones_like(legend))
 
 
 # %% [markdown]

@@ -25,13 +25,13 @@ def run_demo(out: Path, seed: int = 0, fit_steps: int = 300) -> dict:
     ``warping.png``, ``warping.gif`` and ``metrics.json`` into ``out``. Returns the metrics."""
     import torch
 
-    from slamp.viz import flow_legend, flow_to_colour, save_gif, show_row, test_pattern
+    from slamp.viz import flow_legend, flow_to_colour, save_gif, show_row, demo_image
     from slamp.warp import fit_flow, rotation_flow, warp
 
     torch.manual_seed(seed)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    pattern = test_pattern(64, 64)[None]
+    pattern = demo_image(64, 64)[None]
     size = pattern.shape[-2:]
 
     shift = torch.tensor([-3.0, 2.0]).view(1, 2, 1, 1).expand(1, 2, *size)
@@ -45,7 +45,7 @@ def run_demo(out: Path, seed: int = 0, fit_steps: int = 300) -> dict:
 
     rotation = rotation_flow(*size, 30)[None]
     figure = show_row([pattern[0], warp(pattern, rotation)[0], flow_to_colour(rotation)[0],
-                       flow_to_colour(fitted, max_flow=2.0)[0], flow_legend()],
+                       flow_to_colour(fitted[..., 4:-4, 4:-4], max_flow=2.0)[0], flow_legend()],
                       ["source", "warped: rotate 30°", "rotation flow", "recovered shift flow", "colour key"])
     figure.savefig(out / "warping.png", dpi=120)
     spin = torch.cat([warp(pattern, rotation_flow(*size, a)[None]) for a in range(0, 360, 15)])

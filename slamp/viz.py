@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 
-def test_pattern(height: int = 64, width: int = 64) -> torch.Tensor:
+def demo_image(height: int = 64, width: int = 64) -> torch.Tensor:
     """A smooth RGB image ``(3, H, W)`` in [0, 1] with structure at several scales, for demos."""
     y, x = torch.meshgrid(torch.linspace(0, 1, height), torch.linspace(0, 1, width), indexing="ij")
     rings = torch.cos(18 * ((x - 0.5) ** 2 + (y - 0.5) ** 2).sqrt())
@@ -86,7 +86,7 @@ def flow_legend(size: int = 101) -> torch.Tensor:
     r = torch.linspace(-1, 1, size)
     y, x = torch.meshgrid(r, r, indexing="ij")
     legend = flow_to_colour(torch.stack([x, y]), max_flow=1.0)
-    return torch.where((x**2 + y**2 <= 1)[None], legend, torch.ones_like(legend))
+    return torch.where((x**2 + y**2 < 1)[None], legend, torch.ones_like(legend))
 
 
 def save_gif(frames: torch.Tensor, path, fps: float = 8, scale: int = 1) -> Path:
@@ -106,4 +106,4 @@ def save_gif(frames: torch.Tensor, path, fps: float = 8, scale: int = 1) -> Path
     return path
 
 
-__all__ = ['test_pattern', 'show_row', 'colour_wheel', 'flow_to_colour', 'flow_legend', 'save_gif']
+__all__ = ['demo_image', 'show_row', 'colour_wheel', 'flow_to_colour', 'flow_legend', 'save_gif']

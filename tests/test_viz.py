@@ -1,0 +1,118 @@
+"""slamp.viz: the Middlebury flow colour code, image rows and GIFs (notebook 01_flow_warping)."""
+import math
+
+import matplotlib
+import pytest
+import torch
+from PIL import Image
+
+from slamp.viz import colour_wheel, flow_legend, flow_to_colour, save_gif, show_row, demo_image
+
+matplotlib.use("Agg")
+
+
+def reference_colour(u, v, max_radius):
+    """Baker et al.'s colour code for one vector, written pixel by pixel from the paper's recipe:
+    hue from the angle on a 55-colour wheel (RY 15, YG 6, GC 4, CB 11, BM 13, MR 6), saturation
+    from the length; independent of the vectorised code under test."""
+    wheel = []
+    for n, channel_up, channel_down, fixed in [(15, 1, None, 0), (6, None, 0, 1), (4, 2, None, 1),
+                                               (11, None, 1, 2), (13, 0, None, 2), (6, None, 2, 0)]:
+        for i in range(n):
+            colour = [0.0, 0.0, 0.0]
+            colour[fixed] = 1.0
+            step = math.floor(255 * i / n) / 255
+            if channel_up is not None:
+                colour[channel_up] = step
+            else:
+                colour[channel_down] = 1 - step
+            wheel.append(colour)
+    radius = math.hypot(u, v) / max_radius
+    position = (math.atan2(-v, -u) / math.pi + 1) / 2 * (len(wheel) - 1)
+    k0 = math.floor(position)
+    k1 = (k0 + 1) % len(wheel)
+    f = position - k0
+    colour = [(1 - f) * a + f * b for a, b in zip(wheel[k0], wheel[k1])]
+    return [1 - radius * (1 - c) if radius <= 1 else 0.75 * c for c in colour]
+
+
+def test_colour_wheel_has_the_55_middlebury_colours():
+    wheel = colour_wheel()
+    assert wheel.shape == (55, 3)
+    assert wheel[0].tolist() == [1, 0, 0]  # red
+    assert wheel[15].tolist() == [1, 1, 0]  # yellow
+    assert wheel[21].tolist() == [0, 1, 0]  # green
+    assert wheel[25].tolist() == [0, 1, 1]  # cyan
+    assert wheel[36].tolist() == [0, 0, 1]  # blue
+    assert wheel[49].tolist() == [1, 0, 1]  # magenta
+
+
+def test_flow_to_colour_matches_the_reference_recipe():
+    torch.manual_seed(0)
+    flow = torch.randn(2, 5, 7) * 3
+    colour = flow_to_colour(flow)
+    longest = flow.norm(dim=0).max().item()
+    for y in range(5):
+        for x in range(7):
+            expected = reference_colour(flow[0, y, x].item(), flow[1, y, x].item(), longest)
+            assert torch.allclose(colour[:, y, x], torch.tensor(expected), atol=1e-5)
+
+
+def test_zero_flow_is_white_and_direction_sets_hue():
+    assert torch.allclose(flow_to_colour(torch.zeros(2, 3, 3)), torch.ones(3, 3, 3))
+    right = flow_to_colour(torch.tensor([1.0, 0.0]).view(2, 1, 1), max_flow=1.0)[:, 0, 0]
+    assert torch.allclose(right, torch.tensor([1.0, 0.0, 0.0]), atol=0.03)
+    half = flow_to_colour(torch.tensor([0.5, 0.0]).view(2, 1, 1), max_flow=1.0)[:, 0, 0]
+    assert torch.allclose(half, torch.tensor([1.0, 0.5, 0.5]), atol=0.03)  # half saturated
+
+
+def test_fixed_max_flow_darkens_longer_vectors():
+    inside = flow_to_colour(torch.tensor([1.0, 0.0]).view(2, 1, 1), max_flow=1.0)
+    beyond = flow_to_colour(torch.tensor([3.0, 0.0]).view(2, 1, 1), max_flow=1.0)
+    assert torch.allclose(beyond, 0.75 * inside)
+
+
+def test_batched_flow_keeps_leading_axes_and_normalises_per_image():
+    flow = torch.randn(2, 3, 2, 8, 8)
+    flow[1] *= 10
+    colour = flow_to_colour(flow)
+    assert colour.shape == (2, 3, 3, 8, 8)
+    assert torch.allclose(colour[1, 0], flow_to_colour(flow[1, 0]))  # same as one at a time
+    assert colour.min() >= 0 and colour.max() <= 1
+
+
+def test_flow_to_colour_rejects_a_wrong_channel_count():
+    with pytest.raises(ValueError, match=r"\(\.\.\., 2, H, W\)"):
+        flow_to_colour(torch.zeros(3, 4, 4))
+
+
+def test_legend_is_white_outside_the_unit_disk():
+    legend = flow_legend(21)
+    assert legend.shape == (3, 21, 21)
+    assert (legend[:, 0, 0] == 1).all()
+    assert torch.allclose(legend[:, 10, 10], torch.ones(3))  # centre: zero flow
+
+
+def test_show_row_makes_one_axis_per_image():
+    figure = show_row([demo_image(16, 16), torch.rand(1, 16, 16)], ["a", "b"])
+    assert len(figure.axes) == 2
+    assert [ax.get_title() for ax in figure.axes] == ["a", "b"]
+    with pytest.raises(ValueError, match="expected an image"):
+        show_row([torch.rand(16, 16)])
+
+
+def test_save_gif_writes_every_frame_at_the_requested_scale(tmp_path):
+    frames = torch.rand(5, 3, 8, 10)
+    path = save_gif(frames, tmp_path / "sub" / "clip.gif", scale=2)
+    with Image.open(path) as gif:
+        assert gif.n_frames == 5
+        assert gif.size == (20, 16)
+    save_gif(torch.rand(2, 1, 8, 8), tmp_path / "grey.gif")
+    with pytest.raises(ValueError, match=r"\(T, C, H, W\)"):
+        save_gif(torch.rand(3, 8, 8), tmp_path / "bad.gif")
+
+
+def demo_image_is_an_rgb_image_in_range():
+    pattern = demo_image(20, 30)
+    assert pattern.shape == (3, 20, 30)
+    assert pattern.min() >= 0 and pattern.max() <= 1 and pattern.std() > 0.1
