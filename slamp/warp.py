@@ -56,11 +56,10 @@ def warp(frames: torch.Tensor, flow: torch.Tensor, padding: str = "zeros") -> to
     coords = pixel_grid(height, width, frames.device, dtype) + flow.reshape(-1, 2, height, width).to(dtype)
     size = torch.tensor([width - 1, height - 1], device=frames.device, dtype=dtype).view(1, 2, 1, 1)
     grid = (2 * coords / size - 1).permute(0, 2, 3, 1)  # (N, H, W, 2), x first, as grid_sample wants
-    mode = "zeros" if padding == "zeros" else padding
-    out = F.grid_sample(images, grid, mode="bilinear", padding_mode=mode, align_corners=True)
-    if padding == "zeros":
-        inside = ((coords >= -INSIDE_TOLERANCE) & (coords <= size + INSIDE_TOLERANCE)).all(1, keepdim=True)
-        out = out * inside
+    out = F.grid_sample(images, grid, mode="bilinear", padding_mode=padding, align_corners=True)
+    if padding == "zeros":  # inside means |u| <= 1 in grid units, up to the tolerance
+        limit = 1 + 2 * INSIDE_TOLERANCE / size.view(1, 1, 1, 2)
+        out = out * (grid.abs() <= limit).all(-1).unsqueeze(1)
     return out.reshape(*lead, channels, height, width).to(frames.dtype)
 
 

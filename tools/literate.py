@@ -122,12 +122,10 @@ def export(notebooks: list[Path], package: Path = PACKAGE, root: Path = ROOT) ->
             by_module.setdefault(cell.module, []).append(cell)
     files = {}
     for module, cells in by_module.items():
-        text = render_module(cells, root)
         try:
-            compile(text, str(module_path(module, package)), "exec")
-        except SyntaxError as err:
-            raise LiterateError(f"module slamp.{module} does not compile: {err}") from err
-        files[module_path(module, package)] = text
+            files[module_path(module, package)] = render_module(cells, root)
+        except SyntaxError as err:  # raised by the parse that finds the public names
+            raise LiterateError(f"the cells exported to slamp.{module} do not compile: {err}") from err
     return files
 
 
