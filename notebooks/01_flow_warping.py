@@ -382,7 +382,7 @@ show_row([flow_legend(), flow_to_colour(rotation_flow(64, 64, 30)), flow_to_colo
          ["colour key", "rotation flow", "zoom flow"], size=3);
 
 # %%
-# The four cardinal directions land where the wheel says: right is red, left is cyan-green.
+# Directions land where the wheel says: flow to the right is red, to the left cyan.
 right, left = torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 0.0])
 for name, vector in [("right", right), ("left", left)]:
     rgb = flow_to_colour(vector.view(2, 1, 1), max_flow=1.0)[:, 0, 0]
@@ -436,7 +436,7 @@ fig, axes = plt.subplots(1, 3, figsize=(9, 2.8))
 axes[0].semilogy(losses)
 axes[0].set(title="photometric loss", xlabel="step")
 for ax, field, title in [(axes[1], true_flow[0], "true flow"), (axes[2], flow[0], "learned flow")]:
-    ax.imshow(flow_to_colour(field, max_flow=2.0).permute(1, 2, 0).numpy())
+    ax.imshow(flow_to_colour(field[:, 4:-4, 4:-4], max_flow=2.0).permute(1, 2, 0).numpy())
     ax.set_title(title)
     ax.set_axis_off()
 fig.tight_layout()
