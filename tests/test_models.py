@@ -1,0 +1,199 @@
+"""slamp.models / slamp.nn: SVG, SLAMP-Baseline and SLAMP (notebooks 03_slamp_baseline, 04_slamp)."""
+import pytest
+import torch
+
+from slamp.models import PRESETS, SLAMP, SVG, ModelConfig, SLAMPBaseline
+from slamp.nn import DCGANDecoder, DCGANEncoder, GaussianLSTM, MaskNet, VGGDecoder, VGGEncoder, running_mean
+from slamp.toy import fit_one_batch, moving_squares
+
+MODELS = [SVG, SLAMPBaseline, SLAMP]
+
+# Parameter counts of the paper's presets (g=128, LSTMs 256, z = 20 / 50 / 64): if a change to the
+# architecture moves one of these, it is no longer the paper's model.
+PARAMETERS = {
+    ("SVG", "mnist"): 12_626_897, ("SLAMPBaseline", "mnist"): 19_301_724, ("SLAMP", "mnist"): 25_371_116,
+    ("SVG", "kth"): 22_811_465, ("SLAMPBaseline", "kth"): 34_747_796, ("SLAMP", "kth"): 45_738_332,
+    ("SVG", "bair"): 22_831_747, ("SLAMPBaseline", "bair"): 34_770_382, ("SLAMP", "bair"): 45_781_198,
+    ("SVG", "tiny"): 793_601, ("SLAMPBaseline", "tiny"): 1_212_582, ("SLAMP", "tiny"): 1_595_606,
+}
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("preset", ["mnist", "kth", "bair", "tiny"])
+def test_parameter_counts_of_the_presets(cls, preset):
+    assert cls.from_preset(preset).num_parameters() == PARAMETERS[cls.__name__, preset]
+
+
+def test_presets_hold_the_papers_sizes():
+    for name, backbone, channels, z_dim, beta in [("mnist", "dcgan", 1, 20, 1e-4), ("kth", "vgg", 1, 50, 1e-6),
+                                                   ("bair", "vgg", 3, 64, 1e-4)]:
+        c = ModelConfig.preset(name)
+        assert (c.backbone, c.channels, c.z_dim, c.beta) == (backbone, channels, z_dim, beta)
+        assert (c.g_dim, c.rnn_size, c.prior_layers, c.posterior_layers, c.predictor_layers) == (128, 256, 1, 1, 2)
+        assert (c.width, c.mask_width) == (64, 64)
+    assert set(PRESETS) >= {"mnist", "kth", "bair", "tiny"}
+
+
+@pytest.mark.parametrize("Encoder, Decoder, skip_sizes", [(DCGANEncoder, DCGANDecoder, [32, 16, 8, 4]),
+                                                         (VGGEncoder, VGGDecoder, [64, 32, 16, 8])])
+def test_backbones_map_frames_to_features_and_back(Encoder, Decoder, skip_sizes):
+    h, skips = Encoder(32, channels=3, width=8)(torch.rand(2, 3, 64, 64))
+    assert h.shape == (2, 32) and h.abs().max() <= 1
+    assert [s.shape[-1] for s in skips] == skip_sizes
+    image = Decoder(32, channels=3, width=8)(h, skips)
+    assert image.shape == (2, 3, 64, 64) and image.min() >= 0 and image.max() <= 1
+    flow = Decoder(32, channels=2, width=8, output=None)(h, skips)
+    assert flow.shape == (2, 2, 64, 64)
+
+
+def test_gaussian_lstm_over_a_sequence_equals_step_by_step():
+    lstm = GaussianLSTM(12, 5, hidden=16, layers=2)
+    x = torch.randn(3, 6, 12)
+    mu, logvar, _ = lstm(x)
+    state, steps = None, []
+    for t in range(6):
+        m, lv, state = lstm(x[:, t:t + 1], state)
+        steps.append(torch.cat([m, lv], -1))
+    assert torch.allclose(torch.cat([mu, logvar], -1), torch.cat(steps, 1), atol=1e-6)
+
+
+def test_mask_net_gives_one_channel_in_unit_interval():
+    mask = MaskNet(channels=3, width=16)(torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64))
+    assert mask.shape == (2, 1, 64, 64) and mask.min() > 0 and mask.max() < 1
+
+
+def test_running_mean_of_skips():
+    skips = torch.randn(2, 5, 3, 4, 4)
+    means = running_mean(skips)
+    for t in range(5):
+        assert torch.allclose(means[:, t], skips[:, :t + 1].mean(1), atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
+def test_loss_terms_and_prediction_shapes(cls):
+    model = cls.from_preset("tiny")
+    total, terms, prediction = model.loss(torch.rand(2, 5, 1, 64, 64), n_past=2)
+    expected = {"final", "kl_appearance"}
+    if cls is not SVG:
+        expected |= {"pixel", "flow"}
+        assert prediction.flow.shape == (2, 4, 2, 64, 64) and prediction.mask.shape == (2, 4, 1, 64, 64)
+    if cls is SLAMP:
+        expected |= {"kl_motion"}
+    assert set(terms) == expected
+    assert prediction.frames.shape == (2, 4, 1, 64, 64)
+    l2 = sum(v for k, v in terms.items() if not k.startswith("kl"))
+    kl = sum(v for k, v in terms.items() if k.startswith("kl"))
+    assert torch.allclose(total, l2 + model.config.beta * kl)
+    assert all(torch.isfinite(v) for v in terms.values()) and all(terms[k] >= 0 for k in terms if k.startswith("kl"))
+
+
+def test_svg_prediction_is_its_appearance_and_blend_follows_the_mask():
+    svg = SVG.from_preset("tiny")(torch.rand(2, 4, 1, 64, 64))
+    assert svg.motion is None and torch.equal(svg.frames, svg.appearance)
+    out = SLAMP.from_preset("tiny")(torch.rand(2, 4, 1, 64, 64))
+    assert torch.allclose(out.frames, out.mask * out.appearance + (1 - out.mask) * out.motion)
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("backbone", ["dcgan", "vgg"])
+def test_batched_and_per_step_paths_give_the_same_loss(cls, backbone):
+    model = cls.from_preset("tiny", backbone=backbone, width=8).eval()
+    video = torch.rand(2, 6, 1, 64, 64)
+    torch.manual_seed(3)
+    batched, batched_terms, batched_prediction = model.loss(video, n_past=3)
+    torch.manual_seed(3)
+    stepwise, stepwise_terms, stepwise_prediction = model.loss(video, n_past=3, per_step=True)
+    assert torch.allclose(batched, stepwise, rtol=1e-5, atol=1e-6)
+    for name in batched_terms:
+        assert torch.allclose(batched_terms[name], stepwise_terms[name], rtol=1e-4, atol=1e-6), name
+    assert torch.allclose(batched_prediction.frames, stepwise_prediction.frames, atol=1e-5)
+
+
+def test_same_seed_same_loss_and_gradients_reach_every_module():
+    model = SLAMP.from_preset("tiny")
+    video = torch.rand(2, 4, 1, 64, 64)
+    torch.manual_seed(0)
+    first, _, _ = model.loss(video)
+    torch.manual_seed(0)
+    second, _, _ = model.loss(video)
+    assert torch.equal(first, second)
+    second.backward()
+    for name in ["encoder", "pixel_decoder", "flow_decoder", "mask_net", "motion_encoder",
+                 "appearance.posterior", "appearance.prior", "motion.posterior", "motion.prior", "motion.predictor"]:
+        grads = [p.grad for p in model.get_submodule(name).parameters()]
+        assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0, name
+
+
+def test_motion_prior_reads_zero_motion_then_the_motion_history():
+    model = SLAMP.from_preset("tiny").eval()
+    video = torch.rand(2, 5, 1, 64, 64)
+    seen = []
+    model.motion.prior.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    with torch.no_grad():
+        model.loss(video, per_step=True)
+        for t in range(1, 5):
+            expected = model.motion_encoder(video[:, max(t - 2, 0)], video[:, t - 1])
+            assert torch.allclose(seen[t - 1][:, 0], expected, atol=1e-5)
+
+
+def test_scheduled_sampling_feeds_predictions_back():
+    model = SLAMPBaseline.from_preset("tiny").eval()
+    video = torch.rand(2, 6, 1, 64, 64)
+    torch.manual_seed(0)
+    forced = model(video, n_past=2, per_step=True)
+    torch.manual_seed(0)
+    free = model(video, n_past=2, teacher_forcing=0.0)
+    # Steps 1..2 read true frames either way; from step 3 on the inputs differ.
+    assert torch.allclose(forced.frames[:, :2], free.frames[:, :2], atol=1e-6)
+    assert not torch.allclose(forced.frames[:, 2:], free.frames[:, 2:], atol=1e-4)
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
+def test_generate_samples_many_futures_in_one_batch(cls):
+    model = cls.from_preset("tiny").eval()
+    past = torch.rand(3, 2, 1, 64, 64)
+    torch.manual_seed(0)
+    futures = model.generate(past, n_future=4, num_samples=5)
+    assert futures.frames.shape == (3, 5, 4, 1, 64, 64) and not futures.frames.requires_grad
+    assert futures.frames.std(dim=1).mean() > 0  # samples differ
+    torch.manual_seed(0)
+    assert torch.equal(model.generate(past, n_future=4, num_samples=5).frames, futures.frames)
+    if cls is not SVG:
+        assert futures.flow.shape == (3, 5, 4, 2, 64, 64)
+
+
+def test_generate_from_one_frame():
+    futures = SLAMP.from_preset("tiny").eval().generate(torch.rand(2, 1, 1, 64, 64), n_future=3)
+    assert futures.frames.shape == (2, 1, 3, 1, 64, 64)
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
+def test_loss_falls_when_fitting_one_batch(cls):
+    torch.manual_seed(0)
+    history = fit_one_batch(cls.from_preset("tiny"), moving_squares(batch=4, length=6), steps=30)
+    assert history[-1]["total"] < 0.5 * history[0]["total"]
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m: m.loss(torch.rand(6, 1, 64, 64)), "must be a video"),
+    (lambda m: m.loss(torch.rand(2, 6, 3, 64, 64)), "must have 1 channel"),
+    (lambda m: m.loss(torch.rand(2, 6, 1, 32, 32)), "must be 64x64"),
+    (lambda m: m.loss(torch.rand(2, 1, 1, 64, 64)), "at least 2 frames"),
+    (lambda m: m.loss(torch.rand(2, 6, 1, 64, 64), n_past=0), "n_past must be in"),
+    (lambda m: m.loss(torch.rand(2, 6, 1, 64, 64), n_past=6), "n_past must be in"),
+    (lambda m: m.loss(torch.randint(0, 2, (2, 6, 1, 64, 64))), "floating point"),
+    (lambda m: m.generate(torch.rand(2, 0, 1, 64, 64), 3), "at least 1 frames"),
+    (lambda m: m.generate(torch.rand(2, 2, 1, 64, 64), 0), "n_future and num_samples"),
+])
+def test_bad_input_names_expected_and_found(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(SLAMP.from_preset("tiny"))
+
+
+def test_bad_configuration_is_rejected():
+    with pytest.raises(ValueError, match="unknown preset 'ucf'"):
+        SLAMP.from_preset("ucf")
+    with pytest.raises(ValueError, match="backbone must be one of"):
+        SLAMP.from_preset("tiny", backbone="resnet")
+    with pytest.raises(ValueError, match="works at 64x64"):
+        SLAMP.from_preset("tiny", image_size=128)
