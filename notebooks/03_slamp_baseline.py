@@ -207,44 +207,51 @@ for Encoder, Decoder in [(DCGANEncoder, DCGANDecoder), (VGGEncoder, VGGDecoder)]
 # %%
 #| export nn
 class RecurrentNet(nn.Module):
-    """Linear embedding → stacked LSTM → output head, over ``(B, T, input)`` sequences.
+    """Linear embedding → stacked LSTM → output head, over ``(B, T, input)`` sequences, or over
+    feature maps ``(B, T, input, h, w)`` with ``spatial=True`` (then the linear layers act on the
+    channels, i.e. they are 1×1 convolutions, and the LSTM is a :class:`ConvLSTM`).
 
     ``nn.LSTM`` runs a whole sequence in one call (cuDNN on GPU) and is the same computation as
     SVG's loop of stacked ``LSTMCell``s; a step at a time is a sequence of length 1 with the
     state carried over, so both paths share one set of weights."""
 
-    def __init__(self, input_size: int, hidden: int, layers: int):
+    def __init__(self, input_size: int, hidden: int, layers: int, spatial: bool = False):
         super().__init__()
+        self.spatial = spatial
         self.embed = nn.Linear(input_size, hidden)
-        self.lstm = nn.LSTM(hidden, hidden, layers, batch_first=True)
+        self.lstm = ConvLSTM(hidden, hidden, layers) if spatial else nn.LSTM(hidden, hidden, layers, batch_first=True)
+
+    def per_channel(self, layer, x):
+        """Apply a linear ``layer`` to the features (axis 2) of ``(B, T, F)`` or ``(B, T, F, h, w)``."""
+        return layer(x.movedim(2, -1)).movedim(-1, 2) if self.spatial else layer(x)
 
     def recur(self, x, state=None):
-        return self.lstm(self.embed(x), state)
+        return self.lstm(self.per_channel(self.embed, x), state)
 
 
 class PredictorLSTM(RecurrentNet):
     """The frame predictor: ``(B, T, input)`` → ``(B, T, output)`` features in [−1, 1] (tanh)."""
 
-    def __init__(self, input_size: int, output_size: int, hidden: int = 256, layers: int = 2):
-        super().__init__(input_size, hidden, layers)
-        self.out = nn.Sequential(nn.Linear(hidden, output_size), nn.Tanh())
+    def __init__(self, input_size: int, output_size: int, hidden: int = 256, layers: int = 2, spatial: bool = False):
+        super().__init__(input_size, hidden, layers, spatial)
+        self.out = nn.Linear(hidden, output_size)
 
     def forward(self, x, state=None):
         h, state = self.recur(x, state)
-        return self.out(h), state
+        return torch.tanh(self.per_channel(self.out, h)), state
 
 
 class GaussianLSTM(RecurrentNet):
     """A posterior or learned prior: ``(B, T, input)`` → mean and log-variance ``(B, T, z)``."""
 
-    def __init__(self, input_size: int, z_dim: int, hidden: int = 256, layers: int = 1):
-        super().__init__(input_size, hidden, layers)
+    def __init__(self, input_size: int, z_dim: int, hidden: int = 256, layers: int = 1, spatial: bool = False):
+        super().__init__(input_size, hidden, layers, spatial)
         self.mu = nn.Linear(hidden, z_dim)
         self.logvar = nn.Linear(hidden, z_dim)
 
     def forward(self, x, state=None):
         h, state = self.recur(x, state)
-        return self.mu(h), self.logvar(h), state
+        return self.per_channel(self.mu, h), self.per_channel(self.logvar, h), state
 
 
 # %%
@@ -318,12 +325,118 @@ def running_mean(skips):
 
 
 # %% [markdown]
+# ## Larger frames: a convolutional backbone and ConvLSTMs
+#
+# For KITTI ($92\times310$) and Cityscapes ($128\times256$) the paper keeps the *spatial layout*
+# of the features instead of squeezing a frame into one vector: the encoder stops at a small
+# feature map (five stride-2 convolutions: $4\times8$ for Cityscapes, $3\times10$ for KITTI), the
+# latents $z_t$ are maps too, and the LSTMs are **convolutional LSTMs** (Shi et al., 2015), whose
+# gates are $3\times3$ convolutions of the input and the hidden map:
+#
+# $$[i, f, g, o] = W * [x_t, h_{t-1}], \quad c_t = \sigma(f)\odot c_{t-1} + \sigma(i)\odot\tanh(g),
+#   \quad h_t = \sigma(o)\odot\tanh(c_t).$$
+#
+# Everything else — streams, decoders, warp, mask, loss — is unchanged: the recurrent networks
+# above take `spatial=True`, and the backbone `"conv"` works for any even frame size. (The public
+# code shares one down-sampling encoder between the pixel and motion encoders; here each has its
+# own, as for the 64×64 backbones.)
+
+# %%
+#| export nn
+class ConvLSTM(nn.Module):
+    """Stacked convolutional LSTMs over ``(B, T, C, h, w)``, called like ``nn.LSTM(batch_first=True)``:
+    returns the last layer's outputs ``(B, T, hidden, h, w)`` and the state ``(h, c)``, each
+    ``(layers, B, hidden, h, w)``."""
+
+    def __init__(self, input_size: int, hidden: int, layers: int, kernel: int = 3):
+        super().__init__()
+        self.hidden = hidden
+        self.gates = nn.ModuleList(nn.Conv2d((input_size if k == 0 else hidden) + hidden, 4 * hidden, kernel,
+                                             padding=kernel // 2) for k in range(layers))
+
+    def forward(self, x, state=None):
+        batch, length, _, height, width = x.shape
+        if state is None:
+            zeros = x.new_zeros(len(self.gates), batch, self.hidden, height, width)
+            state = (zeros, zeros)
+        hidden, cell = list(state[0]), list(state[1])
+        outputs = []
+        for t in range(length):
+            layer_input = x[:, t]
+            for k, gates in enumerate(self.gates):
+                i, f, g, o = gates(torch.cat([layer_input, hidden[k]], 1)).chunk(4, 1)
+                cell[k] = torch.sigmoid(f) * cell[k] + torch.sigmoid(i) * torch.tanh(g)
+                hidden[k] = layer_input = torch.sigmoid(o) * torch.tanh(cell[k])
+            outputs.append(layer_input)
+        return torch.stack(outputs, 1), (torch.stack(hidden), torch.stack(cell))
+
+
+def _level_widths(width: int, levels: int) -> list[int]:
+    return [width * min(2**k, 8) for k in range(levels)]
+
+
+class ConvEncoder(nn.Module):
+    """Encoder for frames of any even size: ``(N, C, H, W)`` → a feature map
+    ``(N, dim, ⌈H/32⌉, ⌈W/32⌉)`` in [−1, 1] and five skips (at 1/2 … 1/32 of the size)."""
+
+    def __init__(self, dim: int, channels: int = 3, width: int = 64, levels: int = 5):
+        super().__init__()
+        widths = _level_widths(width, levels)
+        self.blocks = nn.ModuleList(_conv_block(cin, cout, 3, 2, 1)
+                                    for cin, cout in zip([channels] + widths[:-1], widths))
+        self.head = nn.Sequential(nn.Conv2d(widths[-1], dim, 3, 1, 1), nn.BatchNorm2d(dim), nn.Tanh())
+
+    def forward(self, x):
+        skips = []
+        for block in self.blocks:
+            x = block(x)
+            skips.append(x)
+        return self.head(x), skips
+
+
+class ConvDecoder(nn.Module):
+    """The mirror of :class:`ConvEncoder`: a feature map and the skips → ``(N, channels, H, W)``,
+    each transposed convolution told the size of the skip it meets (odd sizes round-trip)."""
+
+    def __init__(self, dim: int, channels: int = 3, width: int = 64, output: str | None = "sigmoid", levels: int = 5):
+        super().__init__()
+        widths = _level_widths(width, levels)
+        self.head = _conv_block(dim, widths[-1], 3, 1, 1)
+        self.ups = nn.ModuleList(nn.ConvTranspose2d(2 * widths[k], widths[k - 1], 3, 2, 1) for k in range(levels - 1, 0, -1))
+        self.norms = nn.ModuleList(nn.Sequential(nn.BatchNorm2d(widths[k - 1]), nn.LeakyReLU(0.2, inplace=True))
+                                   for k in range(levels - 1, 0, -1))
+        self.out = nn.ConvTranspose2d(2 * widths[0], channels, 3, 2, 1)
+        self.activation = nn.Sigmoid() if output == "sigmoid" else nn.Identity()
+
+    def forward(self, h, skips):
+        x = self.head(h)
+        for up, norm, skip, finer in zip(self.ups, self.norms, reversed(skips[1:]), reversed(skips[:-1])):
+            x = norm(up(torch.cat([x, skip], 1), output_size=finer.shape[-2:]))
+        size = [2 * n for n in skips[0].shape[-2:]]
+        return self.activation(self.out(torch.cat([x, skips[0]], 1), output_size=size))
+
+
+BACKBONES["conv"] = (ConvEncoder, ConvDecoder)
+
+
+# %%
+from slamp.nn import ConvDecoder, ConvEncoder
+
+h, skips = ConvEncoder(64, channels=3, width=8)(torch.rand(2, 3, 92, 310))
+frames = ConvDecoder(64, channels=3, width=8)(h, skips)
+print("KITTI-size frames -> feature map", tuple(h.shape), "-> frames", tuple(frames.shape))
+assert h.shape == (2, 64, 3, 10) and frames.shape == (2, 3, 92, 310)
+
+
+# %% [markdown]
 # ## Sizes: the paper's presets
 #
 # One frozen dataclass holds every size. The presets are the paper's: $g = 128$, LSTMs of 256
 # units, prior and posterior of 1 layer, predictor of 2; $z = 20$ for Moving MNIST (DCGAN-64),
-# 50 for KTH and 64 for BAIR (VGG-64); β as in the public training scripts. `tiny` is ours: the
-# same architecture about 16× narrower, for laptops and CI.
+# 50 for KTH and 64 for BAIR (VGG-64); β as in the public training scripts. `kitti` and
+# `cityscapes` use the convolutional backbone and ConvLSTMs; their latent channels, ConvLSTM width
+# and β are our choices (the paper does not list them). `tiny` is ours: the DCGAN architecture
+# about 16× narrower, for laptops and CI.
 
 # %%
 #| export
@@ -343,9 +456,9 @@ from slamp.warp import warp
 class ModelConfig:
     """Sizes of a model. The presets hold the paper's values (``ModelConfig.preset(name)``)."""
 
-    backbone: str = "dcgan"  # "dcgan" (MNIST) or "vgg" (KTH, BAIR)
+    backbone: str = "dcgan"  # "dcgan" (MNIST), "vgg" (KTH, BAIR) or "conv" (KITTI, Cityscapes)
     channels: int = 1
-    image_size: int = 64
+    image_size: tuple[int, int] = (64, 64)  # (H, W)
     g_dim: int = 128  # encoder output, appearance and motion
     z_dim: int = 20  # each latent stream
     rnn_size: int = 256
@@ -355,6 +468,10 @@ class ModelConfig:
     width: int = 64  # first-layer channels of the backbone (64 in the paper)
     mask_width: int = 64
     beta: float = 1e-4
+
+    def __post_init__(self):
+        if isinstance(self.image_size, int):  # a square size may be given as one number
+            object.__setattr__(self, "image_size", (self.image_size, self.image_size))
 
     @staticmethod
     def preset(name: str) -> "ModelConfig":
@@ -367,6 +484,10 @@ PRESETS = {
     "mnist": ModelConfig(backbone="dcgan", channels=1, z_dim=20, beta=1e-4),
     "kth": ModelConfig(backbone="vgg", channels=1, z_dim=50, beta=1e-6),
     "bair": ModelConfig(backbone="vgg", channels=3, z_dim=64, beta=1e-4),
+    # Feature maps and ConvLSTMs. Latent channels, ConvLSTM width and beta are our choices: the
+    # paper does not list them for these datasets.
+    "kitti": ModelConfig(backbone="conv", channels=3, image_size=(92, 310), z_dim=32, rnn_size=128, beta=1e-4),
+    "cityscapes": ModelConfig(backbone="conv", channels=3, image_size=(128, 256), z_dim=32, rnn_size=128, beta=1e-4),
     # ~100x cheaper than "mnist": for CPU, CI and the README's demo.
     "tiny": ModelConfig(backbone="dcgan", channels=1, g_dim=32, z_dim=8, rnn_size=64, width=16,
                         mask_width=16, beta=1e-4),
@@ -430,10 +551,10 @@ class LatentStream(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        c = config
-        self.posterior = GaussianLSTM(c.g_dim, c.z_dim, c.rnn_size, c.posterior_layers)
-        self.prior = GaussianLSTM(c.g_dim, c.z_dim, c.rnn_size, c.prior_layers)
-        self.predictor = PredictorLSTM(c.g_dim + c.z_dim, c.g_dim, c.rnn_size, c.predictor_layers)
+        c, spatial = config, config.backbone == "conv"
+        self.posterior = GaussianLSTM(c.g_dim, c.z_dim, c.rnn_size, c.posterior_layers, spatial)
+        self.prior = GaussianLSTM(c.g_dim, c.z_dim, c.rnn_size, c.prior_layers, spatial)
+        self.predictor = PredictorLSTM(c.g_dim + c.z_dim, c.g_dim, c.rnn_size, c.predictor_layers, spatial)
 
     def forward(self, previous, current, noise, state=None):
         state = state or {}
@@ -443,7 +564,7 @@ class LatentStream(nn.Module):
         else:
             mu_q, logvar_q, state["posterior"] = self.posterior(current, state.get("posterior"))
             z, posterior = _sample(mu_q, logvar_q, noise), (mu_q, logvar_q)
-        out, state["predictor"] = self.predictor(torch.cat([previous, z], -1), state.get("predictor"))
+        out, state["predictor"] = self.predictor(torch.cat([previous, z], 2), state.get("predictor"))  # feature axis
         return out, {"z": z, "posterior": posterior, "prior": (mu_p, logvar_p)}, state
 
 
@@ -481,9 +602,16 @@ class VideoPredictor(nn.Module):
         super().__init__()
         if config.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, found {config.backbone!r}")
-        if config.image_size != 64:
-            raise ValueError(f"the {config.backbone} backbone works at 64x64, found image_size={config.image_size}")
+        height, width = config.image_size
+        if config.backbone != "conv" and (height, width) != (64, 64):
+            raise ValueError(f"the {config.backbone} backbone works at 64x64, found image_size={config.image_size}; "
+                             f"use backbone='conv' for other sizes")
+        if config.backbone == "conv" and (height % 2 or width % 2 or min(height, width) < 32):
+            raise ValueError(f"the conv backbone needs an even height and width of at least 32, found {config.image_size}")
         self.config = config
+        # One latent per stream and step: a vector, or a map at the encoder's 1/32 resolution.
+        self.latent_shape = ((config.z_dim,) if config.backbone != "conv"
+                             else (config.z_dim, -(-height // 32), -(-width // 32)))
         Encoder, Decoder = BACKBONES[config.backbone]
         c = config
         self.encoder = Encoder(c.g_dim, c.channels, c.width)
@@ -496,7 +624,8 @@ class VideoPredictor(nn.Module):
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "VideoPredictor":
-        """The model with a preset's sizes (``"mnist"``, ``"kth"``, ``"bair"``, ``"tiny"``)."""
+        """The model with a preset's sizes (``"mnist"``, ``"kth"``, ``"bair"``, ``"kitti"``,
+        ``"cityscapes"``, ``"tiny"``), any field overridden by keyword."""
         return cls(replace(ModelConfig.preset(name), **overrides))
 
     def num_parameters(self) -> int:
@@ -505,13 +634,14 @@ class VideoPredictor(nn.Module):
     # ---- input checks ---------------------------------------------------------------------
     def _check_video(self, x, name="x", min_frames=1):
         c = self.config
-        expected = f"(B, T, {c.channels}, {c.image_size}, {c.image_size})"
+        height, width = c.image_size
+        expected = f"(B, T, {c.channels}, {height}, {width})"
         if x.ndim != 5:
             raise ValueError(f"{name} must be a video {expected}, found shape {tuple(x.shape)}")
         if x.shape[2] != c.channels:
             raise ValueError(f"{name} must have {c.channels} channel(s) {expected}, found {x.shape[2]} in {tuple(x.shape)}")
-        if tuple(x.shape[-2:]) != (c.image_size, c.image_size):
-            raise ValueError(f"{name} must be {c.image_size}x{c.image_size} for the {c.backbone} backbone {expected}, "
+        if tuple(x.shape[-2:]) != (height, width):
+            raise ValueError(f"{name} must be {height}x{width} for the {c.backbone} backbone {expected}, "
                              f"found {tuple(x.shape[-2:])}")
         if x.shape[1] < min_frames:
             raise ValueError(f"{name} must have at least {min_frames} frames, found {x.shape[1]}")
@@ -521,7 +651,7 @@ class VideoPredictor(nn.Module):
     # ---- pieces shared by both paths ------------------------------------------------------
     def _noise(self, batch, steps, device):
         """ε for every step and stream, drawn up front so both paths use the same numbers."""
-        return {s: torch.randn(batch, steps, self.config.z_dim, device=device) for s in self.streams}
+        return {s: torch.randn(batch, steps, *self.latent_shape, device=device) for s in self.streams}
 
     def _decode(self, g_pixel, g_flow, skips, previous):
         """Decoders, warp and mask over ``N`` frames: features ``(N, g)``, skips, previous frames
@@ -557,13 +687,14 @@ class VideoPredictor(nn.Module):
     def _kl(stats):
         mu_q, logvar_q = stats["posterior"]
         mu_p, logvar_p = stats["prior"]
-        return kl_loss(mu_q, logvar_q, mu_p, logvar_p)
+        # Latent maps (B, T, z, h, w) count as (B, T, z*h*w) latent dimensions.
+        return kl_loss(mu_q.flatten(2), logvar_q.flatten(2), mu_p.flatten(2), logvar_p.flatten(2))
 
     # ---- teacher forcing, batched over time -----------------------------------------------
     def _teacher_forced(self, x, noise):
         batch, length = x.shape[:2]
         h, skips = self.encoder(x.flatten(0, 1))  # every frame encoded once
-        h = h.view(batch, length, -1)
+        h = h.unflatten(0, (batch, length))
         g_pixel, stats, _ = self.appearance(h[:, :-1], h[:, 1:], noise["appearance"])
         kls = {"appearance": self._kl(stats)}
         g_flow, motion_stats = self._motion_teacher_forced(x, noise)
@@ -572,9 +703,9 @@ class VideoPredictor(nn.Module):
         else:
             kls["motion"] = self._kl(motion_stats)
         # Step t sees the running mean of the skips of frames 0..t-1.
-        skips = [running_mean(s.view(batch, length, *s.shape[1:])[:, :-1]).flatten(0, 1) for s in skips]
+        skips = [running_mean(s.unflatten(0, (batch, length))[:, :-1]).flatten(0, 1) for s in skips]
         out = self._decode(g_pixel.flatten(0, 1), g_flow.flatten(0, 1), skips, x[:, :-1].flatten(0, 1))
-        return Prediction(**{k: v.view(batch, length - 1, *v.shape[1:]) for k, v in out.items()}, kl=kls)
+        return Prediction(**{k: v.unflatten(0, (batch, length - 1)) for k, v in out.items()}, kl=kls)
 
     # ---- one step at a time (scheduled sampling, generation) -------------------------------
     def _rollout(self, x, n_past, steps, noise, teacher_forcing=1.0, posterior_steps=None, decode_from=1):
@@ -700,9 +831,9 @@ class SLAMPBaseline(VideoPredictor):
 # %%
 from slamp.models import SLAMPBaseline, SVG
 
-for preset in ["mnist", "kth", "bair", "tiny"]:
+for preset in ["mnist", "kth", "bair", "kitti", "cityscapes", "tiny"]:
     counts = {cls.__name__: cls.from_preset(preset).num_parameters() for cls in (SVG, SLAMPBaseline)}
-    print(f"{preset:>6}: " + "   ".join(f"{name} {n / 1e6:6.2f} M" for name, n in counts.items()))
+    print(f"{preset:>10}: " + "   ".join(f"{name} {n / 1e6:6.2f} M" for name, n in counts.items()))
 
 # %% [markdown]
 # **Shapes and loss terms.** A batch of 3 videos of 6 frames, conditioned on 2: the model predicts

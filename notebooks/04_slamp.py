@@ -105,7 +105,7 @@ class SLAMP(VideoPredictor):
         batch, length = x.shape[:2]
         # m[:, t] is the motion x_{t-1} -> x_t for t >= 1, and m[:, 0] the zero motion (x_0, x_0).
         earlier = torch.cat([x[:, :1], x[:, :-1]], 1)
-        m = self.motion_encoder(earlier.flatten(0, 1), x.flatten(0, 1)).view(batch, length, -1)
+        m = self.motion_encoder(earlier.flatten(0, 1), x.flatten(0, 1)).unflatten(0, (batch, length))
         g_flow, stats, _ = self.motion(m[:, :-1], m[:, 1:], noise["motion"])  # prior: t-2 -> t-1
         return g_flow, stats
 
@@ -132,9 +132,9 @@ class SLAMP(VideoPredictor):
 # about 25 M parameters, as in the public code.
 
 # %%
-for preset in ["mnist", "kth", "bair", "tiny"]:
+for preset in ["mnist", "kth", "bair", "kitti", "cityscapes", "tiny"]:
     counts = {cls.__name__: cls.from_preset(preset).num_parameters() for cls in (SVG, SLAMPBaseline, SLAMP)}
-    print(f"{preset:>6}: " + "   ".join(f"{name} {n / 1e6:6.2f} M" for name, n in counts.items()))
+    print(f"{preset:>10}: " + "   ".join(f"{name} {n / 1e6:6.2f} M" for name, n in counts.items()))
 
 # %% [markdown]
 # **The motion prior reads the motion history.** We record what the motion prior receives at each

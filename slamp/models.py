@@ -15,9 +15,9 @@ from slamp.warp import warp
 class ModelConfig:
     """Sizes of a model. The presets hold the paper's values (``ModelConfig.preset(name)``)."""
 
-    backbone: str = "dcgan"  # "dcgan" (MNIST) or "vgg" (KTH, BAIR)
+    backbone: str = "dcgan"  # "dcgan" (MNIST), "vgg" (KTH, BAIR) or "conv" (KITTI, Cityscapes)
     channels: int = 1
-    image_size: int = 64
+    image_size: tuple[int, int] = (64, 64)  # (H, W)
     g_dim: int = 128  # encoder output, appearance and motion
     z_dim: int = 20  # each latent stream
     rnn_size: int = 256
@@ -27,6 +27,10 @@ class ModelConfig:
     width: int = 64  # first-layer channels of the backbone (64 in the paper)
     mask_width: int = 64
     beta: float = 1e-4
+
+    def __post_init__(self):
+        if isinstance(self.image_size, int):  # a square size may be given as one number
+            object.__setattr__(self, "image_size", (self.image_size, self.image_size))
 
     @staticmethod
     def preset(name: str) -> "ModelConfig":
@@ -39,6 +43,10 @@ PRESETS = {
     "mnist": ModelConfig(backbone="dcgan", channels=1, z_dim=20, beta=1e-4),
     "kth": ModelConfig(backbone="vgg", channels=1, z_dim=50, beta=1e-6),
     "bair": ModelConfig(backbone="vgg", channels=3, z_dim=64, beta=1e-4),
+    # Feature maps and ConvLSTMs. Latent channels, ConvLSTM width and beta are our choices: the
+    # paper does not list them for these datasets.
+    "kitti": ModelConfig(backbone="conv", channels=3, image_size=(92, 310), z_dim=32, rnn_size=128, beta=1e-4),
+    "cityscapes": ModelConfig(backbone="conv", channels=3, image_size=(128, 256), z_dim=32, rnn_size=128, beta=1e-4),
     # ~100x cheaper than "mnist": for CPU, CI and the README's demo.
     "tiny": ModelConfig(backbone="dcgan", channels=1, g_dim=32, z_dim=8, rnn_size=64, width=16,
                         mask_width=16, beta=1e-4),
@@ -77,10 +85,10 @@ class LatentStream(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        c = config
-        self.posterior = GaussianLSTM(c.g_dim, c.z_dim, c.rnn_size, c.posterior_layers)
-        self.prior = GaussianLSTM(c.g_dim, c.z_dim, c.rnn_size, c.prior_layers)
-        self.predictor = PredictorLSTM(c.g_dim + c.z_dim, c.g_dim, c.rnn_size, c.predictor_layers)
+        c, spatial = config, config.backbone == "conv"
+        self.posterior = GaussianLSTM(c.g_dim, c.z_dim, c.rnn_size, c.posterior_layers, spatial)
+        self.prior = GaussianLSTM(c.g_dim, c.z_dim, c.rnn_size, c.prior_layers, spatial)
+        self.predictor = PredictorLSTM(c.g_dim + c.z_dim, c.g_dim, c.rnn_size, c.predictor_layers, spatial)
 
     def forward(self, previous, current, noise, state=None):
         state = state or {}
@@ -90,7 +98,7 @@ class LatentStream(nn.Module):
         else:
             mu_q, logvar_q, state["posterior"] = self.posterior(current, state.get("posterior"))
             z, posterior = _sample(mu_q, logvar_q, noise), (mu_q, logvar_q)
-        out, state["predictor"] = self.predictor(torch.cat([previous, z], -1), state.get("predictor"))
+        out, state["predictor"] = self.predictor(torch.cat([previous, z], 2), state.get("predictor"))  # feature axis
         return out, {"z": z, "posterior": posterior, "prior": (mu_p, logvar_p)}, state
 
 
@@ -104,9 +112,16 @@ class VideoPredictor(nn.Module):
         super().__init__()
         if config.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, found {config.backbone!r}")
-        if config.image_size != 64:
-            raise ValueError(f"the {config.backbone} backbone works at 64x64, found image_size={config.image_size}")
+        height, width = config.image_size
+        if config.backbone != "conv" and (height, width) != (64, 64):
+            raise ValueError(f"the {config.backbone} backbone works at 64x64, found image_size={config.image_size}; "
+                             f"use backbone='conv' for other sizes")
+        if config.backbone == "conv" and (height % 2 or width % 2 or min(height, width) < 32):
+            raise ValueError(f"the conv backbone needs an even height and width of at least 32, found {config.image_size}")
         self.config = config
+        # One latent per stream and step: a vector, or a map at the encoder's 1/32 resolution.
+        self.latent_shape = ((config.z_dim,) if config.backbone != "conv"
+                             else (config.z_dim, -(-height // 32), -(-width // 32)))
         Encoder, Decoder = BACKBONES[config.backbone]
         c = config
         self.encoder = Encoder(c.g_dim, c.channels, c.width)
@@ -119,7 +134,8 @@ class VideoPredictor(nn.Module):
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "VideoPredictor":
-        """The model with a preset's sizes (``"mnist"``, ``"kth"``, ``"bair"``, ``"tiny"``)."""
+        """The model with a preset's sizes (``"mnist"``, ``"kth"``, ``"bair"``, ``"kitti"``,
+        ``"cityscapes"``, ``"tiny"``), any field overridden by keyword."""
         return cls(replace(ModelConfig.preset(name), **overrides))
 
     def num_parameters(self) -> int:
@@ -128,13 +144,14 @@ class VideoPredictor(nn.Module):
     # ---- input checks ---------------------------------------------------------------------
     def _check_video(self, x, name="x", min_frames=1):
         c = self.config
-        expected = f"(B, T, {c.channels}, {c.image_size}, {c.image_size})"
+        height, width = c.image_size
+        expected = f"(B, T, {c.channels}, {height}, {width})"
         if x.ndim != 5:
             raise ValueError(f"{name} must be a video {expected}, found shape {tuple(x.shape)}")
         if x.shape[2] != c.channels:
             raise ValueError(f"{name} must have {c.channels} channel(s) {expected}, found {x.shape[2]} in {tuple(x.shape)}")
-        if tuple(x.shape[-2:]) != (c.image_size, c.image_size):
-            raise ValueError(f"{name} must be {c.image_size}x{c.image_size} for the {c.backbone} backbone {expected}, "
+        if tuple(x.shape[-2:]) != (height, width):
+            raise ValueError(f"{name} must be {height}x{width} for the {c.backbone} backbone {expected}, "
                              f"found {tuple(x.shape[-2:])}")
         if x.shape[1] < min_frames:
             raise ValueError(f"{name} must have at least {min_frames} frames, found {x.shape[1]}")
@@ -144,7 +161,7 @@ class VideoPredictor(nn.Module):
     # ---- pieces shared by both paths ------------------------------------------------------
     def _noise(self, batch, steps, device):
         """ε for every step and stream, drawn up front so both paths use the same numbers."""
-        return {s: torch.randn(batch, steps, self.config.z_dim, device=device) for s in self.streams}
+        return {s: torch.randn(batch, steps, *self.latent_shape, device=device) for s in self.streams}
 
     def _decode(self, g_pixel, g_flow, skips, previous):
         """Decoders, warp and mask over ``N`` frames: features ``(N, g)``, skips, previous frames
@@ -180,13 +197,14 @@ class VideoPredictor(nn.Module):
     def _kl(stats):
         mu_q, logvar_q = stats["posterior"]
         mu_p, logvar_p = stats["prior"]
-        return kl_loss(mu_q, logvar_q, mu_p, logvar_p)
+        # Latent maps (B, T, z, h, w) count as (B, T, z*h*w) latent dimensions.
+        return kl_loss(mu_q.flatten(2), logvar_q.flatten(2), mu_p.flatten(2), logvar_p.flatten(2))
 
     # ---- teacher forcing, batched over time -----------------------------------------------
     def _teacher_forced(self, x, noise):
         batch, length = x.shape[:2]
         h, skips = self.encoder(x.flatten(0, 1))  # every frame encoded once
-        h = h.view(batch, length, -1)
+        h = h.unflatten(0, (batch, length))
         g_pixel, stats, _ = self.appearance(h[:, :-1], h[:, 1:], noise["appearance"])
         kls = {"appearance": self._kl(stats)}
         g_flow, motion_stats = self._motion_teacher_forced(x, noise)
@@ -195,9 +213,9 @@ class VideoPredictor(nn.Module):
         else:
             kls["motion"] = self._kl(motion_stats)
         # Step t sees the running mean of the skips of frames 0..t-1.
-        skips = [running_mean(s.view(batch, length, *s.shape[1:])[:, :-1]).flatten(0, 1) for s in skips]
+        skips = [running_mean(s.unflatten(0, (batch, length))[:, :-1]).flatten(0, 1) for s in skips]
         out = self._decode(g_pixel.flatten(0, 1), g_flow.flatten(0, 1), skips, x[:, :-1].flatten(0, 1))
-        return Prediction(**{k: v.view(batch, length - 1, *v.shape[1:]) for k, v in out.items()}, kl=kls)
+        return Prediction(**{k: v.unflatten(0, (batch, length - 1)) for k, v in out.items()}, kl=kls)
 
     # ---- one step at a time (scheduled sampling, generation) -------------------------------
     def _rollout(self, x, n_past, steps, noise, teacher_forcing=1.0, posterior_steps=None, decode_from=1):
@@ -329,7 +347,7 @@ class SLAMP(VideoPredictor):
         batch, length = x.shape[:2]
         # m[:, t] is the motion x_{t-1} -> x_t for t >= 1, and m[:, 0] the zero motion (x_0, x_0).
         earlier = torch.cat([x[:, :1], x[:, :-1]], 1)
-        m = self.motion_encoder(earlier.flatten(0, 1), x.flatten(0, 1)).view(batch, length, -1)
+        m = self.motion_encoder(earlier.flatten(0, 1), x.flatten(0, 1)).unflatten(0, (batch, length))
         g_flow, stats, _ = self.motion(m[:, :-1], m[:, 1:], noise["motion"])  # prior: t-2 -> t-1
         return g_flow, stats
 

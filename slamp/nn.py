@@ -116,44 +116,51 @@ BACKBONES = {"dcgan": (DCGANEncoder, DCGANDecoder), "vgg": (VGGEncoder, VGGDecod
 
 
 class RecurrentNet(nn.Module):
-    """Linear embedding → stacked LSTM → output head, over ``(B, T, input)`` sequences.
+    """Linear embedding → stacked LSTM → output head, over ``(B, T, input)`` sequences, or over
+    feature maps ``(B, T, input, h, w)`` with ``spatial=True`` (then the linear layers act on the
+    channels, i.e. they are 1×1 convolutions, and the LSTM is a :class:`ConvLSTM`).
 
     ``nn.LSTM`` runs a whole sequence in one call (cuDNN on GPU) and is the same computation as
     SVG's loop of stacked ``LSTMCell``s; a step at a time is a sequence of length 1 with the
     state carried over, so both paths share one set of weights."""
 
-    def __init__(self, input_size: int, hidden: int, layers: int):
+    def __init__(self, input_size: int, hidden: int, layers: int, spatial: bool = False):
         super().__init__()
+        self.spatial = spatial
         self.embed = nn.Linear(input_size, hidden)
-        self.lstm = nn.LSTM(hidden, hidden, layers, batch_first=True)
+        self.lstm = ConvLSTM(hidden, hidden, layers) if spatial else nn.LSTM(hidden, hidden, layers, batch_first=True)
+
+    def per_channel(self, layer, x):
+        """Apply a linear ``layer`` to the features (axis 2) of ``(B, T, F)`` or ``(B, T, F, h, w)``."""
+        return layer(x.movedim(2, -1)).movedim(-1, 2) if self.spatial else layer(x)
 
     def recur(self, x, state=None):
-        return self.lstm(self.embed(x), state)
+        return self.lstm(self.per_channel(self.embed, x), state)
 
 
 class PredictorLSTM(RecurrentNet):
     """The frame predictor: ``(B, T, input)`` → ``(B, T, output)`` features in [−1, 1] (tanh)."""
 
-    def __init__(self, input_size: int, output_size: int, hidden: int = 256, layers: int = 2):
-        super().__init__(input_size, hidden, layers)
-        self.out = nn.Sequential(nn.Linear(hidden, output_size), nn.Tanh())
+    def __init__(self, input_size: int, output_size: int, hidden: int = 256, layers: int = 2, spatial: bool = False):
+        super().__init__(input_size, hidden, layers, spatial)
+        self.out = nn.Linear(hidden, output_size)
 
     def forward(self, x, state=None):
         h, state = self.recur(x, state)
-        return self.out(h), state
+        return torch.tanh(self.per_channel(self.out, h)), state
 
 
 class GaussianLSTM(RecurrentNet):
     """A posterior or learned prior: ``(B, T, input)`` → mean and log-variance ``(B, T, z)``."""
 
-    def __init__(self, input_size: int, z_dim: int, hidden: int = 256, layers: int = 1):
-        super().__init__(input_size, hidden, layers)
+    def __init__(self, input_size: int, z_dim: int, hidden: int = 256, layers: int = 1, spatial: bool = False):
+        super().__init__(input_size, hidden, layers, spatial)
         self.mu = nn.Linear(hidden, z_dim)
         self.logvar = nn.Linear(hidden, z_dim)
 
     def forward(self, x, state=None):
         h, state = self.recur(x, state)
-        return self.mu(h), self.logvar(h), state
+        return self.per_channel(self.mu, h), self.per_channel(self.logvar, h), state
 
 
 class SqueezeExcitation(nn.Module):
@@ -192,6 +199,82 @@ def running_mean(skips):
     return skips.cumsum(1) / count.view(1, -1, *[1] * (skips.ndim - 2))
 
 
+class ConvLSTM(nn.Module):
+    """Stacked convolutional LSTMs over ``(B, T, C, h, w)``, called like ``nn.LSTM(batch_first=True)``:
+    returns the last layer's outputs ``(B, T, hidden, h, w)`` and the state ``(h, c)``, each
+    ``(layers, B, hidden, h, w)``."""
+
+    def __init__(self, input_size: int, hidden: int, layers: int, kernel: int = 3):
+        super().__init__()
+        self.hidden = hidden
+        self.gates = nn.ModuleList(nn.Conv2d((input_size if k == 0 else hidden) + hidden, 4 * hidden, kernel,
+                                             padding=kernel // 2) for k in range(layers))
+
+    def forward(self, x, state=None):
+        batch, length, _, height, width = x.shape
+        if state is None:
+            zeros = x.new_zeros(len(self.gates), batch, self.hidden, height, width)
+            state = (zeros, zeros)
+        hidden, cell = list(state[0]), list(state[1])
+        outputs = []
+        for t in range(length):
+            layer_input = x[:, t]
+            for k, gates in enumerate(self.gates):
+                i, f, g, o = gates(torch.cat([layer_input, hidden[k]], 1)).chunk(4, 1)
+                cell[k] = torch.sigmoid(f) * cell[k] + torch.sigmoid(i) * torch.tanh(g)
+                hidden[k] = layer_input = torch.sigmoid(o) * torch.tanh(cell[k])
+            outputs.append(layer_input)
+        return torch.stack(outputs, 1), (torch.stack(hidden), torch.stack(cell))
+
+
+def _level_widths(width: int, levels: int) -> list[int]:
+    return [width * min(2**k, 8) for k in range(levels)]
+
+
+class ConvEncoder(nn.Module):
+    """Encoder for frames of any even size: ``(N, C, H, W)`` → a feature map
+    ``(N, dim, ⌈H/32⌉, ⌈W/32⌉)`` in [−1, 1] and five skips (at 1/2 … 1/32 of the size)."""
+
+    def __init__(self, dim: int, channels: int = 3, width: int = 64, levels: int = 5):
+        super().__init__()
+        widths = _level_widths(width, levels)
+        self.blocks = nn.ModuleList(_conv_block(cin, cout, 3, 2, 1)
+                                    for cin, cout in zip([channels] + widths[:-1], widths))
+        self.head = nn.Sequential(nn.Conv2d(widths[-1], dim, 3, 1, 1), nn.BatchNorm2d(dim), nn.Tanh())
+
+    def forward(self, x):
+        skips = []
+        for block in self.blocks:
+            x = block(x)
+            skips.append(x)
+        return self.head(x), skips
+
+
+class ConvDecoder(nn.Module):
+    """The mirror of :class:`ConvEncoder`: a feature map and the skips → ``(N, channels, H, W)``,
+    each transposed convolution told the size of the skip it meets (odd sizes round-trip)."""
+
+    def __init__(self, dim: int, channels: int = 3, width: int = 64, output: str | None = "sigmoid", levels: int = 5):
+        super().__init__()
+        widths = _level_widths(width, levels)
+        self.head = _conv_block(dim, widths[-1], 3, 1, 1)
+        self.ups = nn.ModuleList(nn.ConvTranspose2d(2 * widths[k], widths[k - 1], 3, 2, 1) for k in range(levels - 1, 0, -1))
+        self.norms = nn.ModuleList(nn.Sequential(nn.BatchNorm2d(widths[k - 1]), nn.LeakyReLU(0.2, inplace=True))
+                                   for k in range(levels - 1, 0, -1))
+        self.out = nn.ConvTranspose2d(2 * widths[0], channels, 3, 2, 1)
+        self.activation = nn.Sigmoid() if output == "sigmoid" else nn.Identity()
+
+    def forward(self, h, skips):
+        x = self.head(h)
+        for up, norm, skip, finer in zip(self.ups, self.norms, reversed(skips[1:]), reversed(skips[:-1])):
+            x = norm(up(torch.cat([x, skip], 1), output_size=finer.shape[-2:]))
+        size = [2 * n for n in skips[0].shape[-2:]]
+        return self.activation(self.out(torch.cat([x, skips[0]], 1), output_size=size))
+
+
+BACKBONES["conv"] = (ConvEncoder, ConvDecoder)
+
+
 class MotionEncoder(nn.Module):
     """Features of the motion between two frames: the backbone's encoder on the pair stacked along
     channels, ``(N, C, H, W)`` × 2 → ``(N, g)``. A frame paired with itself is "no motion"."""
@@ -204,4 +287,4 @@ class MotionEncoder(nn.Module):
         return self.encoder(torch.cat([earlier, later], 1))[0]
 
 
-__all__ = ['DCGANEncoder', 'DCGANDecoder', 'VGGEncoder', 'VGGDecoder', 'BACKBONES', 'RecurrentNet', 'PredictorLSTM', 'GaussianLSTM', 'SqueezeExcitation', 'MaskNet', 'running_mean', 'MotionEncoder']
+__all__ = ['DCGANEncoder', 'DCGANDecoder', 'VGGEncoder', 'VGGDecoder', 'BACKBONES', 'RecurrentNet', 'PredictorLSTM', 'GaussianLSTM', 'SqueezeExcitation', 'MaskNet', 'running_mean', 'ConvLSTM', 'ConvEncoder', 'ConvDecoder', 'MotionEncoder']

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from slamp.models import PRESETS, SLAMP, SVG, ModelConfig, SLAMPBaseline
-from slamp.nn import DCGANDecoder, DCGANEncoder, GaussianLSTM, MaskNet, VGGDecoder, VGGEncoder, running_mean
+from slamp.nn import (ConvDecoder, ConvEncoder, ConvLSTM, DCGANDecoder, DCGANEncoder, GaussianLSTM, MaskNet,
+                      VGGDecoder, VGGEncoder, running_mean)
 from slamp.toy import fit_one_batch, moving_squares
 
 MODELS = [SVG, SLAMPBaseline, SLAMP]
@@ -15,11 +16,12 @@ PARAMETERS = {
     ("SVG", "kth"): 22_811_465, ("SLAMPBaseline", "kth"): 34_747_796, ("SLAMP", "kth"): 45_738_332,
     ("SVG", "bair"): 22_831_747, ("SLAMPBaseline", "bair"): 34_770_382, ("SLAMP", "bair"): 45_781_198,
     ("SVG", "tiny"): 793_601, ("SLAMPBaseline", "tiny"): 1_212_582, ("SLAMP", "tiny"): 1_595_606,
+    ("SVG", "kitti"): 17_724_099, ("SLAMPBaseline", "kitti"): 26_252_366, ("SLAMP", "kitti"): 35_565_326,
 }
 
 
 @pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
-@pytest.mark.parametrize("preset", ["mnist", "kth", "bair", "tiny"])
+@pytest.mark.parametrize("preset", ["mnist", "kth", "bair", "tiny", "kitti"])
 def test_parameter_counts_of_the_presets(cls, preset):
     assert cls.from_preset(preset).num_parameters() == PARAMETERS[cls.__name__, preset]
 
@@ -31,7 +33,10 @@ def test_presets_hold_the_papers_sizes():
         assert (c.backbone, c.channels, c.z_dim, c.beta) == (backbone, channels, z_dim, beta)
         assert (c.g_dim, c.rnn_size, c.prior_layers, c.posterior_layers, c.predictor_layers) == (128, 256, 1, 1, 2)
         assert (c.width, c.mask_width) == (64, 64)
-    assert set(PRESETS) >= {"mnist", "kth", "bair", "tiny"}
+    for name, size, latent in [("kitti", (92, 310), (32, 3, 10)), ("cityscapes", (128, 256), (32, 4, 8))]:
+        assert ModelConfig.preset(name).image_size == size and ModelConfig.preset(name).backbone == "conv"
+        assert SLAMP.from_preset(name).latent_shape == latent
+    assert set(PRESETS) >= {"mnist", "kth", "bair", "kitti", "cityscapes", "tiny"}
 
 
 @pytest.mark.parametrize("Encoder, Decoder, skip_sizes", [(DCGANEncoder, DCGANDecoder, [32, 16, 8, 4]),
@@ -55,6 +60,36 @@ def test_gaussian_lstm_over_a_sequence_equals_step_by_step():
         m, lv, state = lstm(x[:, t:t + 1], state)
         steps.append(torch.cat([m, lv], -1))
     assert torch.allclose(torch.cat([mu, logvar], -1), torch.cat(steps, 1), atol=1e-6)
+
+
+@pytest.mark.parametrize("size, latent", [((92, 310), (3, 10)), ((128, 256), (4, 8)), ((64, 64), (2, 2))])
+def test_conv_backbone_keeps_a_feature_map_and_round_trips_any_even_size(size, latent):
+    h, skips = ConvEncoder(16, channels=3, width=4)(torch.rand(2, 3, *size))
+    assert h.shape == (2, 16, *latent) and h.abs().max() <= 1
+    assert ConvDecoder(16, channels=3, width=4)(h, skips).shape == (2, 3, *size)
+    assert ConvDecoder(16, channels=2, width=4, output=None)(h, skips).shape == (2, 2, *size)
+
+
+def test_conv_lstm_over_a_sequence_equals_step_by_step_and_keeps_the_map():
+    lstm = ConvLSTM(3, 8, layers=2)
+    x = torch.randn(2, 5, 3, 4, 6)
+    out, (h, c) = lstm(x)
+    assert out.shape == (2, 5, 8, 4, 6) and h.shape == c.shape == (2, 2, 8, 4, 6)
+    state, steps = None, []
+    for t in range(5):
+        o, state = lstm(x[:, t:t + 1], state)
+        steps.append(o)
+    assert torch.allclose(out, torch.cat(steps, 1), atol=1e-6)
+    prior = GaussianLSTM(3, 4, hidden=8, layers=1, spatial=True)
+    mu, logvar, _ = prior(x)
+    assert mu.shape == logvar.shape == (2, 5, 4, 4, 6)
+
+
+def test_kitti_model_predicts_full_size_frames():
+    model = SLAMP.from_preset("kitti", width=4, mask_width=4, g_dim=8, z_dim=2, rnn_size=8)
+    total, terms, prediction = model.loss(torch.rand(1, 3, 3, 92, 310), n_past=1)
+    assert prediction.frames.shape == (1, 2, 3, 92, 310) and prediction.flow.shape == (1, 2, 2, 92, 310)
+    assert torch.isfinite(total) and set(terms) == {"final", "pixel", "flow", "kl_appearance", "kl_motion"}
 
 
 def test_mask_net_gives_one_channel_in_unit_interval():
@@ -95,7 +130,7 @@ def test_svg_prediction_is_its_appearance_and_blend_follows_the_mask():
 
 
 @pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
-@pytest.mark.parametrize("backbone", ["dcgan", "vgg"])
+@pytest.mark.parametrize("backbone", ["dcgan", "vgg", "conv"])
 def test_batched_and_per_step_paths_give_the_same_loss(cls, backbone):
     model = cls.from_preset("tiny", backbone=backbone, width=8).eval()
     video = torch.rand(2, 6, 1, 64, 64)
@@ -197,3 +232,7 @@ def test_bad_configuration_is_rejected():
         SLAMP.from_preset("tiny", backbone="resnet")
     with pytest.raises(ValueError, match="works at 64x64"):
         SLAMP.from_preset("tiny", image_size=128)
+    with pytest.raises(ValueError, match="even height and width"):
+        SLAMP.from_preset("kitti", image_size=(91, 310))
+    with pytest.raises(ValueError, match=r"must be 92x310 for the conv backbone"):
+        SLAMP.from_preset("kitti", width=4, mask_width=4, g_dim=8, rnn_size=8).loss(torch.rand(1, 3, 3, 64, 64))
