@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
 	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/python data/prepare_mnist.py || echo "MNIST not fetched (offline?): slamp.data falls back to scikit-learn's digits"
 	touch $(STAMP)
 
 ## The main job: end-to-end demo, writes figures and metrics to results/demo/.

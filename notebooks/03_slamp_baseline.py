@@ -447,7 +447,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from slamp.losses import kl_loss, reconstruction_loss
+from slamp.losses import kl_loss, reconstruction_loss, reparameterize
 from slamp.nn import BACKBONES, GaussianLSTM, MaskNet, PredictorLSTM, running_mean
 from slamp.warp import warp
 
@@ -518,12 +518,6 @@ class Prediction:
     kl: dict = field(default_factory=dict)
 
 
-def _sample(mu, logvar, noise):
-    """The reparameterisation ``z = μ + σ ε`` with ``ε`` drawn beforehand, so that the batched and
-    the per-step paths consume the same random numbers."""
-    return mu + torch.exp(0.5 * logvar) * noise
-
-
 # %% [markdown]
 # ## A latent stream
 #
@@ -560,10 +554,10 @@ class LatentStream(nn.Module):
         state = state or {}
         mu_p, logvar_p, state["prior"] = self.prior(previous, state.get("prior"))
         if current is None:  # the future: sample from the learned prior
-            z, posterior = _sample(mu_p, logvar_p, noise), None
+            z, posterior = reparameterize(mu_p, logvar_p, noise=noise), None
         else:
             mu_q, logvar_q, state["posterior"] = self.posterior(current, state.get("posterior"))
-            z, posterior = _sample(mu_q, logvar_q, noise), (mu_q, logvar_q)
+            z, posterior = reparameterize(mu_q, logvar_q, noise=noise), (mu_q, logvar_q)
         out, state["predictor"] = self.predictor(torch.cat([previous, z], 2), state.get("predictor"))  # feature axis
         return out, {"z": z, "posterior": posterior, "prior": (mu_p, logvar_p)}, state
 

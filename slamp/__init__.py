@@ -1,7 +1,10 @@
 """slamp: SLAMP (Stochastic Latent Appearance and Motion Prediction, Akan et al., ICCV 2021).
 
-The modules are exported from the notebooks in ``notebooks/`` (see the README): ``slamp.warp``
-(backward warping by optical flow), ``slamp.viz`` (flow colours, image rows, GIFs). ``slamp.cli``
-is the command line (``slamp demo``, ``python -m slamp demo``).
+The modules are exported from the notebooks in ``notebooks/`` (see the README):
+``slamp.losses`` (00_elbo: reparameterisation, Gaussian KL, the L2 and KL reductions),
+``slamp.warp`` and ``slamp.viz`` (01_flow_warping), ``slamp.data`` (02_data: Stochastic Moving
+MNIST and the real-dataset loaders), ``slamp.nn``, ``slamp.models`` and ``slamp.toy``
+(03_slamp_baseline, 04_slamp: SVG, SLAMP-Baseline, SLAMP). ``slamp.cli`` is the command line
+(``slamp demo``, ``python -m slamp demo``).
 """
 __version__ = "0.1.0"

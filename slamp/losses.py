@@ -28,7 +28,7 @@ def _at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+                   generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
     """Draw ``z ~ N(mu, exp(logvar))`` as ``mu + exp(logvar / 2) * eps`` with ``eps ~ N(0, I)``,
     so that gradients reach ``mu`` and ``logvar``.
 
@@ -37,15 +37,21 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
             broadcast together are allowed.
         generator: optional source of ``eps``. It may live on another device than ``mu`` (the
             noise is drawn there and moved), so one CPU generator gives the same noise everywhere.
+        noise: ``eps`` drawn beforehand (the models draw a whole sequence's noise at once, so
+            that their batched and step-by-step paths use the same numbers); excludes ``generator``.
 
     Returns:
         ``z`` with the broadcast shape, on ``mu``'s device, in the promoted dtype of the inputs.
     """
     shape = _broadcast_shape(mu=mu, logvar=logvar)
-    dtype = torch.promote_types(mu.dtype, logvar.dtype)
-    device = generator.device if generator is not None else mu.device
-    eps = torch.randn(shape, generator=generator, device=device, dtype=dtype).to(mu.device)
-    return mu + torch.exp(0.5 * logvar) * eps
+    if noise is None:
+        dtype = torch.promote_types(mu.dtype, logvar.dtype)
+        device = generator.device if generator is not None else mu.device
+        noise = torch.randn(shape, generator=generator, device=device, dtype=dtype).to(mu.device)
+    elif generator is not None or noise.shape != shape:
+        raise ValueError(f"noise must have the shape of mu and logvar {tuple(shape)}, found "
+                         f"{tuple(noise.shape)}, and comes without a generator")
+    return mu + torch.exp(0.5 * logvar) * noise
 
 
 def gaussian_kl(mu_q: torch.Tensor, logvar_q: torch.Tensor,

@@ -208,3 +208,13 @@ def escaped(message):
 def test_bad_input_names_what_was_expected(call, message):
     with pytest.raises(ValueError, match=escaped(message)):
         call()
+
+
+def test_reparameterize_with_noise_drawn_beforehand():
+    mu, logvar = torch.randn(3, 4, 5), torch.randn(3, 4, 5)
+    noise = torch.randn(3, 4, 5)
+    assert torch.allclose(reparameterize(mu, logvar, noise=noise), mu + torch.exp(0.5 * logvar) * noise)
+    with pytest.raises(ValueError, match="noise must have the shape"):
+        reparameterize(mu, logvar, noise=torch.randn(3, 5))
+    with pytest.raises(ValueError, match="without a generator"):
+        reparameterize(mu, logvar, generator=torch.Generator(), noise=noise)

