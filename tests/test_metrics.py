@@ -1,0 +1,86 @@
+"""slamp.metrics: PSNR, SSIM (against scikit-image), LPIPS's clear failure, confidence intervals."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+
+from slamp.metrics import LPIPSUnavailable, lpips, mean_confidence_interval, psnr, ssim
+
+
+def test_psnr_of_known_errors():
+    target = torch.rand(3, 1, 16, 16) * 0.8
+    assert torch.allclose(psnr(target + 0.1, target), torch.full((3,), 20.0), atol=1e-4)  # MSE 0.01
+    assert torch.allclose(psnr(target + 0.01, target), torch.full((3,), 40.0), atol=1e-3)
+    assert torch.equal(psnr(target, target), torch.full((3,), 100.0))  # capped, finite
+
+
+def test_psnr_is_per_image():
+    target = torch.zeros(2, 3, 8, 8)
+    prediction = target.clone()
+    prediction[1] += 0.1
+    values = psnr(prediction, target)
+    assert values[0] == 100 and abs(values[1] - 20) < 1e-4
+
+
+@pytest.mark.parametrize("channels, size, noise", [(1, 64, 0.05), (3, 64, 0.2), (1, 32, 0.5), (3, 23, 0.1)])
+def test_ssim_matches_scikit_image(channels, size, noise):
+    generator = torch.Generator().manual_seed(channels * size)
+    target = torch.rand(2, channels, size, size, generator=generator)
+    prediction = (target + noise * torch.randn(target.shape, generator=generator)).clamp(0, 1)
+    ours = ssim(prediction, target)
+    for i in range(2):
+        reference = structural_similarity(prediction[i].numpy().astype(np.float64), target[i].numpy().astype(np.float64),
+                                          channel_axis=0, data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                          use_sample_covariance=False)
+        assert abs(ours[i].item() - reference) < 1e-5
+
+
+def test_ssim_of_identical_images_is_one_and_falls_with_noise():
+    target = torch.rand(1, 1, 32, 32)
+    assert torch.allclose(ssim(target, target), torch.ones(1))
+    small = ssim((target + 0.05 * torch.randn_like(target)).clamp(0, 1), target)
+    large = ssim((target + 0.3 * torch.randn_like(target)).clamp(0, 1), target)
+    assert 1 > small > large
+
+
+@pytest.mark.parametrize("metric", [psnr, ssim])
+def test_metrics_reject_mismatched_or_unbatched_input(metric):
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        metric(torch.rand(1, 32, 32), torch.rand(1, 32, 32))
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        metric(torch.rand(2, 1, 32, 32), torch.rand(3, 1, 32, 32))
+    with pytest.raises(ValueError, match="at least 11x11"):
+        ssim(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8))
+
+
+def test_lpips_works_or_says_why_not():
+    prediction, target = torch.rand(2, 1, 64, 64), torch.rand(2, 1, 64, 64)
+    try:
+        values = lpips(prediction, target)
+    except LPIPSUnavailable as error:  # the CPU machines of CI: no matching torchvision
+        message = str(error)
+        assert "pip install" in message or "checkpoints" in message
+        print(f"LPIPS skipped: {message}")  # shown with pytest -s; never a silent fake value
+    else:  # where lpips, torchvision and the AlexNet weights are present
+        assert values.shape == (2,) and (values > 0).all()
+        assert torch.allclose(lpips(target, target), torch.zeros(2), atol=1e-5)
+
+
+def test_confidence_interval_uses_students_t():
+    mean, half = mean_confidence_interval([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert mean == 3.0
+    assert math.isclose(half, 2.7764451051977987 * math.sqrt(2.5) / math.sqrt(5), rel_tol=1e-9)
+    assert mean_confidence_interval([7.0]) == (7.0, 0.0)
+    with pytest.raises(ValueError, match="at least one value"):
+        mean_confidence_interval([])
+
+
+def test_confidence_interval_covers_the_true_mean_about_95_percent_of_the_time():
+    generator = torch.Generator().manual_seed(0)
+    covered = 0
+    for _ in range(400):
+        mean, half = mean_confidence_interval(torch.randn(20, generator=generator) + 5)
+        covered += abs(mean - 5) <= half
+    assert 0.92 <= covered / 400 <= 0.98
