@@ -59,7 +59,9 @@ class Prediction:
 
     Every tensor is ``(B, T-1, ...)`` (or ``(B, S, n_future, ...)`` from ``generate``):
     ``frames`` x̂, ``appearance`` x^p, and for SLAMP-Baseline and SLAMP ``motion`` x^f, ``mask`` m
-    and ``flow`` (pixels). ``kl`` holds the KL term of each latent stream (scalars)."""
+    and ``flow`` (pixels). ``kl`` holds the KL term of each latent stream (scalars), ``latents``
+    the sampled ``z`` of each stream, ``(B, T-1, z)`` (maps ``(B, T-1, z, h, w)`` for the conv
+    backbone), from the posterior in training and from the prior in ``generate``."""
 
     frames: torch.Tensor
     appearance: torch.Tensor
@@ -67,6 +69,7 @@ class Prediction:
     mask: torch.Tensor | None = None
     flow: torch.Tensor | None = None
     kl: dict = field(default_factory=dict)
+    latents: dict = field(default_factory=dict)
 
 
 class LatentStream(nn.Module):
@@ -200,16 +203,16 @@ class VideoPredictor(nn.Module):
         h, skips = self.encoder(x.flatten(0, 1))  # every frame encoded once
         h = h.unflatten(0, (batch, length))
         g_pixel, stats, _ = self.appearance(h[:, :-1], h[:, 1:], noise["appearance"])
-        kls = {"appearance": self._kl(stats)}
+        kls, latents = {"appearance": self._kl(stats)}, {"appearance": stats["z"]}
         g_flow, motion_stats = self._motion_teacher_forced(x, noise)
         if g_flow is None:
             g_flow = g_pixel
         else:
-            kls["motion"] = self._kl(motion_stats)
+            kls["motion"], latents["motion"] = self._kl(motion_stats), motion_stats["z"]
         # Step t sees the running mean of the skips of frames 0..t-1.
         skips = [running_mean(s.unflatten(0, (batch, length))[:, :-1]).flatten(0, 1) for s in skips]
         out = self._decode(g_pixel.flatten(0, 1), g_flow.flatten(0, 1), skips, x[:, :-1].flatten(0, 1))
-        return Prediction(**{k: v.unflatten(0, (batch, length - 1)) for k, v in out.items()}, kl=kls)
+        return Prediction(**{k: v.unflatten(0, (batch, length - 1)) for k, v in out.items()}, kl=kls, latents=latents)
 
     # ---- one step at a time (scheduled sampling, generation) -------------------------------
     def _rollout(self, x, n_past, steps, noise, teacher_forcing=1.0, posterior_steps=None, decode_from=1):
@@ -221,7 +224,7 @@ class VideoPredictor(nn.Module):
         the conditioning steps, whose predictions nobody reads)."""
         posterior_steps = steps if posterior_steps is None else posterior_steps
         state, memory = None, {}
-        skip_sum, outputs, kls = None, [], {}
+        skip_sum, outputs, kls, latents = None, [], {}, {}
         x_in = x[:, 0]
         for t in range(1, steps + 1):
             if t > 1:
@@ -240,6 +243,7 @@ class VideoPredictor(nn.Module):
             else:
                 step_stats["motion"] = stats
             for name, stats in step_stats.items():
+                latents.setdefault(name, []).append(stats["z"])
                 if stats["posterior"] is not None:
                     kls[name] = kls.get(name, 0) + self._kl(stats)
             if t < decode_from:
@@ -249,7 +253,8 @@ class VideoPredictor(nn.Module):
             memory = self._motion_after_step(x_in, out["frames"], memory)
             outputs.append(out)
         stacked = {k: torch.stack([o[k] for o in outputs], 1) for k in outputs[0]}
-        return Prediction(**stacked, kl=kls)
+        latents = {name: torch.cat(z, 1)[:, decode_from - 1:] for name, z in latents.items()}  # decoded steps
+        return Prediction(**stacked, kl=kls, latents=latents)
 
     # ---- the interface ----------------------------------------------------------------------
     def forward(self, x, n_past: int = 1, teacher_forcing: float = 1.0, per_step: bool = False) -> Prediction:
@@ -307,7 +312,8 @@ class VideoPredictor(nn.Module):
             value = getattr(prediction, key)
             if value is not None:
                 parts[key] = value.reshape(batch, num_samples, n_future, *value.shape[2:])
-        return Prediction(**parts)
+        latents = {name: z.reshape(batch, num_samples, n_future, *z.shape[2:]) for name, z in prediction.latents.items()}
+        return Prediction(**parts, latents=latents)
 
 
 class SVG(VideoPredictor):

@@ -142,6 +142,8 @@ def test_batched_and_per_step_paths_give_the_same_loss(cls, backbone):
     for name in batched_terms:
         assert torch.allclose(batched_terms[name], stepwise_terms[name], rtol=1e-4, atol=1e-6), name
     assert torch.allclose(batched_prediction.frames, stepwise_prediction.frames, atol=1e-5)
+    for stream, z in batched_prediction.latents.items():
+        assert z.shape[:2] == (2, 5) and torch.allclose(z, stepwise_prediction.latents[stream], atol=1e-5)
 
 
 def test_same_seed_same_loss_and_gradients_reach_every_module():
@@ -195,6 +197,9 @@ def test_generate_samples_many_futures_in_one_batch(cls):
     assert torch.equal(model.generate(past, n_future=4, num_samples=5).frames, futures.frames)
     if cls is not SVG:
         assert futures.flow.shape == (3, 5, 4, 2, 64, 64)
+    streams = ["appearance", "motion"] if cls is SLAMP else ["appearance"]
+    assert sorted(futures.latents) == sorted(streams)
+    assert all(futures.latents[s].shape == (3, 5, 4, 8) for s in streams)  # tiny: z = 8
 
 
 def test_generate_from_one_frame():
