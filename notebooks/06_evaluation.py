@@ -446,7 +446,7 @@ for step in range(steps):
 print(f"trained {steps} steps; last loss {total.item():.4f}")
 
 # %%
-test_set = MovingMNISTTestSet.generate(num_sequences=16 if SMOKE else 256, n_frames=25, seed=42)
+test_set = MovingMNISTTestSet.generate(num_sequences=16 if SMOKE else (256 if device == "cuda" else 32), n_frames=25, seed=42)
 num_samples = 5 if SMOKE else 100
 result = evaluate(model, DataLoader(test_set, batch_size=16), n_past=5, n_future=20, num_samples=num_samples,
                   metrics=("psnr", "ssim"), heads=("final", "appearance", "motion", "average"), progress=False)
