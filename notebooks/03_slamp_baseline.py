@@ -107,14 +107,6 @@ class DCGANDecoder(nn.Module):
         return self.activation(self.out(torch.cat([x, skips[0]], 1)))
 
 
-def _vgg_stage(cin, widths):
-    layers, previous = [], cin
-    for w in widths:
-        layers.append(_conv_block(previous, w, 3, 1, 1))
-        previous = w
-    return nn.Sequential(*layers)
-
-
 # %% [markdown]
 # The VGG-64 pair: stages of $3\times3$ convolutions separated by max-pooling (encoder) or
 # nearest-neighbour upsampling (decoder), 64 → 512 channels.

@@ -60,14 +60,6 @@ def _vgg_stage(cin, widths):
     return nn.Sequential(*layers)
 
 
-def _vgg_stage(cin, widths):
-    layers, previous = [], cin
-    for w in widths:
-        layers.append(_conv_block(previous, w, 3, 1, 1))
-        previous = w
-    return nn.Sequential(*layers)
-
-
 class VGGEncoder(nn.Module):
     """VGG-64 encoder: ``(N, C, 64, 64)`` → ``(N, dim)`` and skips at 64, 32, 16, 8 px.
 
