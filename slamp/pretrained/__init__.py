@@ -1,0 +1,81 @@
+"""Trained models that ship inside the package, so notebooks and users get a trained model offline.
+
+    from slamp.pretrained import load
+    model = load("slamp")                       # SLAMP, `tiny` sizes, trained on Stochastic Moving MNIST
+    futures = model.generate(video[:, :5], n_future=20, num_samples=10)
+
+Each ``<name>.pt`` holds the weights in float16 (half the size; cast back to float32 on loading)
+with the model's class, its sizes, the training config and how long it trained. They are made
+from training checkpoints by :func:`export_checkpoint` (see the README's "Trained models").
+Plain glue: no notebook teaches this module.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from slamp.data.files import atomic_path
+from slamp.models import SLAMP, SVG, ModelConfig, SLAMPBaseline, VideoPredictor
+
+FOLDER = Path(__file__).resolve().parent
+FORMAT = "slamp.pretrained/1"
+CLASSES = {cls.__name__: cls for cls in (SVG, SLAMPBaseline, SLAMP)}
+
+
+class PretrainedError(RuntimeError):
+    """A shipped model is unknown, missing or unreadable; the message says which and why."""
+
+
+def available() -> list[str]:
+    """Names of the models shipped in ``slamp/pretrained/``."""
+    return sorted(p.stem for p in FOLDER.glob("*.pt"))
+
+
+def _read(name: str) -> dict:
+    path = FOLDER / f"{name}.pt"
+    if not path.is_file():
+        raise PretrainedError(f"no shipped model named {name!r} (expected {path}); available: {available() or 'none'}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a Git LFS pointer, a truncated file, not a torch file
+        raise PretrainedError(f"cannot read {path} ({type(error).__name__}); if it is a Git LFS pointer or was "
+                              f"cut short, restore it with `git checkout -- {path.relative_to(FOLDER.parents[1])}`") from error
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise PretrainedError(f"{path} is not a slamp.pretrained file (format {FORMAT!r})")
+    return state
+
+
+def info(name: str) -> dict:
+    """What is known about a shipped model: class, sizes, training config, updates, metrics."""
+    state = _read(name)
+    return {key: value for key, value in state.items() if key != "model"}
+
+
+def load(name: str, device="cpu") -> VideoPredictor:
+    """The shipped model ``name`` (see :func:`available`), float32, in eval mode, on ``device``."""
+    state = _read(name)
+    model = CLASSES[state["model_class"]](ModelConfig(**state["model_config"]))
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}
+    model.load_state_dict(weights)
+    return model.to(device).eval()
+
+
+def export_checkpoint(checkpoint, name: str, metrics: dict | None = None, folder=FOLDER) -> Path:
+    """Write the model of a training checkpoint (``slamp.train``) as ``<folder>/<name>.pt`` in
+    float16, with its config and ``metrics``. Returns the path."""
+    from slamp.train import load_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    shipped = {
+        "format": FORMAT, "model_class": state["model_class"], "model_config": state["model_config"],
+        "model": {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()},
+        "train_config": state["config"], "updates": int(state["step"]), "metrics": metrics or {},
+    }
+    path = Path(folder) / f"{name}.pt"
+    with atomic_path(path) as temporary:
+        torch.save(shipped, temporary)
+    return path
+
+
+__all__ = ["PretrainedError", "available", "info", "load", "export_checkpoint"]
