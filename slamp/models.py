@@ -291,20 +291,29 @@ class VideoPredictor(nn.Module):
         return total, terms, prediction
 
     @torch.no_grad()
-    def generate(self, x_past, n_future: int, num_samples: int = 1) -> Prediction:
+    def generate(self, x_past, n_future: int, num_samples: int = 1, noise: dict | None = None) -> Prediction:
         """Condition on ``x_past`` ``(B, n_past, C, H, W)`` through the posterior and sample
         ``num_samples`` futures from the learned prior, all in one batch (call ``model.eval()``
         first: BatchNorm then uses its running statistics, so a sample does not depend on the
         other sequences in the batch — the public code kept BatchNorm in training mode here).
 
-        Returns a :class:`Prediction` whose tensors are ``(B, num_samples, n_future, ...)``."""
+        ``noise`` fixes the draws instead of making fresh ones: ε of every stream in
+        ``self.streams``, ``{name: (B * num_samples, n_past - 1 + n_future, *self.latent_shape)}``
+        (row ``b * num_samples + s`` is sample ``s`` of sequence ``b``), e.g. to redraw one stream
+        and keep the other. Returns a :class:`Prediction` whose tensors are ``(B, num_samples, n_future, ...)``."""
         self._check_video(x_past, "x_past", min_frames=1)
         if n_future < 1 or num_samples < 1:
             raise ValueError(f"n_future and num_samples must be >= 1, found {n_future} and {num_samples}")
         batch, n_past = x_past.shape[:2]
         x = x_past.repeat_interleave(num_samples, 0)  # sample s of sequence b is row b*S + s
         steps = n_past - 1 + n_future
-        noise = self._noise(x.shape[0], steps, x.device)
+        if noise is None:
+            noise = self._noise(x.shape[0], steps, x.device)
+        else:
+            shape = (x.shape[0], steps, *self.latent_shape)
+            found = {name: tuple(value.shape) for name, value in noise.items()}
+            if found != {name: shape for name in self.streams}:
+                raise ValueError(f"noise must hold {list(self.streams)}, each of shape {shape}, found {found}")
         prediction = self._rollout(x, n_past, steps, noise, teacher_forcing=0.0,
                                    posterior_steps=n_past - 1, decode_from=n_past)
         parts = {}

@@ -202,6 +202,20 @@ def test_generate_samples_many_futures_in_one_batch(cls):
     assert all(futures.latents[s].shape == (3, 5, 4, 8) for s in streams)  # tiny: z = 8
 
 
+def test_generate_with_given_noise_redraws_only_the_stream_whose_noise_changes():
+    model = SLAMP.from_preset("tiny").eval()
+    past = torch.rand(1, 3, 1, 64, 64)
+    noise = {s: torch.randn(2, 2 + 4, 8) for s in ("appearance", "motion")}  # 2 samples, 2 + 4 steps, z = 8
+    first = model.generate(past, n_future=4, num_samples=2, noise=noise)
+    assert torch.equal(model.generate(past, n_future=4, num_samples=2, noise=noise).frames, first.frames)
+    redrawn = model.generate(past, n_future=4, num_samples=2, noise={**noise, "appearance": torch.randn(2, 6, 8)})
+    # The first future step's prior reads only the past, so the kept stream's z is unchanged there.
+    assert torch.equal(redrawn.latents["motion"][:, :, 0], first.latents["motion"][:, :, 0])
+    assert not torch.allclose(redrawn.latents["appearance"][:, :, 0], first.latents["appearance"][:, :, 0])
+    with pytest.raises(ValueError, match=r"noise must hold \['appearance', 'motion'\], each of shape \(2, 6, 8\)"):
+        model.generate(past, n_future=4, num_samples=2, noise={"appearance": noise["appearance"]})
+
+
 def test_generate_from_one_frame():
     futures = SLAMP.from_preset("tiny").eval().generate(torch.rand(2, 1, 1, 64, 64), n_future=3)
     assert futures.frames.shape == (2, 1, 3, 1, 64, 64)
