@@ -258,6 +258,8 @@ from slamp.metrics import lpips, mean_confidence_interval, psnr, ssim
 
 METRICS = {"psnr": (psnr, True), "ssim": (ssim, True), "lpips": (lpips, False)}  # name: (function, higher is better)
 HEADS = ("final", "appearance", "motion", "average")  # x̂, x^p, x^f, (x^p + x^f) / 2
+# The paper's test protocol per dataset: (conditioning frames, predicted frames).
+PROTOCOLS = {"mnist": (5, 20), "kth": (10, 30), "bair": (2, 28), "kitti": (10, 20), "cityscapes": (10, 20)}
 
 
 def score_frames(samples: torch.Tensor, target: torch.Tensor, metric: str) -> torch.Tensor:

@@ -51,6 +51,7 @@ class TrainConfig:
     batch_size: int = 32  # the global batch: split evenly over the processes of a DDP run
     lr: float = 3e-4
     betas: tuple[float, float] = (0.9, 0.999)  # Adam
+    adam_eps: float = 1e-8  # Adam's epsilon (PyTorch's default, as in the public code)
     epochs: int = 300
     epoch_size: int = 1000  # updates per epoch
     scheduled_sampling_k: float = 0.0  # k of p = k / (k + exp(epoch / k)); 0: always the true frame
@@ -129,6 +130,7 @@ def _value_problems(c: TrainConfig) -> list[str]:
         (c.batch_size >= 1, f"batch_size must be >= 1, found {c.batch_size}"),
         (c.lr > 0 and math.isfinite(c.lr), f"lr must be a positive number, found {c.lr}"),
         (all(0 <= b < 1 for b in c.betas), f"betas must be two numbers in [0, 1), found {c.betas}"),
+        (c.adam_eps > 0, f"adam_eps must be > 0, found {c.adam_eps}"),
         (c.epochs >= 1 and c.epoch_size >= 1, f"epochs and epoch_size must be >= 1, found {c.epochs} and {c.epoch_size}"),
         (c.scheduled_sampling_k >= 0, f"scheduled_sampling_k must be >= 0 (0: off), found {c.scheduled_sampling_k}"),
         (c.seed >= 0, f"seed must be >= 0, found {c.seed}"),
@@ -684,6 +686,8 @@ def plot_training(run, smooth: int = 1) -> Figure:
     return figure
 
 
+import sys
+
 from tqdm.auto import tqdm
 
 
@@ -728,7 +732,8 @@ class Trainer:
             if config.sync_batchnorm:
                 synchronise_batchnorm(self.model, self.device)
         self.model.to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=config.betas)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=config.betas,
+                                          eps=config.adam_eps)
         self.scaler = _grad_scaler(self.device, self.dtype)
         self.step, self.best_psnr = 0, -math.inf
         if checkpoint is not None:
@@ -792,7 +797,7 @@ class Trainer:
 
     def _say(self, message: str) -> None:
         if self.place.is_main:
-            tqdm.write(message)
+            tqdm.write(message, file=sys.stderr)  # stdout stays for results (the CLI prints JSON)
 
     # ---- the loop ----------------------------------------------------------------------------
     @property
