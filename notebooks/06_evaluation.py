@@ -198,6 +198,116 @@ except LPIPSUnavailable as error:
     print("LPIPS unavailable here:", str(error)[:300], "...")
 
 # %% [markdown]
+# ## FVD
+#
+# The Fréchet Video Distance (Unterthiner et al., 2018) compares *sets* of videos, not pairs:
+# both sets go through an I3D network trained on Kinetics-400, and the two clouds of features
+# are summarised by Gaussians $\mathcal N(\mu_r, \Sigma_r)$, $\mathcal N(\mu_g, \Sigma_g)$ whose
+# Fréchet (2-Wasserstein) distance is
+#
+# $$\mathrm{FVD} = \lVert \mu_r - \mu_g \rVert^2 + \operatorname{tr}\bigl(\Sigma_r + \Sigma_g - 2(\Sigma_r\Sigma_g)^{1/2}\bigr).$$
+#
+# Lower is better. The distance itself is a few lines (`scipy.linalg.sqrtm` for the matrix square
+# root). The I3D weights are not: we use the TorchScript export of I3D common to recent video
+# papers (`i3d_torchscript.pt`, from the StyleGAN-V / fvd-comparison projects): frames are resized
+# so the short side is 224 and centre-cropped, scaled to $[-1, 1]$, grey repeated to RGB, and the
+# 400 logits before the softmax are the features. The file is never downloaded at run time:
+# `fvd()` looks for it at `$SLAMP_I3D` or `~/.cache/slamp/i3d_torchscript.pt` and raises
+# `FVDUnavailable`, saying where to get it and where to put it, when it is not there.
+# FVD needs hundreds of videos to be stable and is biased on small sets: compare models only at
+# equal set sizes.
+
+# %%
+#| export
+import os
+from pathlib import Path
+
+import numpy as np
+from scipy import linalg
+
+I3D_URL = "https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt"
+
+
+class FVDUnavailable(RuntimeError):
+    """FVD cannot run here: the I3D weights are missing or unreadable (the message says where to put them)."""
+
+
+def frechet_distance(features_a, features_b) -> float:
+    """Fréchet distance between Gaussians fitted to two sets of features ``(N, D)`` and ``(M, D)``."""
+    a, b = (np.asarray(f, dtype=np.float64) for f in (features_a, features_b))
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise ValueError(f"need two sets of features (N, D), (M, D) with N, M >= 2; found {a.shape} and {b.shape}")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    root = root.real  # sqrtm returns tiny imaginary parts from rounding
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
+
+
+def i3d_path() -> Path:
+    """Where the I3D TorchScript file is looked for: ``$SLAMP_I3D``, else ``~/.cache/slamp/``."""
+    return Path(os.environ.get("SLAMP_I3D", Path.home() / ".cache" / "slamp" / "i3d_torchscript.pt")).expanduser()
+
+
+_I3D = {}
+
+
+def _i3d(device):
+    path = i3d_path()
+    if not path.is_file():
+        raise FVDUnavailable(f"FVD needs the I3D network, expected at {path} (set SLAMP_I3D to use another "
+                             f"path). Download i3d_torchscript.pt from {I3D_URL} and put it there.")
+    key = (str(path), str(device))
+    if key not in _I3D:
+        try:
+            _I3D[key] = torch.jit.load(str(path), map_location=device).eval()
+        except Exception as error:
+            raise FVDUnavailable(f"cannot load the I3D network at {path} ({type(error).__name__}); is it the "
+                                 f"TorchScript file from {I3D_URL}, downloaded completely?") from error
+    return _I3D[key]
+
+
+def i3d_features(videos: torch.Tensor, batch_size: int = 16) -> np.ndarray:
+    """I3D features ``(N, 400)`` of videos ``(N, T, C, H, W)`` in [0, 1] (C = 1 or 3, T >= 9)."""
+    if videos.ndim != 5 or videos.shape[2] not in (1, 3):
+        raise ValueError(f"videos must be (N, T, C, H, W) with C = 1 or 3, found {tuple(videos.shape)}")
+    network, features = _i3d(videos.device), []
+    for chunk in videos.split(batch_size):
+        n, t, c, h, w = chunk.shape
+        frames = chunk.float().flatten(0, 1).expand(-1, 3, -1, -1)  # grey -> RGB
+        scale = 224 / min(h, w)
+        frames = F.interpolate(frames, size=(round(h * scale), round(w * scale)), mode="bilinear", align_corners=False)
+        top, left = (frames.shape[-2] - 224) // 2, (frames.shape[-1] - 224) // 2
+        frames = frames[..., top:top + 224, left:left + 224] * 2 - 1
+        clips = frames.view(n, t, 3, 224, 224).permute(0, 2, 1, 3, 4).contiguous()  # (N, C, T, H, W)
+        with torch.no_grad():
+            features.append(network(clips, rescale=False, resize=False, return_features=True).cpu().numpy())
+    return np.concatenate(features)
+
+
+def fvd(real: torch.Tensor, generated: torch.Tensor) -> float:
+    """FVD between two sets of videos ``(N, T, C, H, W)`` in [0, 1]; lower is better. Raises
+    :class:`FVDUnavailable` when the I3D weights are not on this machine."""
+    return frechet_distance(i3d_features(real), i3d_features(generated))
+
+
+# %% [markdown]
+# The distance checks against its closed form: for $\Sigma_r = \Sigma_g$ it is
+# $\lVert\mu_r - \mu_g\rVert^2$, and it is 0 for a set against itself.
+
+# %%
+generator = np.random.default_rng(0)
+cloud = generator.normal(size=(4000, 8))
+assert abs(frechet_distance(cloud, cloud)) < 1e-6
+shifted = frechet_distance(cloud, cloud + 0.5)  # same covariance, means 0.5 apart in 8 dimensions
+print(f"shifted by 0.5 in 8 dims: {shifted:.4f} (closed form {8 * 0.25})")
+assert abs(shifted - 2.0) < 1e-6
+try:
+    print("FVD", fvd(frames[None].repeat(2, 9, 1, 1, 1), noisy[None].repeat(2, 9, 1, 1, 1)))
+except FVDUnavailable as error:
+    print("FVD unavailable here:", error)
+
+# %% [markdown]
 # ## Confidence intervals
 #
 # With $n$ test sequences whose scores have mean $\bar s$ and sample standard deviation $s$, the

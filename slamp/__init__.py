@@ -4,7 +4,8 @@ The modules are exported from the notebooks in ``notebooks/`` (see the README):
 ``slamp.losses`` (00_elbo: reparameterisation, Gaussian KL, the L2 and KL reductions),
 ``slamp.warp`` and ``slamp.viz`` (01_flow_warping), ``slamp.data`` (02_data: Stochastic Moving
 MNIST and the real-dataset loaders), ``slamp.nn``, ``slamp.models`` and ``slamp.toy``
-(03_slamp_baseline, 04_slamp: SVG, SLAMP-Baseline, SLAMP). ``slamp.cli`` is the command line
-(``slamp demo``, ``python -m slamp demo``).
+(03_slamp_baseline, 04_slamp: SVG, SLAMP-Baseline, SLAMP). ``slamp.train`` (05_training), ``slamp.metrics`` and
+``slamp.evaluate`` (06_evaluation). ``slamp.pretrained`` loads the shipped models; ``slamp.cli`` is
+the command line (``slamp demo|train|evaluate``, ``python -m slamp ...``).
 """
 __version__ = "0.1.0"

@@ -164,10 +164,16 @@ def _evaluate(args) -> int:
     model.to(device)
     test_set = _test_videos(dataset, args.data_root, args.sequences, n_past + n_future)
     heads = args.heads or (("final", "appearance", "motion", "average") if model.motion_head else ("final",))
+    per_frame = tuple(m for m in args.metrics if m != "fvd") or ("psnr",)  # FVD scores sets, not frames
     torch.manual_seed(args.seed)
     started = time.perf_counter()
     result = evaluate(model, DataLoader(test_set, batch_size=args.batch_size), n_past, n_future, args.num_samples,
-                      metrics=tuple(args.metrics), heads=tuple(heads), max_batch=args.max_batch, device=device)
+                      metrics=per_frame, heads=tuple(heads), max_batch=args.max_batch, device=device)
+    if "fvd" in args.metrics:  # the true videos against the conditioning frames + each best sample
+        from slamp.metrics import fvd
+
+        real = torch.stack([test_set[i][:n_past + n_future] for i in range(len(test_set))])
+        result.settings["fvd"] = fvd(real, torch.cat([real[:, :n_past], result.best_frames.float()], 1))
     result.settings.update({"dataset": dataset, "sequences": len(test_set), "seed": args.seed,
                             "seconds": round(time.perf_counter() - started, 1), "device": str(device),
                             "source": args.pretrained and f"pretrained:{args.pretrained}" or str(args.checkpoint)})
@@ -177,6 +183,8 @@ def _evaluate(args) -> int:
     for head, metrics in result.summary().items():
         cells = "  ".join(f"{name} {v['mean']:.4f} ± {v['ci95']:.4f}" for name, v in metrics.items())
         print(f"  {head:>10}: {cells}")
+    if "fvd" in result.settings:
+        print(f"  FVD (best samples by {per_frame[0]}): {result.settings['fvd']:.2f}")
     print(f"wrote {Path(args.out) / 'summary.json'}, per_frame.csv, best_samples.pt")
     return 0
 
@@ -214,7 +222,7 @@ def parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--n-past", type=int, default=None, help="conditioning frames (default: the paper's)")
     evaluation.add_argument("--n-future", type=int, default=None, help="predicted frames (default: the paper's)")
     evaluation.add_argument("--num-samples", type=int, default=100, help="futures per sequence (best of N)")
-    evaluation.add_argument("--metrics", nargs="+", default=["psnr", "ssim"], help="psnr ssim lpips")
+    evaluation.add_argument("--metrics", nargs="+", default=["psnr", "ssim"], help="psnr ssim lpips fvd (FVD of the best samples; needs the I3D weights)")
     evaluation.add_argument("--heads", nargs="+", default=None,
                             help="final appearance motion average (default: all the model has)")
     evaluation.add_argument("--batch-size", type=int, default=16, help="test sequences per batch")
@@ -246,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"slamp {args.command}: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (CheckpointError, NonFiniteLossError, DataError, FileExistsError, ValueError, RuntimeError) as error:
+        # Also LPIPSUnavailable, FVDUnavailable and PretrainedError (RuntimeErrors that say what to do).
         print(f"slamp {args.command}: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_FAILED
 

@@ -71,3 +71,12 @@ def test_module_entry_point():
     assert result.returncode == 0 and all(word in result.stdout for word in ("demo", "train", "evaluate"))
     bad = subprocess.run([sys.executable, "-m", "slamp", "fly"], capture_output=True, text=True)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_evaluate_asks_for_fvd_weights_when_they_are_missing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SLAMP_I3D", str(tmp_path / "i3d.pt"))
+    run = tmp_path / "run"
+    assert main(["train", "--set", *SMALL_RUN, "epoch_size=1", "val_every=0", "--out", str(run)]) == 0
+    code = main(["evaluate", "--checkpoint", str(run / "last.pt"), "--sequences", "2", "--num-samples", "1",
+                 "--n-future", "9", "--metrics", "psnr", "fvd", "--out", str(tmp_path / "eval")])
+    assert code == 1 and "FVDUnavailable" in capsys.readouterr().err

@@ -84,3 +84,53 @@ def test_confidence_interval_covers_the_true_mean_about_95_percent_of_the_time()
         mean, half = mean_confidence_interval(torch.randn(20, generator=generator) + 5)
         covered += abs(mean - 5) <= half
     assert 0.92 <= covered / 400 <= 0.98
+
+
+# ---- FVD ---------------------------------------------------------------------------------------
+import numpy as np
+
+from slamp.metrics import FVDUnavailable, frechet_distance, fvd, i3d_features
+
+
+def test_frechet_distance_matches_the_closed_form():
+    rng = np.random.default_rng(0)
+    cloud = rng.normal(size=(3000, 6))
+    assert abs(frechet_distance(cloud, cloud)) < 1e-6
+    assert frechet_distance(cloud, cloud + 1.0) == pytest.approx(6.0, abs=1e-6)  # ||Δμ||², equal covariances
+    # Doubling a set: means μ and 2μ, covariances C and 4C, so ||μ||² + tr(C + 4C - 2·2C) = ||μ||² + tr(C).
+    expected = (cloud.mean(0) ** 2).sum() + np.trace(np.cov(cloud, rowvar=False))
+    assert frechet_distance(cloud, 2 * cloud) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="need two sets of features"):
+        frechet_distance(cloud, cloud[:, :3])
+
+
+def test_fvd_without_i3d_weights_says_where_to_put_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLAMP_I3D", str(tmp_path / "missing.pt"))
+    videos = torch.rand(2, 10, 1, 32, 32)
+    with pytest.raises(FVDUnavailable, match=r"expected at .*missing\.pt.*i3d_torchscript\.pt"):
+        fvd(videos, videos)
+    (tmp_path / "broken.pt").write_bytes(b"not torchscript")
+    monkeypatch.setenv("SLAMP_I3D", str(tmp_path / "broken.pt"))
+    with pytest.raises(FVDUnavailable, match="cannot load the I3D network"):
+        fvd(videos, videos)
+
+
+class _FakeI3D(torch.nn.Module):
+    """Stands in for I3D: (N, 3, T, 224, 224) in [-1, 1] → (N, 400) features."""
+
+    def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = True):
+        pooled = x.mean(dim=(1, 3, 4))  # (N, T)
+        return torch.cat([pooled, x.amin(dim=(1, 2, 3, 4))[:, None], x.std(dim=(1, 2, 3, 4))[:, None]], 1).repeat(1, 40)[:, :400]
+
+
+def test_fvd_pipeline_with_a_stand_in_network(tmp_path, monkeypatch):
+    path = tmp_path / "i3d.pt"
+    torch.jit.script(_FakeI3D()).save(str(path))
+    monkeypatch.setenv("SLAMP_I3D", str(path))
+    torch.manual_seed(0)
+    real = torch.rand(6, 10, 1, 48, 64)
+    features = i3d_features(real)
+    assert features.shape == (6, 400)
+    assert abs(fvd(real, real)) < 1e-3 and fvd(real, real * 0.2) > fvd(real, real * 0.9) > 0
+    with pytest.raises(ValueError, match="C = 1 or 3"):
+        i3d_features(torch.rand(2, 10, 2, 32, 32))
