@@ -1,12 +1,16 @@
-"""slamp.viz: the Middlebury flow colour code, image rows and GIFs (notebook 01_flow_warping)."""
+"""slamp.viz: the Middlebury flow colour code, image rows and GIFs (notebook 01_flow_warping); the
+streams of a prediction, t-SNE and diversity figures (notebook 07_latents)."""
 import math
 
 import matplotlib
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from slamp.viz import colour_wheel, flow_legend, flow_to_colour, save_gif, show_row, demo_image
+from slamp.models import Prediction
+from slamp.viz import (STREAM_TITLES, colour_wheel, demo_image, flow_legend, flow_to_colour, prediction_parts,
+                       save_gif, show_diversity, show_row, show_streams, show_tsne, stream_images, streams_strip)
 
 matplotlib.use("Agg")
 
@@ -116,3 +120,78 @@ def demo_image_is_an_rgb_image_in_range():
     pattern = demo_image(20, 30)
     assert pattern.shape == (3, 20, 30)
     assert pattern.min() >= 0 and pattern.max() <= 1 and pattern.std() > 0.1
+
+
+# ---- figures of notebook 07_latents: streams, t-SNE, diversity ----------------------------------
+def fake_prediction(batch=2, samples=3, length=4, motion_head=True):
+    """A Prediction shaped like generate's: tensors (B, S, T, ...)."""
+    torch.manual_seed(0)
+    shape = (batch, samples, length)
+    parts = {"frames": torch.rand(*shape, 1, 16, 16), "appearance": torch.rand(*shape, 1, 16, 16)}
+    if motion_head:
+        parts.update(motion=torch.rand(*shape, 1, 16, 16), mask=torch.rand(*shape, 1, 16, 16),
+                     flow=torch.randn(*shape, 2, 16, 16))
+    return Prediction(**parts)
+
+
+def test_prediction_parts_picks_one_sample_of_one_sequence():
+    prediction = fake_prediction()
+    parts = prediction_parts(prediction, sequence=1, sample=2)
+    assert list(parts) == ["frames", "appearance", "motion", "mask", "flow"]
+    assert torch.equal(parts["flow"], prediction.flow[1, 2]) and parts["frames"].shape == (4, 1, 16, 16)
+    training = Prediction(frames=torch.rand(2, 4, 1, 16, 16), appearance=torch.rand(2, 4, 1, 16, 16))
+    assert list(prediction_parts(training, 1, sample=None)) == ["frames", "appearance"]  # SVG: no motion head
+
+
+def test_stream_images_colour_the_flow_on_one_scale_for_the_sequence():
+    flow = torch.zeros(2, 2, 4, 4)
+    flow[0, 0] = 1.0  # frame 0 moves right by 1 pixel, frame 1 by 2
+    flow[1, 0] = 2.0
+    images = stream_images(torch.rand(2, 1, 4, 4), {"flow": flow, "frames": torch.rand(2, 1, 4, 4)})
+    assert list(images) == ["truth", "frames", "flow"]  # in the order of STREAM_TITLES
+    assert torch.allclose(images["flow"][0], flow_to_colour(flow[0], max_flow=2.0))  # half saturated
+    assert not torch.allclose(images["flow"][0], images["flow"][1])
+    with pytest.raises(ValueError, match="same number of frames"):
+        stream_images(torch.rand(3, 1, 4, 4), {"frames": torch.rand(2, 1, 4, 4)})
+
+
+def test_show_streams_has_a_row_per_stream_and_a_column_per_step():
+    truth = torch.rand(4, 1, 16, 16)
+    fig = show_streams(truth, prediction_parts(fake_prediction()), steps=[0, 2], first_frame=5, title="best")
+    assert len(fig.axes) == 6 * 2
+    rows = [fig.axes[2 * r].get_ylabel() for r in range(6)]
+    assert rows == [STREAM_TITLES[k] for k in ("truth", "frames", "appearance", "motion", "mask", "flow")]
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["5", "7"] and fig.get_suptitle() == "best"
+    svg = show_streams(truth, prediction_parts(fake_prediction(motion_head=False)))
+    assert len(svg.axes) == 3 * 4  # truth, x̂, x^p; every step
+
+
+def test_streams_strip_puts_the_rows_side_by_side_with_white_gaps():
+    parts = prediction_parts(fake_prediction())
+    strip = streams_strip(torch.rand(4, 1, 16, 16), parts, gap=2)
+    assert strip.shape == (4, 3, 16, 6 * 16 + 5 * 2)
+    assert (strip[..., 16:18] == 1).all()  # the first gap
+    assert torch.equal(strip[:, 0, :, 18:34], parts["frames"][:, 0])  # x̂, grey in all channels
+
+
+def test_show_tsne_has_a_panel_per_space_and_names_the_labels():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 10)
+    embeddings = {"$z^f$": rng.normal(size=(30, 2)), "$z^p$": rng.normal(size=(30, 2))}
+    fig = show_tsne(embeddings, labels, names=["→", "↓", "←"], title="directions")
+    assert [ax.get_title() for ax in fig.axes] == ["$z^f$", "$z^p$"]
+    legend = fig.axes[-1].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["→", "↓", "←"]
+    assert sum(len(c.get_offsets()) for c in fig.axes[0].collections) == 30
+    with pytest.raises(ValueError, match=r"must be \(N, 2\) with N = 30"):
+        show_tsne({"bad": rng.normal(size=(29, 2))}, labels)
+
+
+def test_show_diversity_shows_truth_samples_their_mean_and_spread():
+    samples = torch.rand(6, 4, 1, 16, 16)
+    fig = show_diversity(torch.rand(4, 1, 16, 16), samples, steps=[1, 3], best=2)
+    rows = [fig.axes[2 * r].get_ylabel() for r in range(5)]
+    assert rows == ["ground truth", "best sample", "random sample", "mean of 6", "spread (2 std)"]
+    shown_mean = fig.axes[6].get_images()[0].get_array()
+    assert np.allclose(shown_mean, samples.mean(0)[1, 0].numpy(), atol=1e-6)
+    assert len(show_diversity(torch.rand(4, 1, 16, 16), samples).axes) == 4 * 4  # no best: four rows
