@@ -94,9 +94,12 @@ def trained_model(name: str, steps: int = 600, device="cpu", batch_size: int = 1
 
 
 # %%
-steps = 3 if SMOKE else (3000 if device == "cuda" else 600)
+from slamp.pretrained import available
+
+steps = 2 if SMOKE else (3000 if device == "cuda" else 600)
 slamp_model, about = trained_model("slamp", steps, device)
 print(about)
+trained = "slamp" in available() or not SMOKE  # only then is it fair to expect the latents to mean something
 svg_model, about = trained_model("svg", steps, device)
 print(about)
 
@@ -462,7 +465,7 @@ explorer_widget(explorer)
 # $z^f_t \sim q(z^f_t \mid x_{0:t})$ the motion encoding of the pair $(x_{t-1}, x_t)$. If the motion
 # stream does its job, $z^f_t$ should encode **how the digit moved between $t-1$ and $t$**, and $z^p_t$
 # should not need to. As in the paper (Fig. 14, SVG's $z$ in Fig. 15) we run the posteriors over test
-# sequences, keep every $z_t$ (a `training forward`'s `Prediction.latents`), and embed them with
+# sequences, keep every $z_t$ (the `Prediction.latents` of a training forward), and embed them with
 # t-SNE, colouring each point by the digit's displacement $d_t = p_t - p_{t-1}$ (top-left corner,
 # from the trajectories `MovingMNISTTestSet` keeps). The label is its compass direction, one of 8
 # sectors of $45^\circ$:
@@ -653,12 +656,17 @@ verdict = "holds" if motion_z["knn_accuracy"] > appearance_z["knn_accuracy"] els
 print(f"\n'z^f encodes the direction of motion better than z^p' {verdict} for this model "
       f"(k-NN accuracy {motion_z['knn_accuracy']:.3f} vs {appearance_z['knn_accuracy']:.3f}).")
 assert all(0 <= v["direction"]["knn_accuracy"] <= 1 and -1 <= v["direction"]["silhouette"] <= 1 for v in scores.values())
+if trained:  # a shipped model, or one trained here at full settings: the paper's claim must hold
+    assert motion_z["knn_accuracy"] > max(appearance_z["knn_accuracy"], motion_z["chance"]), scores
 
 # %% [markdown]
-# With an untrained model (the CI smoke setting) every space is near chance: the posteriors have
-# not learned anything yet. With a trained SLAMP, the paper's reading is that $z^f$ clusters by
-# direction and $z^p$ does not, and that SVG's single $z$ has to mix both kinds of information.
-# The table is the check; the pictures are the illustration.
+# A model trained for a few updates (the CI smoke setting when no trained model ships) is near
+# chance everywhere: its posteriors have not learned anything yet, and the check above is skipped.
+# With a trained SLAMP the paper's reading can be tested: $z^f$ should predict the direction well
+# above chance and better than $z^p$. Note what a posterior needs to carry: only what the prior,
+# which has seen the past, cannot predict — for a digit that keeps its velocity until the next
+# bounce, much of the motion is predictable, so even $z^f$ need not encode all of it. The table is
+# the check; the pictures are the illustration.
 
 # %% [markdown]
 # ## Diversity: the mean of the samples blurs where the future is uncertain
