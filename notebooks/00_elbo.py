@@ -20,14 +20,20 @@
 # against once the terms are averaged the way the official code averages them.
 
 # %%
-# Setup: on Colab, install the package from the repository; elsewhere use the local install.
+# Setup. On Colab, install slamp from its repository (it carries its trained models, so nothing
+# else is downloaded; SLAMP_REPO overrides where from). Then seed, and pick the GPU when present.
 import importlib.util
+import os
 import subprocess
 import sys
 
 if importlib.util.find_spec("slamp") is None and "google.colab" in sys.modules:
     subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "git+https://github.com/slamp-project/slamp"])
+                           os.environ.get("SLAMP_REPO", "git+https://github.com/slamp-project/slamp")])
+
+from slamp.notebook import setup
+
+device = setup()  # "cuda" or "cpu"
 
 # %%
 #| default_exp losses
@@ -147,7 +153,9 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
     elif generator is not None or noise.shape != shape:
         raise ValueError(f"noise must have the shape of mu and logvar {tuple(shape)}, found "
                          f"{tuple(noise.shape)}, and comes without a generator")
+    # BEGIN SOLUTION reparameterize
     return mu + torch.exp(0.5 * logvar) * noise
+    # END SOLUTION
 
 
 # %% [markdown]
@@ -242,10 +250,12 @@ def gaussian_kl(mu_q: torch.Tensor, logvar_q: torch.Tensor,
     """
     _broadcast_shape(mu_q=mu_q, logvar_q=logvar_q, mu_p=mu_p, logvar_p=logvar_p)
     mu_q, logvar_q, mu_p, logvar_p = map(_at_least_float32, (mu_q, logvar_q, mu_p, logvar_p))
+    # BEGIN SOLUTION gaussian_kl
     # The variance ratio as the exponential of a difference: stays finite where both variances
     # are tiny or huge and their quotient is not.
     variance_ratio = torch.exp(logvar_q - logvar_p)
     return 0.5 * (logvar_p - logvar_q + variance_ratio + (mu_q - mu_p) ** 2 * torch.exp(-logvar_p) - 1)
+    # END SOLUTION
 
 
 # %% [markdown]

@@ -15,14 +15,20 @@
 # flow from pixels alone, with no flow labels.
 
 # %%
-# Setup: on Colab, install the package from the repository; elsewhere use the local install.
+# Setup. On Colab, install slamp from its repository (it carries its trained models, so nothing
+# else is downloaded; SLAMP_REPO overrides where from). Then seed, and pick the GPU when present.
 import importlib.util
+import os
 import subprocess
 import sys
 
 if importlib.util.find_spec("slamp") is None and "google.colab" in sys.modules:
     subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "git+https://github.com/slamp-project/slamp"])
+                           os.environ.get("SLAMP_REPO", "git+https://github.com/slamp-project/slamp")])
+
+from slamp.notebook import setup
+
+device = setup()  # "cuda" or "cpu"
 
 # %%
 #| default_exp warp
@@ -146,10 +152,12 @@ def warp(frames: torch.Tensor, flow: torch.Tensor, padding: str = "zeros") -> to
     *lead, channels, height, width = frames.shape
     dtype = torch.promote_types(frames.dtype, torch.float32)  # bf16/fp16 -> fp32, fp64 stays
     images = frames.reshape(-1, channels, height, width).to(dtype)
-    coords = pixel_grid(height, width, frames.device, dtype) + flow.reshape(-1, 2, height, width).to(dtype)
     size = torch.tensor([width - 1, height - 1], device=frames.device, dtype=dtype).view(1, 2, 1, 1)
+    # BEGIN SOLUTION warp
+    coords = pixel_grid(height, width, frames.device, dtype) + flow.reshape(-1, 2, height, width).to(dtype)
     grid = (2 * coords / size - 1).permute(0, 2, 3, 1)  # (N, H, W, 2), x first, as grid_sample wants
     out = F.grid_sample(images, grid, mode="bilinear", padding_mode=padding, align_corners=True)
+    # END SOLUTION
     if padding == "zeros":  # inside means |u| <= 1 in grid units, up to the tolerance
         limit = 1 + 2 * INSIDE_TOLERANCE / size.view(1, 1, 1, 2)
         out = out * (grid.abs() <= limit).all(-1).unsqueeze(1)

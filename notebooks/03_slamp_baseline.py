@@ -21,14 +21,20 @@
 # Everything here is exported to `slamp.nn` (building blocks) and `slamp.models` (the models).
 
 # %%
-# Setup: on Colab, install the package from the repository; elsewhere use the local install.
+# Setup. On Colab, install slamp from its repository (it carries its trained models, so nothing
+# else is downloaded; SLAMP_REPO overrides where from). Then seed, and pick the GPU when present.
 import importlib.util
+import os
 import subprocess
 import sys
 
 if importlib.util.find_spec("slamp") is None and "google.colab" in sys.modules:
     subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "git+https://github.com/slamp-project/slamp"])
+                           os.environ.get("SLAMP_REPO", "git+https://github.com/slamp-project/slamp")])
+
+from slamp.notebook import setup
+
+device = setup()  # "cuda" or "cpu"
 
 # %%
 #| default_exp models
@@ -300,6 +306,22 @@ class MaskNet(nn.Module):
         return self.net(torch.cat([appearance, motion], 1))
 
 
+def blend(appearance, motion, mask):
+    """The final prediction ``x̂ = m ⊙ x^p + (1 − m) ⊙ x^f``: where the mask is 1 the painted
+    appearance ``x^p``, where it is 0 the warped frame ``x^f``. Frames ``(N, C, H, W)``, mask
+    ``(N, 1, H, W)`` (broadcast over channels) → ``(N, C, H, W)``."""
+    # BEGIN SOLUTION blend
+    return mask * appearance + (1 - mask) * motion
+    # END SOLUTION
+
+
+# %%
+painted, warped = torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)
+half = torch.tensor([[1.0, 0.0], [0.5, 0.25]]).view(1, 1, 2, 2)
+assert torch.equal(blend(painted, warped, half), half)  # the mask says how much of x^p to keep
+assert torch.equal(blend(painted, warped, torch.ones(1, 1, 2, 2)), painted)
+
+
 # %% [markdown]
 # ## Skip connections: a running average
 #
@@ -440,7 +462,7 @@ import torch
 from torch import nn
 
 from slamp.losses import kl_loss, reconstruction_loss, reparameterize
-from slamp.nn import BACKBONES, GaussianLSTM, MaskNet, PredictorLSTM, running_mean
+from slamp.nn import BACKBONES, GaussianLSTM, MaskNet, PredictorLSTM, blend, running_mean
 from slamp.warp import warp
 
 
@@ -651,7 +673,7 @@ class VideoPredictor(nn.Module):
         flow = self.flow_decoder(g_flow, skips)  # the public code gives it the appearance skips too
         motion = warp(previous, flow)
         mask = self.mask_net(appearance, motion)
-        frames = mask * appearance + (1 - mask) * motion
+        frames = blend(appearance, motion, mask)
         return {"frames": frames, "appearance": appearance, "motion": motion, "mask": mask, "flow": flow}
 
     # ---- the motion stream: none here, SLAMP overrides these four hooks --------------------

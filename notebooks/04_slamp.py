@@ -23,14 +23,20 @@
 #   + \beta\big(\mathrm{KL}(q_{\phi_p} \Vert p_{\psi_p}) + \mathrm{KL}(q_{\phi_f} \Vert p_{\psi_f})\big).$$
 
 # %%
-# Setup: on Colab, install the package from the repository; elsewhere use the local install.
+# Setup. On Colab, install slamp from its repository (it carries its trained models, so nothing
+# else is downloaded; SLAMP_REPO overrides where from). Then seed, and pick the GPU when present.
 import importlib.util
+import os
 import subprocess
 import sys
 
 if importlib.util.find_spec("slamp") is None and "google.colab" in sys.modules:
     subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "git+https://github.com/slamp-project/slamp"])
+                           os.environ.get("SLAMP_REPO", "git+https://github.com/slamp-project/slamp")])
+
+from slamp.notebook import setup
+
+device = setup()  # "cuda" or "cpu"
 
 # %%
 #| default_exp models
@@ -69,6 +75,29 @@ class MotionEncoder(nn.Module):
 
 
 # %% [markdown]
+# Under teacher forcing all pairs are encoded in one batch: frame $t$ is paired with the frame
+# before it, and the first frame with itself (zero motion, what the motion prior reads at the
+# first step, when there is no history yet). `previous_frames` gives the earlier frame of every pair.
+
+# %%
+#| export nn
+def previous_frames(x):
+    """The earlier frame of each motion pair of a video ``x`` ``(B, T, C, H, W)`` → ``(B, T, C, H, W)``:
+    ``x_{t-1}`` at position ``t >= 1`` and ``x_0`` itself at position 0, so that pair ``t`` is the
+    motion into frame ``t`` and pair 0 is zero motion."""
+    # BEGIN SOLUTION previous_frames
+    return torch.cat([x[:, :1], x[:, :-1]], 1)
+    # END SOLUTION
+
+
+# %%
+video = torch.arange(4.0).view(1, 4, 1, 1, 1)  # frames numbered 0, 1, 2, 3
+pairs = torch.stack([previous_frames(video), video], -1).flatten().view(4, 2).tolist()
+print("motion pairs (earlier, later):", pairs)
+assert pairs == [[0, 0], [0, 1], [1, 2], [2, 3]]
+
+
+# %% [markdown]
 # ## SLAMP
 #
 # SLAMP is SLAMP-Baseline with the motion-stream hooks filled in:
@@ -85,7 +114,7 @@ class MotionEncoder(nn.Module):
 
 # %%
 #| export
-from slamp.nn import MotionEncoder
+from slamp.nn import MotionEncoder, previous_frames
 
 
 class SLAMP(VideoPredictor):
@@ -104,8 +133,7 @@ class SLAMP(VideoPredictor):
     def _motion_teacher_forced(self, x, noise):
         batch, length = x.shape[:2]
         # m[:, t] is the motion x_{t-1} -> x_t for t >= 1, and m[:, 0] the zero motion (x_0, x_0).
-        earlier = torch.cat([x[:, :1], x[:, :-1]], 1)
-        m = self.motion_encoder(earlier.flatten(0, 1), x.flatten(0, 1)).unflatten(0, (batch, length))
+        m = self.motion_encoder(previous_frames(x).flatten(0, 1), x.flatten(0, 1)).unflatten(0, (batch, length))
         g_flow, stats, _ = self.motion(m[:, :-1], m[:, 1:], noise["motion"])  # prior: t-2 -> t-1
         return g_flow, stats
 

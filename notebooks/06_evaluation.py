@@ -15,14 +15,20 @@
 # (`slamp.evaluate`), batched: all samples of many sequences are generated and scored at once.
 
 # %%
-# Setup: on Colab, install the package from the repository; elsewhere use the local install.
+# Setup. On Colab, install slamp from its repository (it carries its trained models, so nothing
+# else is downloaded; SLAMP_REPO overrides where from). Then seed, and pick the GPU when present.
 import importlib.util
+import os
 import subprocess
 import sys
 
 if importlib.util.find_spec("slamp") is None and "google.colab" in sys.modules:
     subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "git+https://github.com/slamp-project/slamp"])
+                           os.environ.get("SLAMP_REPO", "git+https://github.com/slamp-project/slamp")])
+
+from slamp.notebook import setup
+
+device = setup()  # "cuda" or "cpu"
 
 # %%
 #| default_exp metrics
@@ -389,9 +395,11 @@ def best_of_n(scores: torch.Tensor, higher_is_better: bool = True) -> tuple[torc
     → its index ``(B,)`` and its per-frame scores ``(B, T)``."""
     if scores.ndim != 3:
         raise ValueError(f"scores must be (B, S, T), found {tuple(scores.shape)}")
+    # BEGIN SOLUTION best_of_n
     mean = scores.mean(-1)
     index = mean.argmax(1) if higher_is_better else mean.argmin(1)
     return index, scores[torch.arange(len(scores)), index]
+    # END SOLUTION
 
 
 def head_frames(prediction, head: str) -> torch.Tensor:
@@ -544,7 +552,6 @@ from torch.utils.data import DataLoader
 from slamp.data import MovingMNISTTestSet, StochasticMovingMNIST
 from slamp.models import SLAMP
 
-device = "cuda" if torch.cuda.is_available() else "cpu"
 torch.manual_seed(0)
 model = SLAMP.from_preset("tiny").to(device)
 train = iter(DataLoader(StochasticMovingMNIST(n_frames=10, seed=0), batch_size=16))

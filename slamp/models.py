@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from slamp.losses import kl_loss, reconstruction_loss, reparameterize
-from slamp.nn import BACKBONES, GaussianLSTM, MaskNet, PredictorLSTM, running_mean
+from slamp.nn import BACKBONES, GaussianLSTM, MaskNet, PredictorLSTM, blend, running_mean
 from slamp.warp import warp
 
 
@@ -169,7 +169,7 @@ class VideoPredictor(nn.Module):
         flow = self.flow_decoder(g_flow, skips)  # the public code gives it the appearance skips too
         motion = warp(previous, flow)
         mask = self.mask_net(appearance, motion)
-        frames = mask * appearance + (1 - mask) * motion
+        frames = blend(appearance, motion, mask)
         return {"frames": frames, "appearance": appearance, "motion": motion, "mask": mask, "flow": flow}
 
     # ---- the motion stream: none here, SLAMP overrides these four hooks --------------------
@@ -336,7 +336,7 @@ class SLAMPBaseline(VideoPredictor):
     flow that warps the previous frame into x^f; a mask blends them."""
 
 
-from slamp.nn import MotionEncoder
+from slamp.nn import MotionEncoder, previous_frames
 
 
 class SLAMP(VideoPredictor):
@@ -355,8 +355,7 @@ class SLAMP(VideoPredictor):
     def _motion_teacher_forced(self, x, noise):
         batch, length = x.shape[:2]
         # m[:, t] is the motion x_{t-1} -> x_t for t >= 1, and m[:, 0] the zero motion (x_0, x_0).
-        earlier = torch.cat([x[:, :1], x[:, :-1]], 1)
-        m = self.motion_encoder(earlier.flatten(0, 1), x.flatten(0, 1)).unflatten(0, (batch, length))
+        m = self.motion_encoder(previous_frames(x).flatten(0, 1), x.flatten(0, 1)).unflatten(0, (batch, length))
         g_flow, stats, _ = self.motion(m[:, :-1], m[:, 1:], noise["motion"])  # prior: t-2 -> t-1
         return g_flow, stats
 

@@ -185,6 +185,13 @@ class MaskNet(nn.Module):
         return self.net(torch.cat([appearance, motion], 1))
 
 
+def blend(appearance, motion, mask):
+    """The final prediction ``x̂ = m ⊙ x^p + (1 − m) ⊙ x^f``: where the mask is 1 the painted
+    appearance ``x^p``, where it is 0 the warped frame ``x^f``. Frames ``(N, C, H, W)``, mask
+    ``(N, 1, H, W)`` (broadcast over channels) → ``(N, C, H, W)``."""
+    return mask * appearance + (1 - mask) * motion
+
+
 def running_mean(skips):
     """Running averages over time of skips ``(B, T, ...)``: entry ``t`` is the mean of 0..t."""
     count = torch.arange(1, skips.shape[1] + 1, device=skips.device, dtype=skips.dtype)
@@ -279,4 +286,11 @@ class MotionEncoder(nn.Module):
         return self.encoder(torch.cat([earlier, later], 1))[0]
 
 
-__all__ = ['DCGANEncoder', 'DCGANDecoder', 'VGGEncoder', 'VGGDecoder', 'BACKBONES', 'RecurrentNet', 'PredictorLSTM', 'GaussianLSTM', 'SqueezeExcitation', 'MaskNet', 'running_mean', 'ConvLSTM', 'ConvEncoder', 'ConvDecoder', 'MotionEncoder']
+def previous_frames(x):
+    """The earlier frame of each motion pair of a video ``x`` ``(B, T, C, H, W)`` → ``(B, T, C, H, W)``:
+    ``x_{t-1}`` at position ``t >= 1`` and ``x_0`` itself at position 0, so that pair ``t`` is the
+    motion into frame ``t`` and pair 0 is zero motion."""
+    return torch.cat([x[:, :1], x[:, :-1]], 1)
+
+
+__all__ = ['DCGANEncoder', 'DCGANDecoder', 'VGGEncoder', 'VGGDecoder', 'BACKBONES', 'RecurrentNet', 'PredictorLSTM', 'GaussianLSTM', 'SqueezeExcitation', 'MaskNet', 'blend', 'running_mean', 'ConvLSTM', 'ConvEncoder', 'ConvDecoder', 'MotionEncoder', 'previous_frames']

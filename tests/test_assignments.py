@@ -1,0 +1,133 @@
+"""Course assignments: student versions without solutions, an autograder that passes the solutions
+and fails the blanks, one setup cell in every notebook, and the Colab cell's install path."""
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jupytext
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_tool(name: str):
+    """A script of tools/ as a module (registered, so that its dataclasses resolve their module)."""
+    spec = importlib.util.spec_from_file_location(f"tools_{name}", ROOT / "tools" / f"{name}.py")
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+assignments, setup_cell = load_tool("assignments"), load_tool("setup_cell")
+
+NOTEBOOKS_WITH_EXERCISES = sorted({e.notebook for e in assignments.EXERCISES})
+
+
+def test_remove_solutions_keeps_indentation_and_names_the_exercise():
+    source = "def f(x):\n    y = 1\n    # BEGIN SOLUTION f\n    return x + y\n    # END SOLUTION\n"
+    student = assignments.remove_solutions(source)
+    assert student == 'def f(x):\n    y = 1\n    raise NotImplementedError("exercise f: replace this line with your code")\n'
+    compile(student, "student", "exec")
+    with pytest.raises(assignments.AssignmentError, match="never closed"):
+        assignments.remove_solutions("# BEGIN SOLUTION f\nx = 1\n")
+    with pytest.raises(assignments.AssignmentError, match="without BEGIN"):
+        assignments.remove_solutions("x = 1\n# END SOLUTION\n")
+
+
+def test_every_exercise_is_marked_in_its_notebook_and_absent_from_the_package():
+    for exercise in assignments.EXERCISES:
+        source = (ROOT / "notebooks" / f"{exercise.notebook}.py").read_text()
+        assert exercise.function in assignments.exercise_names(source), exercise
+    for module in (ROOT / "slamp").rglob("*.py"):
+        assert "SOLUTION" not in module.read_text(), f"{module}: solution markers must not reach the package"
+
+
+@pytest.fixture(scope="module")
+def student_folder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("assignments")
+    written = assignments.make(out)
+    assert sorted(p.name for p in written) == sorted(f"{n}{s}" for n in NOTEBOOKS_WITH_EXERCISES for s in (".py", ".ipynb"))
+    return out
+
+
+def test_student_versions_are_pairs_without_solutions_or_outputs(student_folder):
+    for name in NOTEBOOKS_WITH_EXERCISES:
+        text = (student_folder / f"{name}.py").read_text()
+        assert "BEGIN SOLUTION" not in text and "NotImplementedError(\"exercise" in text
+        as_py = jupytext.writes(jupytext.read(student_folder / f"{name}.ipynb"), fmt="py:percent")
+        assert jupytext.writes(jupytext.read(student_folder / f"{name}.py"), fmt="py:percent") == as_py
+        assert all(not c.get("outputs") for c in jupytext.read(student_folder / f"{name}.ipynb").cells)
+    # The solution's code is gone, the rest of the notebook is kept.
+    warp = (student_folder / "01_flow_warping.py").read_text()
+    assert "F.grid_sample(images, grid" not in warp and "def warp(" in warp and "## Checking `warp`" in warp
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS_WITH_EXERCISES)
+def test_the_autograder_passes_the_solutions_and_fails_the_blanks(notebook, student_folder):
+    solved = assignments.grade(ROOT / "notebooks" / f"{notebook}.py")
+    assert solved and all(passed for passed, _ in solved.values()), solved
+    blank = assignments.grade(student_folder / f"{notebook}.ipynb")
+    assert set(blank) == set(solved)
+    assert all(not passed and "NotImplementedError" in message for passed, message in blank.values()), blank
+
+
+def test_the_autograder_fails_a_wrong_answer(tmp_path):
+    source = (ROOT / "notebooks" / "03_slamp_baseline.py").read_text()
+    wrong = source.replace("    return mask * appearance + (1 - mask) * motion\n",
+                           "    return mask * motion + (1 - mask) * appearance\n")
+    assert wrong != source
+    (tmp_path / "03_slamp_baseline.py").write_text(wrong)
+    passed, message = assignments.grade(tmp_path / "03_slamp_baseline.py")["blend"]
+    assert not passed and "m ⊙ x^p" in message
+
+
+def test_grade_command_exit_status_counts_failures(student_folder, capsys):
+    assert assignments.main(["grade", str(ROOT / "notebooks" / "06_evaluation.py")]) == 0
+    assert assignments.main(["grade", str(student_folder / "06_evaluation.py")]) == 1
+    assert "score: 0/1" in capsys.readouterr().out
+
+
+def test_every_notebook_starts_with_the_same_setup_cell():
+    assert setup_cell.main(["--check"]) == 0
+    for path in setup_cell.notebooks():
+        assert setup_cell.first_code_cell(jupytext.read(path)).source == setup_cell.SETUP_CELL
+
+
+def test_setup_picks_a_device_and_lists_the_shipped_models(capsys):
+    from slamp.notebook import setup
+    from slamp.pretrained import available
+
+    device = setup(seed=1)
+    assert device in ("cpu", "cuda")
+    out = capsys.readouterr().out
+    assert "torch" in out and "shipped models: " + (", ".join(available()) or "none") in out
+
+
+@pytest.mark.skipif(os.environ.get("SLAMP_SKIP_INSTALL_TEST") == "1", reason="SLAMP_SKIP_INSTALL_TEST=1")
+def test_the_colab_cell_installs_the_package_into_a_fresh_venv(tmp_path):
+    """The setup cell, run as on Colab (torch preinstalled, `google.colab` importable, slamp not
+    installed), installs slamp from the repository and imports it with its shipped models."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    # Colab has torch already; here the local CPU build stands in for it (never an unpinned torch).
+    torch_version = __import__("torch").__version__.split("+")[0]
+    subprocess.run([str(python), "-m", "pip", "install", "-q", f"torch=={torch_version}"], check=True, timeout=900)
+    fake_colab = tmp_path / "site" / "google" / "colab"
+    fake_colab.mkdir(parents=True)
+    (fake_colab / "__init__.py").write_text("")
+    (fake_colab.parent / "__init__.py").write_text("")
+    script = tmp_path / "cell.py"
+    script.write_text(setup_cell.SETUP_CELL + "\nimport slamp, slamp.pretrained\n"
+                      "print('INSTALLED', slamp.__file__, device, slamp.pretrained.available())\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "SLAMP_REPO": str(ROOT), "PIP_QUIET": "1"}
+    env.pop("SLAMP_SMOKE", None)
+    result = subprocess.run([str(python), str(script)], env=env, capture_output=True, text=True, timeout=900,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(line for line in result.stdout.splitlines() if line.startswith("INSTALLED"))
+    assert str(venv) in line and "cpu" in line  # installed into the venv, not imported from the checkout
+    from slamp.pretrained import available
+    assert str(available()) in line

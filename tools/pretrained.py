@@ -1,0 +1,110 @@
+"""Make the models shipped in slamp/pretrained/ and the README's results table, reproducibly.
+
+    python tools/pretrained.py train      # train SVG, SLAMP-Baseline and SLAMP with one budget (runs/pretrained/)
+    python tools/pretrained.py export     # last.pt of each run -> slamp/pretrained/<model>.pt (float16)
+    python tools/pretrained.py evaluate   # best-of-100 on the first 64 SM-MNIST test sequences (results/pretrained/)
+    python tools/pretrained.py table      # the README's table, from results/pretrained/*/summary.json
+    python tools/pretrained.py check      # the small evaluation that tests/test_pretrained.py repeats
+
+Every step goes through the public commands (`slamp train`, `slamp evaluate`), with fixed seeds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ("svg", "slamp_baseline", "slamp")
+NAMES = {"svg": "SVG", "slamp_baseline": "SLAMP-Baseline", "slamp": "SLAMP"}
+# One budget for the three models: the `tiny` preset (2 + 4 frames, batch 16, lr 1e-3), 600 updates.
+TRAIN = ["epochs=12", "epoch_size=50", "val_every=200", "checkpoint_every=100", "log_every=10"]
+EVALUATE = ["--sequences", "64", "--num-samples", "100"]  # 5 -> 20 frames, the first 64 test sequences
+CHECK = {"sequences": 8, "num_samples": 10}  # what tests/test_pretrained.py re-runs in CI
+PAPER = {"svg": (14.50, 0.7090), "slamp": (18.07, 0.7736)}  # Table 4, SM-MNIST, best of 100
+
+
+def run(argv: list[str]) -> None:
+    from slamp.cli import main
+
+    print("$ slamp", " ".join(argv), flush=True)
+    if main(argv) != 0:
+        sys.exit(f"slamp {' '.join(argv)} failed")
+
+
+def train() -> None:
+    for model in MODELS:
+        run(["train", "--preset", "tiny", "--set", f"model={model}", *TRAIN,
+             "--out", str(ROOT / "runs" / "pretrained" / model), "--overwrite"])
+
+
+def export() -> None:
+    from slamp.pretrained import export_checkpoint, FOLDER
+
+    for model in MODELS:
+        run_folder = ROOT / "runs" / "pretrained" / model
+        summary = json.loads((run_folder / "summary.json").read_text())
+        path = export_checkpoint(run_folder / "last.pt", model, metrics={
+            "train_seconds": summary["seconds"], "updates_per_second": summary["updates_per_second"],
+            "device": summary["device"], "validation_psnr_best": summary["best_psnr"]}, folder=FOLDER)
+        print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size / 1e6:.2f} MB)")
+
+
+def evaluate() -> None:
+    for model in MODELS:
+        run(["evaluate", "--pretrained", model, *EVALUATE, "--out", str(ROOT / "results" / "pretrained" / model)])
+
+
+def check_results(models=MODELS) -> dict:
+    """Best-of-10 PSNR/SSIM of each shipped model on the first 8 test sequences, seed 0."""
+    import torch
+    from torch.utils.data import DataLoader, Subset
+
+    from slamp.data import MovingMNISTTestSet
+    from slamp.evaluate import evaluate as best_of_n
+    from slamp.pretrained import load
+
+    test_set = Subset(MovingMNISTTestSet.generate(num_sequences=CHECK["sequences"], n_frames=25, seed=42),
+                      range(CHECK["sequences"]))
+    results = {}
+    for model in models:
+        torch.manual_seed(0)
+        summary = best_of_n(load(model), DataLoader(test_set, batch_size=8), 5, 20, CHECK["num_samples"],
+                            progress=False).summary()["final"]
+        results[model] = {metric: round(summary[metric]["mean"], 4) for metric in ("psnr", "ssim")}
+    return results
+
+
+def table() -> str:
+    lines = ["| model (`slamp.pretrained`) | PSNR ↑ | SSIM ↑ | paper PSNR | paper SSIM |",
+             "|---|---|---|---|---|"]
+    for model in MODELS:
+        summary = json.loads((ROOT / "results" / "pretrained" / model / "summary.json").read_text())
+        final = summary["results"]["final"]
+        paper = PAPER.get(model)
+        paper_cells = f"{paper[0]:.2f} | {paper[1]:.4f}" if paper else "– | –"
+        lines.append(f"| {NAMES[model]} (`{model}`) | {final['psnr']['mean']:.2f} ± {final['psnr']['ci95']:.2f} | "
+                     f"{final['ssim']['mean']:.4f} ± {final['ssim']['ci95']:.4f} | {paper_cells} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("step", choices=["train", "export", "evaluate", "table", "check", "all"])
+    step = parser.parse_args(argv).step
+    if step in ("train", "all"):
+        train()
+    if step in ("export", "all"):
+        export()
+    if step in ("evaluate", "all"):
+        evaluate()
+    if step in ("table", "all"):
+        print(table())
+    if step in ("check", "all"):
+        print(json.dumps(check_results(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
