@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup demo test check-pairs check-export pytest nbval sync export notebooks lab clean
+.PHONY: setup demo test check-pairs check-export pytest nbval sync export notebooks lab assignments clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,10 @@ notebooks: $(STAMP) sync
 	for nb in notebooks/[0-9]*.ipynb; do \
 		$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 "$$nb" || exit 1; \
 	done
+
+## Student notebooks without the solutions, in assignments/ (see the README's teachers' section).
+assignments: $(STAMP)
+	$(BIN)/python tools/assignments.py make --out assignments
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
