@@ -652,12 +652,13 @@ for name, z in spaces.items():
     print(f"{name.replace('$', ''):>26} | {d['knn_accuracy']:>10.3f} {d['chance']:>10.3f} {d['silhouette']:>11.3f} | "
           f"{s['knn_accuracy']:>10.3f} {s['chance']:>10.3f} {s['silhouette']:>11.3f} | {scores[name]['shuffled']['knn_accuracy']:.3f}")
 motion_z, appearance_z = scores["SLAMP $z^f$ (motion)"]["direction"], scores["SLAMP $z^p$ (appearance)"]["direction"]
-verdict = "holds" if motion_z["knn_accuracy"] > appearance_z["knn_accuracy"] else "does NOT hold"
-print(f"\n'z^f encodes the direction of motion better than z^p' {verdict} for this model "
-      f"(k-NN accuracy {motion_z['knn_accuracy']:.3f} vs {appearance_z['knn_accuracy']:.3f}).")
+claim = motion_z["knn_accuracy"] > max(appearance_z["knn_accuracy"], motion_z["chance"])
+print(f"\n'z^f predicts the direction of motion above chance and better than z^p' {'holds' if claim else 'does NOT hold'} "
+      f"for this model (k-NN accuracy {motion_z['knn_accuracy']:.3f} vs {appearance_z['knn_accuracy']:.3f}, "
+      f"chance {motion_z['chance']:.3f}).")
 assert all(0 <= v["direction"]["knn_accuracy"] <= 1 and -1 <= v["direction"]["silhouette"] <= 1 for v in scores.values())
 if trained:  # a shipped model, or one trained here at full settings: the paper's claim must hold
-    assert motion_z["knn_accuracy"] > max(appearance_z["knn_accuracy"], motion_z["chance"]), scores
+    assert claim, scores
 
 # %% [markdown]
 # A model trained for a few updates (the CI smoke setting when no trained model ships) is near
