@@ -17,14 +17,20 @@
 # `slamp.viz`.
 
 # %%
-# Setup: on Colab, install the package from the repository; elsewhere use the local install.
+# Setup. On Colab, install slamp from its repository (it carries its trained models, so nothing
+# else is downloaded; SLAMP_REPO overrides where from). Then seed, and pick the GPU when present.
 import importlib.util
+import os
 import subprocess
 import sys
 
 if importlib.util.find_spec("slamp") is None and "google.colab" in sys.modules:
     subprocess.check_call([sys.executable, "-m", "pip", "install", "-q",
-                           "git+https://github.com/slamp-project/slamp"])
+                           os.environ.get("SLAMP_REPO", "git+https://github.com/slamp-project/slamp")])
+
+from slamp.notebook import setup
+
+device = setup()  # "cuda" or "cpu"
 
 # %%
 #| default_exp latents
@@ -38,7 +44,6 @@ import numpy as np
 import torch
 
 SMOKE = os.environ.get("SLAMP_SMOKE", "0") == "1"  # small settings for CI
-device = "cuda" if torch.cuda.is_available() else "cpu"
 torch.manual_seed(0)
 started = time.perf_counter()
 
