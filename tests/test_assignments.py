@@ -120,7 +120,7 @@ def test_the_colab_cell_installs_the_package_into_a_fresh_venv(tmp_path):
     (fake_colab / "__init__.py").write_text("")
     (fake_colab.parent / "__init__.py").write_text("")
     script = tmp_path / "cell.py"
-    script.write_text(setup_cell.SETUP_CELL + "\nimport slamp, slamp.pretrained\n"
+    script.write_text("import google.colab  # Colab's kernel imports it before any cell runs\n" + setup_cell.SETUP_CELL + "\nimport slamp, slamp.pretrained\n"
                       "print('INSTALLED', slamp.__file__, device, slamp.pretrained.available())\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "SLAMP_REPO": str(ROOT), "PIP_QUIET": "1"}
     env.pop("SLAMP_SMOKE", None)
