@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from slamp.train import adam
+
 RESULTS = Path(__file__).resolve().parent / "results"
 MODEL_NAMES = ("SVG", "SLAMPBaseline", "SLAMP")
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -211,7 +213,7 @@ class TrainStep:
         self.objective = Objective(model, n_past, per_step)
         if compile:
             self.objective = torch.compile(self.objective)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        self.optimizer = adam(model.parameters(), lr)  # the optimiser training uses
         self._prime_optimizer()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.last_loss = None
