@@ -66,6 +66,15 @@ def warn_if_busy() -> float | None:
     return load
 
 
+def start_run(threads: int | None, device: torch.device) -> dict:
+    """What every script does first: set torch's threads (if asked), warn on a busy machine, and
+    return the machine's description for the JSON."""
+    if threads:
+        torch.set_num_threads(threads)
+    warn_if_busy()
+    return machine_info(device)
+
+
 def machine_info(device: torch.device) -> dict:
     """What the numbers depend on: versions, the device, CPU cores and threads, and the load
     average when the run started (a busy machine makes every number slower)."""

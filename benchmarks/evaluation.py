@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (MODEL_NAMES, default_out, format_table, machine_info, model_class, resolve_device,  # noqa: E402
-                     seed_everything, synchronize, warn_if_busy, write_json)
+from _common import (start_run, MODEL_NAMES, default_out, format_table, model_class, resolve_device,  # noqa: E402
+                     seed_everything, synchronize, write_json)
 
 from slamp.evaluate import evaluate  # noqa: E402
 from slamp.models import PRESETS  # noqa: E402
@@ -87,10 +87,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args, device = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    warn_if_busy()
-    info = machine_info(device)
+    info = start_run(args.threads, device)
     seed_everything(args.seed)
     sequences, num_samples, n_past, n_future = args.sequences, args.num_samples, args.n_past, args.n_future
     model = model_class(args.model).from_preset(args.preset).to(device).eval()

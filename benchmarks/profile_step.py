@@ -18,8 +18,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (MODEL_NAMES, TrainStep, count_flops, default_out, format_table, machine_info, model_class,  # noqa: E402
-                     resolve_device, seed_everything, time_calls, train_defaults, warn_if_busy, write_json)
+from _common import (start_run, MODEL_NAMES, TrainStep, count_flops, default_out, format_table, model_class,  # noqa: E402
+                     resolve_device, seed_everything, time_calls, train_defaults, write_json)
 
 from slamp.models import PRESETS  # noqa: E402
 
@@ -106,10 +106,7 @@ def _shapes(event, limit: int = 70) -> str:
 
 def main(argv=None) -> dict:
     args, device = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    warn_if_busy()
-    info = machine_info(device)
+    info = start_run(args.threads, device)
     settings = train_defaults(args.preset)
     if args.quick and args.batch_size is None:
         settings["batch_size"] = 4

@@ -26,9 +26,9 @@ import torch
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (MODEL_NAMES, TrainStep, default_out, error_text, format_table, loglog_slope,  # noqa: E402
-                     machine_info, measure_step, model_class, resolve_device, seed_everything, train_defaults,
-                     warn_if_busy, write_json)
+from _common import (start_run, MODEL_NAMES, TrainStep, default_out, error_text, format_table, loglog_slope,  # noqa: E402
+                     measure_step, model_class, resolve_device, seed_everything, train_defaults,
+                     write_json)
 
 from slamp.models import PRESETS, ModelConfig  # noqa: E402
 
@@ -158,10 +158,7 @@ def fit_axes(rows) -> dict:
 
 def main(argv=None) -> dict:
     args, device = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    warn_if_busy()
-    info = machine_info(device)
+    info = start_run(args.threads, device)
     path = "per_step" if args.per_step else "batched"
     print(f"{args.model} training step ({path} path, amp {args.amp}) on {info['device_name']} ({device}), "
           f"{info['torch_threads']} threads, torch {info['torch']}", flush=True)

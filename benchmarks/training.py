@@ -28,9 +28,9 @@ import torch
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (MODEL_NAMES, TrainStep, count_flops, default_out, error_text, format_table,  # noqa: E402
-                     machine_info, measure_step, model_class, resolve_device, seed_everything, train_defaults,
-                     warn_if_busy, write_json)
+from _common import (start_run, MODEL_NAMES, TrainStep, count_flops, default_out, error_text, format_table,  # noqa: E402
+                     measure_step, model_class, resolve_device, seed_everything, train_defaults,
+                     write_json)
 
 from slamp.models import PRESETS  # noqa: E402
 
@@ -144,10 +144,7 @@ def speedups(rows) -> list[dict]:
 
 def main(argv=None) -> dict:
     args, device = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    warn_if_busy()
-    info = machine_info(device)
+    info = start_run(args.threads, device)
     print(f"training step on {info['device_name']} ({device}), torch {info['torch']}, {info['torch_threads']} threads, "
           f"load average {info['load_average_1_5_15']}", flush=True)
     plan = [(m, p, path, amp, comp) for p in args.presets for m in args.models

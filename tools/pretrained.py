@@ -2,8 +2,9 @@
 
     python tools/pretrained.py train      # train SVG, SLAMP-Baseline and SLAMP with one budget (runs/pretrained/)
     python tools/pretrained.py export     # last.pt of each run -> slamp/pretrained/<model>.pt (float16)
-    python tools/pretrained.py evaluate   # best-of-100 on the first 64 SM-MNIST test sequences (results/pretrained/)
-    python tools/pretrained.py table      # the README's table, from results/pretrained/*/summary.json
+    python tools/pretrained.py evaluate   # best-of-100 on the first 32 SM-MNIST test sequences (results/pretrained/)
+    python tools/pretrained.py record     # those numbers and the small CI check -> slamp/pretrained/results.json
+    python tools/pretrained.py table      # the README's table, from slamp/pretrained/results.json
     python tools/pretrained.py check      # the small evaluation that tests/test_pretrained.py repeats
 
 Every step goes through the public commands (`slamp train`, `slamp evaluate`), with fixed seeds.
@@ -20,7 +21,7 @@ MODELS = ("svg", "slamp_baseline", "slamp")
 NAMES = {"svg": "SVG", "slamp_baseline": "SLAMP-Baseline", "slamp": "SLAMP"}
 # One budget for the three models: the `tiny` preset (2 + 4 frames, batch 16, lr 1e-3), 600 updates.
 TRAIN = ["epochs=12", "epoch_size=50", "val_every=200", "checkpoint_every=100", "log_every=10"]
-EVALUATE = ["--sequences", "64", "--num-samples", "100"]  # 5 -> 20 frames, the first 64 test sequences
+EVALUATE = ["--sequences", "32", "--num-samples", "100"]  # 5 -> 20 frames, the first 32 test sequences
 CHECK = {"sequences": 8, "num_samples": 10}  # what tests/test_pretrained.py re-runs in CI
 PAPER = {"svg": (14.50, 0.7090), "slamp": (18.07, 0.7736)}  # Table 4, SM-MNIST, best of 100
 
@@ -76,12 +77,34 @@ def check_results(models=MODELS) -> dict:
     return results
 
 
+RESULTS = ROOT / "slamp" / "pretrained" / "results.json"
+
+
+def record() -> dict:
+    """The evaluation of every model (from results/pretrained/) and the CI check, in one file."""
+    import platform
+
+    import torch
+
+    results = {"protocol": "SM-MNIST test set (seed 42), first 32 sequences, condition on 5, predict 20, "
+                           "best of 100 samples by PSNR/SSIM averaged over frames; mean ± 95% CI over sequences",
+               "versions": {"torch": torch.__version__, "python": platform.python_version()},
+               "models": {}, "check": {"settings": CHECK, "results": check_results()}}
+    for model in MODELS:
+        summary = json.loads((ROOT / "results" / "pretrained" / model / "summary.json").read_text())
+        results["models"][model] = {"settings": summary["settings"], "results": {
+            head: {m: {"mean": v["mean"], "ci95": v["ci95"]} for m, v in metrics.items()}
+            for head, metrics in summary["results"].items()}}
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
 def table() -> str:
+    recorded = json.loads(RESULTS.read_text())
     lines = ["| model (`slamp.pretrained`) | PSNR ↑ | SSIM ↑ | paper PSNR | paper SSIM |",
              "|---|---|---|---|---|"]
     for model in MODELS:
-        summary = json.loads((ROOT / "results" / "pretrained" / model / "summary.json").read_text())
-        final = summary["results"]["final"]
+        final = recorded["models"][model]["results"]["final"]
         paper = PAPER.get(model)
         paper_cells = f"{paper[0]:.2f} | {paper[1]:.4f}" if paper else "– | –"
         lines.append(f"| {NAMES[model]} (`{model}`) | {final['psnr']['mean']:.2f} ± {final['psnr']['ci95']:.2f} | "
@@ -91,7 +114,7 @@ def table() -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["train", "export", "evaluate", "table", "check", "all"])
+    parser.add_argument("step", choices=["train", "export", "evaluate", "record", "table", "check", "all"])
     step = parser.parse_args(argv).step
     if step in ("train", "all"):
         train()
@@ -99,9 +122,11 @@ def main(argv=None) -> int:
         export()
     if step in ("evaluate", "all"):
         evaluate()
+    if step in ("record", "all"):
+        record()
     if step in ("table", "all"):
         print(table())
-    if step in ("check", "all"):
+    if step == "check":
         print(json.dumps(check_results(), indent=2))
     return 0
 
