@@ -25,21 +25,11 @@ matplotlib.use("Agg")  # the commands write files; they never need a display
 EXIT_BAD_INPUT, EXIT_FAILED = 2, 1
 
 
-def _evaluate_on_moving_mnist(model, sequences: int, num_samples: int, n_past: int, n_future: int, seed: int,
-                              progress: bool):
-    """Best-of-``num_samples`` scores of ``model`` on the first ``sequences`` of the seeded SM-MNIST
-    test set (generated in memory when only a few are asked for)."""
-    import torch
-    from torch.utils.data import DataLoader
+def _heads(model) -> tuple[str, ...]:
+    """Every head the model has: x̂ only for SVG; x̂, x^p, x^f and their average otherwise."""
+    from slamp.evaluate import HEADS
 
-    from slamp.data import MovingMNISTTestSet
-    from slamp.evaluate import evaluate
-
-    test_set = MovingMNISTTestSet.generate(num_sequences=sequences, n_frames=n_past + n_future, seed=42)
-    heads = ("final", "appearance", "motion", "average") if model.motion_head else ("final",)
-    torch.manual_seed(seed)
-    return evaluate(model, DataLoader(test_set, batch_size=16), n_past, n_future, num_samples,
-                    metrics=("psnr", "ssim"), heads=heads, progress=progress)
+    return HEADS if model.motion_head else ("final",)
 
 
 def run_demo(out: Path, seed: int = 0, updates: int = 200, sequences: int = 32, num_samples: int = 20,
@@ -49,8 +39,10 @@ def run_demo(out: Path, seed: int = 0, updates: int = 200, sequences: int = 32, 
     write ``loss.png``, ``prediction.png``, ``prediction.gif`` and ``metrics.json`` into ``out``
     (the run itself, with its checkpoints, in ``out/run``). Returns the metrics."""
     import torch
+    from torch.utils.data import DataLoader
 
     from slamp.data import MovingMNISTTestSet
+    from slamp.evaluate import evaluate
     from slamp.train import TrainConfig, load_model, plot_training, sample_figure, save_figure, train
     from slamp.viz import save_gif
 
@@ -64,9 +56,12 @@ def run_demo(out: Path, seed: int = 0, updates: int = 200, sequences: int = 32, 
     save_figure(plot_training(out / "run"), out / "loss.png")
 
     n_past, n_future = 5, 10
-    result = _evaluate_on_moving_mnist(model, sequences, num_samples, n_past, n_future, seed, progress)
+    test_set = MovingMNISTTestSet.generate(num_sequences=sequences, n_frames=n_past + n_future, seed=42)
+    torch.manual_seed(seed)
+    result = evaluate(model, DataLoader(test_set, batch_size=16), n_past, n_future, num_samples,
+                      metrics=("psnr", "ssim"), heads=_heads(model), progress=progress)
     scores = result.summary()
-    truth = MovingMNISTTestSet.generate(num_sequences=1, n_frames=n_past + n_future, seed=42)[0]
+    truth = test_set[0]  # the sequence whose best sample is result.best_frames[0]
     torch.manual_seed(seed)
     samples = model.generate(truth[None, :n_past], n_future, num_samples=4).frames[0]  # (4, F, C, H, W)
     best = result.best_frames[0]
@@ -107,7 +102,7 @@ def _train(args) -> int:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
     summary = train(config, resume=args.resume, stop_after=args.stop_after, overwrite=args.overwrite)
-    if summary.get("processes", 1) == 1 or _is_main_process():
+    if _is_main_process():  # under torchrun, one summary rather than one per process
         print(json.dumps(summary, indent=2))
     return 0
 
@@ -163,7 +158,7 @@ def _evaluate(args) -> int:
     device = select_device(args.device)
     model.to(device)
     test_set = _test_videos(dataset, args.data_root, args.sequences, n_past + n_future)
-    heads = args.heads or (("final", "appearance", "motion", "average") if model.motion_head else ("final",))
+    heads = args.heads or _heads(model)
     per_frame = tuple(m for m in args.metrics if m != "fvd") or ("psnr",)  # FVD scores sets, not frames
     torch.manual_seed(args.seed)
     started = time.perf_counter()
