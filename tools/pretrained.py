@@ -60,14 +60,13 @@ def evaluate() -> None:
 def check_results(models=MODELS) -> dict:
     """Best-of-10 PSNR/SSIM of each shipped model on the first 8 test sequences, seed 0."""
     import torch
-    from torch.utils.data import DataLoader, Subset
+    from torch.utils.data import DataLoader
 
     from slamp.data import MovingMNISTTestSet
     from slamp.evaluate import evaluate as best_of_n
     from slamp.pretrained import load
 
-    test_set = Subset(MovingMNISTTestSet.generate(num_sequences=CHECK["sequences"], n_frames=25, seed=42),
-                      range(CHECK["sequences"]))
+    test_set = MovingMNISTTestSet.generate(num_sequences=CHECK["sequences"], n_frames=25, seed=42)
     results = {}
     for model in models:
         torch.manual_seed(0)
@@ -86,7 +85,8 @@ def record() -> dict:
 
     import torch
 
-    results = {"protocol": "SM-MNIST test set (seed 42), first 32 sequences, condition on 5, predict 20, "
+    sequences = EVALUATE[EVALUATE.index("--sequences") + 1]
+    results = {"protocol": f"SM-MNIST test set (seed 42), first {sequences} sequences, condition on 5, predict 20, "
                            "best of 100 samples by PSNR/SSIM averaged over frames; mean ± 95% CI over sequences",
                "versions": {"torch": torch.__version__, "python": platform.python_version()},
                "models": {}, "check": {"settings": CHECK, "results": check_results()}}
