@@ -3,7 +3,7 @@
     from slamp.notebook import setup
     device = setup()      # "cuda" when a GPU is present, else "cpu"
 
-It seeds the generators, picks the device, uses the inline matplotlib backend's defaults, and
+It seeds the generators, picks the device, and
 prints where the notebook runs and which trained models ship with the package
 (``slamp.pretrained.load(name)`` loads them offline).
 """
