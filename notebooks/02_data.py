@@ -544,6 +544,55 @@ show_row([torch.from_numpy(d)[None] / 255 for d in train_digits.images[:8]],
          [f"label {l}" for l in train_digits.labels[:8]], size=1.2);
 
 # %% [markdown]
+# ### SRVP's training and validation folds
+#
+# Choosing the best checkpoint must not look at the test digits, so SRVP (whose Moving MNIST code
+# SLAMP's public code uses) holds out part of the *training* digits: with numpy's legacy generator
+# seeded with 42 it shuffles the indices $0, \dots, 59\,999$ once; the first 95% of that order
+# (57,000 indices) are the training fold, the last 5% (3,000) the validation fold. Within a fold
+# the digits keep their MNIST order (SRVP filters the list, it does not reorder it).
+# `mnist_fold` does the same for any `Digits` (95% rounded down, as `int(0.95 * n)`), keeps the
+# labels, and says in `source` which fold it is. Training streams draw from the training fold and
+# validation clips are made from the validation fold, so the two never share a digit.
+
+# %%
+#| export data.mnist
+FOLD_SEED = 42  # SRVP's seed for the train/validation split of the training digits
+TRAIN_FRACTION = 0.95
+
+
+def fold_indices(n: int, fold: str) -> np.ndarray:
+    """Indices (ascending) of SRVP's ``fold`` ("train" or "val") among ``n`` training digits: a
+    ``RandomState(42)`` shuffle of ``range(n)``, its first ``int(0.95 * n)`` entries for "train",
+    the rest for "val"."""
+    if fold not in ("train", "val"):
+        raise ValueError(f"fold must be 'train' or 'val', found {fold!r}")
+    order = list(range(n))
+    np.random.RandomState(FOLD_SEED).shuffle(order)
+    cut = int(TRAIN_FRACTION * n)
+    return np.sort(np.array(order[:cut] if fold == "train" else order[cut:], dtype=np.int64))
+
+
+def mnist_fold(digits: Digits, fold: str) -> Digits:
+    """SRVP's "train" (95%) or "val" (5%) fold of the training ``digits``, in their original order."""
+    keep = fold_indices(len(digits), fold)
+    share = f"{len(keep):,} of {len(digits):,}"
+    return Digits(digits.images[keep], digits.labels[keep], f"{digits.source}, SRVP's {fold} fold ({share})",
+                  digits.is_mnist)
+
+
+# %% [markdown]
+# **Check.** The folds split the training digits into two disjoint parts of 95% and 5%.
+
+# %%
+train_fold, val_fold = mnist_fold(train_digits, "train"), mnist_fold(train_digits, "val")
+print(f"train fold: {len(train_fold):,} digits, val fold: {len(val_fold):,} digits")
+both = np.concatenate([fold_indices(len(train_digits), "train"), fold_indices(len(train_digits), "val")])
+assert len(train_fold) == int(0.95 * len(train_digits)) and len(val_fold) == len(train_digits) - len(train_fold)
+assert np.array_equal(np.sort(both), np.arange(len(train_digits)))  # disjoint, and together all of them
+assert "val fold" in val_fold.source and val_fold.is_mnist == train_digits.is_mnist
+
+# %% [markdown]
 # ## Bouncing, with a random velocity
 #
 # A digit is a 28×28 sprite whose top-left corner $p_t = (r_t, c_t)$ (row, column) lives in the

@@ -244,7 +244,7 @@ def teacher_forcing_probability(epoch: int, k: float) -> float:
 
 from slamp.data import BAIR, KITTI, KTH, Cityscapes, MovingMNISTTestSet, StochasticMovingMNIST, load_mnist_digits
 from slamp.data.files import to_video_tensor
-from slamp.data.mnist import REPO_DATA
+from slamp.data.mnist import REPO_DATA, mnist_fold
 
 REAL_DATASETS = {"kth": KTH, "bair": BAIR, "kitti": KITTI, "cityscapes": Cityscapes}
 VALIDATION_SEED = 2021  # Moving MNIST validation trajectories: unlike the test set's (seed 42)
@@ -310,7 +310,7 @@ def training_sequences(config: TrainConfig) -> TrainingSequences:
     """The training stream of ``config``: clips of ``n_past + n_future`` frames."""
     length = config.n_past + config.n_future
     if config.dataset == "mnist":
-        source = StochasticMovingMNIST(n_frames=length, seed=config.seed)
+        source = StochasticMovingMNIST(mnist_fold(load_mnist_digits("train"), "train"), n_frames=length, seed=config.seed)
     else:
         source = REAL_DATASETS[config.dataset](data_root(config), "train", seq_len=length)
     return TrainingSequences(source, config.seed, config.epoch_size * config.batch_size)
@@ -330,13 +330,14 @@ def epoch_loader(sequences: TrainingSequences, config: TrainConfig, epoch: int, 
 def validation_videos(config: TrainConfig) -> torch.Tensor:
     """Up to ``val_sequences`` held-out clips ``(N, n_past + val_n_future, C, H, W)``.
 
-    Moving MNIST: fresh trajectories of *training* digits (seed ``VALIDATION_SEED``), so choosing
-    the best model never looks at the test set. Real datasets have no validation split: clips spread
-    evenly over the test split (what the public code validated on), so ``best.pt`` is chosen on
-    test data there; ``last.pt`` is not."""
+    Moving MNIST: fresh trajectories (seed ``VALIDATION_SEED``) of SRVP's validation fold of the
+    training digits (5%, never in the training stream), so choosing the best model never looks at
+    the test set. Real datasets have no validation split: clips spread evenly over the test split
+    (what the public code validated on), so ``best.pt`` is chosen on test data there; ``last.pt``
+    is not."""
     length = config.n_past + config.val_n_future
     if config.dataset == "mnist":
-        clips = MovingMNISTTestSet.generate(load_mnist_digits("train"), num_sequences=config.val_sequences,
+        clips = MovingMNISTTestSet.generate(mnist_fold(load_mnist_digits("train"), "val"), num_sequences=config.val_sequences,
                                             n_frames=length, seed=VALIDATION_SEED)
     else:
         clips = REAL_DATASETS[config.dataset](data_root(config), "test", seq_len=length)

