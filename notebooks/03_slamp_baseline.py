@@ -67,7 +67,9 @@ from torch import nn
 
 
 def _conv_block(cin, cout, kernel, stride, padding, transposed=False):
-    conv = (nn.ConvTranspose2d if transposed else nn.Conv2d)(cin, cout, kernel, stride, padding)
+    # No bias: the BatchNorm that follows subtracts the mean, so a bias would only add parameters
+    # (the public code leaves it out too).
+    conv = (nn.ConvTranspose2d if transposed else nn.Conv2d)(cin, cout, kernel, stride, padding, bias=False)
     return nn.Sequential(conv, nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, inplace=True))
 
 
@@ -82,7 +84,7 @@ class DCGANEncoder(nn.Module):
         widths = [width, width * 2, width * 4, width * 8]
         self.blocks = nn.ModuleList(_conv_block(cin, cout, 4, 2, 1)
                                     for cin, cout in zip([channels] + widths[:-1], widths))
-        self.head = nn.Sequential(nn.Conv2d(widths[-1], dim, 4, 1, 0), nn.BatchNorm2d(dim), nn.Tanh())
+        self.head = nn.Sequential(nn.Conv2d(widths[-1], dim, 4, 1, 0, bias=False), nn.BatchNorm2d(dim), nn.Tanh())
 
     def forward(self, x):
         skips = []
@@ -139,7 +141,7 @@ class VGGEncoder(nn.Module):
         self.stages = nn.ModuleList([_vgg_stage(channels, [w[0]] * 2), _vgg_stage(w[0], [w[1]] * 2),
                                      _vgg_stage(w[1], [w[2]] * 3), _vgg_stage(w[2], [w[3]] * 3)])
         self.pool = nn.MaxPool2d(2)
-        self.head = nn.Sequential(nn.Conv2d(w[3], dim, 4, 1, 0), nn.BatchNorm2d(dim), nn.Tanh())
+        self.head = nn.Sequential(nn.Conv2d(w[3], dim, 4, 1, 0, bias=False), nn.BatchNorm2d(dim), nn.Tanh())
 
     def forward(self, x):
         skips = []
@@ -282,8 +284,8 @@ class SqueezeExcitation(nn.Module):
     def __init__(self, channels: int, reduction: int = 16):
         super().__init__()
         hidden = max(channels // reduction, 1)
-        self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, hidden),
-                                  nn.ReLU(inplace=True), nn.Linear(hidden, channels), nn.Sigmoid())
+        self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, hidden, bias=False),
+                                  nn.ReLU(inplace=True), nn.Linear(hidden, channels, bias=False), nn.Sigmoid())
 
     def forward(self, x):
         return x * self.gate(x)[:, :, None, None]
@@ -398,7 +400,7 @@ class ConvEncoder(nn.Module):
         widths = _level_widths(width, levels)
         self.blocks = nn.ModuleList(_conv_block(cin, cout, 3, 2, 1)
                                     for cin, cout in zip([channels] + widths[:-1], widths))
-        self.head = nn.Sequential(nn.Conv2d(widths[-1], dim, 3, 1, 1), nn.BatchNorm2d(dim), nn.Tanh())
+        self.head = nn.Sequential(nn.Conv2d(widths[-1], dim, 3, 1, 1, bias=False), nn.BatchNorm2d(dim), nn.Tanh())
 
     def forward(self, x):
         skips = []
@@ -416,7 +418,7 @@ class ConvDecoder(nn.Module):
         super().__init__()
         widths = _level_widths(width, levels)
         self.head = _conv_block(dim, widths[-1], 3, 1, 1)
-        self.ups = nn.ModuleList(nn.ConvTranspose2d(2 * widths[k], widths[k - 1], 3, 2, 1) for k in range(levels - 1, 0, -1))
+        self.ups = nn.ModuleList(nn.ConvTranspose2d(2 * widths[k], widths[k - 1], 3, 2, 1, bias=False) for k in range(levels - 1, 0, -1))
         self.norms = nn.ModuleList(nn.Sequential(nn.BatchNorm2d(widths[k - 1]), nn.LeakyReLU(0.2, inplace=True))
                                    for k in range(levels - 1, 0, -1))
         self.out = nn.ConvTranspose2d(2 * widths[0], channels, 3, 2, 1)
@@ -443,6 +445,39 @@ assert h.shape == (2, 64, 3, 10) and frames.shape == (2, 3, 92, 310)
 
 
 # %% [markdown]
+# ## Initialisation: the public code's
+#
+# SVG's and SLAMP's public code do not keep PyTorch's default initialisation: every convolution
+# (transposed or not) and every linear layer gets weights drawn from $\mathcal N(0, 0.02^2)$ (the
+# DCGAN recipe), every BatchNorm a scale from $\mathcal N(1, 0.02^2)$ and a shift of 0; biases
+# that remain (the output layers) and the LSTM cells keep PyTorch's defaults. Small weights
+# mean that, at the start, the tanh features and the sigmoid outputs sit near their linear range,
+# and the flow decoder predicts displacements close to zero: the warped frame starts as a copy of
+# the previous one.
+
+# %%
+#| export nn
+def init_weights(module: nn.Module) -> None:
+    """The public code's initialisation of one module (use ``model.apply(init_weights)``): conv and
+    linear weights N(0, 0.02²); BatchNorm scale N(1, 0.02²) and shift 0; everything else, LSTMs
+    and the remaining biases included, keeps PyTorch's default."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+# %%
+torch.manual_seed(0)
+encoder = DCGANEncoder(128)
+encoder.apply(init_weights)
+conv = encoder.blocks[1][0].weight
+print(f"conv weights: mean {conv.mean():+.4f}, std {conv.std():.4f}; no bias: {encoder.blocks[1][0].bias is None}")
+assert abs(conv.std() - 0.02) < 0.002 and encoder.blocks[1][0].bias is None
+
+
+# %% [markdown]
 # ## Sizes: the paper's presets
 #
 # One frozen dataclass holds every size. The presets are the paper's: $g = 128$, LSTMs of 256
@@ -462,7 +497,7 @@ import torch
 from torch import nn
 
 from slamp.losses import kl_loss, reconstruction_loss, reparameterize
-from slamp.nn import BACKBONES, GaussianLSTM, MaskNet, PredictorLSTM, blend, running_mean
+from slamp.nn import BACKBONES, GaussianLSTM, MaskNet, PredictorLSTM, blend, init_weights, running_mean
 from slamp.warp import warp
 
 
@@ -632,6 +667,7 @@ class VideoPredictor(nn.Module):
             self.flow_decoder = Decoder(c.g_dim, 2, c.width, output=None)
             self.mask_net = MaskNet(c.channels, c.mask_width)
         self._build_motion_stream(c)
+        self.apply(init_weights)  # the public code's initialisation, after every module exists
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "VideoPredictor":
@@ -843,6 +879,36 @@ class SVG(VideoPredictor):
 class SLAMPBaseline(VideoPredictor):
     """SLAMP-Baseline: one latent z; the predictor's output is decoded into pixels x^p and into a
     flow that warps the previous frame into x^f; a mask blends them."""
+
+
+# %% [markdown]
+# Weights saved by an earlier `slamp` (before the parameter layout matched the public code) carry
+# biases in the convolutions before a BatchNorm and in the squeeze-excitation layers. They are a
+# different function, so `load_weights` refuses them with a message rather than dropping them
+# silently.
+
+# %%
+#| export
+class IncompatibleWeightsError(ValueError):
+    """Weights that do not fit a model; the message says which keys and why."""
+
+
+def load_weights(model: nn.Module, weights: dict) -> nn.Module:
+    """``model.load_state_dict(weights)``, with a clear error for weights of an older layout."""
+    expected = set(model.state_dict())
+    extra, missing = sorted(set(weights) - expected), sorted(expected - set(weights))
+    if extra and not missing and all(key.endswith(".bias") for key in extra):
+        raise IncompatibleWeightsError(
+            f"these weights come from an older slamp whose convolutions before BatchNorm and whose "
+            f"squeeze-excitation layers had biases ({len(extra)} extra tensors, e.g. {extra[0]}); the "
+            f"public code has none, and neither has this version. Retrain the model (`slamp train`) or "
+            f"load it with the slamp version that wrote it.")
+    if extra or missing:
+        raise IncompatibleWeightsError(f"the weights do not fit {type(model).__name__}: missing {missing[:5]}"
+                                       f"{' ...' if len(missing) > 5 else ''}, unexpected {extra[:5]}"
+                                       f"{' ...' if len(extra) > 5 else ''}")
+    model.load_state_dict(weights)
+    return model
 
 
 # %% [markdown]

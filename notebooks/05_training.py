@@ -93,7 +93,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from slamp.models import PRESETS, SLAMP, SVG, ModelConfig, SLAMPBaseline, VideoPredictor
+from slamp.models import PRESETS, SLAMP, SVG, ModelConfig, SLAMPBaseline, VideoPredictor, load_weights
 
 MODEL_CLASSES = {"svg": SVG, "slamp_baseline": SLAMPBaseline, "slamp": SLAMP}
 # What each dataset's frames look like: (channels, (height, width)).
@@ -783,7 +783,7 @@ def load_model(path, map_location="cpu") -> tuple[VideoPredictor, TrainConfig]:
     state = load_checkpoint(path, map_location)
     classes = {cls.__name__: cls for cls in MODEL_CLASSES.values()}
     model = classes[state["model_class"]](ModelConfig(**state["model_config"]))
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"])
     return model.to(map_location).eval(), TrainConfig(**state["config"])
 
 
@@ -1066,7 +1066,7 @@ class Trainer:
         return load_checkpoint(path)  # on the CPU: the RNG states must stay there
 
     def _restore(self, checkpoint):
-        self.model.load_state_dict(checkpoint["model"])
+        load_weights(self.model, checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scaler.load_state_dict(checkpoint["scaler"])
         self.step, self.best_psnr = int(checkpoint["step"]), float(checkpoint["best_psnr"])

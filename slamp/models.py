@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from slamp.losses import kl_loss, reconstruction_loss, reparameterize
-from slamp.nn import BACKBONES, GaussianLSTM, MaskNet, PredictorLSTM, blend, running_mean
+from slamp.nn import BACKBONES, GaussianLSTM, MaskNet, PredictorLSTM, blend, init_weights, running_mean
 from slamp.warp import warp
 
 
@@ -128,6 +128,7 @@ class VideoPredictor(nn.Module):
             self.flow_decoder = Decoder(c.g_dim, 2, c.width, output=None)
             self.mask_net = MaskNet(c.channels, c.mask_width)
         self._build_motion_stream(c)
+        self.apply(init_weights)  # the public code's initialisation, after every module exists
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "VideoPredictor":
@@ -336,6 +337,28 @@ class SLAMPBaseline(VideoPredictor):
     flow that warps the previous frame into x^f; a mask blends them."""
 
 
+class IncompatibleWeightsError(ValueError):
+    """Weights that do not fit a model; the message says which keys and why."""
+
+
+def load_weights(model: nn.Module, weights: dict) -> nn.Module:
+    """``model.load_state_dict(weights)``, with a clear error for weights of an older layout."""
+    expected = set(model.state_dict())
+    extra, missing = sorted(set(weights) - expected), sorted(expected - set(weights))
+    if extra and not missing and all(key.endswith(".bias") for key in extra):
+        raise IncompatibleWeightsError(
+            f"these weights come from an older slamp whose convolutions before BatchNorm and whose "
+            f"squeeze-excitation layers had biases ({len(extra)} extra tensors, e.g. {extra[0]}); the "
+            f"public code has none, and neither has this version. Retrain the model (`slamp train`) or "
+            f"load it with the slamp version that wrote it.")
+    if extra or missing:
+        raise IncompatibleWeightsError(f"the weights do not fit {type(model).__name__}: missing {missing[:5]}"
+                                       f"{' ...' if len(missing) > 5 else ''}, unexpected {extra[:5]}"
+                                       f"{' ...' if len(extra) > 5 else ''}")
+    model.load_state_dict(weights)
+    return model
+
+
 from slamp.nn import MotionEncoder, previous_frames
 
 
@@ -375,4 +398,4 @@ class SLAMP(VideoPredictor):
         return memory
 
 
-__all__ = ['ModelConfig', 'PRESETS', 'Prediction', 'LatentStream', 'VideoPredictor', 'SVG', 'SLAMPBaseline', 'SLAMP']
+__all__ = ['ModelConfig', 'PRESETS', 'Prediction', 'LatentStream', 'VideoPredictor', 'SVG', 'SLAMPBaseline', 'IncompatibleWeightsError', 'load_weights', 'SLAMP']

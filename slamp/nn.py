@@ -6,7 +6,9 @@ from torch import nn
 
 
 def _conv_block(cin, cout, kernel, stride, padding, transposed=False):
-    conv = (nn.ConvTranspose2d if transposed else nn.Conv2d)(cin, cout, kernel, stride, padding)
+    # No bias: the BatchNorm that follows subtracts the mean, so a bias would only add parameters
+    # (the public code leaves it out too).
+    conv = (nn.ConvTranspose2d if transposed else nn.Conv2d)(cin, cout, kernel, stride, padding, bias=False)
     return nn.Sequential(conv, nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, inplace=True))
 
 
@@ -21,7 +23,7 @@ class DCGANEncoder(nn.Module):
         widths = [width, width * 2, width * 4, width * 8]
         self.blocks = nn.ModuleList(_conv_block(cin, cout, 4, 2, 1)
                                     for cin, cout in zip([channels] + widths[:-1], widths))
-        self.head = nn.Sequential(nn.Conv2d(widths[-1], dim, 4, 1, 0), nn.BatchNorm2d(dim), nn.Tanh())
+        self.head = nn.Sequential(nn.Conv2d(widths[-1], dim, 4, 1, 0, bias=False), nn.BatchNorm2d(dim), nn.Tanh())
 
     def forward(self, x):
         skips = []
@@ -72,7 +74,7 @@ class VGGEncoder(nn.Module):
         self.stages = nn.ModuleList([_vgg_stage(channels, [w[0]] * 2), _vgg_stage(w[0], [w[1]] * 2),
                                      _vgg_stage(w[1], [w[2]] * 3), _vgg_stage(w[2], [w[3]] * 3)])
         self.pool = nn.MaxPool2d(2)
-        self.head = nn.Sequential(nn.Conv2d(w[3], dim, 4, 1, 0), nn.BatchNorm2d(dim), nn.Tanh())
+        self.head = nn.Sequential(nn.Conv2d(w[3], dim, 4, 1, 0, bias=False), nn.BatchNorm2d(dim), nn.Tanh())
 
     def forward(self, x):
         skips = []
@@ -161,8 +163,8 @@ class SqueezeExcitation(nn.Module):
     def __init__(self, channels: int, reduction: int = 16):
         super().__init__()
         hidden = max(channels // reduction, 1)
-        self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, hidden),
-                                  nn.ReLU(inplace=True), nn.Linear(hidden, channels), nn.Sigmoid())
+        self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, hidden, bias=False),
+                                  nn.ReLU(inplace=True), nn.Linear(hidden, channels, bias=False), nn.Sigmoid())
 
     def forward(self, x):
         return x * self.gate(x)[:, :, None, None]
@@ -239,7 +241,7 @@ class ConvEncoder(nn.Module):
         widths = _level_widths(width, levels)
         self.blocks = nn.ModuleList(_conv_block(cin, cout, 3, 2, 1)
                                     for cin, cout in zip([channels] + widths[:-1], widths))
-        self.head = nn.Sequential(nn.Conv2d(widths[-1], dim, 3, 1, 1), nn.BatchNorm2d(dim), nn.Tanh())
+        self.head = nn.Sequential(nn.Conv2d(widths[-1], dim, 3, 1, 1, bias=False), nn.BatchNorm2d(dim), nn.Tanh())
 
     def forward(self, x):
         skips = []
@@ -257,7 +259,7 @@ class ConvDecoder(nn.Module):
         super().__init__()
         widths = _level_widths(width, levels)
         self.head = _conv_block(dim, widths[-1], 3, 1, 1)
-        self.ups = nn.ModuleList(nn.ConvTranspose2d(2 * widths[k], widths[k - 1], 3, 2, 1) for k in range(levels - 1, 0, -1))
+        self.ups = nn.ModuleList(nn.ConvTranspose2d(2 * widths[k], widths[k - 1], 3, 2, 1, bias=False) for k in range(levels - 1, 0, -1))
         self.norms = nn.ModuleList(nn.Sequential(nn.BatchNorm2d(widths[k - 1]), nn.LeakyReLU(0.2, inplace=True))
                                    for k in range(levels - 1, 0, -1))
         self.out = nn.ConvTranspose2d(2 * widths[0], channels, 3, 2, 1)
@@ -272,6 +274,17 @@ class ConvDecoder(nn.Module):
 
 
 BACKBONES["conv"] = (ConvEncoder, ConvDecoder)
+
+
+def init_weights(module: nn.Module) -> None:
+    """The public code's initialisation of one module (use ``model.apply(init_weights)``): conv and
+    linear weights N(0, 0.02²); BatchNorm scale N(1, 0.02²) and shift 0; everything else, LSTMs
+    and the remaining biases included, keeps PyTorch's default."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
 
 
 class MotionEncoder(nn.Module):
@@ -293,4 +306,4 @@ def previous_frames(x):
     return torch.cat([x[:, :1], x[:, :-1]], 1)
 
 
-__all__ = ['DCGANEncoder', 'DCGANDecoder', 'VGGEncoder', 'VGGDecoder', 'BACKBONES', 'RecurrentNet', 'PredictorLSTM', 'GaussianLSTM', 'SqueezeExcitation', 'MaskNet', 'blend', 'running_mean', 'ConvLSTM', 'ConvEncoder', 'ConvDecoder', 'MotionEncoder', 'previous_frames']
+__all__ = ['DCGANEncoder', 'DCGANDecoder', 'VGGEncoder', 'VGGDecoder', 'BACKBONES', 'RecurrentNet', 'PredictorLSTM', 'GaussianLSTM', 'SqueezeExcitation', 'MaskNet', 'blend', 'running_mean', 'ConvLSTM', 'ConvEncoder', 'ConvDecoder', 'init_weights', 'MotionEncoder', 'previous_frames']

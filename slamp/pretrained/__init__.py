@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from slamp.data.files import atomic_path
-from slamp.models import SLAMP, SVG, ModelConfig, SLAMPBaseline, VideoPredictor
+from slamp.models import SLAMP, SVG, IncompatibleWeightsError, ModelConfig, SLAMPBaseline, VideoPredictor, load_weights
 
 FOLDER = Path(__file__).resolve().parent
 FORMAT = "slamp.pretrained/1"
@@ -57,7 +57,10 @@ def load(name: str, device="cpu") -> VideoPredictor:
     state = _read(name)
     model = CLASSES[state["model_class"]](ModelConfig(**state["model_config"]))
     weights = {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}
-    model.load_state_dict(weights)
+    try:
+        load_weights(model, weights)
+    except IncompatibleWeightsError as error:
+        raise PretrainedError(f"{FOLDER / (name + '.pt')}: {error}") from error
     return model.to(device).eval()
 
 
