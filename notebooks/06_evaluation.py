@@ -371,6 +371,7 @@ import torch
 from tqdm.auto import tqdm
 
 from slamp.metrics import lpips, mean_confidence_interval, psnr, ssim
+from slamp.models import Prediction
 
 METRICS = {"psnr": (psnr, True), "ssim": (ssim, True), "lpips": (lpips, False)}  # name: (function, higher is better)
 HEADS = ("final", "appearance", "motion", "average")  # x̂, x^p, x^f, (x^p + x^f) / 2
@@ -540,17 +541,241 @@ assert index.tolist() == [1] and curve.tolist() == [[20.0, 20.0, 20.0]]
 assert best_of_n(scores, higher_is_better=False)[0].tolist() == [2]  # e.g. LPIPS
 
 # %% [markdown]
+# ## Floors: what a predictor that has learned nothing scores
+#
+# A score means little on its own. Most of a Moving MNIST frame is black background, so predicting
+# *nothing* — an all-black frame — is already right on most pixels. Every model number below
+# therefore gets its **floor** beside it: the score, with the same code and on the same sequences,
+# of three predictors that have learned nothing about motion:
+#
+# * `black`: $\hat x_t = 0$ for every predicted frame;
+# * `last_frame`: $\hat x_t = x_{n_\text{past}}$, the last conditioning frame, held still;
+# * `mean_frame`: $\hat x_t = \bar x$, the mean frame of the *training* clips. Per pixel it is the
+#   constant that minimises the expected squared error, $\bar x = \arg\min_c \mathbb E\,(x - c)^2$:
+#   the best on MSE that a predictor ignoring its input can do (not exactly on PSNR, which averages
+#   the logarithm of each frame's error).
+#
+# They are deterministic, so the best of $N$ samples is their one sample. To score them with the
+# very code that scores the models, `ReferencePredictor` gives them a model's `generate`, and
+# `evaluate_reference` runs `evaluate` on it with $N = 1$: the summaries have the same keys.
+
+# %%
+#| export evaluate
+REFERENCES = ("black", "last_frame", "mean_frame")  # predictors that learn nothing: the floors of every score
+
+
+def _check_reference(name: str, mean_frame) -> None:
+    if name not in REFERENCES:
+        raise ValueError(f"unknown reference {name!r}; choose from {REFERENCES}")
+    if name == "mean_frame" and mean_frame is None:
+        raise ValueError("the mean_frame reference needs mean_frame, a (C, H, W) tensor: "
+                         "make it with mean_training_frame(<training clips>)")
+
+
+def reference_frames(name: str, past: torch.Tensor, n_future: int, mean_frame: torch.Tensor | None = None) -> torch.Tensor:
+    """The frames ``(B, n_future, C, H, W)`` reference ``name`` predicts from ``past``
+    ``(B, n_past, C, H, W)``: zeros (``black``), ``past[:, -1]`` repeated (``last_frame``), or
+    ``mean_frame`` ``(C, H, W)`` repeated (``mean_frame``)."""
+    _check_reference(name, mean_frame)
+    if past.ndim != 5 or past.shape[1] < 1 or n_future < 1:
+        raise ValueError(f"need past (B, n_past, C, H, W) with n_past >= 1 and n_future >= 1, found "
+                         f"{tuple(past.shape)} and {n_future}")
+    if name == "black":
+        frame = torch.zeros_like(past[:, -1])
+    elif name == "last_frame":
+        frame = past[:, -1]
+    else:
+        if tuple(mean_frame.shape) != tuple(past.shape[2:]):
+            raise ValueError(f"mean_frame must be (C, H, W) = {tuple(past.shape[2:])}, the shape of a frame of "
+                             f"past, found {tuple(mean_frame.shape)}")
+        frame = mean_frame.to(past).expand_as(past[:, -1])
+    return frame[:, None].repeat(1, n_future, 1, 1, 1)
+
+
+# %% [markdown]
+# The mean frame is averaged over clips of the training stream only — never over test data — and
+# over a fixed number of them from a fixed seed, so it is the same on every machine.
+
+# %%
+#| export evaluate
+MEAN_FRAME_CLIPS = 1000  # of 15 frames: 15,000 training frames
+
+
+def mean_training_frame(clips=None, num_clips: int = MEAN_FRAME_CLIPS, seed: int = 0) -> torch.Tensor:
+    """The per-pixel mean ``(C, H, W)`` over every frame of ``num_clips`` training clips.
+
+    ``clips`` is a tensor ``(N, T, C, H, W)`` (its first ``num_clips``), a dataset of clips
+    ``(T, C, H, W)`` with a length (``num_clips`` of them, evenly spaced: neighbouring clips often
+    come from one video), or an iterable of clips or batches ``(B, T, C, H, W)`` (its first
+    ``num_clips`` clips). Default: the Stochastic Moving MNIST training stream,
+    ``StochasticMovingMNIST(n_frames=15, seed=seed)`` on the MNIST *training* digits — 1,000
+    clips × 15 frames = 15,000 frames, no test digit."""
+    from torch.utils.data import IterableDataset
+
+    if num_clips < 1:
+        raise ValueError(f"num_clips must be >= 1, found {num_clips}")
+    if clips is None:
+        from slamp.data import StochasticMovingMNIST
+
+        clips = StochasticMovingMNIST(n_frames=15, seed=seed)
+    if isinstance(clips, torch.Tensor):
+        clips = [clips[:num_clips]]  # one batch
+    elif hasattr(clips, "__len__") and hasattr(clips, "__getitem__") and not isinstance(clips, IterableDataset):
+        if len(clips) == 0:
+            raise ValueError("no training clips to average: the dataset is empty")
+        spread = torch.linspace(0, len(clips) - 1, min(num_clips, len(clips))).round().long().unique()
+        clips = map(clips.__getitem__, spread.tolist())  # one clip at a time
+    total, frames, seen = 0.0, 0, 0
+    for item in clips:
+        batch = torch.as_tensor(item)
+        batch = batch[None] if batch.ndim == 4 else batch
+        if batch.ndim != 5:
+            raise ValueError(f"training clips must be (T, C, H, W) or batches (B, T, C, H, W), found {tuple(batch.shape)}")
+        batch = batch[:num_clips - seen]
+        total = total + batch.double().sum((0, 1))  # float64: 15,000 frames add up without rounding
+        frames, seen = frames + batch.shape[0] * batch.shape[1], seen + batch.shape[0]
+        if seen >= num_clips:
+            break
+    if frames == 0:
+        raise ValueError("no training clips to average")
+    return (total / frames).float()
+
+
+# %%
+#| export evaluate
+class ReferencePredictor(torch.nn.Module):
+    """A reference predictor with a model's ``generate``, so that :func:`evaluate` scores it with
+    the code that scores the models; its samples are all the same (it is deterministic)."""
+
+    def __init__(self, name: str, mean_frame: torch.Tensor | None = None):
+        super().__init__()
+        _check_reference(name, mean_frame)
+        self.name, self.mean_frame = name, mean_frame
+
+    def generate(self, past: torch.Tensor, n_future: int, num_samples: int = 1) -> Prediction:
+        """``past`` ``(B, n_past, C, H, W)`` → frames ``(B, num_samples, n_future, C, H, W)``."""
+        frames = reference_frames(self.name, past, n_future, self.mean_frame)
+        frames = frames[:, None].expand(-1, num_samples, -1, -1, -1, -1)
+        return Prediction(frames=frames, appearance=frames)
+
+
+def evaluate_reference(name: str, videos, n_past: int, n_future: int, metrics=("psnr", "ssim"),
+                       mean_frame: torch.Tensor | None = None, device="cpu", keep_best: bool = False,
+                       progress: bool = False) -> Evaluation:
+    """Score reference ``name`` on ``videos`` (batches ``(B, T, C, H, W)``) exactly as
+    :func:`evaluate` scores a model: the same frames, metrics and summary (head ``final``). A
+    deterministic predictor is its own best of N, so N = 1."""
+    result = evaluate(ReferencePredictor(name, mean_frame), videos, n_past, n_future, num_samples=1, metrics=metrics,
+                      heads=("final",), device=device, keep_best=keep_best, progress=progress)
+    result.settings["model"] = f"reference:{name}"
+    return result
+
+
+# %% [markdown]
+# **Check.** PSNR by hand: an all-black prediction errs by exactly the truth, so its MSE is the mean
+# of $x^2$. Holding the last frame still is perfect on a video that does not move (PSNR at its cap
+# of 100 dB, SSIM 1). And `evaluate_reference` agrees with `evaluate` on a model whose every sample
+# is that same black frame.
+
+# %%
+from slamp.evaluate import REFERENCES, evaluate_reference, mean_training_frame, reference_frames
+
+video = torch.rand(2, 8, 1, 32, 32)
+black = evaluate_reference("black", [video], n_past=3, n_future=5, metrics=("psnr",)).curves["final"]["psnr"]
+by_hand = 10 * torch.log10(1 / (video[:, 3:] ** 2).mean((2, 3, 4)))
+print(f"black: PSNR {black[0, 0]:.4f} dB, by hand {by_hand[0, 0]:.4f} dB")
+assert torch.allclose(black, by_hand, atol=1e-4)
+still = video[:, :1].repeat(1, 8, 1, 1, 1)
+perfect = evaluate_reference("last_frame", [still], 3, 5).summary()["final"]
+print(f"last_frame on a still video: PSNR {perfect['psnr']['mean']:.1f}, SSIM {perfect['ssim']['mean']:.4f}")
+assert perfect["psnr"]["mean"] == 100 and abs(perfect["ssim"]["mean"] - 1) < 1e-5
+
+# %% [markdown]
+# **Why black scores well.** Count it on test frames: the share of pixels with ink, and the share
+# of SSIM's $11\times11$ windows that hold none. Where truth and prediction are both black, both
+# means and variances are 0 and SSIM's ratio is $C_1C_2 / C_1C_2 = 1$: a perfect local score for
+# predicting nothing. PSNR sees only the ink it missed, $\mathrm{MSE} = \frac{1}{CHW}\sum x^2$.
+# The flip side: a faint grey background of 0.02 — barely visible — costs little PSNR but most of
+# SSIM, because $C_1 = 10^{-4}$ is small next to $\mu^2 = 4\cdot10^{-4}$. A model that leaves such
+# a haze on the background is beaten on SSIM by the black frame.
+
+# %%
+import torch.nn.functional as F
+
+from slamp.data import MovingMNISTTestSet
+
+# The test set of the protocol (the class's default); in smoke runs its first few sequences only.
+floor_set = MovingMNISTTestSet.generate(num_sequences=32) if SMOKE else MovingMNISTTestSet.cached()
+truth = torch.stack([floor_set[i][5:25] for i in range(min(len(floor_set), 200))]).flatten(0, 1)  # (N·20, 1, 64, 64)
+inked = (truth > 0).float()
+empty_windows = (F.conv2d(inked, torch.ones(1, 1, 11, 11)) == 0).float().mean().item()
+haze = torch.full_like(truth, 0.02)
+print(f"{len(truth)} test frames: {inked.mean().item():.1%} of the pixels have ink; "
+      f"{empty_windows:.1%} of the 11x11 windows have none")
+print(f"black frame:     PSNR {psnr(torch.zeros_like(truth), truth).mean():.2f} dB   SSIM {ssim(torch.zeros_like(truth), truth).mean():.3f}")
+print(f"grey 0.02 frame: PSNR {psnr(haze, truth).mean():.2f} dB   SSIM {ssim(haze, truth).mean():.3f}")
+assert ssim(torch.zeros_like(truth), truth).mean() > ssim(haze, truth).mean() + 0.3
+
+# %% [markdown]
+# The mean training frame, from 1,000 clips of 15 frames of the training stream: a soft grey
+# square, about 0.13 in the middle and fading to black over the outer ~12 pixels, which a digit's
+# ink reaches only when the digit touches the wall (MNIST digits have blank margins).
+
+# %%
+mean_frame = mean_training_frame(num_clips=100 if SMOKE else 1000)
+print(f"mean training frame {tuple(mean_frame.shape)}: values in [{mean_frame.min():.3f}, {mean_frame.max():.3f}], "
+      f"mean {mean_frame.mean():.3f}")
+assert mean_frame.shape == (1, 64, 64) and 0 < mean_frame.mean() < 0.2
+fig, ax = plt.subplots(figsize=(3.2, 2.8))
+shown = ax.imshow(mean_frame[0], cmap="gray")
+fig.colorbar(shown, ax=ax)
+ax.set(title="mean training frame", xticks=[], yticks=[]);
+
+# %% [markdown]
+# The floors over the 20 predicted frames of the test set (5 → 20). `black` and `mean_frame` do not
+# depend on time. `last_frame` starts level with `black` — the digits have moved a few pixels — and
+# drops about 2 dB below it within a few frames: once its digits are where the true ones are not,
+# it is wrong twice, at the old place and at the new. The mean frame has the best PSNR of the three
+# and by far the worst SSIM: its grey haze covers the black background.
+
+# %%
+import time
+
+from torch.utils.data import DataLoader
+
+started = time.perf_counter()
+floors = {name: evaluate_reference(name, DataLoader(floor_set, batch_size=100), n_past=5, n_future=20,
+                                   mean_frame=mean_frame, device=device).summary()["final"] for name in REFERENCES}
+print(f"floors on {len(floor_set):,} test sequences, 5 -> 20 frames ({time.perf_counter() - started:.0f} s)")
+shown_frames = [0, 4, 9, 14, 19]
+print(f"{'':>22}" + "".join(f"{'frame ' + str(t + 6):>10}" for t in shown_frames) + f"{'mean ± 95% CI':>18}")
+for metric in ("psnr", "ssim"):
+    for name, scores in floors.items():
+        values = scores[metric]
+        print(f"{metric.upper() + ' ' + name:>22}" + "".join(f"{values['per_frame'][t]:>10.3f}" for t in shown_frames)
+              + f"{values['mean']:>11.3f} ± {values['ci95']:.3f}")
+assert floors["last_frame"]["psnr"]["per_frame"][-1] < floors["black"]["psnr"]["per_frame"][-1] - 1  # wrong twice
+assert floors["mean_frame"]["ssim"]["mean"] < floors["black"]["ssim"]["mean"]  # the haze costs SSIM
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+for ax, metric in zip(axes, ["psnr", "ssim"]):
+    for name, scores in floors.items():
+        ax.plot(range(6, 26), scores[metric]["per_frame"], label=name)
+    ax.set(xlabel="frame", title=f"{metric.upper()} of the floors, {len(floor_set):,} test sequences")
+axes[0].legend(fontsize=8)
+fig.tight_layout()
+
+# %% [markdown]
 # ## Evaluating a model on Stochastic Moving MNIST
 #
 # The paper conditions on 5 frames and predicts 20. The package ships a trained model: the `tiny`
 # SLAMP, 600 updates on Stochastic Moving MNIST (`slamp.pretrained`; the README says how it was
 # made). It is small and briefly trained, so its numbers demonstrate the protocol; they are far
-# from the paper's.
+# from the paper's. The floors are scored on the same sequences and printed beside it.
 
 # %%
-from torch.utils.data import DataLoader
+from torch.utils.data import Subset
 
-from slamp.data import MovingMNISTTestSet
 from slamp.pretrained import info, load
 
 model = load("slamp", device)
@@ -558,14 +783,20 @@ print(f"{type(model).__name__}: {model.num_parameters() / 1e6:.2f} M parameters,
       f"{info('slamp')['updates']} updates ({info('slamp')['train_config']['model_preset']} preset)")
 
 # %%
-test_set = MovingMNISTTestSet.generate(num_sequences=16 if SMOKE else (256 if device == "cuda" else 32), n_frames=25, seed=42)
+test_set = Subset(floor_set, range(16 if SMOKE else (256 if device == "cuda" else 32)))  # the first sequences
 num_samples = 5 if SMOKE else 100
 result = evaluate(model, DataLoader(test_set, batch_size=16), n_past=5, n_future=20, num_samples=num_samples,
                   metrics=("psnr", "ssim"), heads=("final", "appearance", "motion", "average"), progress=False)
 summary = result.summary()
-for head in summary:
-    print(f"{head:>10}: " + "   ".join(f"{m.upper()} {v['mean']:.3f} ± {v['ci95']:.3f}" for m, v in summary[head].items()))
+# The floors on exactly these sequences, with the same code (summary keys as the model's "final").
+same_floors = {name: evaluate_reference(name, DataLoader(test_set, batch_size=16), 5, 20, mean_frame=mean_frame,
+                                        device=device).summary()["final"] for name in REFERENCES}
+table_rows = {**summary, **{f"floor {name}": scores for name, scores in same_floors.items()}}
+print(f"{len(test_set)} test sequences, 5 -> 20 frames, SLAMP best of {num_samples} samples:")
+for name, scores in table_rows.items():
+    print(f"{name:>17}: " + "   ".join(f"{m.upper()} {v['mean']:.3f} ± {v['ci95']:.3f}" for m, v in scores.items()))
 assert result.curves["final"]["psnr"].shape == (len(test_set), 20)
+assert same_floors["black"].keys() == summary["final"].keys()
 
 # %% [markdown]
 # ## Against the paper
@@ -585,6 +816,9 @@ for (dataset, name), values in PAPER.items():
     print(f"{dataset:>24} {name:>6} (paper): " + "  ".join(f"{k.upper()} {v}" for k, v in values.items()))
 print(f"{'Stochastic Moving MNIST':>24} {'ours':>6} (tiny, {info('slamp')['updates']} updates, {num_samples} samples): "
       f"PSNR {summary['final']['psnr']['mean']:.2f}  SSIM {summary['final']['ssim']['mean']:.4f}")
+for name, scores in same_floors.items():  # the paper reports no floor; ours, on our sequences
+    print(f"{'Stochastic Moving MNIST':>24} {'floor':>6} ({name}, same sequences): "
+          f"PSNR {scores['psnr']['mean']:.2f}  SSIM {scores['ssim']['mean']:.4f}")
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
@@ -595,6 +829,8 @@ for ax, metric in zip(axes, ["psnr", "ssim"]):
         mean, half = torch.tensor(values["per_frame"]), torch.tensor(values["per_frame_ci95"])
         ax.plot(frames_axis, mean, label=head)
         ax.fill_between(frames_axis, mean - half, mean + half, alpha=0.2)
+    for (name, scores), grey in zip(same_floors.items(), ["0.1", "0.4", "0.7"]):
+        ax.plot(frames_axis, scores[metric]["per_frame"], color=grey, ls=":", lw=1.5, label=f"floor: {name}")
     ax.axhline(PAPER["Stochastic Moving MNIST", "SLAMP"][metric], color="k", ls="--", lw=1, label="paper SLAMP (mean)")
     ax.set(xlabel="frame", title=f"{metric.upper()} of the best of {num_samples} samples, 95% CI")
 axes[0].legend(fontsize=7)
@@ -636,3 +872,8 @@ fig.tight_layout()
 #   for the appearance head, the motion head and their average; `Evaluation.save` writes
 #   `summary.json`, `per_frame.csv` and the best samples. `slamp evaluate` runs it from the command
 #   line on a checkpoint.
+# * Floors: `reference_frames` (`black`, `last_frame`, `mean_frame`), `mean_training_frame` (from
+#   training clips only) and `evaluate_reference`, which scores a reference through `evaluate`
+#   with N = 1, so its summary compares key for key with a model's; `slamp evaluate --reference
+#   black|last_frame|mean_frame|all` on the command line. On Moving MNIST the black frame is a
+#   strong floor on SSIM: a model's score means something only above it.

@@ -3,6 +3,7 @@
     slamp demo      [--out results/demo] [--seed 0] [--updates 200]
     slamp train     --preset tiny [--set field=value ...] [--out DIR] [--resume [PATH]] [--overwrite]
     slamp evaluate  (--checkpoint PATH | --pretrained NAME) [--num-samples 100] [--out results/eval]
+    slamp evaluate  --reference black|last_frame|mean_frame|all [--sequences N] [--out results/eval]
 
 ``python -m slamp ...`` is the same command; ``torchrun --nproc_per_node N -m slamp train ...``
 trains on N processes (DDP). ``demo`` is the README's main job: it trains a tiny SLAMP on
@@ -151,6 +152,8 @@ def _evaluate(args) -> int:
     from slamp.evaluate import PROTOCOLS, evaluate
     from slamp.train import select_device
 
+    if args.reference is not None:
+        return _evaluate_references(args)
     model, dataset = _load_for_evaluation(args)
     dataset = args.dataset or dataset
     default_past, default_future = PROTOCOLS[dataset]
@@ -164,6 +167,20 @@ def _evaluate(args) -> int:
     started = time.perf_counter()
     result = evaluate(model, DataLoader(test_set, batch_size=args.batch_size), n_past, n_future, args.num_samples,
                       metrics=per_frame, heads=tuple(heads), max_batch=args.max_batch, device=device)
+    source = args.pretrained and f"pretrained:{args.pretrained}" or str(args.checkpoint)
+    _save_evaluation(result, args, args.out, test_set, dataset, device, started, source,
+                     f"{type(model).__name__} on {dataset}: {len(test_set)} sequences, {n_past} -> {n_future} "
+                     f"frames, best of {args.num_samples} samples")
+    return 0
+
+
+def _save_evaluation(result, args, out: Path, test_set, dataset: str, device, started: float, source: str,
+                     title: str) -> None:
+    """FVD when asked for, the run's settings, ``summary.json`` (and the rest) in ``out``, and a report."""
+    import torch
+
+    n_past, n_future = result.settings["n_past"], result.settings["n_future"]
+    per_frame = result.settings["metrics"]
     if "fvd" in args.metrics:  # the true videos against the conditioning frames + each best sample
         from slamp.metrics import fvd
 
@@ -171,16 +188,58 @@ def _evaluate(args) -> int:
         result.settings["fvd"] = fvd(real, torch.cat([real[:, :n_past], result.best_frames.float()], 1))
     result.settings.update({"dataset": dataset, "sequences": len(test_set), "seed": args.seed,
                             "seconds": round(time.perf_counter() - started, 1), "device": str(device),
-                            "source": args.pretrained and f"pretrained:{args.pretrained}" or str(args.checkpoint)})
-    result.save(args.out)
-    print(f"{type(model).__name__} on {dataset}: {len(test_set)} sequences, {n_past} -> {n_future} frames, "
-          f"best of {args.num_samples} samples ({result.settings['seconds']} s)")
+                            "source": source})
+    result.save(out)
+    print(f"{title} ({result.settings['seconds']} s)")
     for head, metrics in result.summary().items():
         cells = "  ".join(f"{name} {v['mean']:.4f} ± {v['ci95']:.4f}" for name, v in metrics.items())
         print(f"  {head:>10}: {cells}")
     if "fvd" in result.settings:
         print(f"  FVD (best samples by {per_frame[0]}): {result.settings['fvd']:.2f}")
-    print(f"wrote {Path(args.out) / 'summary.json'}, per_frame.csv, best_samples.pt")
+    kept = ", best_samples.pt" if result.best_frames is not None else ""
+    print(f"wrote {Path(out) / 'summary.json'}, per_frame.csv{kept}")
+
+
+def _mean_frame(dataset: str, data_root, n_frames: int):
+    """The mean training frame of ``dataset`` ``(C, H, W)``, from training clips only."""
+    from slamp.evaluate import mean_training_frame
+
+    if dataset == "mnist":
+        return mean_training_frame()  # 1,000 clips of 15 frames of the training stream
+    from slamp.train import REAL_DATASETS, TrainConfig, data_root as default_root
+
+    root = Path(data_root) if data_root else default_root(TrainConfig(dataset=dataset, model_preset=dataset))
+    return mean_training_frame(REAL_DATASETS[dataset](root, "train", seq_len=n_frames))
+
+
+def _evaluate_references(args) -> int:
+    """``--reference``: score the floors (black, last_frame, mean_frame) on the test sequences and
+    protocol a model would be scored on; one reference writes to ``--out``, ``all`` to ``--out/<name>``."""
+    from torch.utils.data import DataLoader
+
+    from slamp.evaluate import PROTOCOLS, REFERENCES, evaluate_reference
+    from slamp.train import select_device
+
+    dataset = args.dataset or "mnist"
+    if dataset not in PROTOCOLS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose from {sorted(PROTOCOLS)}")
+    if args.heads and set(args.heads) != {"final"}:
+        raise ValueError(f"a reference predicts frames only (head 'final'), not {args.heads}")
+    default_past, default_future = PROTOCOLS[dataset]
+    n_past, n_future = args.n_past or default_past, args.n_future or default_future
+    device = select_device(args.device)
+    test_set = _test_videos(dataset, args.data_root, args.sequences, n_past + n_future)
+    per_frame = tuple(m for m in args.metrics if m != "fvd") or ("psnr",)
+    names = REFERENCES if args.reference == "all" else (args.reference,)
+    mean_frame = _mean_frame(dataset, args.data_root, n_past + n_future) if "mean_frame" in names else None
+    for name in names:
+        started = time.perf_counter()
+        result = evaluate_reference(name, DataLoader(test_set, batch_size=args.batch_size), n_past, n_future,
+                                    per_frame, mean_frame, device, keep_best="fvd" in args.metrics, progress=True)
+        out = Path(args.out) if len(names) == 1 else Path(args.out) / name
+        _save_evaluation(result, args, out, test_set, dataset, device, started, f"reference:{name}",
+                         f"reference {name} on {dataset}: {len(test_set)} sequences, {n_past} -> {n_future} "
+                         f"frames, deterministic (1 sample)")
     return 0
 
 
@@ -211,7 +270,11 @@ def parser() -> argparse.ArgumentParser:
     source = evaluation.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", type=Path, help="a training checkpoint (last.pt or best.pt)")
     source.add_argument("--pretrained", help="a model shipped with slamp (slamp.pretrained.available())")
-    evaluation.add_argument("--dataset", default=None, help="default: the one the model was trained on")
+    source.add_argument("--reference", choices=["black", "last_frame", "mean_frame", "all"],
+                        help="a floor instead of a model: all-black frames, the last conditioning frame held, or "
+                             "the mean training frame (one sample: they are deterministic); all: each in --out/<name>")
+    evaluation.add_argument("--dataset", default=None,
+                            help="default: the one the model was trained on (mnist for --reference)")
     evaluation.add_argument("--data-root", default=None, help="folder of a prepared real dataset")
     evaluation.add_argument("--sequences", type=int, default=None, help="evaluate only the first N test sequences")
     evaluation.add_argument("--n-past", type=int, default=None, help="conditioning frames (default: the paper's)")

@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from slamp.metrics import lpips, mean_confidence_interval, psnr, ssim
+from slamp.models import Prediction
 
 METRICS = {"psnr": (psnr, True), "ssim": (ssim, True), "lpips": (lpips, False)}  # name: (function, higher is better)
 HEADS = ("final", "appearance", "motion", "average")  # x̂, x^p, x^f, (x^p + x^f) / 2
@@ -145,4 +146,106 @@ def evaluate(model, videos, n_past: int, n_future: int, num_samples: int = 100, 
     return Evaluation(curves, torch.cat(best_frames) if keep_best else None, settings)
 
 
-__all__ = ['METRICS', 'HEADS', 'PROTOCOLS', 'score_frames', 'best_of_n', 'head_frames', 'Evaluation', 'evaluate']
+REFERENCES = ("black", "last_frame", "mean_frame")  # predictors that learn nothing: the floors of every score
+
+
+def _check_reference(name: str, mean_frame) -> None:
+    if name not in REFERENCES:
+        raise ValueError(f"unknown reference {name!r}; choose from {REFERENCES}")
+    if name == "mean_frame" and mean_frame is None:
+        raise ValueError("the mean_frame reference needs mean_frame, a (C, H, W) tensor: "
+                         "make it with mean_training_frame(<training clips>)")
+
+
+def reference_frames(name: str, past: torch.Tensor, n_future: int, mean_frame: torch.Tensor | None = None) -> torch.Tensor:
+    """The frames ``(B, n_future, C, H, W)`` reference ``name`` predicts from ``past``
+    ``(B, n_past, C, H, W)``: zeros (``black``), ``past[:, -1]`` repeated (``last_frame``), or
+    ``mean_frame`` ``(C, H, W)`` repeated (``mean_frame``)."""
+    _check_reference(name, mean_frame)
+    if past.ndim != 5 or past.shape[1] < 1 or n_future < 1:
+        raise ValueError(f"need past (B, n_past, C, H, W) with n_past >= 1 and n_future >= 1, found "
+                         f"{tuple(past.shape)} and {n_future}")
+    if name == "black":
+        frame = torch.zeros_like(past[:, -1])
+    elif name == "last_frame":
+        frame = past[:, -1]
+    else:
+        if tuple(mean_frame.shape) != tuple(past.shape[2:]):
+            raise ValueError(f"mean_frame must be (C, H, W) = {tuple(past.shape[2:])}, the shape of a frame of "
+                             f"past, found {tuple(mean_frame.shape)}")
+        frame = mean_frame.to(past).expand_as(past[:, -1])
+    return frame[:, None].repeat(1, n_future, 1, 1, 1)
+
+
+MEAN_FRAME_CLIPS = 1000  # of 15 frames: 15,000 training frames
+
+
+def mean_training_frame(clips=None, num_clips: int = MEAN_FRAME_CLIPS, seed: int = 0) -> torch.Tensor:
+    """The per-pixel mean ``(C, H, W)`` over every frame of ``num_clips`` training clips.
+
+    ``clips`` is a tensor ``(N, T, C, H, W)`` (its first ``num_clips``), a dataset of clips
+    ``(T, C, H, W)`` with a length (``num_clips`` of them, evenly spaced: neighbouring clips often
+    come from one video), or an iterable of clips or batches ``(B, T, C, H, W)`` (its first
+    ``num_clips`` clips). Default: the Stochastic Moving MNIST training stream,
+    ``StochasticMovingMNIST(n_frames=15, seed=seed)`` on the MNIST *training* digits — 1,000
+    clips × 15 frames = 15,000 frames, no test digit."""
+    from torch.utils.data import IterableDataset
+
+    if num_clips < 1:
+        raise ValueError(f"num_clips must be >= 1, found {num_clips}")
+    if clips is None:
+        from slamp.data import StochasticMovingMNIST
+
+        clips = StochasticMovingMNIST(n_frames=15, seed=seed)
+    if isinstance(clips, torch.Tensor):
+        clips = [clips[:num_clips]]  # one batch
+    elif hasattr(clips, "__len__") and hasattr(clips, "__getitem__") and not isinstance(clips, IterableDataset):
+        if len(clips) == 0:
+            raise ValueError("no training clips to average: the dataset is empty")
+        spread = torch.linspace(0, len(clips) - 1, min(num_clips, len(clips))).round().long().unique()
+        clips = map(clips.__getitem__, spread.tolist())  # one clip at a time
+    total, frames, seen = 0.0, 0, 0
+    for item in clips:
+        batch = torch.as_tensor(item)
+        batch = batch[None] if batch.ndim == 4 else batch
+        if batch.ndim != 5:
+            raise ValueError(f"training clips must be (T, C, H, W) or batches (B, T, C, H, W), found {tuple(batch.shape)}")
+        batch = batch[:num_clips - seen]
+        total = total + batch.double().sum((0, 1))  # float64: 15,000 frames add up without rounding
+        frames, seen = frames + batch.shape[0] * batch.shape[1], seen + batch.shape[0]
+        if seen >= num_clips:
+            break
+    if frames == 0:
+        raise ValueError("no training clips to average")
+    return (total / frames).float()
+
+
+class ReferencePredictor(torch.nn.Module):
+    """A reference predictor with a model's ``generate``, so that :func:`evaluate` scores it with
+    the code that scores the models; its samples are all the same (it is deterministic)."""
+
+    def __init__(self, name: str, mean_frame: torch.Tensor | None = None):
+        super().__init__()
+        _check_reference(name, mean_frame)
+        self.name, self.mean_frame = name, mean_frame
+
+    def generate(self, past: torch.Tensor, n_future: int, num_samples: int = 1) -> Prediction:
+        """``past`` ``(B, n_past, C, H, W)`` → frames ``(B, num_samples, n_future, C, H, W)``."""
+        frames = reference_frames(self.name, past, n_future, self.mean_frame)
+        frames = frames[:, None].expand(-1, num_samples, -1, -1, -1, -1)
+        return Prediction(frames=frames, appearance=frames)
+
+
+def evaluate_reference(name: str, videos, n_past: int, n_future: int, metrics=("psnr", "ssim"),
+                       mean_frame: torch.Tensor | None = None, device="cpu", keep_best: bool = False,
+                       progress: bool = False) -> Evaluation:
+    """Score reference ``name`` on ``videos`` (batches ``(B, T, C, H, W)``) exactly as
+    :func:`evaluate` scores a model: the same frames, metrics and summary (head ``final``). A
+    deterministic predictor is its own best of N, so N = 1."""
+    result = evaluate(ReferencePredictor(name, mean_frame), videos, n_past, n_future, num_samples=1, metrics=metrics,
+                      heads=("final",), device=device, keep_best=keep_best, progress=progress)
+    result.settings["model"] = f"reference:{name}"
+    return result
+
+
+__all__ = ['METRICS', 'HEADS', 'PROTOCOLS', 'score_frames', 'best_of_n', 'head_frames', 'Evaluation', 'evaluate', 'REFERENCES', 'reference_frames', 'MEAN_FRAME_CLIPS', 'mean_training_frame', 'ReferencePredictor', 'evaluate_reference']

@@ -80,3 +80,38 @@ def test_evaluate_asks_for_fvd_weights_when_they_are_missing(tmp_path, monkeypat
     code = main(["evaluate", "--checkpoint", str(run / "last.pt"), "--sequences", "2", "--num-samples", "1",
                  "--n-future", "9", "--metrics", "psnr", "fvd", "--out", str(tmp_path / "eval")])
     assert code == 1 and "FVDUnavailable" in capsys.readouterr().err
+
+
+def test_evaluate_scores_the_references_with_the_models_protocol(tmp_path, monkeypatch, capsys):
+    from slamp.data import MovingMNISTTestSet
+    from slamp.evaluate import REFERENCES
+
+    # The protocol's test set, its first sequences only (the whole set takes a minute to make).
+    small = MovingMNISTTestSet.generate(num_sequences=4)
+    monkeypatch.setattr(MovingMNISTTestSet, "cached", classmethod(lambda cls, *a, **k: small))
+    out = tmp_path / "floors"
+    assert main(["evaluate", "--reference", "all", "--sequences", "3", "--n-future", "4", "--num-samples", "7",
+                 "--out", str(out)]) == 0
+    for name in REFERENCES:
+        summary = json.loads((out / name / "summary.json").read_text())
+        settings = summary["settings"]
+        assert settings["source"] == f"reference:{name}" and settings["num_samples"] == 1  # deterministic
+        assert (settings["dataset"], settings["sequences"], settings["n_past"], settings["n_future"]) == ("mnist", 3, 5, 4)
+        assert set(summary["results"]) == {"final"} and set(summary["results"]["final"]) == {"psnr", "ssim"}
+        assert len(summary["results"]["final"]["psnr"]["per_frame"]) == 4
+        assert (out / name / "per_frame.csv").is_file()
+    assert "reference black on mnist: 3 sequences" in capsys.readouterr().out
+    assert main(["evaluate", "--reference", "black", "--sequences", "3", "--n-future", "4", "--out", str(tmp_path / "one")]) == 0
+    one = json.loads((tmp_path / "one" / "summary.json").read_text())["results"]
+    assert one == json.loads((out / "black" / "summary.json").read_text())["results"]
+    assert main(["evaluate", "--reference", "black", "--heads", "motion", "--out", str(tmp_path / "bad")]) == 1
+    assert "head 'final'" in capsys.readouterr().err
+
+
+def test_the_reference_choices_are_the_references():
+    from slamp.cli import parser
+    from slamp.evaluate import REFERENCES
+
+    evaluate_parser = parser()._subparsers._group_actions[0].choices["evaluate"]
+    choices = next(a.choices for a in evaluate_parser._actions if a.dest == "reference")
+    assert tuple(choices) == (*REFERENCES, "all")

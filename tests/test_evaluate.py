@@ -1,10 +1,13 @@
-"""slamp.evaluate: best-of-N picks the best sample, batching does not change the result."""
+"""slamp.evaluate: best-of-N picks the best sample, batching does not change the result; the reference
+predictors (floors) are scored with the same code."""
 import json
+import math
 
 import pytest
 import torch
 
-from slamp.evaluate import Evaluation, best_of_n, evaluate, score_frames
+from slamp.evaluate import (REFERENCES, Evaluation, ReferencePredictor, best_of_n, evaluate, evaluate_reference,
+                            mean_training_frame, reference_frames, score_frames)
 from slamp.metrics import psnr
 from slamp.models import SLAMP, SVG, Prediction
 
@@ -103,3 +106,119 @@ def test_bad_requests_are_rejected():
     with pytest.raises(ValueError, match="must be >= 1"):
         evaluate(model, videos, 2, 3, 0, progress=False)
     assert isinstance(evaluate(model, videos, 2, 3, 2, progress=False), Evaluation)
+
+
+# --- Reference predictors (the floors): same protocol, same code ------------------------------
+
+
+def test_black_frame_scores_the_psnr_computed_by_hand():
+    # Future frames: left half white, right half black -> a black prediction misses half the pixels
+    # by 1: MSE 0.5, PSNR 10 log10(1 / 0.5) = 3.0103 dB. A frame of 0.5 everywhere: MSE 0.25, 6.0206 dB.
+    video = torch.zeros(2, 6, 1, 16, 16)
+    video[0, :, :, :, :8] = 1.0
+    video[1] = 0.5
+    result = evaluate_reference("black", [video], n_past=2, n_future=4, metrics=("psnr",))
+    curve = result.curves["final"]["psnr"]
+    assert curve.shape == (2, 4)
+    assert torch.allclose(curve[0], torch.full((4,), 10 * math.log10(2)), atol=1e-4)
+    assert torch.allclose(curve[1], torch.full((4,), 10 * math.log10(4)), atol=1e-4)
+    assert result.summary()["final"]["psnr"]["mean"] == pytest.approx(5 * math.log10(8), abs=1e-4)
+
+
+def test_last_frame_on_a_still_video_is_perfect():
+    torch.manual_seed(0)
+    still = torch.rand(3, 1, 1, 16, 16).repeat(1, 7, 1, 1, 1)
+    summary = evaluate_reference("last_frame", [still], 3, 4).summary()["final"]
+    assert summary["psnr"]["mean"] == 100  # the cap for identical frames
+    assert summary["ssim"]["mean"] == pytest.approx(1, abs=1e-5)
+    moving = torch.rand(2, 7, 1, 16, 16)
+    assert torch.equal(reference_frames("last_frame", moving[:, :3], 4), moving[:, 2:3].expand(-1, 4, -1, -1, -1))
+
+
+def test_reference_frames_shapes_and_errors():
+    past = torch.rand(2, 3, 1, 8, 8)
+    assert torch.equal(reference_frames("black", past, 5), torch.zeros(2, 5, 1, 8, 8))
+    mean = torch.full((1, 8, 8), 0.3)
+    frames = reference_frames("mean_frame", past, 5, mean_frame=mean)
+    assert frames.shape == (2, 5, 1, 8, 8) and torch.equal(frames, torch.full((2, 5, 1, 8, 8), 0.3))
+    with pytest.raises(ValueError, match="needs mean_frame"):
+        reference_frames("mean_frame", past, 5)
+    with pytest.raises(ValueError, match=r"mean_frame must be \(C, H, W\) = \(1, 8, 8\)"):
+        reference_frames("mean_frame", past, 5, mean_frame=torch.zeros(1, 4, 4))
+    with pytest.raises(ValueError, match=r"mean_frame must be \(C, H, W\)"):
+        reference_frames("mean_frame", past, 5, mean_frame=torch.zeros(8, 8))
+    with pytest.raises(ValueError, match="unknown reference 'zeros'"):
+        reference_frames("zeros", past, 5)
+    with pytest.raises(ValueError, match=r"past \(B, n_past, C, H, W\)"):
+        reference_frames("black", past[0], 5)
+    with pytest.raises(ValueError, match="n_future >= 1"):
+        reference_frames("black", past, 0)
+    with pytest.raises(ValueError, match="needs mean_frame"):  # before any test batch is read
+        evaluate_reference("mean_frame", [], 2, 3)
+
+
+def test_mean_training_frame_from_tensors_datasets_and_streams():
+    clips = torch.rand(6, 4, 1, 8, 8)
+    assert torch.allclose(mean_training_frame(clips), clips.mean((0, 1)))
+    assert torch.allclose(mean_training_frame(clips, num_clips=2), clips[:2].mean((0, 1)))
+    dataset = list(clips)  # a map-style dataset: clips at evenly spaced indices 0, 5
+    assert torch.allclose(mean_training_frame(dataset, num_clips=2), clips[[0, 5]].mean((0, 1)))
+    batches = iter([clips[:4], clips[4:]])  # a stream of batches: its first 5 clips
+    assert torch.allclose(mean_training_frame(batches, num_clips=5), clips[:5].mean((0, 1)), atol=1e-6)
+    assert mean_training_frame(clips).shape == (1, 8, 8)
+    with pytest.raises(ValueError, match="num_clips must be >= 1"):
+        mean_training_frame(clips, num_clips=0)
+    with pytest.raises(ValueError, match="dataset is empty"):
+        mean_training_frame([])
+    with pytest.raises(ValueError, match=r"\(T, C, H, W\) or batches"):
+        mean_training_frame([torch.rand(8, 8)])
+
+
+def test_the_default_mean_frame_is_made_from_training_digits_only(monkeypatch):
+    import slamp.data.moving_mnist as moving_mnist
+
+    asked = []
+    real = moving_mnist.load_mnist_digits
+    monkeypatch.setattr(moving_mnist, "load_mnist_digits", lambda split="train", *a, **k: asked.append(split) or real(split, *a, **k))
+    first, second = mean_training_frame(num_clips=8), mean_training_frame(num_clips=8)
+    assert asked == ["train", "train"]  # never the test digits
+    assert first.shape == (1, 64, 64) and torch.equal(first, second)  # a fixed seed: the same frame
+    assert 0 < first.mean() < 0.3 and first.min() >= 0 and first.max() <= 1
+
+
+class RepeatingModel(torch.nn.Module):
+    """A stub model whose every sample is ``frames_of(past, n_future)``, like a reference's."""
+
+    def __init__(self, frames_of):
+        super().__init__()
+        self.frames_of, self.weight = frames_of, torch.nn.Parameter(torch.zeros(1))
+
+    def generate(self, past, n_future, num_samples):
+        frames = self.frames_of(past, n_future)
+        return Prediction(frames=frames[:, None].expand(-1, num_samples, -1, -1, -1, -1), appearance=frames)
+
+
+@pytest.mark.parametrize("name", REFERENCES)
+def test_evaluate_reference_agrees_with_evaluate_on_a_model_that_predicts_the_same(name):
+    torch.manual_seed(0)
+    videos = [torch.rand(3, 7, 1, 16, 16), torch.rand(2, 7, 1, 16, 16)]
+    mean = torch.rand(1, 16, 16)
+    stub = RepeatingModel(lambda past, n: reference_frames(name, past, n, mean))
+    expected = evaluate(stub, videos, 3, 4, num_samples=3, metrics=("psnr", "ssim"), progress=False)
+    found = evaluate_reference(name, videos, 3, 4, metrics=("psnr", "ssim"), mean_frame=mean)
+    for metric in ("psnr", "ssim"):
+        assert torch.allclose(found.curves["final"][metric], expected.curves["final"][metric])
+    assert found.summary().keys() == expected.summary().keys() == {"final"}
+    assert found.summary()["final"].keys() == expected.summary()["final"].keys()
+    assert found.settings["num_samples"] == 1 and found.settings["model"] == f"reference:{name}"
+    assert found.best_frames is None  # deterministic: nothing to keep unless asked
+    kept = evaluate_reference(name, videos, 3, 4, mean_frame=mean, keep_best=True)
+    assert torch.equal(kept.best_frames[:3], reference_frames(name, videos[0][:, :3], 4, mean))
+
+
+def test_a_reference_is_a_model_with_generate():
+    past = torch.rand(2, 3, 1, 8, 8)
+    futures = ReferencePredictor("last_frame").generate(past, n_future=4, num_samples=5).frames
+    assert futures.shape == (2, 5, 4, 1, 8, 8) and torch.equal(futures[:, 4, 3], past[:, -1])
+    with pytest.raises(ValueError, match="unknown reference"):
+        ReferencePredictor("mean")

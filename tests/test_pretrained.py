@@ -69,3 +69,16 @@ def test_unknown_and_damaged_files_get_clear_errors(tmp_path, monkeypatch):
     torch.save({"model": {}}, tmp_path / "foreign.pt")
     with pytest.raises(pretrained.PretrainedError, match="not a slamp.pretrained file"):
         pretrained.load("foreign")
+
+
+def test_the_table_puts_the_floors_under_the_models(tmp_path, monkeypatch):
+    recorded = json.loads(json.dumps(RECORDED))
+    recorded["references"] = {name: {"settings": {}, "results": {"final": {
+        "psnr": {"mean": 13.8 + i, "ci95": 0.3}, "ssim": {"mean": 0.72, "ci95": 0.01}}}}
+        for i, name in enumerate(tool.REFERENCES)}
+    (tmp_path / "results.json").write_text(json.dumps(recorded))
+    monkeypatch.setattr(tool, "RESULTS", tmp_path / "results.json")
+    lines = tool.table().splitlines()
+    assert len(lines) == 2 + len(tool.MODELS) + 3
+    assert lines[-3] == "| floor: all-black frame (`--reference black`) | 13.80 ± 0.30 | 0.7200 ± 0.0100 | – | – |"
+    assert lines[-1].startswith("| floor: mean training frame (`--reference mean_frame`) | 15.80")
