@@ -45,9 +45,11 @@ export: $(STAMP)
 	$(BIN)/python tools/literate.py export
 
 ## Re-run every notebook at full settings and store its outputs in the .ipynb (for GitHub/Colab readers).
+## Figures must be stored as PNG: the kernel runs without MPLBACKEND (Agg would display nothing),
+## and slamp.notebook.setup() switches to the inline backend; tests/test_notebook_outputs.py checks.
 notebooks: $(STAMP) sync
 	for nb in notebooks/[0-9]*.ipynb; do \
-		$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 "$$nb" || exit 1; \
+		env -u MPLBACKEND $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 "$$nb" || exit 1; \
 	done
 
 ## Student notebooks without the solutions, in assignments/ (see the README's teachers' section).
