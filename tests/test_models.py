@@ -20,11 +20,12 @@ PARAMETERS = {
     ("SVG", "bair"): 22_826_243, ("SLAMPBaseline", "bair"): 34_761_798, ("SLAMP", "bair"): 45_769_798,
     ("SVG", "tiny"): 793_089, ("SLAMPBaseline", "tiny"): 1_211_732, ("SLAMP", "tiny"): 1_594_484,
     ("SVG", "kitti"): 17_721_027, ("SLAMPBaseline", "kitti"): 26_247_430, ("SLAMP", "kitti"): 35_558_790,
+    ("SVG", "cpu"): 1_354_577, ("SLAMPBaseline", "cpu"): 1_833_260, ("SLAMP", "cpu"): 2_711_964,
 }
 
 
 @pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
-@pytest.mark.parametrize("preset", ["mnist", "kth", "bair", "tiny", "kitti"])
+@pytest.mark.parametrize("preset", ["mnist", "kth", "bair", "tiny", "kitti", "cpu"])
 def test_parameter_counts_of_the_presets(cls, preset):
     assert cls.from_preset(preset).num_parameters() == PARAMETERS[cls.__name__, preset]
 
