@@ -56,6 +56,7 @@ class TrainConfig:
     epoch_size: int = 1000  # updates per epoch
     scheduled_sampling_k: float = 0.0  # k of p = k / (k + exp(epoch / k)); 0: always the true frame
     seed: int = 0
+    init_from: str | None = None  # start from trained weights (a checkpoint, or pretrained:<name>); fresh optimiser
     # Machinery.
     device: str = "auto"  # auto (cuda if present, else cpu) | cpu | cuda | cuda:N
     amp: str = "auto"  # auto (bf16, or fp16 before Ampere, on GPU; off on CPU) | off | bf16 | fp16
@@ -733,6 +734,29 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # every CUDA device too
 
 
+# Continuing a run in a new one: `--set init_from=pretrained:slamp` (or a checkpoint's path) copies
+# the trained weights into the new run's model, then trains with a fresh optimiser. Unlike
+# `--resume` (an exact continuation, but the checkpoint holds Adam's moments: three times the
+# weights), it needs only the shipped float16 weights: how the shipped models are trained over
+# several CPU sessions.
+def initialise_from(model: VideoPredictor, source: str) -> VideoPredictor:
+    """Copy into ``model`` the weights of ``source``: a training checkpoint's path, or
+    ``pretrained:<name>`` for a model shipped in ``slamp.pretrained``. Class and sizes must match:
+    this continues a training run in a new one (fresh optimiser and schedule), e.g. spread over
+    several sessions on a CPU."""
+    if source.startswith("pretrained:"):
+        from slamp.pretrained import load
+
+        trained = load(source.removeprefix("pretrained:"))
+    else:
+        trained, _ = load_model(source)
+    if type(trained) is not type(model) or trained.config != model.config:
+        raise ConfigError(f"init_from={source!r} holds a {type(trained).__name__} {trained.config}, "
+                          f"but this run trains a {type(model).__name__} {model.config}")
+    model.load_state_dict(trained.state_dict())
+    return model
+
+
 class Trainer:
     """One training run: ``Trainer(config, place, device).fit()``. See :func:`train`."""
 
@@ -749,6 +773,8 @@ class Trainer:
             share_latent_noise(self.model, place.rank, place.world_size)
             if config.sync_batchnorm:
                 synchronise_batchnorm(self.model, self.device)
+        if checkpoint is None and config.init_from:
+            initialise_from(self.model, config.init_from)
         self.model.to(self.device)
         self.optimizer = adam(self.model.parameters(), config.lr, config.betas, config.adam_eps)
         self.scaler = _grad_scaler(self.device, self.dtype)
@@ -976,4 +1002,4 @@ def train(config: TrainConfig, resume=None, stop_after: int | None = None, overw
             dist.destroy_process_group()
 
 
-__all__ = ['MODEL_CLASSES', 'DATASET_FRAMES', 'AMP_MODES', 'ConfigError', 'TrainConfig', 'parse_value', 'apply_overrides', 'TRAIN_PRESETS', 'teacher_forcing_probability', 'REAL_DATASETS', 'VALIDATION_SEED', 'data_root', 'TrainingSequences', 'RankBatches', 'training_sequences', 'epoch_loader', 'validation_videos', 'select_device', 'autocast_dtype', 'GlobalBatchNorm', 'synchronise_batchnorm', 'share_latent_noise', 'Distributed', 'init_distributed', 'CHECKPOINT_FORMAT', 'CHECKPOINT_KEYS', 'CheckpointError', 'NonFiniteLossError', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'build_model', 'load_model', 'validate', 'sample_figure', 'save_figure', 'CSVLog', 'read_log', 'tensorboard_writer', 'plot_training', 'TrainingObjective', 'loss_terms', 'adam', 'seed_everything', 'Trainer', 'train']
+__all__ = ['MODEL_CLASSES', 'DATASET_FRAMES', 'AMP_MODES', 'ConfigError', 'TrainConfig', 'parse_value', 'apply_overrides', 'TRAIN_PRESETS', 'teacher_forcing_probability', 'REAL_DATASETS', 'VALIDATION_SEED', 'data_root', 'TrainingSequences', 'RankBatches', 'training_sequences', 'epoch_loader', 'validation_videos', 'select_device', 'autocast_dtype', 'GlobalBatchNorm', 'synchronise_batchnorm', 'share_latent_noise', 'Distributed', 'init_distributed', 'CHECKPOINT_FORMAT', 'CHECKPOINT_KEYS', 'CheckpointError', 'NonFiniteLossError', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'build_model', 'load_model', 'validate', 'sample_figure', 'save_figure', 'CSVLog', 'read_log', 'tensorboard_writer', 'plot_training', 'TrainingObjective', 'loss_terms', 'adam', 'seed_everything', 'initialise_from', 'Trainer', 'train']

@@ -114,6 +114,20 @@ def test_resume_continues_exactly(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_init_from_starts_a_new_run_from_trained_weights(tmp_path):
+    first = tiny(tmp_path / "first", epochs=1, epoch_size=2)
+    train(first)
+    trained = load_checkpoint(tmp_path / "first" / "last.pt")["model"]
+    second = tiny(tmp_path / "second", epochs=1, epoch_size=1, init_from=str(tmp_path / "first" / "last.pt"), lr=1e-12)
+    train(second)  # one update with a vanishing step: the weights stay those of the first run
+    continued = load_checkpoint(tmp_path / "second" / "last.pt")
+    assert continued["step"] == 1
+    floats = [k for k in trained if trained[k].is_floating_point() and "running" not in k]
+    assert all(torch.allclose(trained[k], continued["model"][k], atol=1e-6) for k in floats)
+    with pytest.raises(ConfigError, match="init_from"):  # another model class: refused, not half-loaded
+        train(tiny(tmp_path / "third", model="svg", init_from=str(tmp_path / "first" / "last.pt")))
+
+
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     real_forward, calls = TrainingObjective.forward, []
 
