@@ -444,7 +444,9 @@ class Evaluation:
         return out
 
     def save(self, folder) -> Path:
-        """Write ``summary.json``, ``per_frame.csv`` and (if kept) ``best_samples.pt`` to ``folder``."""
+        """Write ``summary.json``, ``per_frame.csv``, ``per_sequence.csv`` (each sequence's score, the
+        mean over frames: what paired comparisons between predictors need) and (if kept)
+        ``best_samples.pt`` to ``folder``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         summary = self.summary()
@@ -456,6 +458,12 @@ class Evaluation:
                 for metric, values in metrics.items():
                     for t, (m, h) in enumerate(zip(values["per_frame"], values["per_frame_ci95"])):
                         writer.writerow([head, metric, t + 1, f"{m:.6f}", f"{h:.6f}"])
+        with open(folder / "per_sequence.csv", "w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(["head", "metric", "sequence", "score"])
+            for head, metrics in self.curves.items():
+                for metric, curve in metrics.items():
+                    writer.writerows([head, metric, i, f"{v:.6f}"] for i, v in enumerate(curve.mean(1).tolist()))
         if self.best_frames is not None:
             torch.save(self.best_frames.to(torch.float16), folder / "best_samples.pt")
         return folder

@@ -79,6 +79,11 @@ def test_evaluate_a_real_model_with_every_head_and_save(tmp_path):
     saved = json.loads((folder / "summary.json").read_text())
     assert saved["settings"]["num_samples"] == 3 and "average" in saved["results"]
     assert len((folder / "per_frame.csv").read_text().splitlines()) == 1 + 4 * 2 * 4
+    rows = (folder / "per_sequence.csv").read_text().splitlines()
+    assert len(rows) == 1 + 4 * 2 * 3  # heads x metrics x sequences
+    head, metric, index, score = rows[1].split(",")
+    assert (head, metric, index) == ("final", "psnr", "0")
+    assert abs(float(score) - result.curves["final"]["psnr"][0].mean().item()) < 1e-5
     assert torch.load(folder / "best_samples.pt").shape == (3, 4, 1, 64, 64)
 
 
