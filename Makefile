@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup demo test check-pairs check-export pytest nbval sync export notebooks lab assignments clean
+.PHONY: setup demo demo-figure test check-pairs check-export pytest nbval sync export notebooks lab assignments clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,10 @@ $(STAMP): pyproject.toml
 ## The main job: end-to-end demo, writes figures and metrics to results/demo/.
 demo: $(STAMP)
 	$(BIN)/python -m slamp demo --out results/demo
+
+## The README's figure, docs/demo_prediction.png: the demo's figure at its default settings.
+demo-figure: demo
+	cp results/demo/prediction.png docs/demo_prediction.png
 
 ## Everything CI checks: pairs in sync, slamp/ equals a fresh export, unit tests, notebooks (smoke).
 test: check-pairs check-export pytest nbval

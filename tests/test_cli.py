@@ -3,30 +3,110 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 from slamp.cli import main, run_demo
+from slamp.data import MovingMNISTTestSet
+from slamp.demo import demo_model, figure_rows, first_test_sequences, prediction_figure, sample_sequence
+from slamp.models import SLAMP, SVG
 from slamp.train import load_checkpoint
 
 SMALL_RUN = ["device=cpu", "workers=0", "batch_size=4", "epochs=1", "epoch_size=2", "n_past=2", "n_future=2",
              "val_every=2", "val_sequences=2", "val_samples=2", "val_n_future=3", "log_every=1"]
 
 
-def test_demo_trains_evaluates_and_writes_figure_gif_and_metrics(tmp_path):
-    metrics = run_demo(tmp_path, seed=0, updates=3, sequences=4, num_samples=2, progress=False)
-    for name in ("prediction.png", "prediction.gif", "loss.png"):
+@pytest.fixture(scope="module")
+def tiny_slamp():
+    """An untrained tiny SLAMP: the demo's machinery does not need a good model."""
+    torch.manual_seed(0)
+    return SLAMP.from_preset("tiny").eval()
+
+
+def test_demo_writes_figure_gif_and_metrics_beside_the_references(tmp_path, tiny_slamp):
+    metrics = run_demo(tmp_path, seed=0, sequences=3, num_samples=5, model=tiny_slamp,
+                       about={"name": "tiny SLAMP (untrained)", "source": "test"}, progress=False)
+    for name in ("prediction.png", "prediction.gif", "metrics.json"):
         assert (tmp_path / name).stat().st_size > 1000, name
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
-    assert metrics["updates"] == 3 and load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 3
-    assert set(metrics["results"]) == {"final", "appearance", "motion", "average"}
-    assert 0 < metrics["results"]["final"]["psnr"]["mean"] < 60
-    assert metrics["protocol"] == {"n_past": 5, "n_future": 10, "num_samples": 2, "sequences": 4}
+    assert metrics["protocol"]["n_past"] == 5 and metrics["protocol"]["n_future"] == 20  # the paper's MNIST protocol
+    assert metrics["protocol"]["sequences"] == 3 and metrics["protocol"]["num_samples"] == 5
+    rows = {row["name"]: row for row in metrics["results"]}
+    assert list(rows) == ["SLAMP", "black", "last_frame", "mean_frame"]
+    assert {row["sequences"] for row in rows.values()} == {3}
+    assert rows["SLAMP"]["num_samples"] == 5 and rows["black"]["num_samples"] == 1
+    for row in rows.values():
+        assert 0 < row["psnr"]["mean"] < 60 and -1 <= row["ssim"]["mean"] <= 1 and row["psnr"]["ci95"] >= 0
+    shown = metrics["shown"]
+    assert shown["best_sample"] not in shown["random_samples"] and len(shown["random_samples"]) == 3
+    assert shown["best_psnr"] >= max(shown["random_psnr"]) and shown["diversity"] > 0
+    with Image.open(tmp_path / "prediction.gif") as gif:
+        assert gif.n_frames == 25  # 5 given + 20 predicted
 
 
-def test_demo_is_reproducible_from_its_seed(tmp_path):
-    first = run_demo(tmp_path / "a", seed=3, updates=2, sequences=2, num_samples=2, progress=False)
-    second = run_demo(tmp_path / "b", seed=3, updates=2, sequences=2, num_samples=2, progress=False)
-    assert first["final_loss"] == second["final_loss"] and first["results"] == second["results"]
+def test_demo_is_reproducible_from_its_seed(tmp_path, tiny_slamp):
+    first, second = (run_demo(tmp_path / name, seed=3, sequences=2, num_samples=3, model=tiny_slamp, progress=False)
+                     for name in "ab")
+    assert first["results"] == second["results"] and first["shown"] == second["shown"]
+
+
+def test_demo_figure_has_a_labelled_row_per_stream(tiny_slamp):
+    truth = first_test_sequences(1)[0]
+    shown = sample_sequence(tiny_slamp, truth, num_samples=6, seed=1)
+    figure = prediction_figure(truth, shown, title="the title")
+    labels = [text.get_text() for ax in figure.axes if ax.get_gid() == "label" for text in ax.texts]
+    assert len(labels) == 1 + 1 + 3 + 4  # truth, best, 3 random samples, x^p, x^f, mask, flow
+    assert labels[0] == "truth" and labels[1].startswith("best of 6 by PSNR")
+    assert [label.split("\n")[0] for label in labels[2:5]] == [f"random sample {k}" for k in (1, 2, 3)]
+    assert "1 = take $x^p$, 0 = take $x^f$" in labels[7] and labels[8].startswith("flow")
+    headers = [text.get_text() for ax in figure.axes for text in ax.texts if text.get_text().startswith("t=")]
+    assert headers == [f"t={t}" for t in range(1, 26)]
+    assert figure.get_suptitle() == "the title"
+    # Fewer samples, fewer random rows; without a motion head (SVG), no parts rows.
+    few = sample_sequence(SVG.from_preset("tiny").eval(), truth, num_samples=2)
+    assert [label for label, _ in figure_rows(truth, few)][0] == "truth" and len(figure_rows(truth, few)) == 3
+
+
+def test_demo_takes_the_first_sequences_of_the_default_test_set():
+    first, more = first_test_sequences(2), MovingMNISTTestSet.generate(num_sequences=3)
+    assert np.array_equal(first.sequences, more.sequences[:2])
+
+
+def test_demo_command_with_a_short_training_run(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--train", "2", "--sequences", "2", "--num-samples", "2", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"]["updates"] == 2 and load_checkpoint(out / "run" / "last.pt")["step"] == 2
+    assert (out / "loss.png").is_file() and (out / "prediction.png").is_file()
+    printed = capsys.readouterr().out
+    assert "K = 2" in printed and "N = 2" in printed
+    assert all(name in printed for name in ("SLAMP", "black", "last frame", "mean frame", "diversity"))
+
+
+def test_demo_threads_leave_busy_cores_alone(monkeypatch):
+    from slamp.cli import _demo_threads
+
+    cores = torch.get_num_threads()
+    assert _demo_threads(3) == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", str(cores))
+    assert _demo_threads(None) == cores  # the user chose
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr("os.getloadavg", lambda: (cores + 5.0, 0.0, 0.0))
+    assert _demo_threads(None) == 1  # every core busy: one thread, not threads waiting for each other
+    monkeypatch.setattr("os.getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert _demo_threads(None) == cores
+
+
+def test_demo_loads_the_shipped_slamp():
+    from slamp.pretrained import PretrainedError
+
+    try:
+        model, about = demo_model()
+    except PretrainedError as error:  # the shipped weights are being retrained for the current classes
+        pytest.skip(f"shipped SLAMP does not load: {error}")
+    assert type(model).__name__ == "SLAMP" and about["source"] == "pretrained:slamp"
 
 
 def test_train_and_evaluate_commands(tmp_path, capsys):
