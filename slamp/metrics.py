@@ -26,12 +26,18 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5, device=None) -> torch.T
     return window / window.sum()
 
 
+def _banded(size: int, window: torch.Tensor) -> torch.Tensor:
+    """``(size, size - k + 1)``: column ``j`` holds the window at rows ``j .. j + k - 1``, so that
+    ``x @ _banded(...)`` filters the last axis of ``x`` ('valid' positions only)."""
+    k = len(window)
+    rows = torch.arange(size, device=window.device)[:, None] - torch.arange(size - k + 1, device=window.device)
+    inside = (rows >= 0) & (rows < k)
+    return torch.where(inside, window[rows.clamp(0, k - 1)], window.new_zeros(()))
+
+
 def _filter(images: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
-    """Separable 'valid' Gaussian filtering of every channel of ``(N, C, H, W)``."""
-    channels = images.shape[1]
-    horizontal = window.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
-    vertical = window.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
-    return F.conv2d(F.conv2d(images, horizontal, groups=channels), vertical, groups=channels)
+    """Separable 'valid' Gaussian filtering of every channel of ``(..., H, W)``: ``G_hᵀ · X · G_w``."""
+    return _banded(images.shape[-2], window).t() @ images @ _banded(images.shape[-1], window)
 
 
 def ssim(prediction: torch.Tensor, target: torch.Tensor, window_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
@@ -42,10 +48,8 @@ def ssim(prediction: torch.Tensor, target: torch.Tensor, window_size: int = 11, 
         raise ValueError(f"images must be at least {window_size}x{window_size} for SSIM, found {tuple(prediction.shape[-2:])}")
     x, y = prediction.float(), target.float()
     window = _gaussian_window(window_size, sigma, x.device)
-    mu_x, mu_y = _filter(x, window), _filter(y, window)
-    var_x = _filter(x * x, window) - mu_x**2
-    var_y = _filter(y * y, window) - mu_y**2
-    cov = _filter(x * y, window) - mu_x * mu_y
+    mu_x, mu_y, xx, yy, xy = _filter(torch.stack([x, y, x * x, y * y, x * y]), window)  # one product for all five
+    var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
     c1, c2 = 0.01**2, 0.03**2
     s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return s.flatten(1).mean(1)
@@ -110,9 +114,13 @@ def frechet_distance(features_a, features_b) -> float:
         raise ValueError(f"need two sets of features (N, D), (M, D) with N, M >= 2; found {a.shape} and {b.shape}")
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
-    root = root.real  # sqrtm returns tiny imaginary parts from rounding
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
+    # tr sqrt(Σa Σb) = tr sqrt(Σa^½ Σb Σa^½), a symmetric PSD matrix: its eigenvalues are real. This
+    # stays finite where the covariances are singular (fewer samples than features), which a
+    # general matrix square root (scipy's sqrtm, 1.17) turns into NaN.
+    values, vectors = linalg.eigh(cov_a)
+    root_a = (vectors * np.sqrt(values.clip(min=0))) @ vectors.T
+    trace_root = np.sqrt(linalg.eigvalsh(root_a @ cov_b @ root_a).clip(min=0)).sum()
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root)
 
 
 def i3d_path() -> Path:
