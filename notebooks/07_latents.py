@@ -51,7 +51,7 @@ started = time.perf_counter()
 # ## Trained models
 #
 # A latent is only worth looking at once the model has learned to use it. `slamp.pretrained` ships
-# small trained models (`tiny` sizes, trained on Stochastic Moving MNIST); where a checkpoint is
+# small trained models (`cpu` sizes, trained on Stochastic Moving MNIST); where a checkpoint is
 # not there yet, `trained_model` trains the `tiny` preset here instead, for a few updates under the
 # CI smoke setting (its pictures then show an untrained model) and for longer otherwise.
 
