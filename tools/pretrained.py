@@ -1,15 +1,20 @@
 """Make the models shipped in slamp/pretrained/ and the README's results table, reproducibly.
 
-    python tools/pretrained.py train      # train SVG, SLAMP-Baseline and SLAMP with one budget (runs/pretrained/)
-    python tools/pretrained.py export     # last.pt of each run -> slamp/pretrained/<model>.pt (float16)
-    python tools/pretrained.py evaluate   # best-of-100 on the first 32 SM-MNIST test sequences (results/pretrained/)
-    python tools/pretrained.py references # the floors (black, last frame, mean frame) on the same sequences,
-                                          # recorded in results.json under "references"
+    python tools/pretrained.py train [--updates N] [--continue]
+                                          # SVG, SLAMP-Baseline and SLAMP, `cpu` preset, one budget:
+                                          # round robin in chunks of 250 updates (runs/pretrained/)
+    python tools/pretrained.py export     # last.pt of each run -> slamp/pretrained/<model>.pt (float16),
+                                          # with its learning curve
+    python tools/pretrained.py evaluate   # best-of-100 on the first 100 sequences of SRVP's test set
+    python tools/pretrained.py references # the floors (black, last frame, mean frame) on the same sequences
     python tools/pretrained.py record     # those numbers and the small CI check -> slamp/pretrained/results.json
+    python tools/pretrained.py curves     # docs/learning_curves.png, from the shipped models' curves
     python tools/pretrained.py table      # the README's table, from slamp/pretrained/results.json
     python tools/pretrained.py check      # the small evaluation that tests/test_pretrained.py repeats
 
 Every step goes through the public commands (`slamp train`, `slamp evaluate`), with fixed seeds.
+Training can be spread over sessions: `train --continue` starts new runs from the shipped weights
+(`init_from=pretrained:<model>`), and `export` appends the new run to the shipped learning curve.
 """
 from __future__ import annotations
 
@@ -21,9 +26,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("svg", "slamp_baseline", "slamp")
 NAMES = {"svg": "SVG", "slamp_baseline": "SLAMP-Baseline", "slamp": "SLAMP"}
-# One budget for the three models: the `tiny` preset (2 + 4 frames, batch 16, lr 1e-3), 600 updates.
-TRAIN = ["epochs=12", "epoch_size=50", "val_every=200", "checkpoint_every=100", "log_every=10"]
-EVALUATE = ["--sequences", "32", "--num-samples", "100"]  # 5 -> 20 frames, the first 32 test sequences
+# One budget for the three models: the `cpu` preset (5 + 10 frames, batch 8, lr 1e-3), trained in
+# chunks, round robin, so that the three have had the same number of updates whenever it stops.
+PRESET, CHUNK = "cpu", 250
+RUNS = ROOT / "runs" / "pretrained"
+BUDGET = RUNS / "budget.csv"  # model, updates reached, wall seconds of the chunk, when, threads
+# 5 -> 20 frames, the first 100 test sequences; 200 futures per call is fastest on a CPU (larger
+# batches spend their time allocating memory)
+EVALUATE = ["--sequences", "100", "--num-samples", "100", "--max-batch", "200"]
 CHECK = {"sequences": 8, "num_samples": 10}  # what tests/test_pretrained.py re-runs in CI
 PAPER = {"svg": (14.50, 0.7090), "slamp": (18.07, 0.7736)}  # Table 4, SM-MNIST, best of 100
 # Predictors that learn nothing, scored by `slamp evaluate --reference` on the models' sequences.
@@ -38,22 +48,85 @@ def run(argv: list[str]) -> None:
         sys.exit(f"slamp {' '.join(argv)} failed")
 
 
-def train() -> None:
+def _updates_done(model: str) -> int:
+    log = RUNS / model / "train.csv"
+    rows = log.read_text().splitlines()[1:] if log.is_file() else []
+    return int(rows[-1].split(",")[0]) if rows else 0
+
+
+def train(updates: int, continue_shipped: bool = False) -> None:
+    """Train each model to ``updates`` updates, CHUNK at a time, round robin (resuming where a run
+    stopped). ``continue_shipped``: new runs start from the shipped weights (a later session)."""
+    import os
+    import subprocess
+    import time
+
+    from slamp.train import TrainConfig
+
+    planned = TrainConfig.preset(PRESET)
+    if updates > planned.epochs * planned.epoch_size:
+        sys.exit(f"the {PRESET} preset plans {planned.epochs * planned.epoch_size} updates; train longer "
+                 "in a new run from the shipped weights (--continue)")
+    RUNS.mkdir(parents=True, exist_ok=True)
+    for end in range(CHUNK, updates + CHUNK, CHUNK):
+        end = min(end, updates)
+        for model in MODELS:
+            if _updates_done(model) >= end:
+                continue
+            argv = [sys.executable, "-m", "slamp", "train", "--preset", PRESET, "--set", f"model={model}",
+                    "--out", str(RUNS / model), "--stop-after", str(end)]
+            if (RUNS / model / "last.pt").is_file():
+                argv.append("--resume")
+            elif continue_shipped:
+                argv += ["--set", f"init_from=pretrained:{model}"]
+            print("$", " ".join(argv[2:]), flush=True)
+            started = time.perf_counter()
+            with open(RUNS / f"{model}.log", "a") as log:
+                if subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode != 0:
+                    sys.exit(f"training {model} failed: see {RUNS / (model + '.log')}")
+            with open(BUDGET, "a") as budget:
+                budget.write(f"{model},{end},{time.perf_counter() - started:.0f},{time.strftime('%H:%M:%S')},"
+                             f"threads={os.environ.get('OMP_NUM_THREADS', 'all')}\n")
+
+
+def learning_curve(model: str, start: dict | None = None) -> dict:
+    """The run's validation scores against updates and CPU-minutes (wall time of the chunks that
+    reached each point, validation included), continuing ``start`` (the shipped curve) if given."""
+    import csv
+
+    rows = list(csv.DictReader(open(RUNS / model / "validation.csv")))
+    seconds = {}
+    for line in BUDGET.read_text().splitlines():
+        name, reached, wall = line.split(",")[:3]
+        if name == model and wall.isdigit():
+            seconds[int(reached)] = seconds.get(int(reached), 0) + int(wall)
+    offset_updates = start["updates"][-1] if start else 0
+    offset_minutes = start["cpu_minutes"][-1] if start else 0.0
+    curve = {key: list(start[key]) if start else [] for key in
+             ("updates", "cpu_minutes", "psnr_best", "ssim_best", "psnr_mean", "ssim_mean")}
+    for row in rows:
+        step = int(row["step"])
+        minutes = sum(wall for reached, wall in seconds.items() if reached <= step) / 60
+        curve["updates"].append(offset_updates + step)
+        curve["cpu_minutes"].append(round(offset_minutes + minutes, 1))
+        for key in ("psnr_best", "ssim_best", "psnr_mean", "ssim_mean"):
+            curve[key].append(round(float(row[key]), 4))
+    return curve
+
+
+def export(continued: bool = False) -> None:
+    from slamp.pretrained import FOLDER, export_checkpoint, info
+
     for model in MODELS:
-        run(["train", "--preset", "tiny", "--set", f"model={model}", *TRAIN,
-             "--out", str(ROOT / "runs" / "pretrained" / model), "--overwrite"])
-
-
-def export() -> None:
-    from slamp.pretrained import export_checkpoint, FOLDER
-
-    for model in MODELS:
-        run_folder = ROOT / "runs" / "pretrained" / model
-        summary = json.loads((run_folder / "summary.json").read_text())
-        path = export_checkpoint(run_folder / "last.pt", model, metrics={
-            "train_seconds": summary["seconds"], "updates_per_second": summary["updates_per_second"],
-            "device": summary["device"], "validation_psnr_best": summary["best_psnr"]}, folder=FOLDER)
-        print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size / 1e6:.2f} MB)")
+        start = info(model)["metrics"].get("learning_curve") if continued else None
+        curve = learning_curve(model, start)
+        summary = json.loads((RUNS / model / "summary.json").read_text())
+        path = export_checkpoint(RUNS / model / "last.pt", model, metrics={
+            "updates_in_all": curve["updates"][-1], "cpu_minutes": curve["cpu_minutes"][-1],
+            "continued_from_shipped": continued, "device": summary["device"], "learning_curve": curve},
+            folder=FOLDER)
+        print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size / 1e6:.2f} MB), "
+              f"{curve['updates'][-1]} updates, {curve['cpu_minutes'][-1]:.0f} CPU-minutes")
 
 
 def evaluate() -> None:
@@ -119,6 +192,38 @@ def check_results(models=MODELS) -> dict:
 RESULTS = ROOT / "slamp" / "pretrained" / "results.json"
 
 
+def _per_sequence(folder: Path) -> dict:
+    """{metric: [score of each sequence]} of the final head, from an evaluation's per_sequence.csv."""
+    import csv
+
+    scores = {}
+    for row in csv.DictReader(open(folder / "per_sequence.csv")):
+        if row["head"] == "final":
+            scores.setdefault(row["metric"], []).append(float(row["score"]))
+    return scores
+
+
+def paired_differences() -> dict:
+    """Each model minus each floor, sequence by sequence (the same sequences): mean ± 95% CI."""
+    from slamp.metrics import mean_confidence_interval
+
+    import torch
+
+    results = ROOT / "results" / "pretrained"
+    floors = {name: _per_sequence(results / "references" / name) for name in REFERENCES}
+    paired = {}
+    for model in MODELS:
+        scores = _per_sequence(results / model)
+        paired[model] = {}
+        for name, floor in floors.items():
+            paired[model][name] = {}
+            for metric in ("psnr", "ssim"):
+                difference = torch.tensor(scores[metric]) - torch.tensor(floor[metric])
+                mean, half = mean_confidence_interval(difference)
+                paired[model][name][metric] = {"mean": mean, "ci95": half}
+    return paired
+
+
 def record() -> dict:
     """The evaluation of every model (from results/pretrained/) and the CI check, in one file."""
     import platform
@@ -134,6 +239,7 @@ def record() -> dict:
         results["models"][model] = _summary(ROOT / "results" / "pretrained" / model / "summary.json")
     if (ROOT / "results" / "pretrained" / "references").is_dir():  # the floors, when they were evaluated
         results["references"] = _recorded_references(results["models"])
+        results["paired"] = paired_differences()
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     return results
 
@@ -155,14 +261,75 @@ def table() -> str:
     return "\n".join(lines)
 
 
+CURVES = ROOT / "docs" / "learning_curves.png"
+
+
+def curves(path: Path = CURVES) -> Path:
+    """The learning curves of the shipped models (validation: 48 clips of the held-out training
+    digits, best of 5 futures, 5 -> 20 frames) against updates and CPU-minutes, with the floors
+    scored on the same clips."""
+    from matplotlib.figure import Figure
+
+    from slamp.evaluate import evaluate_reference, mean_training_frame
+    from slamp.pretrained import info
+    from slamp.train import TrainConfig, validation_videos
+
+    config = TrainConfig.preset(PRESET)
+    clips = validation_videos(config)
+    mean_frame = mean_training_frame()
+    floors = {name: evaluate_reference(name, [clips], config.n_past, config.val_n_future,
+                                       mean_frame=mean_frame).summary()["final"] for name in REFERENCES}
+    figure = Figure(figsize=(11, 6.5), layout="constrained")
+    axes = figure.subplots(2, 2, sharey="row")
+    colours = {"svg": "tab:blue", "slamp_baseline": "tab:orange", "slamp": "tab:green"}
+    for model in MODELS:
+        curve = info(model)["metrics"]["learning_curve"]
+        for row, metric in enumerate(("psnr", "ssim")):
+            for column, x in enumerate(("updates", "cpu_minutes")):
+                axes[row, column].plot(curve[x], curve[f"{metric}_best"], "o-", color=colours[model], label=NAMES[model])
+    for row, metric in enumerate(("psnr", "ssim")):
+        for column in range(2):
+            for (name, floor), style in zip(floors.items(), (":", "--", "-.")):
+                axes[row, column].axhline(floor[metric]["mean"], color="grey", linestyle=style, label=f"floor: {REFERENCES[name]}")
+            axes[row, column].grid(alpha=0.3)
+        axes[row, 0].set_ylabel({"psnr": "PSNR (dB), best of 5", "ssim": "SSIM, best of 5"}[metric])
+    axes[1, 0].set_xlabel("updates (batch 8, 5 + 10 frames)")
+    axes[1, 1].set_xlabel("CPU-minutes (one torch thread on the 2-core CPU, wall time with validation)")
+    axes[0, 1].legend(loc="lower right", fontsize=8)
+    figure.suptitle("Learning curves of the shipped models: validation on 48 held-out clips (SRVP's val fold), "
+                    "5 → 20 frames")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return path
+
+
+def paired_table() -> str:
+    """The README's table of paired differences: each model minus each floor, same sequences."""
+    recorded = json.loads(RESULTS.read_text())
+    if "paired" not in recorded:
+        return ""
+    lines = ["| model − floor (same sequences) | " + " | ".join(f"{REFERENCES[n]}: PSNR / SSIM" for n in REFERENCES) + " |",
+             "|---" * (1 + len(REFERENCES)) + "|"]
+    for model in MODELS:
+        cells = [f"{d['psnr']['mean']:+.2f} ± {d['psnr']['ci95']:.2f} / {d['ssim']['mean']:+.4f} ± {d['ssim']['ci95']:.4f}"
+                 for d in (recorded["paired"][model][n] for n in REFERENCES)]
+        lines.append(f"| {NAMES[model]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["train", "export", "evaluate", "references", "record", "table", "check", "all"])
-    step = parser.parse_args(argv).step
+    parser.add_argument("step", choices=["train", "export", "evaluate", "references", "record", "curves", "table",
+                                         "check", "all"])
+    parser.add_argument("--updates", type=int, default=1000, help="train: updates of each model (default 1000)")
+    parser.add_argument("--continue", dest="continued", action="store_true",
+                        help="train: start new runs from the shipped weights; export: append to their curves")
+    args = parser.parse_args(argv)
+    step = args.step
     if step in ("train", "all"):
-        train()
+        train(args.updates, args.continued)
     if step in ("export", "all"):
-        export()
+        export(args.continued)
     if step in ("evaluate", "all"):
         evaluate()
     if step in ("references", "all"):
@@ -171,8 +338,12 @@ def main(argv=None) -> int:
         record_references()
     if step in ("record", "all"):
         record()
+    if step in ("curves", "all"):
+        print(f"wrote {curves().relative_to(ROOT)}")
     if step in ("table", "all"):
         print(table())
+        print()
+        print(paired_table())
     if step == "check":
         print(json.dumps(check_results(), indent=2))
     return 0
