@@ -294,7 +294,7 @@ def curves(path: Path = CURVES) -> Path:
             axes[row, column].grid(alpha=0.3)
         axes[row, 0].set_ylabel({"psnr": "PSNR (dB), best of 5", "ssim": "SSIM, best of 5"}[metric])
     axes[1, 0].set_xlabel("updates (batch 8, 5 + 10 frames)")
-    axes[1, 1].set_xlabel("CPU-minutes (one torch thread on the 2-core CPU, wall time with validation)")
+    axes[1, 1].set_xlabel("CPU-minutes (one torch thread, validation included)")
     axes[0, 1].legend(loc="lower right", fontsize=8)
     figure.suptitle("Learning curves of the shipped models: validation on 48 held-out clips (SRVP's val fold), "
                     "5 → 20 frames")
