@@ -141,11 +141,17 @@ def evaluate_references() -> None:
 
 
 def record_references() -> dict:
-    """Add the floors to results.json (under "references"), next to the models already recorded."""
+    """Add the floors to results.json (under "references", with the paired differences), next to
+    the models already recorded."""
     recorded = json.loads(RESULTS.read_text())
-    recorded["references"] = _recorded_references(recorded["models"])
+    recorded.update(_floors(recorded["models"]))
     RESULTS.write_text(json.dumps(recorded, indent=2) + "\n")
     return recorded["references"]
+
+
+def _floors(models: dict) -> dict:
+    """What results.json records of the floors: their scores and each model's paired differences."""
+    return {"references": _recorded_references(models), "paired": paired_differences()}
 
 
 def _summary(path: Path) -> dict:
@@ -238,8 +244,7 @@ def record() -> dict:
     for model in MODELS:
         results["models"][model] = _summary(ROOT / "results" / "pretrained" / model / "summary.json")
     if (ROOT / "results" / "pretrained" / "references").is_dir():  # the floors, when they were evaluated
-        results["references"] = _recorded_references(results["models"])
-        results["paired"] = paired_differences()
+        results.update(_floors(results["models"]))
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     return results
 
@@ -321,7 +326,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", choices=["train", "export", "evaluate", "references", "record", "curves", "table",
                                          "check", "all"])
-    parser.add_argument("--updates", type=int, default=1000, help="train: updates of each model (default 1000)")
+    parser.add_argument("--updates", type=int, default=750,
+                        help="train: updates of each model (default 750, what the shipped models had)")
     parser.add_argument("--continue", dest="continued", action="store_true",
                         help="train: start new runs from the shipped weights; export: append to their curves")
     args = parser.parse_args(argv)
