@@ -247,8 +247,8 @@ def parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model (presets: mnist, kth, bair, kitti, cityscapes, tiny)")
     train.add_argument("--preset", default="tiny", help="the paper's settings for a dataset, or tiny (default)")
-    train.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
-                       help="override config fields, e.g. --set lr=1e-3 batch_size=8 model=svg")
+    train.add_argument("--set", nargs="*", action="extend", default=[], metavar="FIELD=VALUE",
+                       help="override config fields, e.g. --set lr=1e-3 batch_size=8 model=svg (repeatable)")
     train.add_argument("--out", default=None, help="output folder (default: the preset's, e.g. runs/tiny)")
     train.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
                        help="continue exactly where <out>/last.pt (or CHECKPOINT) stood")

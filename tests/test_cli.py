@@ -195,3 +195,12 @@ def test_the_reference_choices_are_the_references():
     evaluate_parser = parser()._subparsers._group_actions[0].choices["evaluate"]
     choices = next(a.choices for a in evaluate_parser._actions if a.dest == "reference")
     assert tuple(choices) == (*REFERENCES, "all")
+
+
+def test_repeated_set_flags_add_up(capsys):
+    # tools/pretrained.py passes the model and the starting weights in separate --set flags; the
+    # second must not silently replace the first.
+    assert main(["train", "--preset", "cpu", "--set", "model=svg", "lr=5e-4", "--set", "init_from=pretrained:svg",
+                 "--show-config"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert (config["model"], config["lr"], config["init_from"]) == ("svg", 5e-4, "pretrained:svg")

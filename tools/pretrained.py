@@ -54,8 +54,8 @@ def _updates_done(model: str) -> int:
     return int(rows[-1].split(",")[0]) if rows else 0
 
 
-def train(updates: int, continue_shipped: bool = False) -> None:
-    """Train each model to ``updates`` updates, CHUNK at a time, round robin (resuming where a run
+def train(updates: int, continue_shipped: bool = False, chunk: int = CHUNK) -> None:
+    """Train each model to ``updates`` updates, ``chunk`` at a time, round robin (resuming where a run
     stopped). ``continue_shipped``: new runs start from the shipped weights (a later session)."""
     import os
     import subprocess
@@ -64,16 +64,17 @@ def train(updates: int, continue_shipped: bool = False) -> None:
     from slamp.train import TrainConfig
 
     planned = TrainConfig.preset(PRESET)
-    if updates > planned.epochs * planned.epoch_size:
-        sys.exit(f"the {PRESET} preset plans {planned.epochs * planned.epoch_size} updates; train longer "
-                 "in a new run from the shipped weights (--continue)")
+    # A run longer than the preset's plan gets more epochs (the learning rate is constant, so
+    # nothing else depends on the plan); a continued run draws other clips than the first (seed).
+    epochs = max(planned.epochs, -(-updates // planned.epoch_size))
+    settings = [f"epochs={epochs}"] + (["seed=1"] if continue_shipped else [])
     RUNS.mkdir(parents=True, exist_ok=True)
-    for end in range(CHUNK, updates + CHUNK, CHUNK):
+    for end in range(chunk, updates + chunk, chunk):
         end = min(end, updates)
         for model in MODELS:
             if _updates_done(model) >= end:
                 continue
-            argv = [sys.executable, "-m", "slamp", "train", "--preset", PRESET, "--set", f"model={model}",
+            argv = [sys.executable, "-m", "slamp", "train", "--preset", PRESET, "--set", f"model={model}", *settings,
                     "--out", str(RUNS / model), "--stop-after", str(end)]
             if (RUNS / model / "last.pt").is_file():
                 argv.append("--resume")
@@ -328,12 +329,13 @@ def main(argv=None) -> int:
                                          "check", "all"])
     parser.add_argument("--updates", type=int, default=750,
                         help="train: updates of each model (default 750, what the shipped models had)")
+    parser.add_argument("--chunk", type=int, default=CHUNK, help=f"train: updates per turn of the round robin (default {CHUNK})")
     parser.add_argument("--continue", dest="continued", action="store_true",
                         help="train: start new runs from the shipped weights; export: append to their curves")
     args = parser.parse_args(argv)
     step = args.step
     if step in ("train", "all"):
-        train(args.updates, args.continued)
+        train(args.updates, args.continued, args.chunk)
     if step in ("export", "all"):
         export(args.continued)
     if step in ("evaluate", "all"):
