@@ -435,18 +435,25 @@ def head_frames(prediction, head: str) -> torch.Tensor:
 class Evaluation:
     """Best-of-N scores: ``curves[head][metric]`` is ``(N, T)`` (N test sequences, T predicted
     frames), the per-frame scores of each sequence's best sample; ``best_frames`` ``(N, T, C, H, W)``
-    is the best sample by the first metric, of the first head (when kept)."""
+    is the best sample by the first metric, of the first head (when kept). ``diversity[head]`` is
+    ``(N, T)``: how much the N samples of a sequence differ, the per-pixel standard deviation over
+    samples averaged over pixels (0 when all samples are alike, as for a deterministic predictor)."""
 
     curves: dict = field(default_factory=dict)
     best_frames: torch.Tensor | None = None
     settings: dict = field(default_factory=dict)
+    diversity: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
         """``{head: {metric: {"mean", "ci95", "per_frame", "per_frame_ci95"}}}`` — a sequence's
-        score is its mean over frames; the interval is over sequences."""
+        score is its mean over frames; the interval is over sequences. ``"diversity"`` sits beside
+        the metrics of each head, in the same form, so that a score is read next to how much the
+        samples it was chosen from differ."""
         out = {}
         for head, metrics in self.curves.items():
             out[head] = {}
+            if head in self.diversity:
+                metrics = {**metrics, "diversity": self.diversity[head]}
             for metric, curve in metrics.items():
                 mean, half = mean_confidence_interval(curve.mean(1))
                 per_frame = [mean_confidence_interval(curve[:, t]) for t in range(curve.shape[1])]
@@ -481,6 +488,40 @@ class Evaluation:
 
 
 # %% [markdown]
+# A best-of-N score alone can hide a model whose samples are all alike (then N = 1 would score the
+# same), so the evaluation also measures how much the samples differ: the standard deviation over
+# samples of each pixel, averaged over the pixels of a frame. The samples arrive in chunks, so it
+# keeps running sums (in float64, where the two sums of 100 samples do not cancel badly).
+
+# %%
+#| export evaluate
+class SampleSpread:
+    """The per-pixel standard deviation over samples that arrive in chunks ``(B, S, T, C, H, W)``,
+    averaged over channels and pixels: ``std()`` → ``(B, T)``."""
+
+    def __init__(self):
+        self.count, self.total, self.squares = 0, 0.0, 0.0
+
+    def add(self, frames: torch.Tensor) -> None:
+        frames = frames.double()
+        self.count += frames.shape[1]
+        self.total = self.total + frames.sum(1)
+        self.squares = self.squares + (frames ** 2).sum(1)
+
+    def std(self) -> torch.Tensor:
+        mean = self.total / self.count
+        variance = (self.squares / self.count - mean ** 2).clamp_min(0)
+        return variance.sqrt().mean((2, 3, 4)).float()
+
+
+# %%
+frames = torch.rand(2, 7, 3, 1, 4, 4)  # (B, S, T, C, H, W): 7 samples, given in chunks of 3, 3 and 1
+spread = SampleSpread()
+for chunk in frames.split(3, dim=1):
+    spread.add(chunk)
+assert torch.allclose(spread.std(), frames.std(1, unbiased=False).mean((2, 3, 4)), atol=1e-6)
+
+# %% [markdown]
 # The loop: for each batch of test sequences, draw the samples in chunks, score every head and
 # metric, and keep per sequence the running best. The model runs in evaluation mode, so BatchNorm
 # uses its running statistics and a sequence's samples do not depend on the other sequences of the
@@ -508,7 +549,7 @@ def evaluate(model, videos, n_past: int, n_future: int, num_samples: int = 100, 
     device = device or next(model.parameters()).device
     model.eval()
     curves = {head: {metric: [] for metric in metrics} for head in heads}
-    best_frames = []
+    best_frames, diversity = [], {head: [] for head in heads}
     for batch in tqdm(videos, desc="evaluating", disable=not progress):
         batch = batch.to(device)
         if batch.ndim != 5 or batch.shape[1] < n_past + n_future:
@@ -519,10 +560,12 @@ def evaluate(model, videos, n_past: int, n_future: int, num_samples: int = 100, 
         scores = {head: {metric: [] for metric in metrics} for head in heads}
         best_score = torch.full((len(batch),), -float("inf"), device=device)
         best = torch.zeros_like(target) if keep_best else None
+        spread = {head: SampleSpread() for head in heads}
         for start in range(0, num_samples, chunk):
             prediction = model.generate(past, n_future, min(chunk, num_samples - start))
             for head in heads:
                 frames = head_frames(prediction, head).float()
+                spread[head].add(frames)
                 for metric in metrics:
                     scores[head][metric].append(score_frames(frames, target, metric))
             if keep_best:  # the running best sample of the first head by the first metric
@@ -536,12 +579,14 @@ def evaluate(model, videos, n_past: int, n_future: int, num_samples: int = 100, 
             for metric in metrics:
                 _, curve = best_of_n(torch.cat(scores[head][metric], 1), METRICS[metric][1])
                 curves[head][metric].append(curve.cpu())
+            diversity[head].append(spread[head].std().cpu())
         if keep_best:
             best_frames.append(best.cpu())
     curves = {h: {m: torch.cat(c) for m, c in ms.items()} for h, ms in curves.items()}
     settings = {"n_past": n_past, "n_future": n_future, "num_samples": num_samples, "metrics": list(metrics),
                 "heads": list(heads), "model": type(model).__name__}
-    return Evaluation(curves, torch.cat(best_frames) if keep_best else None, settings)
+    return Evaluation(curves, torch.cat(best_frames) if keep_best else None, settings,
+                      {head: torch.cat(values) for head, values in diversity.items()})
 
 # %% [markdown]
 # ## Checking the protocol

@@ -78,7 +78,7 @@ def test_evaluate_a_real_model_with_every_head_and_save(tmp_path):
     folder = result.save(tmp_path / "eval")
     saved = json.loads((folder / "summary.json").read_text())
     assert saved["settings"]["num_samples"] == 3 and "average" in saved["results"]
-    assert len((folder / "per_frame.csv").read_text().splitlines()) == 1 + 4 * 2 * 4
+    assert len((folder / "per_frame.csv").read_text().splitlines()) == 1 + 4 * 3 * 4  # psnr, ssim, diversity
     rows = (folder / "per_sequence.csv").read_text().splitlines()
     assert len(rows) == 1 + 4 * 2 * 3  # heads x metrics x sequences
     head, metric, index, score = rows[1].split(",")
@@ -97,6 +97,16 @@ def test_best_curve_dominates_every_sample_on_average():
     samples = model.generate(videos[:, :2], 3, 4).frames
     every = psnr(samples.flatten(0, 2), videos[:, None, 2:].expand_as(samples).flatten(0, 2)).view(2, 4, 3).mean(-1)
     assert torch.allclose(result.curves["final"]["psnr"].mean(1), every.max(1).values, atol=1e-5)
+    # The samples' spread: the per-pixel standard deviation over the 4 samples, averaged over pixels.
+    spread = samples.std(1, unbiased=False).mean((2, 3, 4))
+    assert torch.allclose(result.diversity["final"], spread, atol=1e-5) and (spread > 0).all()
+    assert abs(result.summary()["final"]["diversity"]["mean"] - spread.mean().item()) < 1e-5
+
+
+def test_a_deterministic_predictor_has_no_diversity():
+    videos = torch.rand(3, 6, 1, 16, 16)
+    result = evaluate_reference("last_frame", [videos], n_past=2, n_future=4)
+    assert result.diversity["final"].shape == (3, 4) and (result.diversity["final"] == 0).all()
 
 
 def test_bad_requests_are_rejected():

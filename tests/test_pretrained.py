@@ -95,5 +95,17 @@ def test_the_table_puts_the_floors_under_the_models(tmp_path, monkeypatch):
     monkeypatch.setattr(tool, "RESULTS", tmp_path / "results.json")
     lines = tool.table().splitlines()
     assert len(lines) == 2 + len(tool.MODELS) + 3
-    assert lines[-3] == "| floor: all-black frame (`--reference black`) | 13.80 ± 0.30 | 0.7200 ± 0.0100 | – | – |"
+    assert lines[-3] == ("| floor: all-black frame (`--reference black`) | 13.80 ± 0.30 | 0.7200 ± 0.0100 | "
+                         "0 (one prediction) | – | – |")
     assert lines[-1].startswith("| floor: mean training frame (`--reference mean_frame`) | 15.80")
+
+
+def test_the_per_frame_figure_is_drawn_from_the_record(tmp_path, monkeypatch):
+    frames = lambda start: {"mean": start, "ci95": 0.1, "per_frame": [start - 0.1 * t for t in range(20)]}  # noqa: E731
+    final = {"psnr": frames(16.0), "ssim": frames(0.8)}
+    recorded = {"models": {m: {"settings": {"sequences": 100}, "results": {"final": final}} for m in tool.MODELS},
+                "references": {n: {"results": {"final": final}} for n in tool.REFERENCES}}
+    (tmp_path / "results.json").write_text(json.dumps(recorded))
+    monkeypatch.setattr(tool, "RESULTS", tmp_path / "results.json")
+    path = tool.per_frame_figure(tmp_path / "per_frame.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000

@@ -8,7 +8,8 @@
     python tools/pretrained.py evaluate   # best-of-100 on the first 100 sequences of SRVP's test set
     python tools/pretrained.py references # the floors (black, last frame, mean frame) on the same sequences
     python tools/pretrained.py record     # those numbers and the small CI check -> slamp/pretrained/results.json
-    python tools/pretrained.py curves     # docs/learning_curves.png, from the shipped models' curves
+    python tools/pretrained.py curves     # docs/learning_curves.png, from the shipped models' curves, and
+                                          # docs/per_frame_scores.png, each predicted frame's scores
     python tools/pretrained.py table      # the README's table, from slamp/pretrained/results.json
     python tools/pretrained.py check      # the small evaluation that tests/test_pretrained.py repeats
 
@@ -156,9 +157,11 @@ def _floors(models: dict) -> dict:
 
 
 def _summary(path: Path) -> dict:
+    """An evaluation's settings and, per head and metric, the mean, its 95% CI and the per-frame means."""
     summary = json.loads(path.read_text())
     return {"settings": summary["settings"], "results": {
-        head: {m: {"mean": v["mean"], "ci95": v["ci95"]} for m, v in metrics.items()}
+        head: {m: {"mean": v["mean"], "ci95": v["ci95"], "per_frame": [round(x, 4) for x in v["per_frame"]]}
+               for m, v in metrics.items()}
         for head, metrics in summary["results"].items()}}
 
 
@@ -250,20 +253,27 @@ def record() -> dict:
     return results
 
 
+def _diversity(final: dict) -> str:
+    """How much a model's samples differ (per-pixel standard deviation over the 100 samples, mean
+    over pixels, frames and sequences), or a dash for results recorded before it was measured."""
+    return f"{final['diversity']['mean']:.4f}" if "diversity" in final else "–"
+
+
 def table() -> str:
     recorded = json.loads(RESULTS.read_text())
-    lines = ["| model (`slamp.pretrained`) | PSNR ↑ | SSIM ↑ | paper PSNR | paper SSIM |",
-             "|---|---|---|---|---|"]
+    lines = ["| model (`slamp.pretrained`) | PSNR ↑ | SSIM ↑ | diversity | paper PSNR | paper SSIM |",
+             "|---|---|---|---|---|---|"]
     for model in MODELS:
         final = recorded["models"][model]["results"]["final"]
         paper = PAPER.get(model)
         paper_cells = f"{paper[0]:.2f} | {paper[1]:.4f}" if paper else "– | –"
         lines.append(f"| {NAMES[model]} (`{model}`) | {final['psnr']['mean']:.2f} ± {final['psnr']['ci95']:.2f} | "
-                     f"{final['ssim']['mean']:.4f} ± {final['ssim']['ci95']:.4f} | {paper_cells} |")
+                     f"{final['ssim']['mean']:.4f} ± {final['ssim']['ci95']:.4f} | {_diversity(final)} | {paper_cells} |")
     for name, reference in recorded.get("references", {}).items():  # the floors, on the same sequences
         final = reference["results"]["final"]
         lines.append(f"| floor: {REFERENCES[name]} (`--reference {name}`) | {final['psnr']['mean']:.2f} ± "
-                     f"{final['psnr']['ci95']:.2f} | {final['ssim']['mean']:.4f} ± {final['ssim']['ci95']:.4f} | – | – |")
+                     f"{final['psnr']['ci95']:.2f} | {final['ssim']['mean']:.4f} ± {final['ssim']['ci95']:.4f} | "
+                     f"0 (one prediction) | – | – |")
     return "\n".join(lines)
 
 
@@ -300,10 +310,39 @@ def curves(path: Path = CURVES) -> Path:
             axes[row, column].grid(alpha=0.3)
         axes[row, 0].set_ylabel({"psnr": "PSNR (dB), best of 5", "ssim": "SSIM, best of 5"}[metric])
     axes[1, 0].set_xlabel("updates (batch 8, 5 + 10 frames)")
-    axes[1, 1].set_xlabel("CPU-minutes (one torch thread, validation included)")
+    axes[1, 1].set_xlabel("minutes of training on the 2-core CPU (wall clock, validation included)")
     axes[0, 1].legend(loc="lower right", fontsize=8)
     figure.suptitle("Learning curves of the shipped models: validation on 48 held-out clips (SRVP's val fold), "
                     "5 → 20 frames")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return path
+
+
+PER_FRAME = ROOT / "docs" / "per_frame_scores.png"
+
+
+def per_frame_figure(path: Path = PER_FRAME) -> Path:
+    """PSNR and SSIM of each predicted frame (best of 100, mean over the evaluated sequences) of the
+    shipped models beside the floors, from results.json: where in the future each model is above them."""
+    from matplotlib.figure import Figure
+
+    recorded = json.loads(RESULTS.read_text())
+    figure = Figure(figsize=(11, 3.6), layout="constrained")
+    axes = figure.subplots(1, 2)
+    colours = {"svg": "tab:blue", "slamp_baseline": "tab:orange", "slamp": "tab:green"}
+    for ax, metric in zip(axes, ("psnr", "ssim")):
+        for model in MODELS:
+            values = recorded["models"][model]["results"]["final"][metric]["per_frame"]
+            ax.plot(range(6, 6 + len(values)), values, "o-", ms=3, color=colours[model], label=NAMES[model])
+        for (name, reference), style in zip(recorded.get("references", {}).items(), (":", "--", "-.")):
+            values = reference["results"]["final"][metric]["per_frame"]
+            ax.plot(range(6, 6 + len(values)), values, color="grey", linestyle=style, label=f"floor: {REFERENCES[name]}")
+        ax.set(xlabel="frame (1-5 given, 6-25 predicted)", ylabel=f"{metric.upper()}, best of 100", xticks=range(6, 26, 2))
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8)
+    sequences = recorded["models"][MODELS[0]]["settings"]["sequences"]
+    figure.suptitle(f"Each predicted frame, shipped models and floors: the first {sequences} sequences of SRVP's test set")
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     return path
@@ -348,6 +387,7 @@ def main(argv=None) -> int:
         record()
     if step in ("curves", "all"):
         print(f"wrote {curves().relative_to(ROOT)}")
+        print(f"wrote {per_frame_figure().relative_to(ROOT)}")
     if step in ("table", "all"):
         print(table())
         print()
