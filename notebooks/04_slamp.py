@@ -227,7 +227,8 @@ fig.tight_layout()
 
 # %% [markdown]
 # Finally, the whole point of a stochastic model: condition on two frames and draw several futures
-# from the learned priors.
+# from the learned priors. These squares move at constant speed and never reach a wall, so their
+# future is certain, and a model that has fitted them should draw the same future every time.
 
 # %%
 model.eval()
@@ -241,6 +242,47 @@ for r, row in enumerate(rows):
         axes[r, t].set_axis_off()
     axes[r, 0].set_title("truth" if r == 0 else f"sample {r}", fontsize=8, loc="left")
 fig.tight_layout()
+
+
+def spread(frames):
+    """How much samples ``(S, T, C, H, W)`` differ: the per-pixel standard deviation over the S
+    samples, averaged over pixels and frames (0 when they are all the same)."""
+    return frames.std(0, unbiased=False).mean().item()
+
+
+print(f"the 3 futures of the squares differ by {spread(futures.frames[0]):.4f} (per-pixel std; pixels in [0, 1])")
+
+# %% [markdown]
+# The samples agree, as they should. Stochastic futures are for uncertain ones: in Stochastic
+# Moving MNIST a digit that reaches a wall leaves in a *random* new direction. Here is the SLAMP
+# that ships with the package (`slamp.pretrained`, trained on Stochastic Moving MNIST, see the
+# README), conditioned on 5 frames of a test sequence whose digits bounce during the predicted
+# frames: from the bounce on, its samples go different ways.
+
+# %%
+from slamp.data import MovingMNISTTestSet
+from slamp.pretrained import load
+
+trained = load("slamp")
+test_set = MovingMNISTTestSet.generate(num_sequences=16, n_frames=15, seed=42, protocol="srvp")
+index = next(i for i in range(len(test_set)) if test_set.bounces[i, :, 5:].any())  # a bounce after frame 5
+video = test_set[index][None]  # (1, 15, 1, 64, 64)
+torch.manual_seed(0)
+with torch.no_grad():
+    sampled = trained.generate(video[:, :5], n_future=10, num_samples=3).frames[0]  # (3, 10, 1, 64, 64)
+rows = [video[0, 5:]] + list(sampled)
+fig, axes = plt.subplots(len(rows), 10, figsize=(10, 1.15 * len(rows)))
+for r, row in enumerate(rows):
+    for t in range(10):
+        axes[r, t].imshow(row[t, 0], cmap="gray", vmin=0, vmax=1)
+        axes[r, t].set_axis_off()
+    axes[r, 0].set_title("truth" if r == 0 else f"sample {r}", fontsize=8, loc="left")
+fig.suptitle(f"test sequence {index}, frames 6-15 predicted from frames 1-5", fontsize=9)
+fig.tight_layout()
+bounced = sorted({t + 1 for t in range(5, 15) if test_set.bounces[index, :, t].any()})
+print(f"bounces at frames {bounced}; the 3 futures differ by {spread(sampled):.4f} (per-pixel std), "
+      f"{spread(sampled[:, :1]):.4f} in the first predicted frame and {spread(sampled[:, -1:]):.4f} in the last")
+assert spread(sampled) > 2 * spread(futures.frames[0])  # an uncertain future is sampled more widely
 
 # %% [markdown]
 # ## Summary

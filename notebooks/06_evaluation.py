@@ -844,8 +844,9 @@ from torch.utils.data import Subset
 from slamp.pretrained import info, load
 
 model = load("slamp", device)
+trained_for = info("slamp")["metrics"].get("updates_in_all", info("slamp")["updates"])  # over every run
 print(f"{type(model).__name__}: {model.num_parameters() / 1e6:.2f} M parameters, trained for "
-      f"{info('slamp')['updates']} updates ({info('slamp')['train_config']['model_preset']} preset)")
+      f"{trained_for} updates ({info('slamp')['train_config']['model_preset']} preset)")
 
 # %%
 test_set = Subset(floor_set, range(16 if SMOKE else (256 if device == "cuda" else 32)))  # the first sequences

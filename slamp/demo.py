@@ -59,8 +59,9 @@ def demo_model(train_updates: int | None = None, checkpoint=None, run_folder=Non
 
     model, about = load("slamp"), info("slamp")
     preset = about["train_config"].get("model_preset", "?")
-    return model, {"name": f"shipped SLAMP ({preset}, {about['updates']} updates)", "source": "pretrained:slamp",
-                   "updates": about["updates"]}
+    updates = about["metrics"].get("updates_in_all", about["updates"])  # over every run it was trained in
+    return model, {"name": f"shipped SLAMP ({preset}, {updates} updates)", "source": "pretrained:slamp",
+                   "updates": updates}
 
 
 def _trained_model(updates: int, run_folder: Path, seed: int):

@@ -809,6 +809,10 @@ class Trainer:
     def _restore(self, checkpoint):
         load_weights(self.model, checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
+        # load_state_dict brings back the checkpoint's lr, betas and eps too; the config decides
+        # them, so that resuming with `--set lr=...` really continues at the new rate (a decay stage).
+        for group in self.optimizer.param_groups:
+            group.update(lr=self.config.lr, betas=self.config.betas, eps=self.config.adam_eps)
         self.scaler.load_state_dict(checkpoint["scaler"])
         self.step, self.best_psnr = int(checkpoint["step"]), float(checkpoint["best_psnr"])
         set_rng_state(checkpoint["rng"])

@@ -109,3 +109,9 @@ def test_the_per_frame_figure_is_drawn_from_the_record(tmp_path, monkeypatch):
     monkeypatch.setattr(tool, "RESULTS", tmp_path / "results.json")
     path = tool.per_frame_figure(tmp_path / "per_frame.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_training_minutes_grow_within_a_chunk():
+    # Chunks of 500 updates took 120 s and 60 s; validation at 250 and 750 falls inside them.
+    seconds = {500: 120, 1000: 60}
+    assert [tool._minutes_at(step, seconds) for step in (250, 500, 750, 1000)] == [1.0, 2.0, 2.5, 3.0]

@@ -114,6 +114,20 @@ def test_resume_continues_exactly(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_resume_with_a_new_learning_rate_uses_it(tmp_path):
+    """A decay stage: resuming with another lr continues at that lr (the optimiser's saved state
+    must not bring the old one back), and Adam's moments carry over."""
+    config = tiny(tmp_path, epochs=1, epoch_size=4)
+    train(config, stop_after=2)
+    before = load_checkpoint(tmp_path / "last.pt")["model"]
+    train(replace(config, lr=1e-12), resume=True)  # two more updates at a vanishing rate
+    after = load_checkpoint(tmp_path / "last.pt")
+    assert after["step"] == 4 and after["optimizer"]["param_groups"][0]["lr"] == 1e-12
+    assert after["optimizer"]["state"][0]["step"] == 4  # the same Adam, continued
+    floats = [k for k in before if before[k].is_floating_point() and "running" not in k]
+    assert all(torch.allclose(before[k], after["model"][k], atol=1e-9) for k in floats)
+
+
 def test_init_from_starts_a_new_run_from_trained_weights(tmp_path):
     first = tiny(tmp_path / "first", epochs=1, epoch_size=2)
     train(first)

@@ -55,9 +55,10 @@ def _updates_done(model: str) -> int:
     return int(rows[-1].split(",")[0]) if rows else 0
 
 
-def train(updates: int, continue_shipped: bool = False, chunk: int = CHUNK) -> None:
+def train(updates: int, continue_shipped: bool = False, chunk: int = CHUNK, lr: float | None = None) -> None:
     """Train each model to ``updates`` updates, ``chunk`` at a time, round robin (resuming where a run
-    stopped). ``continue_shipped``: new runs start from the shipped weights (a later session)."""
+    stopped). ``continue_shipped``: new runs start from the shipped weights (a later session).
+    ``lr``: the learning rate from here on (a decay stage of the same runs; default the preset's)."""
     import os
     import subprocess
     import time
@@ -68,7 +69,7 @@ def train(updates: int, continue_shipped: bool = False, chunk: int = CHUNK) -> N
     # A run longer than the preset's plan gets more epochs (the learning rate is constant, so
     # nothing else depends on the plan); a continued run draws other clips than the first (seed).
     epochs = max(planned.epochs, -(-updates // planned.epoch_size))
-    settings = [f"epochs={epochs}"] + (["seed=1"] if continue_shipped else [])
+    settings = [f"epochs={epochs}"] + (["seed=1"] if continue_shipped else []) + ([f"lr={lr}"] if lr else [])
     RUNS.mkdir(parents=True, exist_ok=True)
     for end in range(chunk, updates + chunk, chunk):
         end = min(end, updates)
@@ -77,10 +78,10 @@ def train(updates: int, continue_shipped: bool = False, chunk: int = CHUNK) -> N
                 continue
             argv = [sys.executable, "-m", "slamp", "train", "--preset", PRESET, "--set", f"model={model}", *settings,
                     "--out", str(RUNS / model), "--stop-after", str(end)]
+            if continue_shipped:  # on every chunk, so that the run's recorded config says where it started
+                argv += ["--set", f"init_from=pretrained:{model}"]
             if (RUNS / model / "last.pt").is_file():
                 argv.append("--resume")
-            elif continue_shipped:
-                argv += ["--set", f"init_from=pretrained:{model}"]
             print("$", " ".join(argv[2:]), flush=True)
             started = time.perf_counter()
             with open(RUNS / f"{model}.log", "a") as log:
@@ -88,7 +89,22 @@ def train(updates: int, continue_shipped: bool = False, chunk: int = CHUNK) -> N
                     sys.exit(f"training {model} failed: see {RUNS / (model + '.log')}")
             with open(BUDGET, "a") as budget:
                 budget.write(f"{model},{end},{time.perf_counter() - started:.0f},{time.strftime('%H:%M:%S')},"
-                             f"threads={os.environ.get('OMP_NUM_THREADS', 'all')}\n")
+                             f"threads={os.environ.get('OMP_NUM_THREADS', 'all')},lr={lr or planned.lr}\n")
+
+
+def _minutes_at(step: int, seconds: dict) -> float:
+    """Minutes of training up to update ``step``: the chunks that ended by then, and the share of the
+    chunk that was running (validation points can fall inside a chunk). ``seconds``: the wall
+    seconds of each chunk, by the update it reached."""
+    minutes, previous = 0.0, 0
+    for reached in sorted(seconds):
+        if reached <= step:
+            minutes += seconds[reached] / 60
+        else:  # the chunk running at ``step``: its time, pro rata
+            minutes += seconds[reached] / 60 * (step - previous) / (reached - previous)
+            break
+        previous = reached
+    return minutes
 
 
 def learning_curve(model: str, start: dict | None = None) -> dict:
@@ -108,7 +124,7 @@ def learning_curve(model: str, start: dict | None = None) -> dict:
              ("updates", "cpu_minutes", "psnr_best", "ssim_best", "psnr_mean", "ssim_mean")}
     for row in rows:
         step = int(row["step"])
-        minutes = sum(wall for reached, wall in seconds.items() if reached <= step) / 60
+        minutes = _minutes_at(step, seconds)
         curve["updates"].append(offset_updates + step)
         curve["cpu_minutes"].append(round(offset_minutes + minutes, 1))
         for key in ("psnr_best", "ssim_best", "psnr_mean", "ssim_mean"):
@@ -369,12 +385,14 @@ def main(argv=None) -> int:
     parser.add_argument("--updates", type=int, default=750,
                         help="train: updates of each model (default 750, what the shipped models had)")
     parser.add_argument("--chunk", type=int, default=CHUNK, help=f"train: updates per turn of the round robin (default {CHUNK})")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="train: learning rate from here on, resuming the same runs (a decay stage; default the preset's)")
     parser.add_argument("--continue", dest="continued", action="store_true",
                         help="train: start new runs from the shipped weights; export: append to their curves")
     args = parser.parse_args(argv)
     step = args.step
     if step in ("train", "all"):
-        train(args.updates, args.continued, args.chunk)
+        train(args.updates, args.continued, args.chunk, args.lr)
     if step in ("export", "all"):
         export(args.continued)
     if step in ("evaluate", "all"):
