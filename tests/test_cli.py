@@ -177,7 +177,8 @@ def test_evaluate_scores_the_references_with_the_models_protocol(tmp_path, monke
         settings = summary["settings"]
         assert settings["source"] == f"reference:{name}" and settings["num_samples"] == 1  # deterministic
         assert (settings["dataset"], settings["sequences"], settings["n_past"], settings["n_future"]) == ("mnist", 3, 5, 4)
-        assert set(summary["results"]) == {"final"} and set(summary["results"]["final"]) == {"psnr", "ssim"}
+        assert set(summary["results"]) == {"final"} and set(summary["results"]["final"]) == {"psnr", "ssim", "diversity"}
+        assert summary["results"]["final"]["diversity"]["mean"] == 0  # one prediction: nothing to differ
         assert len(summary["results"]["final"]["psnr"]["per_frame"]) == 4
         assert (out / name / "per_frame.csv").is_file()
     assert "reference black on mnist: 3 sequences" in capsys.readouterr().out
