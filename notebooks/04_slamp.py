@@ -234,14 +234,23 @@ fig.tight_layout()
 model.eval()
 with torch.no_grad():
     futures = model.generate(squares[:1, :2], n_future=4, num_samples=3)
-rows = [squares[0, 2:6]] + [futures.frames[0, s] for s in range(3)]
-fig, axes = plt.subplots(len(rows), 4, figsize=(6, 1.6 * len(rows)))
-for r, row in enumerate(rows):
-    for t in range(4):
-        axes[r, t].imshow(row[t, 0], cmap="gray", vmin=0, vmax=1)
-        axes[r, t].set_axis_off()
-    axes[r, 0].set_title("truth" if r == 0 else f"sample {r}", fontsize=8, loc="left")
-fig.tight_layout()
+
+
+def show_futures(truth, samples, frame_size: float = 1.5):
+    """The true future ``(T, C, H, W)`` above sampled futures ``(S, T, C, H, W)``, one row each."""
+    rows = [truth] + list(samples)
+    fig, axes = plt.subplots(len(rows), len(truth), figsize=(frame_size * len(truth), frame_size * len(rows)),
+                             squeeze=False)
+    for r, row in enumerate(rows):
+        for t, frame in enumerate(row):
+            axes[r, t].imshow(frame[0], cmap="gray", vmin=0, vmax=1)
+            axes[r, t].set_axis_off()
+        axes[r, 0].set_title("truth" if r == 0 else f"sample {r}", fontsize=8, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+fig = show_futures(squares[0, 2:6], futures.frames[0])
 
 
 def spread(frames):
@@ -270,13 +279,7 @@ video = test_set[index][None]  # (1, 15, 1, 64, 64)
 torch.manual_seed(0)
 with torch.no_grad():
     sampled = trained.generate(video[:, :5], n_future=10, num_samples=3).frames[0]  # (3, 10, 1, 64, 64)
-rows = [video[0, 5:]] + list(sampled)
-fig, axes = plt.subplots(len(rows), 10, figsize=(10, 1.15 * len(rows)))
-for r, row in enumerate(rows):
-    for t in range(10):
-        axes[r, t].imshow(row[t, 0], cmap="gray", vmin=0, vmax=1)
-        axes[r, t].set_axis_off()
-    axes[r, 0].set_title("truth" if r == 0 else f"sample {r}", fontsize=8, loc="left")
+fig = show_futures(video[0, 5:], sampled, frame_size=1.0)
 fig.suptitle(f"test sequence {index}, frames 6-15 predicted from frames 1-5", fontsize=9)
 fig.tight_layout()
 bounced = sorted({t + 1 for t in range(5, 15) if test_set.bounces[index, :, t].any()})

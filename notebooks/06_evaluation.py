@@ -882,7 +882,7 @@ PAPER = {  # Akan et al., ICCV 2021, tables 4–6: best-of-100, mean over the te
 for (dataset, name), values in PAPER.items():
     print(f"{dataset:>24} {name:>6} (paper): " + "  ".join(f"{k.upper()} {v}" for k, v in values.items()))
 print(f"{'Stochastic Moving MNIST':>24} {'ours':>6} ({info('slamp')['train_config']['model_preset']}, "
-      f"{info('slamp')['metrics'].get('updates_in_all', info('slamp')['updates'])} updates, {num_samples} samples): "
+      f"{trained_for} updates, {num_samples} samples): "
       f"PSNR {summary['final']['psnr']['mean']:.2f}  SSIM {summary['final']['ssim']['mean']:.4f}")
 for name, scores in same_floors.items():  # the paper reports no floor; ours, on our sequences
     print(f"{'Stochastic Moving MNIST':>24} {'floor':>6} ({name}, same sequences): "

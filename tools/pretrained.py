@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("svg", "slamp_baseline", "slamp")
 NAMES = {"svg": "SVG", "slamp_baseline": "SLAMP-Baseline", "slamp": "SLAMP"}
+COLOURS = {"svg": "tab:blue", "slamp_baseline": "tab:orange", "slamp": "tab:green"}  # one colour per model in every figure
 # One budget for the three models: the `cpu` preset (5 + 10 frames, batch 8, lr 1e-3), trained in
 # chunks, round robin, so that the three have had the same number of updates whenever it stops.
 PRESET, CHUNK = "cpu", 250
@@ -313,12 +314,11 @@ def curves(path: Path = CURVES) -> Path:
                                        mean_frame=mean_frame).summary()["final"] for name in REFERENCES}
     figure = Figure(figsize=(11, 6.5), layout="constrained")
     axes = figure.subplots(2, 2, sharey="row")
-    colours = {"svg": "tab:blue", "slamp_baseline": "tab:orange", "slamp": "tab:green"}
     for model in MODELS:
         curve = info(model)["metrics"]["learning_curve"]
         for row, metric in enumerate(("psnr", "ssim")):
             for column, x in enumerate(("updates", "cpu_minutes")):
-                axes[row, column].plot(curve[x], curve[f"{metric}_best"], "o-", color=colours[model], label=NAMES[model])
+                axes[row, column].plot(curve[x], curve[f"{metric}_best"], "o-", color=COLOURS[model], label=NAMES[model])
     for row, metric in enumerate(("psnr", "ssim")):
         for column in range(2):
             for (name, floor), style in zip(floors.items(), (":", "--", "-.")):
@@ -344,21 +344,24 @@ def per_frame_figure(path: Path = PER_FRAME) -> Path:
     from matplotlib.figure import Figure
 
     recorded = json.loads(RESULTS.read_text())
+    settings = recorded["models"][MODELS[0]]["settings"]
+    n_past, n_future = settings.get("n_past", 5), settings.get("n_future", 20)
+    frames = range(n_past + 1, n_past + n_future + 1)  # numbered from 1, as in the figures of the demo
     figure = Figure(figsize=(11, 3.6), layout="constrained")
     axes = figure.subplots(1, 2)
-    colours = {"svg": "tab:blue", "slamp_baseline": "tab:orange", "slamp": "tab:green"}
     for ax, metric in zip(axes, ("psnr", "ssim")):
         for model in MODELS:
             values = recorded["models"][model]["results"]["final"][metric]["per_frame"]
-            ax.plot(range(6, 6 + len(values)), values, "o-", ms=3, color=colours[model], label=NAMES[model])
+            ax.plot(frames, values, "o-", ms=3, color=COLOURS[model], label=NAMES[model])
         for (name, reference), style in zip(recorded.get("references", {}).items(), (":", "--", "-.")):
             values = reference["results"]["final"][metric]["per_frame"]
-            ax.plot(range(6, 6 + len(values)), values, color="grey", linestyle=style, label=f"floor: {REFERENCES[name]}")
-        ax.set(xlabel="frame (1-5 given, 6-25 predicted)", ylabel=f"{metric.upper()}, best of 100", xticks=range(6, 26, 2))
+            ax.plot(frames, values, color="grey", linestyle=style, label=f"floor: {REFERENCES[name]}")
+        ax.set(xlabel=f"frame (1-{n_past} given, {frames[0]}-{frames[-1]} predicted)",
+               ylabel=f"{metric.upper()}, best of 100", xticks=frames[::2])
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8)
-    sequences = recorded["models"][MODELS[0]]["settings"]["sequences"]
-    figure.suptitle(f"Each predicted frame, shipped models and floors: the first {sequences} sequences of SRVP's test set")
+    figure.suptitle(f"Each predicted frame, shipped models and floors: the first {settings['sequences']} sequences "
+                    "of SRVP's test set")
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     return path
