@@ -56,6 +56,16 @@ def _updates_done(model: str) -> int:
     return int(rows[-1].split(",")[0]) if rows else 0
 
 
+def _shipped_updates() -> int:
+    """Updates the shipped models have had (equal for the three: one budget)."""
+    from slamp.pretrained import info
+
+    done = {info(model)["metrics"]["updates_in_all"] for model in MODELS}
+    if len(done) != 1:
+        sys.exit(f"the shipped models have had different budgets: {sorted(done)} updates")
+    return done.pop()
+
+
 def train(updates: int, continue_shipped: bool = False, chunk: int = CHUNK, lr: float | None = None) -> None:
     """Train each model to ``updates`` updates, ``chunk`` at a time, round robin (resuming where a run
     stopped). ``continue_shipped``: new runs start from the shipped weights (a later session).
@@ -68,9 +78,11 @@ def train(updates: int, continue_shipped: bool = False, chunk: int = CHUNK, lr: 
 
     planned = TrainConfig.preset(PRESET)
     # A run longer than the preset's plan gets more epochs (the learning rate is constant, so
-    # nothing else depends on the plan); a continued run draws other clips than the first (seed).
+    # nothing else depends on the plan). A continued run draws other clips than every run before it:
+    # its seed is the number of updates the shipped weights already had (the first run's seed is 0).
     epochs = max(planned.epochs, -(-updates // planned.epoch_size))
-    settings = [f"epochs={epochs}"] + (["seed=1"] if continue_shipped else []) + ([f"lr={lr}"] if lr else [])
+    seed = [f"seed={_shipped_updates()}"] if continue_shipped else []
+    settings = [f"epochs={epochs}", *seed] + ([f"lr={lr}"] if lr else [])
     RUNS.mkdir(parents=True, exist_ok=True)
     for end in range(chunk, updates + chunk, chunk):
         end = min(end, updates)
