@@ -927,7 +927,7 @@ class StochasticMovingMNIST(IterableDataset):
     def __init__(self, digits: Digits | str | None = None, n_frames: int = 15, num_digits: int = 2,
                  frame_size: int = 64, max_speed: int = 4, seed: int = 0, stochastic: bool = True, shard: int = 0):
         _check_config(n_frames, num_digits, max_speed, seed)
-        self.digits = digits if isinstance(digits, Digits) else load_digits("train", digits)
+        self.digits = load_digits("train", digits) if digits is None or isinstance(digits, str) else digits
         self.n_frames, self.num_digits, self.frame_size = n_frames, num_digits, frame_size
         self.max_speed, self.seed, self.stochastic, self.shard = max_speed, seed, stochastic, shard
         self.epoch = 0
@@ -1349,7 +1349,7 @@ class MovingMNISTTestSet(Dataset):
         _check_config(n_frames, num_digits, max_speed, seed)
         if protocol not in TEST_SET_PROTOCOLS:
             raise ValueError(f"protocol must be one of {TEST_SET_PROTOCOLS}, found {protocol!r}")
-        digits = digits if isinstance(digits, Digits) else load_digits("test", digits)
+        digits = load_digits("test", digits) if digits is None or isinstance(digits, str) else digits
         num_sequences = len(digits) // num_digits if num_sequences is None else num_sequences
         if protocol == "srvp":
             samples = srvp_sequences(digits.images, num_sequences, n_frames, num_digits, frame_size, max_speed,
@@ -1395,7 +1395,7 @@ class MovingMNISTTestSet(Dataset):
         """Load the set at ``path`` (default :func:`default_test_set_path`) if it exists and was made
         with ``settings`` from the same ``digits`` (as in :meth:`generate`; default: the MNIST test
         digits); otherwise generate it and save it there."""
-        digits = digits if isinstance(digits, Digits) else load_digits("test", digits)
+        digits = load_digits("test", digits) if digits is None or isinstance(digits, str) else digits
         settings = {"protocol": "srvp", "num_sequences": None, "n_frames": 25, "num_digits": 2, "frame_size": 64,
                     "max_speed": 4, "seed": 42, "stochastic": True, **settings}
         if settings["num_sequences"] is None:
