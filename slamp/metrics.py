@@ -123,9 +123,17 @@ def frechet_distance(features_a, features_b) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root)
 
 
+I3D_FILE = "i3d_torchscript.pt"
+
+
 def i3d_path() -> Path:
-    """Where the I3D TorchScript file is looked for: ``$SLAMP_I3D``, else ``~/.cache/slamp/``."""
-    return Path(os.environ.get("SLAMP_I3D", Path.home() / ".cache" / "slamp" / "i3d_torchscript.pt")).expanduser()
+    """Where the I3D TorchScript file is looked for: ``$SLAMP_I3D``, else the first data folder
+    that has ``i3d_torchscript.pt``, else the data folder (where to put it)."""
+    from slamp.data.files import data_home, find_data
+
+    if os.environ.get("SLAMP_I3D"):
+        return Path(os.environ["SLAMP_I3D"]).expanduser()
+    return find_data(I3D_FILE) or data_home() / I3D_FILE
 
 
 _I3D = {}
@@ -188,4 +196,4 @@ def mean_confidence_interval(values, confidence: float = 0.95) -> tuple[float, f
     return mean, sem * stats.t.ppf((1 + confidence) / 2, values.numel() - 1)
 
 
-__all__ = ['psnr', 'ssim', 'LPIPSUnavailable', 'lpips', 'I3D_URL', 'FVDUnavailable', 'frechet_distance', 'i3d_path', 'i3d_features', 'fvd', 'mean_confidence_interval']
+__all__ = ['psnr', 'ssim', 'LPIPSUnavailable', 'lpips', 'I3D_URL', 'FVDUnavailable', 'frechet_distance', 'I3D_FILE', 'i3d_path', 'i3d_features', 'fvd', 'mean_confidence_interval']

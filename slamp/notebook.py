@@ -5,13 +5,16 @@
 
 It seeds the generators, picks the device, shows figures inline in a Jupyter kernel (so that an
 executed notebook stores them as PNG, even where ``MPLBACKEND=Agg`` is set), and prints where the
-notebook runs and which trained models ship with the package (``slamp.pretrained.load(name)``
-loads them offline).
+notebook runs, which trained models ship with the package (``slamp.pretrained.load(name)`` loads
+them offline) and where the MNIST digits are. On Colab it also turns on Colab's widget manager
+(for the progress bars and 07's explorer) and prepares MNIST when it is missing; elsewhere it says
+what to run (``slamp prepare mnist``), since nothing is downloaded without being asked for.
 """
 from __future__ import annotations
 
 import os
 import platform
+import sys
 
 
 def inline_figures() -> bool:
@@ -31,9 +34,47 @@ def inline_figures() -> bool:
     return True
 
 
+def on_colab() -> bool:
+    """Whether this runs in a Google Colab runtime."""
+    return "google.colab" in sys.modules
+
+
+def colab_widgets() -> bool:
+    """On Colab, turn on its custom widget manager, without which ipywidgets (tqdm's bars, 07's
+    explorer) do not render there; elsewhere change nothing. True if it was turned on."""
+    if not on_colab():
+        return False
+    from google.colab import output  # only on Colab
+
+    output.enable_custom_widget_manager()
+    return True
+
+
+def mnist_status(prepare: bool | None = None) -> str:
+    """One line on the digits the notebooks will use. MNIST missing: prepare it when ``prepare``
+    (default: on Colab, which is online), else say what to run."""
+    from slamp.data.files import DataError, data_home, searched
+    from slamp.data.mnist import DIGITS_ENVIRONMENT, locate_mnist, prepare_mnist
+
+    if os.environ.get(DIGITS_ENVIRONMENT) == "sklearn":
+        return "digits: scikit-learn's 8x8 stand-in (SLAMP_DIGITS=sklearn), not MNIST"
+    found = locate_mnist()
+    if found is not None:
+        return f"MNIST: {found[1]}"
+    if on_colab() if prepare is None else prepare:
+        try:
+            return f"MNIST was missing: prepared it in {prepare_mnist().parent} (slamp prepare mnist)"
+        except DataError as error:
+            return f"MNIST is missing and could not be fetched: {error}"
+    return (f"MNIST is missing (searched {searched()}). Before the cells that use it, run `slamp prepare mnist` "
+            f"in a terminal (or `!slamp prepare mnist` here; it writes to {data_home()}), or set SLAMP_DATA to "
+            "a folder that holds it")
+
+
 def setup(seed: int = 0, verbose: bool = True) -> str:
-    """Seed torch/numpy/random, show figures inline in a Jupyter kernel, return ``"cuda"`` when a
-    GPU is present (else ``"cpu"``) and say so."""
+    """Seed torch/numpy/random, show figures inline in a Jupyter kernel (and widgets on Colab),
+    check for MNIST (see :func:`mnist_status`), return ``"cuda"`` when a GPU is present (else
+    ``"cpu"``) and say all of it."""
     import torch
 
     from slamp import __version__
@@ -42,13 +83,15 @@ def setup(seed: int = 0, verbose: bool = True) -> str:
 
     seed_everything(seed)
     inline_figures()
+    colab_widgets()
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    digits = mnist_status()
     if verbose:
         where = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU ({os.cpu_count()} cores)"
         smoke = " · SLAMP_SMOKE=1 (small settings)" if os.environ.get("SLAMP_SMOKE") == "1" else ""
         print(f"slamp {__version__} · torch {torch.__version__} · python {platform.python_version()} · "
-              f"{where}{smoke}\nshipped models: {', '.join(available()) or 'none'}")
+              f"{where}{smoke}\nshipped models: {', '.join(available()) or 'none'}\n{digits}")
     return device
 
 
-__all__ = ["inline_figures", "setup"]
+__all__ = ["colab_widgets", "inline_figures", "mnist_status", "on_colab", "setup"]

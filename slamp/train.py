@@ -21,6 +21,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from slamp.data.mnist import DIGIT_SOURCES
 from slamp.models import PRESETS, SLAMP, SVG, ModelConfig, SLAMPBaseline, VideoPredictor, load_weights
 
 MODEL_CLASSES = {"svg": SVG, "slamp_baseline": SLAMPBaseline, "slamp": SLAMP}
@@ -44,7 +45,8 @@ class TrainConfig:
     model_preset: str = "mnist"  # sizes from slamp.models.PRESETS
     beta: float | None = None  # KL weight; None: the model preset's
     dataset: str = "mnist"  # mnist | kth | bair | kitti | cityscapes
-    data_root: str | None = None  # real datasets; None: $SLAMP_DATA/<dataset> or the repository's data/<dataset>
+    data_root: str | None = None  # real datasets; None: <dataset>/ in the first data folder that has it
+    digits: str | None = None  # Moving MNIST: mnist | sklearn (8x8 stand-in, tests only); None: $SLAMP_DIGITS, else mnist
     n_past: int = 5  # conditioning frames of a training clip
     n_future: int = 10  # predicted frames of a training clip
     # Optimisation.
@@ -126,6 +128,7 @@ def _value_problems(c: TrainConfig) -> list[str]:
         (c.model in MODEL_CLASSES, f"model must be one of {sorted(MODEL_CLASSES)}, found {c.model!r}"),
         (c.model_preset in PRESETS, f"model_preset must be one of {sorted(PRESETS)}, found {c.model_preset!r}"),
         (c.dataset in DATASET_FRAMES, f"dataset must be one of {sorted(DATASET_FRAMES)}, found {c.dataset!r}"),
+        (c.digits in (None, *DIGIT_SOURCES), f"digits must be one of {DIGIT_SOURCES} (or unset), found {c.digits!r}"),
         (c.beta is None or c.beta >= 0, f"beta must be >= 0 (or none), found {c.beta}"),
         (c.n_past >= 1 and c.n_future >= 1, f"n_past and n_future must be >= 1, found {c.n_past} and {c.n_future}"),
         (c.batch_size >= 1, f"batch_size must be >= 1, found {c.batch_size}"),
@@ -248,21 +251,18 @@ def teacher_forcing_probability(epoch: int, k: float) -> float:
     return k / (k + math.exp(epoch / k))
 
 
-from slamp.data import BAIR, KITTI, KTH, Cityscapes, MovingMNISTTestSet, StochasticMovingMNIST, load_mnist_digits
-from slamp.data.files import to_video_tensor
-from slamp.data.mnist import REPO_DATA, mnist_fold
+from slamp.data import BAIR, KITTI, KTH, Cityscapes, MovingMNISTTestSet, StochasticMovingMNIST, load_digits
+from slamp.data.files import dataset_root, to_video_tensor
+from slamp.data.mnist import mnist_fold
 
 REAL_DATASETS = {"kth": KTH, "bair": BAIR, "kitti": KITTI, "cityscapes": Cityscapes}
 VALIDATION_SEED = 2021  # Moving MNIST validation trajectories: unlike the test set's (seed 42)
 
 
 def data_root(config: TrainConfig) -> Path:
-    """Where a real dataset is read from: ``config.data_root``, else ``$SLAMP_DATA/<dataset>``,
-    else the repository's ``data/<dataset>``."""
-    if config.data_root is not None:
-        return Path(config.data_root).expanduser()
-    base = Path(os.environ["SLAMP_DATA"]).expanduser() if os.environ.get("SLAMP_DATA") else REPO_DATA
-    return base / config.dataset
+    """Where a real dataset is read from: ``config.data_root``, else ``<dataset>/`` in the first
+    data folder that has it (``slamp.data.data_roots()``: ``$SLAMP_DATA``, the user cache, a clone's ``data/``)."""
+    return dataset_root(config.dataset, config.data_root)
 
 
 class TrainingSequences(Dataset):
@@ -316,7 +316,7 @@ def training_sequences(config: TrainConfig) -> TrainingSequences:
     """The training stream of ``config``: clips of ``n_past + n_future`` frames."""
     length = config.n_past + config.n_future
     if config.dataset == "mnist":
-        source = StochasticMovingMNIST(mnist_fold(load_mnist_digits("train"), "train"), n_frames=length, seed=config.seed)
+        source = StochasticMovingMNIST(mnist_fold(load_digits("train", config.digits), "train"), n_frames=length, seed=config.seed)
     else:
         source = REAL_DATASETS[config.dataset](data_root(config), "train", seq_len=length)
     return TrainingSequences(source, config.seed, config.epoch_size * config.batch_size)
@@ -343,7 +343,7 @@ def validation_videos(config: TrainConfig) -> torch.Tensor:
     is not."""
     length = config.n_past + config.val_n_future
     if config.dataset == "mnist":
-        clips = MovingMNISTTestSet.generate(mnist_fold(load_mnist_digits("train"), "val"), num_sequences=config.val_sequences,
+        clips = MovingMNISTTestSet.generate(mnist_fold(load_digits("train", config.digits), "val"), num_sequences=config.val_sequences,
                                             n_frames=length, seed=VALIDATION_SEED, protocol="per-sequence")
     else:
         clips = REAL_DATASETS[config.dataset](data_root(config), "test", seq_len=length)

@@ -92,7 +92,7 @@ def test_grade_command_exit_status_counts_failures(student_folder, capsys):
 def test_every_notebook_starts_with_the_same_setup_cell():
     assert setup_cell.main(["--check"]) == 0
     for path in setup_cell.notebooks():
-        assert setup_cell.first_code_cell(jupytext.read(path)).source == setup_cell.SETUP_CELL
+        assert setup_cell.first_code_cell(jupytext.read(path)).source == setup_cell.setup_cell(setup_cell.repository())
 
 
 def test_setup_picks_a_device_and_lists_the_shipped_models(capsys):
@@ -105,10 +105,23 @@ def test_setup_picks_a_device_and_lists_the_shipped_models(capsys):
     assert "torch" in out and "shipped models: " + (", ".join(available()) or "none") in out
 
 
+def test_setup_says_where_mnist_is_or_what_to_run(isolated_data, capsys, monkeypatch):
+    from slamp.notebook import setup
+
+    setup()  # not on Colab: nothing is fetched
+    out = capsys.readouterr().out
+    assert f"MNIST is missing (searched {isolated_data}" in out and "slamp prepare mnist" in out
+    assert not (isolated_data / "mnist").exists()
+    monkeypatch.setenv("SLAMP_DIGITS", "sklearn")
+    setup()
+    assert "scikit-learn's 8x8 stand-in (SLAMP_DIGITS=sklearn), not MNIST" in capsys.readouterr().out
+
+
 @pytest.mark.skipif(os.environ.get("SLAMP_SKIP_INSTALL_TEST") == "1", reason="SLAMP_SKIP_INSTALL_TEST=1")
 def test_the_colab_cell_installs_the_package_into_a_fresh_venv(tmp_path):
     """The setup cell, run as on Colab (torch preinstalled, `google.colab` importable, slamp not
-    installed), installs slamp from the repository and imports it with its shipped models."""
+    installed, no MNIST), installs slamp from the repository and imports it with its shipped
+    models, turns on Colab's widget manager and fetches MNIST into the data folder."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
@@ -118,12 +131,17 @@ def test_the_colab_cell_installs_the_package_into_a_fresh_venv(tmp_path):
     fake_colab = tmp_path / "site" / "google" / "colab"
     fake_colab.mkdir(parents=True)
     (fake_colab / "__init__.py").write_text("")
+    (fake_colab / "output.py").write_text("def enable_custom_widget_manager():\n    print('WIDGET MANAGER ON')\n")
     (fake_colab.parent / "__init__.py").write_text("")
     script = tmp_path / "cell.py"
-    script.write_text("import google.colab  # Colab's kernel imports it before any cell runs\n" + setup_cell.SETUP_CELL + "\nimport slamp, slamp.pretrained\n"
+    cell = setup_cell.setup_cell(setup_cell.repository())
+    script.write_text("import google.colab  # Colab's kernel imports it before any cell runs\n" + cell + "\nimport slamp, slamp.pretrained\n"
                       "print('INSTALLED', slamp.__file__, device, slamp.pretrained.available())\n")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "SLAMP_REPO": str(ROOT), "PIP_QUIET": "1"}
-    env.pop("SLAMP_SMOKE", None)
+    # A fresh runtime: no MNIST anywhere (setup() fetches it, as on Colab), no stand-in chosen.
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "SLAMP_REPO": str(ROOT), "PIP_QUIET": "1",
+           "SLAMP_DATA": str(tmp_path / "data"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    for name in ("SLAMP_SMOKE", "SLAMP_DIGITS"):
+        env.pop(name, None)
     result = subprocess.run([str(python), str(script)], env=env, capture_output=True, text=True, timeout=900,
                             cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -131,3 +149,6 @@ def test_the_colab_cell_installs_the_package_into_a_fresh_venv(tmp_path):
     assert str(venv) in line and "cpu" in line  # installed into the venv, not imported from the checkout
     from slamp.pretrained import available
     assert str(available()) in line
+    assert "WIDGET MANAGER ON" in result.stdout  # ipywidgets render on Colab only with its manager
+    assert f"MNIST was missing: prepared it in {tmp_path / 'data' / 'mnist'}" in result.stdout
+    assert (tmp_path / "data" / "mnist" / "mnist_digits.npz").stat().st_size > 10e6

@@ -205,3 +205,44 @@ def test_repeated_set_flags_add_up(capsys):
                  "--show-config"]) == 0
     config = json.loads(capsys.readouterr().out)
     assert (config["model"], config["lr"], config["init_from"]) == ("svg", 5e-4, "pretrained:svg")
+
+
+def test_prepare_mnist_writes_into_the_data_folder_where_loaders_find_it(isolated_data, capsys):
+    from test_data_mnist import tiny_pickle  # a file in the classic pickle's format (the real one is 17 MB)
+    from slamp.data.mnist import load_digits, locate_mnist
+
+    (isolated_data / "mnist").mkdir(parents=True)
+    originals = tiny_pickle(isolated_data / "mnist" / "mnist.pkl.gz")  # present: nothing is fetched
+    assert main(["prepare", "mnist"]) == 0
+    assert str(isolated_data / "mnist" / "mnist_digits.npz") in capsys.readouterr().out
+    assert locate_mnist() == ("prepared", isolated_data / "mnist" / "mnist_digits.npz")
+    assert np.array_equal(load_digits("test").images, originals[2][0])
+    elsewhere = isolated_data.parent / "elsewhere"
+    (elsewhere).mkdir()
+    tiny_pickle(elsewhere / "mnist.pkl.gz")
+    assert main(["prepare", "mnist", "--dest", str(elsewhere)]) == 0  # the old script's argument still works
+    assert (elsewhere / "mnist_digits.npz").is_file()
+
+
+def test_prepare_real_datasets_say_what_is_missing(isolated_data, tmp_path, capsys):
+    for dataset in ("kth", "bair", "kitti", "cityscapes"):
+        assert main(["prepare", dataset, "--source", str(tmp_path / "nothing")]) == 1, dataset
+        assert "DataError" in capsys.readouterr().err, dataset
+    with pytest.raises(SystemExit):  # --source is required
+        main(["prepare", "kth"])
+
+
+def test_without_mnist_train_and_evaluate_stop_and_say_how_to_get_it(isolated_data, tmp_path, capsys):
+    for argv in (["train", "--preset", "tiny", "--out", str(tmp_path / "run"), "--set", *SMALL_RUN],
+                 ["evaluate", "--reference", "black", "--sequences", "2", "--out", str(tmp_path / "eval")]):
+        assert main(argv) == 1
+        error = capsys.readouterr().err
+        assert "MissingDataError" in error and "slamp prepare mnist" in error and str(isolated_data) in error
+
+
+def test_the_stand_in_digits_are_chosen_by_name(isolated_data, tmp_path, capsys):
+    argv = ["train", "--preset", "tiny", "--out", str(tmp_path / "run"), "--set", *SMALL_RUN, "digits=sklearn"]
+    assert main(argv) == 0
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["config"]["digits"] == "sklearn"
+    assert main(["train", "--preset", "tiny", "--set", "digits=emnist", "--show-config"]) == 2
+    assert "digits must be one of" in capsys.readouterr().err

@@ -9,10 +9,13 @@ import zipfile
 import numpy as np
 import pytest
 
-from slamp.data import mnist
+from slamp.data import files, mnist
 from slamp.data.files import DataError, MissingDataError
-from slamp.data.mnist import (DigitSourceWarning, extract_mnist_pickle, find_mnist, load_mnist_digits,
+from slamp.data.mnist import (extract_mnist_pickle, find_mnist, load_digits, load_mnist_digits, locate_mnist,
                               prepare_mnist, read_idx, read_mnist_pickle, sklearn_digits)
+
+PREPARED = locate_mnist()  # the real digits, where `slamp prepare mnist` (or `make setup`) put them
+NOT_PREPARED = "MNIST not prepared (`slamp prepare mnist`, or `make setup`)"
 
 RNG = np.random.default_rng(0)
 
@@ -156,18 +159,43 @@ def test_search_order_prepared_then_pickle_then_idx(tmp_path):
     assert find_mnist(tmp_path) == ("prepared", tmp_path / "mnist" / "mnist_digits.npz")
 
 
-def test_slamp_data_is_searched_before_the_repository(tmp_path, monkeypatch):
+def test_slamp_data_is_searched_first(tmp_path, monkeypatch):
     arrays = write_torchvision_mnist(tmp_path)
     monkeypatch.setenv("SLAMP_DATA", str(tmp_path))
-    assert mnist.default_roots()[0] == tmp_path
+    assert files.data_roots()[0] == tmp_path and files.data_home() == tmp_path
     assert np.array_equal(load_mnist_digits("train").images, arrays["train"][0])
+
+
+def test_the_data_folder_is_slamp_data_else_the_user_cache_else_the_clone(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLAMP_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(files, "CLONE_DATA", tmp_path / "clone" / "data")
+    assert files.data_roots() == [tmp_path / "cache" / "slamp", tmp_path / "clone" / "data"]
+    assert files.data_home() == tmp_path / "cache" / "slamp"
+    (tmp_path / "blocker").write_text("a file, so no cache folder can be made under it")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "blocker" / "cache"))
+    assert files.data_home() == tmp_path / "clone" / "data"
+    monkeypatch.setenv("SLAMP_DATA", str(tmp_path / "mine"))
+    assert files.data_home() == tmp_path / "mine" and files.data_roots()[0] == tmp_path / "mine"
+
+
+def test_prepared_digits_in_the_user_cache_are_found_without_being_told(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLAMP_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(files, "CLONE_DATA", None)
+    cache = files.data_home()
+    (cache / "mnist").mkdir()
+    tiny_pickle(cache / "mnist" / "mnist.pkl.gz")
+    prepare_mnist()  # the pickle is there: nothing is fetched, only converted, into the data folder
+    assert locate_mnist() == ("prepared", cache / "mnist" / "mnist_digits.npz")
+    assert "prepared file" in load_mnist_digits("test").source
 
 
 def test_a_damaged_prepared_file_says_how_to_fix_it(tmp_path):
     tiny_pickle(tmp_path / "mnist.pkl.gz")
     output = mnist.convert_mnist_pickle(tmp_path / "mnist.pkl.gz", tmp_path / "mnist_digits.npz")
     output.write_bytes(output.read_bytes()[:300])
-    with pytest.raises(DataError, match="mnist_digits.npz.*prepare_mnist.py"):
+    with pytest.raises(DataError, match="mnist_digits.npz.*slamp prepare mnist"):
         load_mnist_digits("train", path=output)
 
 
@@ -176,25 +204,34 @@ def test_an_explicit_path_without_digits_is_an_error(tmp_path):
         load_mnist_digits("train", path=tmp_path)
 
 
-def test_without_mnist_the_fallback_is_announced(tmp_path, monkeypatch):
-    monkeypatch.delenv("SLAMP_DATA", raising=False)
-    monkeypatch.setattr(mnist, "REPO_DATA", tmp_path / "nothing")
-    with pytest.warns(DigitSourceWarning, match="scikit-learn"):
-        digits = load_mnist_digits("test")
+def test_without_mnist_loading_stops_and_says_how_to_get_it(isolated_data):
+    for load in (lambda: load_mnist_digits("test"), lambda: load_digits("test"), lambda: load_digits("test", "mnist")):
+        with pytest.raises(MissingDataError) as error:
+            load()
+        message = str(error.value)
+        assert str(isolated_data) in message and "slamp prepare mnist" in message and "SLAMP_DIGITS=sklearn" in message
+    with pytest.raises(ValueError, match="digits must be one of"):
+        load_digits("test", "emnist")
+
+
+def test_the_stand_in_digits_are_an_explicit_choice(isolated_data, monkeypatch):
+    digits = load_digits("test", "sklearn")
     assert not digits.is_mnist and "NOT MNIST" in digits.source
+    monkeypatch.setenv("SLAMP_DIGITS", "sklearn")
+    assert np.array_equal(load_digits("test").images, digits.images)
+    with pytest.raises(MissingDataError):  # asking for MNIST by name still means MNIST
+        load_digits("test", "mnist")
     assert digits.images.shape[1:] == (28, 28) and digits.images.dtype == np.uint8
     assert len(digits) + len(sklearn_digits("train")) == 1797
     ink = digits.images.reshape(len(digits), -1)
     assert ink.max() > 200 and (digits.images[:, :4].max() == 0)  # bright strokes, MNIST's empty border
-    with pytest.raises(MissingDataError, match="no MNIST digits"):
-        load_mnist_digits("test", fallback=False)
     with pytest.raises(ValueError, match="split"):
         load_mnist_digits("validation")
 
 
-@pytest.mark.skipif(find_mnist(mnist.REPO_DATA) is None, reason="data/mnist not prepared (`python data/prepare_mnist.py`)")
-def test_the_prepared_repository_digits_are_mnist():
-    train, test = load_mnist_digits("train", path=mnist.REPO_DATA), load_mnist_digits("test", path=mnist.REPO_DATA)
+@pytest.mark.skipif(PREPARED is None, reason=NOT_PREPARED)
+def test_the_prepared_digits_are_mnist():
+    train, test = load_mnist_digits("train", path=PREPARED[1]), load_mnist_digits("test", path=PREPARED[1])
     assert train.images.shape == (60000, 28, 28) and test.images.shape == (10000, 28, 28)
     assert train.labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]  # MNIST's first training labels
     assert test.labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
@@ -234,9 +271,9 @@ def test_mnist_fold_keeps_images_labels_and_says_which_fold():
         mnist.mnist_fold(digits, "test")
 
 
-@pytest.mark.skipif(find_mnist(mnist.REPO_DATA) is None, reason="data/mnist not prepared (`python data/prepare_mnist.py`)")
+@pytest.mark.skipif(PREPARED is None, reason=NOT_PREPARED)
 def test_the_mnist_folds_have_57000_and_3000_digits():
-    train = load_mnist_digits("train", path=mnist.REPO_DATA)
+    train = load_mnist_digits("train", path=PREPARED[1])
     folds = {fold: mnist.mnist_fold(train, fold) for fold in ("train", "val")}
     assert len(folds["train"]) == 57000 and len(folds["val"]) == 3000 and folds["val"].is_mnist
     keep = mnist.fold_indices(60000, "val")

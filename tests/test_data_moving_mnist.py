@@ -5,9 +5,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from slamp.data import moving_mnist
 from slamp.data.files import DataError, MissingDataError
-from slamp.data.mnist import REPO_DATA, Digits, find_mnist, load_mnist_digits, sklearn_digits
+from slamp.data.mnist import Digits, load_mnist_digits, locate_mnist, sklearn_digits
 from slamp.data.moving_mnist import (SRVP_TEST_SET_SHA256, MovingMNISTTestSet, StochasticMovingMNIST, advance,
                                      bounce_trajectory, random_velocity, render_digits, sample_sequence,
                                      srvp_sequences, srvp_step, srvp_trajectory)
@@ -269,8 +268,8 @@ def test_the_srvp_test_set_uses_every_digit_once_from_one_stream():
     assert other.config["protocol"] == "per-sequence" and not np.array_equal(other.sequences, test_set.sequences[:4])
 
 
-def test_a_set_of_stand_in_digits_is_never_reloaded_as_mnist(tmp_path, monkeypatch):
-    monkeypatch.setattr(moving_mnist, "REPO_DATA", tmp_path)
+def test_a_set_of_stand_in_digits_is_never_reloaded_as_mnist(isolated_data):
+    tmp_path = isolated_data  # the data folder, where cached() keeps test sets
     stand_in = sklearn_digits("test")
     # Stand-in digits that claim nothing but differ from "MNIST" ones in images and origin.
     as_mnist = Digits(DIGITS.images, DIGITS.labels, "MNIST (fixture)", is_mnist=True)
@@ -286,10 +285,10 @@ def test_a_set_of_stand_in_digits_is_never_reloaded_as_mnist(tmp_path, monkeypat
                                   as_mnist, num_sequences=3, n_frames=8)
 
 
-@pytest.mark.skipif(find_mnist(REPO_DATA) is None,
-                    reason="the real MNIST test digits are absent (run `python data/prepare_mnist.py` or `make setup`)")
+@pytest.mark.skipif(locate_mnist() is None,
+                    reason="the real MNIST test digits are absent (run `slamp prepare mnist` or `make setup`)")
 def test_the_default_test_set_is_srvps_bit_for_bit():
-    digits = load_mnist_digits("test", path=REPO_DATA)
+    digits = load_mnist_digits("test")
     test_set = MovingMNISTTestSet.generate(digits)
     assert test_set.sequences.shape == (5000, 25, 64, 64) and test_set.sequences.dtype == np.uint8
     assert np.array_equal(np.sort(test_set.digit_indices.ravel()), np.arange(10000))  # each digit once

@@ -134,3 +134,16 @@ def test_fvd_pipeline_with_a_stand_in_network(tmp_path, monkeypatch):
     assert abs(fvd(real, real)) < 1e-3 and fvd(real, real * 0.2) > fvd(real, real * 0.9) > 0
     with pytest.raises(ValueError, match="C = 1 or 3"):
         i3d_features(torch.rand(2, 10, 2, 32, 32))
+
+
+def test_the_i3d_file_is_looked_for_in_the_data_folders(isolated_data, tmp_path, monkeypatch):
+    from slamp.metrics import i3d_path
+
+    monkeypatch.delenv("SLAMP_I3D", raising=False)
+    assert i3d_path() == isolated_data / "i3d_torchscript.pt"  # where FVDUnavailable says to put it
+    cache = tmp_path / "cache" / "slamp"  # the second data folder, the user cache
+    cache.mkdir(parents=True)
+    (cache / "i3d_torchscript.pt").write_bytes(b"weights")
+    assert i3d_path() == cache / "i3d_torchscript.pt"
+    monkeypatch.setenv("SLAMP_I3D", str(tmp_path / "mine.pt"))
+    assert i3d_path() == tmp_path / "mine.pt"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from slamp.data.files import DataError, MissingDataError, list_images, natural_key
+from slamp.data.files import DataError, MissingDataError, dataset_root, list_images, natural_key
 from slamp.data.video import Video, VideoClips, split_stride
 
 BAIR_FRAMES = 30
@@ -17,7 +17,7 @@ BAIR_SIZE = 64
 BAIR_SEQ_LEN = {"train": 12, "test": 30}  # 2 + 10 for training, 2 -> 28 for testing
 BAIR_FEATURE = "{t}/image_aux1/encoded"
 BAIR_LAYOUT = ("<root>/processed_data/{train,test}/<tfrecord name>/<sequence>/<t>.png "
-               "(written by `python data/prepare_bair.py`)")
+               "(written by `slamp prepare bair`)")
 
 
 def _crc32c_table() -> list[int]:
@@ -254,8 +254,9 @@ class BAIR(VideoClips):
     30-frame sequences; ``"test"`` one clip of ``seq_len`` (default 30) per sequence, from frame 0.
     ``stride`` (see :class:`VideoClips`) overrides the split's default ("auto")."""
 
-    def __init__(self, root, split: str = "train", seq_len: int | None = None, stride: int | None | str = "auto",
+    def __init__(self, root=None, split: str = "train", seq_len: int | None = None, stride: int | None | str = "auto",
                  on_short: str = "error"):
+        root = dataset_root("bair", root)
         if split not in BAIR_SEQ_LEN:
             raise ValueError(f"split must be 'train' or 'test', found {split!r}")
         super().__init__(bair_videos(root, split), seq_len or BAIR_SEQ_LEN[split], (BAIR_SIZE, BAIR_SIZE), 3,

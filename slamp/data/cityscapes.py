@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from slamp.data.files import MissingDataError, natural_key
+from slamp.data.files import MissingDataError, dataset_root, natural_key
 from slamp.data.video import Video, VideoClips, copy_resized_frames, split_stride
 
 CITYSCAPES_SIZE = (128, 256)
@@ -58,8 +58,9 @@ class Cityscapes(VideoClips):
     snippet; "test" (or "val") one clip of ``seq_len`` (default 30) from the start of the first
     ``snippets_per_city`` (default 20) snippets of each city."""
 
-    def __init__(self, root, split: str = "train", seq_len: int | None = None, size=CITYSCAPES_SIZE,
+    def __init__(self, root=None, split: str = "train", seq_len: int | None = None, size=CITYSCAPES_SIZE,
                  stride: int | None | str = "auto", snippets_per_city: int | None = None, on_short: str = "error"):
+        root = dataset_root("cityscapes", root)
         train = split == "train"
         per_city = snippets_per_city if snippets_per_city is not None or train else TEST_SNIPPETS_PER_CITY
         seq_len = seq_len or CITYSCAPES_SEQ_LEN["train" if train else "test"]

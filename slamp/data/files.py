@@ -88,4 +88,79 @@ def to_video_tensor(frames: np.ndarray) -> torch.Tensor:
     return video.float().div_(255)
 
 
-__all__ = ['IMAGE_SUFFIXES', 'DataError', 'MissingDataError', 'ToolMissingError', 'atomic_path', 'natural_key', 'list_images', 'read_frame', 'to_video_tensor']
+DATA_ENVIRONMENT = "SLAMP_DATA"
+
+
+def _clone_data() -> Path | None:
+    """The ``data/`` folder of the clone slamp runs from; None for an installed package (a clone
+    has ``pyproject.toml`` beside the ``slamp/`` package)."""
+    import slamp
+
+    root = Path(slamp.__file__).resolve().parent.parent
+    return root / "data" if (root / "pyproject.toml").is_file() and (root / "data").is_dir() else None
+
+
+CLONE_DATA = _clone_data()
+
+
+def user_cache() -> Path:
+    """The platform's user cache folder for slamp (on Linux ``$XDG_CACHE_HOME/slamp``, by default
+    ``~/.cache/slamp``)."""
+    import platformdirs
+
+    return platformdirs.user_cache_path("slamp")
+
+
+def data_roots() -> list[Path]:
+    """Every folder a loader searches, in order: ``$SLAMP_DATA`` (if set), the user cache folder,
+    the clone's ``data/`` (when run from a clone)."""
+    roots = [Path(os.environ[DATA_ENVIRONMENT]).expanduser()] if os.environ.get(DATA_ENVIRONMENT) else []
+    roots += [user_cache()] + ([CLONE_DATA] if CLONE_DATA is not None else [])
+    return list(dict.fromkeys(roots))  # in order, each once
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
+
+
+def data_home() -> Path:
+    """The data folder, where ``slamp prepare`` writes: ``$SLAMP_DATA`` if set, else the user cache
+    folder if it can be written, else the clone's ``data/``."""
+    if os.environ.get(DATA_ENVIRONMENT):
+        return Path(os.environ[DATA_ENVIRONMENT]).expanduser()
+    for root in data_roots():
+        if _writable(root):
+            return root
+    raise DataError(f"cannot write to any of {', '.join(map(str, data_roots()))}: set {DATA_ENVIRONMENT} "
+                    "to a folder you can write to")
+
+
+def find_data(name: str) -> Path | None:
+    """The first ``<root>/<name>`` that exists, over :func:`data_roots`; None if there is none."""
+    return next((root / name for root in data_roots() if (root / name).exists()), None)
+
+
+def searched() -> str:
+    """The folders :func:`data_roots` searches, for error messages."""
+    return ", ".join(str(root) for root in data_roots())
+
+
+def dataset_root(name: str, root=None) -> Path:
+    """``root`` if given, else the first ``<data folder>/<name>`` that exists (``name``: "kth",
+    "bair", "kitti", "cityscapes"); nothing there is a :class:`MissingDataError` that says how to
+    prepare it."""
+    if root is not None:
+        return Path(root).expanduser()
+    found = find_data(name)
+    if found is None:
+        raise MissingDataError(f"no {name}/ in any data folder ({searched()}): prepare it with "
+                               f"`slamp prepare {name} --source ...` (data/README.md says where to download it), "
+                               f"or pass its folder")
+    return found
+
+
+__all__ = ['IMAGE_SUFFIXES', 'DataError', 'MissingDataError', 'ToolMissingError', 'atomic_path', 'natural_key', 'list_images', 'read_frame', 'to_video_tensor', 'DATA_ENVIRONMENT', 'CLONE_DATA', 'user_cache', 'data_roots', 'data_home', 'find_data', 'searched', 'dataset_root']

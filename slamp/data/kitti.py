@@ -4,7 +4,7 @@ import re
 import warnings
 from pathlib import Path
 
-from slamp.data.files import MissingDataError, list_images, natural_key
+from slamp.data.files import MissingDataError, dataset_root, list_images, natural_key
 from slamp.data.video import Video, VideoClips, copy_resized_frames, split_stride
 
 KITTI_SIZE = (92, 310)
@@ -59,8 +59,9 @@ class KITTI(VideoClips):
     (one clip per drive and camera, ``seq_len`` 30) or a list of drive names (every clip).
     ``static_ranges``: a file of frames to leave out (see :func:`read_static_ranges`)."""
 
-    def __init__(self, root, split="train", seq_len: int | None = None, size=KITTI_SIZE, cameras=KITTI_CAMERAS,
+    def __init__(self, root=None, split="train", seq_len: int | None = None, size=KITTI_SIZE, cameras=KITTI_CAMERAS,
                  stride: int | None | str = "auto", static_ranges=None, on_short: str = "error"):
+        root = dataset_root("kitti", root)
         if isinstance(split, str) and split not in KITTI_DRIVES:
             raise ValueError(f"split must be 'train', 'test' or a list of drive names, found {split!r}")
         drives = KITTI_DRIVES[split] if isinstance(split, str) else tuple(split)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from slamp.data.files import DataError, MissingDataError, ToolMissingError, list_images, natural_key
+from slamp.data.files import DataError, MissingDataError, ToolMissingError, dataset_root, list_images, natural_key
 from slamp.data.video import Video, VideoClips
 
 KTH_ACTIONS = ("boxing", "handclapping", "handwaving", "jogging", "running", "walking")
@@ -18,7 +18,7 @@ KTH_TRAIN_PERSONS = tuple(range(1, 21))
 KTH_TEST_PERSONS = tuple(range(21, 26))
 KTH_SEQ_LEN = {"train": 20, "test": 40}  # 10 + 10 for training, 10 -> 30 for testing
 KTH_LAYOUT = ("<root>/processed_<size>/<action>/person<NN>_<action>_d<K>/<frame>.png, actions "
-              + ", ".join(KTH_ACTIONS) + " (written by `python data/prepare_kth.py`)")
+              + ", ".join(KTH_ACTIONS) + " (written by `slamp prepare kth`)")
 _KTH_NAME = re.compile(r"person(\d+)_([a-z]+)_d(\d+)")
 
 
@@ -49,9 +49,10 @@ class KTH(VideoClips):
     ``"test"``: 1,000 clips of persons 21-25 (``seq_len`` 40) drawn with ``seed``. ``persons``
     overrides the split's persons."""
 
-    def __init__(self, root, split: str = "train", seq_len: int | None = None, persons=None,
+    def __init__(self, root=None, split: str = "train", seq_len: int | None = None, persons=None,
                  actions=KTH_ACTIONS, size: int = 64, stride: int | None = 1, num_clips: int | None = None,
                  seed: int = 42, on_short: str = "error"):
+        root = dataset_root("kth", root)
         if split not in KTH_SEQ_LEN:
             raise ValueError(f"split must be 'train' or 'test', found {split!r}")
         train = split == "train"

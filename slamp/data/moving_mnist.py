@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from slamp.data.files import DataError, MissingDataError, atomic_path, to_video_tensor
-from slamp.data.mnist import REPO_DATA, Digits, load_mnist_digits
+from slamp.data.files import DataError, MissingDataError, atomic_path, data_home, data_roots, to_video_tensor
+from slamp.data.mnist import Digits, load_digits
 
 _WALL_TOLERANCE = 1e-9  # two walls reached within this time count as one corner hit
 _MAX_BOUNCES_PER_FRAME = 100  # bounces in one frame interval: 1 or 2 in practice, this guards a loop
@@ -135,15 +135,16 @@ def _check_config(n_frames, num_digits, max_speed, seed):
 
 class StochasticMovingMNIST(IterableDataset):
     """An endless stream of Moving MNIST sequences ``(T, 1, H, W)`` float32 in [0, 1] (batches
-    ``(B, T, 1, H, W)``), drawn on the fly from ``digits`` (default: the MNIST training digits).
+    ``(B, T, 1, H, W)``), drawn on the fly from ``digits``: :class:`Digits`, or a source for
+    :func:`~slamp.data.mnist.load_digits` ("mnist", "sklearn"; default: ``$SLAMP_DIGITS``, else MNIST).
 
     Sequence ``k`` of DataLoader worker ``w`` is generated from ``(seed, epoch, shard, w, k)``:
     workers never repeat each other and the stream is reproducible from the seed."""
 
-    def __init__(self, digits: Digits | None = None, n_frames: int = 15, num_digits: int = 2,
+    def __init__(self, digits: Digits | str | None = None, n_frames: int = 15, num_digits: int = 2,
                  frame_size: int = 64, max_speed: int = 4, seed: int = 0, stochastic: bool = True, shard: int = 0):
         _check_config(n_frames, num_digits, max_speed, seed)
-        self.digits = digits if digits is not None else load_mnist_digits("train")
+        self.digits = load_digits("train", digits) if digits is None or isinstance(digits, str) else digits
         self.n_frames, self.num_digits, self.frame_size = n_frames, num_digits, frame_size
         self.max_speed, self.seed, self.stochastic, self.shard = max_speed, seed, stochastic, shard
         self.epoch = 0
@@ -281,11 +282,18 @@ def digits_sha256(digits: Digits) -> str:
     return hashlib.sha256(np.ascontiguousarray(digits.images, dtype=np.uint8).tobytes()).hexdigest()
 
 
-def default_test_set_path(num_digits: int = 2, n_frames: int = 25, seed: int = 42, protocol: str = "srvp",
-                          source: str = "mnist") -> Path:
-    """Where a test set is kept by default: ``data/mnist/`` of the repository; ``source`` is
-    :func:`digits_tag` of its digits."""
-    return REPO_DATA / "mnist" / f"smmnist_test_{protocol}_{num_digits}digits_{n_frames}frames_seed{seed}_{source}.npz"
+def test_set_name(num_digits: int = 2, n_frames: int = 25, seed: int = 42, protocol: str = "srvp",
+                  source: str = "mnist") -> str:
+    """The file name of a test set; ``source`` is :func:`digits_tag` of its digits."""
+    return f"smmnist_test_{protocol}_{num_digits}digits_{n_frames}frames_seed{seed}_{source}.npz"
+
+
+def default_test_set_path(*args, **kwargs) -> Path:
+    """Where a test set is kept by default: the first data folder that already holds it, else
+    ``mnist/`` of the data folder (:func:`~slamp.data.files.data_home`); arguments as :func:`test_set_name`."""
+    name = test_set_name(*args, **kwargs)
+    found = [root / "mnist" / name for root in data_roots() if (root / "mnist" / name).is_file()]
+    return found[0] if found else data_home() / "mnist" / name
 
 
 class MovingMNISTTestSet(Dataset):
@@ -298,10 +306,11 @@ class MovingMNISTTestSet(Dataset):
         self.digit_indices, self.config = digit_indices, dict(config)
 
     @classmethod
-    def generate(cls, digits: Digits | None = None, num_sequences: int | None = None, n_frames: int = 25,
+    def generate(cls, digits: Digits | str | None = None, num_sequences: int | None = None, n_frames: int = 25,
                  num_digits: int = 2, frame_size: int = 64, max_speed: int = 4, seed: int = 42,
                  stochastic: bool = True, protocol: str = "srvp") -> "MovingMNISTTestSet":
-        """Make a test set from ``digits`` (default: the MNIST test digits).
+        """Make a test set from ``digits`` (:class:`Digits`, or a source for
+        :func:`~slamp.data.mnist.load_digits`; default: the MNIST test digits).
 
         ``protocol="srvp"`` (the default): SRVP's set, see :func:`srvp_sequences`; the first
         ``num_sequences`` of its ``len(digits) // num_digits`` (default: all of them).
@@ -310,7 +319,7 @@ class MovingMNISTTestSet(Dataset):
         _check_config(n_frames, num_digits, max_speed, seed)
         if protocol not in TEST_SET_PROTOCOLS:
             raise ValueError(f"protocol must be one of {TEST_SET_PROTOCOLS}, found {protocol!r}")
-        digits = digits if digits is not None else load_mnist_digits("test")
+        digits = load_digits("test", digits) if digits is None or isinstance(digits, str) else digits
         num_sequences = len(digits) // num_digits if num_sequences is None else num_sequences
         if protocol == "srvp":
             samples = srvp_sequences(digits.images, num_sequences, n_frames, num_digits, frame_size, max_speed,
@@ -352,11 +361,11 @@ class MovingMNISTTestSet(Dataset):
         return cls(**arrays, config=config)
 
     @classmethod
-    def cached(cls, path=None, digits: Digits | None = None, **settings) -> "MovingMNISTTestSet":
+    def cached(cls, path=None, digits: Digits | str | None = None, **settings) -> "MovingMNISTTestSet":
         """Load the set at ``path`` (default :func:`default_test_set_path`) if it exists and was made
-        with ``settings`` from the same ``digits`` (default: the MNIST test digits); otherwise
-        generate it and save it there."""
-        digits = digits if digits is not None else load_mnist_digits("test")
+        with ``settings`` from the same ``digits`` (as in :meth:`generate`; default: the MNIST test
+        digits); otherwise generate it and save it there."""
+        digits = load_digits("test", digits) if digits is None or isinstance(digits, str) else digits
         settings = {"protocol": "srvp", "num_sequences": None, "n_frames": 25, "num_digits": 2, "frame_size": 64,
                     "max_speed": 4, "seed": 42, "stochastic": True, **settings}
         if settings["num_sequences"] is None:
@@ -385,4 +394,4 @@ class MovingMNISTTestSet(Dataset):
         return to_video_tensor(self.sequences[index])
 
 
-__all__ = ['random_velocity', 'advance', 'bounce_trajectory', 'render_digits', 'MovingMNISTSample', 'sample_sequence', 'StochasticMovingMNIST', 'srvp_step', 'srvp_trajectory', 'srvp_sequences', 'TEST_SET_KEYS', 'TEST_SET_PROTOCOLS', 'SRVP_TEST_SET_SHA256', 'digits_tag', 'digits_sha256', 'default_test_set_path', 'MovingMNISTTestSet']
+__all__ = ['random_velocity', 'advance', 'bounce_trajectory', 'render_digits', 'MovingMNISTSample', 'sample_sequence', 'StochasticMovingMNIST', 'srvp_step', 'srvp_trajectory', 'srvp_sequences', 'TEST_SET_KEYS', 'TEST_SET_PROTOCOLS', 'SRVP_TEST_SET_SHA256', 'digits_tag', 'digits_sha256', 'test_set_name', 'default_test_set_path', 'MovingMNISTTestSet']
