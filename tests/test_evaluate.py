@@ -193,8 +193,8 @@ def test_the_default_mean_frame_is_made_from_training_digits_only(monkeypatch):
     import slamp.data.moving_mnist as moving_mnist
 
     asked = []
-    real = moving_mnist.load_mnist_digits
-    monkeypatch.setattr(moving_mnist, "load_mnist_digits", lambda split="train", *a, **k: asked.append(split) or real(split, *a, **k))
+    real = moving_mnist.load_digits
+    monkeypatch.setattr(moving_mnist, "load_digits", lambda split="train", *a, **k: asked.append(split) or real(split, *a, **k))
     first, second = mean_training_frame(num_clips=8), mean_training_frame(num_clips=8)
     assert asked == ["train", "train"]  # never the test digits
     assert first.shape == (1, 64, 64) and torch.equal(first, second)  # a fixed seed: the same frame
