@@ -135,12 +135,13 @@ def data_home() -> Path:
     for root in data_roots():
         if _writable(root):
             return root
-    raise DataError(f"cannot write to any of {', '.join(map(str, data_roots()))}: set {DATA_ENVIRONMENT} "
+    raise DataError(f"cannot write to any of {searched()}: set {DATA_ENVIRONMENT} "
                     "to a folder you can write to")
 
 
-def find_data(name: str) -> Path | None:
-    """The first ``<root>/<name>`` that exists, over :func:`data_roots`; None if there is none."""
+def find_data(name: str | Path) -> Path | None:
+    """The first ``<root>/<name>`` that exists (``name`` relative, e.g. ``"kth"`` or
+    ``"mnist/<file>"``), over :func:`data_roots`; None if there is none."""
     return next((root / name for root in data_roots() if (root / name).exists()), None)
 
 

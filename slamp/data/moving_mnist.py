@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from slamp.data.files import DataError, MissingDataError, atomic_path, data_home, data_roots, to_video_tensor
+from slamp.data.files import DataError, MissingDataError, atomic_path, data_home, find_data, to_video_tensor
 from slamp.data.mnist import Digits, load_digits
 
 _WALL_TOLERANCE = 1e-9  # two walls reached within this time count as one corner hit
@@ -133,6 +133,12 @@ def _check_config(n_frames, num_digits, max_speed, seed):
                          f"{n_frames}, {num_digits}, {max_speed}, {seed}")
 
 
+def digits_for(split: str, digits: Digits | str | None) -> Digits:
+    """``digits`` as given, or, for a source name or None, what :func:`~slamp.data.mnist.load_digits`
+    gives for ``split`` (duck-typed: a notebook's own ``Digits`` class is accepted too)."""
+    return load_digits(split, digits) if digits is None or isinstance(digits, str) else digits
+
+
 class StochasticMovingMNIST(IterableDataset):
     """An endless stream of Moving MNIST sequences ``(T, 1, H, W)`` float32 in [0, 1] (batches
     ``(B, T, 1, H, W)``), drawn on the fly from ``digits``: :class:`Digits`, or a source for
@@ -144,7 +150,7 @@ class StochasticMovingMNIST(IterableDataset):
     def __init__(self, digits: Digits | str | None = None, n_frames: int = 15, num_digits: int = 2,
                  frame_size: int = 64, max_speed: int = 4, seed: int = 0, stochastic: bool = True, shard: int = 0):
         _check_config(n_frames, num_digits, max_speed, seed)
-        self.digits = load_digits("train", digits) if digits is None or isinstance(digits, str) else digits
+        self.digits = digits_for("train", digits)
         self.n_frames, self.num_digits, self.frame_size = n_frames, num_digits, frame_size
         self.max_speed, self.seed, self.stochastic, self.shard = max_speed, seed, stochastic, shard
         self.epoch = 0
@@ -291,9 +297,8 @@ def test_set_name(num_digits: int = 2, n_frames: int = 25, seed: int = 42, proto
 def default_test_set_path(*args, **kwargs) -> Path:
     """Where a test set is kept by default: the first data folder that already holds it, else
     ``mnist/`` of the data folder (:func:`~slamp.data.files.data_home`); arguments as :func:`test_set_name`."""
-    name = test_set_name(*args, **kwargs)
-    found = [root / "mnist" / name for root in data_roots() if (root / "mnist" / name).is_file()]
-    return found[0] if found else data_home() / "mnist" / name
+    relative = Path("mnist") / test_set_name(*args, **kwargs)
+    return find_data(relative) or data_home() / relative
 
 
 class MovingMNISTTestSet(Dataset):
@@ -319,7 +324,7 @@ class MovingMNISTTestSet(Dataset):
         _check_config(n_frames, num_digits, max_speed, seed)
         if protocol not in TEST_SET_PROTOCOLS:
             raise ValueError(f"protocol must be one of {TEST_SET_PROTOCOLS}, found {protocol!r}")
-        digits = load_digits("test", digits) if digits is None or isinstance(digits, str) else digits
+        digits = digits_for("test", digits)
         num_sequences = len(digits) // num_digits if num_sequences is None else num_sequences
         if protocol == "srvp":
             samples = srvp_sequences(digits.images, num_sequences, n_frames, num_digits, frame_size, max_speed,
@@ -365,7 +370,7 @@ class MovingMNISTTestSet(Dataset):
         """Load the set at ``path`` (default :func:`default_test_set_path`) if it exists and was made
         with ``settings`` from the same ``digits`` (as in :meth:`generate`; default: the MNIST test
         digits); otherwise generate it and save it there."""
-        digits = load_digits("test", digits) if digits is None or isinstance(digits, str) else digits
+        digits = digits_for("test", digits)
         settings = {"protocol": "srvp", "num_sequences": None, "n_frames": 25, "num_digits": 2, "frame_size": 64,
                     "max_speed": 4, "seed": 42, "stochastic": True, **settings}
         if settings["num_sequences"] is None:
@@ -394,4 +399,4 @@ class MovingMNISTTestSet(Dataset):
         return to_video_tensor(self.sequences[index])
 
 
-__all__ = ['random_velocity', 'advance', 'bounce_trajectory', 'render_digits', 'MovingMNISTSample', 'sample_sequence', 'StochasticMovingMNIST', 'srvp_step', 'srvp_trajectory', 'srvp_sequences', 'TEST_SET_KEYS', 'TEST_SET_PROTOCOLS', 'SRVP_TEST_SET_SHA256', 'digits_tag', 'digits_sha256', 'test_set_name', 'default_test_set_path', 'MovingMNISTTestSet']
+__all__ = ['random_velocity', 'advance', 'bounce_trajectory', 'render_digits', 'MovingMNISTSample', 'sample_sequence', 'digits_for', 'StochasticMovingMNIST', 'srvp_step', 'srvp_trajectory', 'srvp_sequences', 'TEST_SET_KEYS', 'TEST_SET_PROTOCOLS', 'SRVP_TEST_SET_SHA256', 'digits_tag', 'digits_sha256', 'test_set_name', 'default_test_set_path', 'MovingMNISTTestSet']
