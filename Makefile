@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup demo demo-figure test check-pairs check-export pytest nbval sync export notebooks lab assignments clean
+.PHONY: setup demo demo-figure test lint check-pairs check-export pytest pytest-fast nbval sync export notebooks lab assignments clean
 
 setup: $(STAMP)
 
@@ -26,8 +26,12 @@ demo: $(STAMP)
 demo-figure: demo
 	cp results/demo/prediction.png docs/demo_prediction.png
 
-## Everything CI checks: pairs in sync, slamp/ equals a fresh export, unit tests, notebooks (smoke).
-test: check-pairs check-export pytest nbval
+## Everything CI checks: lint, pairs in sync, slamp/ equals a fresh export, unit tests (the slow
+## ones included), notebooks (smoke). `make pytest-fast` leaves out the tests marked slow.
+test: lint check-pairs check-export pytest nbval
+
+lint: $(STAMP)
+	$(BIN)/ruff check slamp tools tests benchmarks notebooks
 
 check-pairs: $(STAMP)
 	$(BIN)/python tools/literate.py sync --check
@@ -37,6 +41,9 @@ check-export: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest tests
+
+pytest-fast: $(STAMP)
+	$(BIN)/python -m pytest tests -m "not slow"
 
 nbval: $(STAMP)
 	SLAMP_SMOKE=1 MPLBACKEND=Agg $(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/

@@ -18,6 +18,7 @@ import torch
 
 from slamp.train import adam
 
+
 RESULTS = Path(__file__).resolve().parent / "results"
 MODEL_NAMES = ("SVG", "SLAMPBaseline", "SLAMP")
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -23,9 +23,19 @@ from pathlib import Path
 
 import torch
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (start_run, MODEL_NAMES, default_out, format_table, model_class, resolve_device,  # noqa: E402
-                     seed_everything, synchronize, write_json)
+from _common import (  # noqa: E402
+    MODEL_NAMES,
+    default_out,
+    format_table,
+    model_class,
+    resolve_device,
+    seed_everything,
+    start_run,
+    synchronize,
+    write_json,
+)
 
 from slamp.evaluate import evaluate  # noqa: E402
 from slamp.models import PRESETS  # noqa: E402

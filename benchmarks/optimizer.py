@@ -10,9 +10,18 @@ from pathlib import Path
 
 import torch
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import default_out, machine_info, model_class, resolve_device, seed_everything, summarize_seconds, \
-    time_calls, write_json  # noqa: E402
+from _common import (
+    default_out,
+    machine_info,
+    model_class,
+    resolve_device,
+    seed_everything,
+    summarize_seconds,
+    time_calls,  # noqa: E402
+    write_json,
+)
 
 
 def measure(model, fused: bool, repeats: int, device) -> dict:

@@ -17,11 +17,25 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (start_run, MODEL_NAMES, TrainStep, count_flops, default_out, format_table, model_class,  # noqa: E402
-                     resolve_device, seed_everything, time_calls, train_defaults, write_json)
+from _common import (  # noqa: E402
+    MODEL_NAMES,
+    TrainStep,
+    count_flops,
+    default_out,
+    format_table,
+    model_class,
+    resolve_device,
+    seed_everything,
+    start_run,
+    time_calls,
+    train_defaults,
+    write_json,
+)
 
 from slamp.models import PRESETS  # noqa: E402
+
 
 PHASES = ("step::forward", "step::backward", "step::optimizer")
 

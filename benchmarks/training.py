@@ -27,12 +27,26 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (start_run, MODEL_NAMES, TrainStep, count_flops, default_out, error_text, format_table,  # noqa: E402
-                     measure_step, model_class, resolve_device, seed_everything, train_defaults,
-                     write_json)
+from _common import (  # noqa: E402
+    MODEL_NAMES,
+    TrainStep,
+    count_flops,
+    default_out,
+    error_text,
+    format_table,
+    measure_step,
+    model_class,
+    resolve_device,
+    seed_everything,
+    start_run,
+    train_defaults,
+    write_json,
+)
 
 from slamp.models import PRESETS  # noqa: E402
+
 
 PATHS = ("batched", "per_step")
 

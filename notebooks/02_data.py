@@ -1962,10 +1962,10 @@ def parse_example(record: bytes) -> dict[str, list]:
             if entry_number != 1 or entry_wire != 2:  # Features.feature (a map entry)
                 continue
             key, value = "", []
-            for field, _, content in protobuf_fields(entry):
-                if field == 1:
+            for number, _, content in protobuf_fields(entry):
+                if number == 1:
                     key = bytes(content).decode()
-                elif field == 2:
+                elif number == 2:
                     value = _feature_values(content)
             features[key] = value
     return features

@@ -208,7 +208,6 @@ assert set(terms) == {"final", "pixel", "flow", "kl_appearance", "kl_motion"}
 
 # %%
 from slamp.toy import fit_one_batch, moving_squares
-from slamp.viz import flow_to_colour, show_row
 
 torch.manual_seed(0)
 squares = moving_squares()

@@ -922,7 +922,6 @@ fig.tight_layout()
 # whose samples were all the same would have a sharp mean.
 
 # %%
-from slamp.viz import show_row
 
 sequence = test_set[0][None].to(device)
 with torch.no_grad():

@@ -125,6 +125,8 @@ print(about)
 
 # %%
 #| export viz
+from slamp.viz import _as_numpy_image, flow_to_colour  # from 01 (in slamp.viz itself, already defined)
+
 STREAM_TITLES = {"truth": "ground truth", "frames": r"prediction $\hat x$", "appearance": r"appearance $x^p$",
                  "motion": r"motion $x^f$", "mask": "mask $m$", "flow": "flow $f$"}
 
@@ -204,7 +206,6 @@ def streams_strip(truth, parts: dict, gap: int = 2) -> torch.Tensor:
 
 
 # %%
-from torch.utils.data import DataLoader
 
 from slamp.data import MovingMNISTTestSet
 from slamp.evaluate import best_of_n, score_frames

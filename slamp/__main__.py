@@ -3,4 +3,5 @@ import sys
 
 from slamp.cli import main
 
+
 sys.exit(main())

@@ -24,9 +24,11 @@ from pathlib import Path
 
 import matplotlib
 
+
 matplotlib.use("Agg")  # the commands write files; they never need a display
 
 from slamp.demo import NUM_SAMPLES, SEQUENCES, comparison_line, run_demo  # noqa: E402  (the demo: slamp/demo.py)
+
 
 EXIT_BAD_INPUT, EXIT_FAILED = 2, 1
 
@@ -153,7 +155,8 @@ def _test_videos(dataset: str, data_root, sequences: int | None, n_frames: int):
         # mnist/; more than 25 frames makes another set by the same recipe, not a longer version of it.
         test_set = MovingMNISTTestSet.cached(n_frames=max(25, n_frames))
     else:
-        from slamp.train import REAL_DATASETS, TrainConfig, data_root as default_root
+        from slamp.train import REAL_DATASETS, TrainConfig
+        from slamp.train import data_root as default_root
 
         root = Path(data_root) if data_root else default_root(TrainConfig(dataset=dataset, model_preset=dataset))
         test_set = REAL_DATASETS[dataset](root, "test", seq_len=n_frames)
@@ -223,7 +226,8 @@ def _mean_frame(dataset: str, data_root, n_frames: int):
 
     if dataset == "mnist":
         return mean_training_frame()  # 1,000 clips of 15 frames of the training stream
-    from slamp.train import REAL_DATASETS, TrainConfig, data_root as default_root
+    from slamp.train import REAL_DATASETS, TrainConfig
+    from slamp.train import data_root as default_root
 
     root = Path(data_root) if data_root else default_root(TrainConfig(dataset=dataset, model_preset=dataset))
     return mean_training_frame(REAL_DATASETS[dataset](root, "train", seq_len=n_frames))

@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 
 from slamp.evaluate import PROTOCOLS
 
+
 N_PAST, N_FUTURE = PROTOCOLS["mnist"]  # the paper's protocol: condition on 5 frames, predict 20
 # K and N: the whole demo (load, score, draw) takes under two minutes on two CPU cores, where one
 # future of 20 frames costs ~0.12 s to generate and ~0.04 s to score (SSIM); see the README.

@@ -2,12 +2,14 @@
 """Looking inside trained models: which latent encodes what (t-SNE, k-NN accuracy and silhouette
 of a label in each latent space) and an interactive explorer that redraws one latent stream at a
 time. Latents are ``(N, T, z)``; videos ``(N, T, C, H, W)`` in [0, 1]."""
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from slamp.models import SLAMP, SVG, SLAMPBaseline, VideoPredictor
 from slamp.viz import STREAM_TITLES, prediction_parts, stream_images
+
 
 MODELS = {"slamp": SLAMP, "slamp_baseline": SLAMPBaseline, "svg": SVG}
 

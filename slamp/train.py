@@ -2,6 +2,7 @@
 """Training: configs with the paper's settings, scheduled sampling, a data stream that is a
 function of the seed, mixed precision, torch.compile, DDP (torchrun), atomic checkpoints that
 resume exactly, validation with PSNR/SSIM on sampled futures, and logs (CSV, TensorBoard, tqdm)."""
+
 import csv
 import difflib
 import json
@@ -9,6 +10,7 @@ import math
 import os
 import random
 import shutil
+import sys
 import time
 import types
 import typing
@@ -18,11 +20,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from matplotlib.figure import Figure
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
 
-from slamp.data.mnist import DIGIT_SOURCES
+from slamp.data import BAIR, KITTI, KTH, Cityscapes, MovingMNISTTestSet, StochasticMovingMNIST, load_digits
+from slamp.data.files import atomic_path, dataset_root, to_video_tensor
+from slamp.data.mnist import DIGIT_SOURCES, mnist_fold
+from slamp.metrics import psnr, ssim
 from slamp.models import PRESETS, SLAMP, SVG, ModelConfig, SLAMPBaseline, VideoPredictor, load_weights
+
 
 MODEL_CLASSES = {"svg": SVG, "slamp_baseline": SLAMPBaseline, "slamp": SLAMP}
 # What each dataset's frames look like: (channels, (height, width)).
@@ -251,10 +259,6 @@ def teacher_forcing_probability(epoch: int, k: float) -> float:
     return k / (k + math.exp(epoch / k))
 
 
-from slamp.data import BAIR, KITTI, KTH, Cityscapes, MovingMNISTTestSet, StochasticMovingMNIST, load_digits
-from slamp.data.files import dataset_root, to_video_tensor
-from slamp.data.mnist import mnist_fold
-
 REAL_DATASETS = {"kth": KTH, "bair": BAIR, "kitti": KITTI, "cityscapes": Cityscapes}
 VALIDATION_SEED = 2021  # Moving MNIST validation trajectories: unlike the test set's (seed 42)
 
@@ -476,8 +480,6 @@ def init_distributed(device_name: str = "auto") -> tuple[Distributed, torch.devi
     return place, device, created
 
 
-from slamp.data.files import atomic_path
-
 CHECKPOINT_FORMAT = "slamp.train/1"
 CHECKPOINT_KEYS = ("format", "step", "config", "model_class", "model_config", "model", "optimizer", "scaler",
                    "rng", "best_psnr", "data")
@@ -550,11 +552,6 @@ def load_model(path, map_location="cpu") -> tuple[VideoPredictor, TrainConfig]:
     model = classes[state["model_class"]](ModelConfig(**state["model_config"]))
     load_weights(model, state["model"])
     return model.to(map_location).eval(), TrainConfig(**state["config"])
-
-
-from matplotlib.figure import Figure
-
-from slamp.metrics import psnr, ssim
 
 
 @torch.no_grad()
@@ -691,11 +688,6 @@ def plot_training(run, smooth: int = 1) -> Figure:
         ax.legend(fontsize=7)
     figure.tight_layout()
     return figure
-
-
-import sys
-
-from tqdm.auto import tqdm
 
 
 class TrainingObjective(nn.Module):

@@ -9,6 +9,7 @@ from pathlib import Path
 import jupytext
 import pytest
 
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SMALL = ["--quick", "--device", "cpu", "--threads", "1"]
 

@@ -14,6 +14,7 @@ from slamp.demo import demo_model, figure_rows, first_test_sequences, prediction
 from slamp.models import SLAMP, SVG
 from slamp.train import load_checkpoint
 
+
 SMALL_RUN = ["device=cpu", "workers=0", "batch_size=4", "epochs=1", "epoch_size=2", "n_past=2", "n_future=2",
              "val_every=2", "val_sequences=2", "val_samples=2", "val_n_future=3", "log_every=1"]
 
@@ -209,6 +210,7 @@ def test_repeated_set_flags_add_up(capsys):
 
 def test_prepare_mnist_writes_into_the_data_folder_where_loaders_find_it(isolated_data, capsys):
     from test_data_mnist import tiny_pickle  # a file in the classic pickle's format (the real one is 17 MB)
+
     from slamp.data.mnist import load_digits, locate_mnist
 
     (isolated_data / "mnist").mkdir(parents=True)

@@ -11,8 +11,18 @@ import pytest
 
 from slamp.data import files, mnist
 from slamp.data.files import DataError, MissingDataError
-from slamp.data.mnist import (extract_mnist_pickle, find_mnist, load_digits, load_mnist_digits, locate_mnist,
-                              prepare_mnist, read_idx, read_mnist_pickle, sklearn_digits)
+from slamp.data.mnist import (
+    extract_mnist_pickle,
+    find_mnist,
+    load_digits,
+    load_mnist_digits,
+    locate_mnist,
+    prepare_mnist,
+    read_idx,
+    read_mnist_pickle,
+    sklearn_digits,
+)
+
 
 PREPARED = locate_mnist()  # the real digits, where `slamp prepare mnist` (or `make setup`) put them
 NOT_PREPARED = "MNIST not prepared (`slamp prepare mnist`, or `make setup`)"

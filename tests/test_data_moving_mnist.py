@@ -7,9 +7,20 @@ from torch.utils.data import DataLoader
 
 from slamp.data.files import DataError, MissingDataError
 from slamp.data.mnist import Digits, load_mnist_digits, locate_mnist, sklearn_digits
-from slamp.data.moving_mnist import (SRVP_TEST_SET_SHA256, MovingMNISTTestSet, StochasticMovingMNIST, advance,
-                                     bounce_trajectory, random_velocity, render_digits, sample_sequence,
-                                     srvp_sequences, srvp_step, srvp_trajectory)
+from slamp.data.moving_mnist import (
+    SRVP_TEST_SET_SHA256,
+    MovingMNISTTestSet,
+    StochasticMovingMNIST,
+    advance,
+    bounce_trajectory,
+    random_velocity,
+    render_digits,
+    sample_sequence,
+    srvp_sequences,
+    srvp_step,
+    srvp_trajectory,
+)
+
 
 HIGH = (36, 36)  # a 28x28 digit in a 64x64 frame
 

@@ -12,13 +12,22 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from slamp.data import kth as kth_module
-from slamp.data.bair import (BAIR, bair_frames, crc32c, encode_example, parse_example, prepare_bair,
-                             read_tfrecords, write_tfrecords)
+from slamp.data.bair import (
+    BAIR,
+    bair_frames,
+    crc32c,
+    encode_example,
+    parse_example,
+    prepare_bair,
+    read_tfrecords,
+    write_tfrecords,
+)
 from slamp.data.cityscapes import Cityscapes, prepare_cityscapes
 from slamp.data.files import DataError, MissingDataError, ToolMissingError, natural_key
 from slamp.data.kitti import KITTI, KITTI_DRIVES, prepare_kitti
 from slamp.data.kth import KTH, decode_video, prepare_kth
 from slamp.data.video import Video, VideoClips
+
 
 TRAIN_DRIVE, TEST_DRIVE = KITTI_DRIVES["train"][0], KITTI_DRIVES["test"][0]  # both 2011_09_26
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import yaml
 
+
 ROOT = Path(__file__).resolve().parents[1]
 CONDA_TO_PIP = {"pytorch": "torch"}
 # Present in environment.yml only: the interpreter, pip itself, and torchvision, which lpips needs

@@ -6,8 +6,17 @@ import math
 import pytest
 import torch
 
-from slamp.evaluate import (REFERENCES, Evaluation, ReferencePredictor, best_of_n, evaluate, evaluate_reference,
-                            mean_training_frame, reference_frames, score_frames)
+from slamp.evaluate import (
+    REFERENCES,
+    Evaluation,
+    ReferencePredictor,
+    best_of_n,
+    evaluate,
+    evaluate_reference,
+    mean_training_frame,
+    reference_frames,
+    score_frames,
+)
 from slamp.metrics import psnr
 from slamp.models import SLAMP, SVG, Prediction
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = "07_latents.ipynb"  # uses MNIST (the test set, the training stream) and the shipped models
 

@@ -6,9 +6,19 @@ import pytest
 import torch
 
 import slamp.pretrained
-from slamp.latents import (DIRECTIONS, Explorer, embed, explorer_widget, latent_symbol, motion_labels,
-                           posterior_latents, separability, trained_model)
+from slamp.latents import (
+    DIRECTIONS,
+    Explorer,
+    embed,
+    explorer_widget,
+    latent_symbol,
+    motion_labels,
+    posterior_latents,
+    separability,
+    trained_model,
+)
 from slamp.models import SLAMP, SVG
+
 
 matplotlib.use("Agg")
 
@@ -148,7 +158,7 @@ def test_explorer_of_a_one_stream_model(videos):
 
 def test_the_widget_only_wires_controls_to_the_explorer(explorer):
     widget = explorer_widget(explorer)
-    (sequence, play, step), buttons = widget.children[0].children, widget.children[1].children
+    (sequence, _play, step), buttons = widget.children[0].children, widget.children[1].children
     assert [b.description for b in buttons] == ["redraw z^p", "redraw z^f", "redraw all"]
     step.value = 4
     assert explorer.t == 4

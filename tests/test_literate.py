@@ -6,9 +6,11 @@ from pathlib import Path
 import jupytext
 import pytest
 
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import literate  # noqa: E402
+
 
 NOTEBOOK_A = '''# %% [markdown]
 # # A
@@ -89,6 +91,8 @@ def test_dotted_module_names_become_subpackages(tmp_path):
     ("# %%\n#| default_exp\n", "needs a module name"),
     ("# %%\n#| export Bad-Name\nx = 1\n", "is not a module name"),
     ("# %%\n#| export m\ndef f(:\n", "do not compile"),
+    ("# %%\n#| default_exp m\n\n# %%\nx = 1\n#| export\ny = 2\n", "must be among the first lines"),
+    ("# %%\n#| default_exp m\n\n# %%\n# a comment first\n#| export\ny = 2\n", "broken.py, cell 2: line 2"),
 ])
 def test_malformed_directives_are_reported_with_the_notebook(tmp_path, text, message):
     folder, package = make_project(tmp_path, broken=text)
@@ -96,6 +100,41 @@ def test_malformed_directives_are_reported_with_the_notebook(tmp_path, text, mes
         literate.export(literate.notebook_sources(folder), package, tmp_path)
     result = run_tool("export", "--notebooks", folder, "--package", package)
     assert result.returncode == 2 and message in result.stderr
+
+
+def test_imports_of_every_cell_are_hoisted_grouped_and_merged(tmp_path):
+    notebook = '''# %%
+#| default_exp m
+
+# %%
+#| export
+"""Module docstring."""
+from __future__ import annotations
+
+import torch
+from slamp.warp import warp
+
+X = 1
+
+# %%
+#| export
+import sys
+from slamp.warp import WarpError, flow_to_grid
+import os
+
+
+def f():
+    import json  # a function's own import stays in the function
+    return json, sys, os
+'''
+    folder, package = make_project(tmp_path, a=notebook)
+    text = literate.export(literate.notebook_sources(folder), package, tmp_path)[package / "m.py"]
+    head = text.split("X = 1")[0]
+    assert head.index('"""Module docstring."""') < head.index("from __future__") < head.index("import os") \
+        < head.index("import sys") < head.index("import torch") < head.index("from slamp.warp")
+    assert "from slamp.warp import WarpError, flow_to_grid, warp" in head and head.count("slamp.warp") == 1
+    body = text.split("X = 1")[1]
+    assert "import sys" not in body and "import json" in body and "    return json, sys, os" in body
 
 
 def test_editing_an_exported_cell_without_exporting_fails_the_check(tmp_path):

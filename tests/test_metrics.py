@@ -6,7 +6,17 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from slamp.metrics import LPIPSUnavailable, lpips, mean_confidence_interval, psnr, ssim
+from slamp.metrics import (
+    FVDUnavailable,
+    LPIPSUnavailable,
+    frechet_distance,
+    fvd,
+    i3d_features,
+    lpips,
+    mean_confidence_interval,
+    psnr,
+    ssim,
+)
 
 
 def test_psnr_of_known_errors():
@@ -87,9 +97,6 @@ def test_confidence_interval_covers_the_true_mean_about_95_percent_of_the_time()
 
 
 # ---- FVD ---------------------------------------------------------------------------------------
-import numpy as np
-
-from slamp.metrics import FVDUnavailable, frechet_distance, fvd, i3d_features
 
 
 def test_frechet_distance_matches_the_closed_form():

@@ -3,9 +3,20 @@ import pytest
 import torch
 
 from slamp.models import PRESETS, SLAMP, SVG, IncompatibleWeightsError, ModelConfig, SLAMPBaseline, load_weights
-from slamp.nn import (ConvDecoder, ConvEncoder, ConvLSTM, DCGANDecoder, DCGANEncoder, GaussianLSTM, MaskNet,
-                      VGGDecoder, VGGEncoder, running_mean)
+from slamp.nn import (
+    ConvDecoder,
+    ConvEncoder,
+    ConvLSTM,
+    DCGANDecoder,
+    DCGANEncoder,
+    GaussianLSTM,
+    MaskNet,
+    VGGDecoder,
+    VGGEncoder,
+    running_mean,
+)
 from slamp.toy import fit_one_batch, moving_squares
+
 
 MODELS = [SVG, SLAMPBaseline, SLAMP]
 

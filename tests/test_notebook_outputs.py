@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
 PYPLOT_DRAWERS = {"plt." + name for name in ("figure", "subplots", "subplot", "subplot_mosaic", "plot", "imshow",

@@ -10,6 +10,7 @@ import torch
 from slamp import pretrained
 from slamp.models import SLAMP, SVG, SLAMPBaseline
 
+
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("tools_pretrained", ROOT / "tools" / "pretrained.py")
 tool = sys.modules[spec.name] = importlib.util.module_from_spec(spec)

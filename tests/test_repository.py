@@ -9,6 +9,7 @@ from pathlib import Path
 import jupytext
 import pytest
 
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 _spec = importlib.util.spec_from_file_location("setup_cell", ROOT / "tools" / "setup_cell.py")

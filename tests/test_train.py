@@ -9,9 +9,22 @@ from pathlib import Path
 import pytest
 import torch
 
-from slamp.train import (CheckpointError, ConfigError, NonFiniteLossError, RankBatches, TrainConfig, TrainingObjective,
-                         apply_overrides, load_checkpoint, load_model, read_log, save_checkpoint,
-                         teacher_forcing_probability, train)
+from slamp.train import (
+    CheckpointError,
+    ConfigError,
+    NonFiniteLossError,
+    RankBatches,
+    TrainConfig,
+    TrainingObjective,
+    apply_overrides,
+    load_checkpoint,
+    load_model,
+    read_log,
+    save_checkpoint,
+    teacher_forcing_probability,
+    train,
+)
+
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,22 @@ import torch
 from PIL import Image
 
 from slamp.models import Prediction
-from slamp.viz import (STREAM_TITLES, colour_wheel, demo_image, flow_legend, flow_to_colour, prediction_parts,
-                       save_gif, show_diversity, show_row, show_streams, show_tsne, stream_images, streams_strip)
+from slamp.viz import (
+    STREAM_TITLES,
+    colour_wheel,
+    demo_image,
+    flow_legend,
+    flow_to_colour,
+    prediction_parts,
+    save_gif,
+    show_diversity,
+    show_row,
+    show_streams,
+    show_tsne,
+    stream_images,
+    streams_strip,
+)
+
 
 matplotlib.use("Agg")
 

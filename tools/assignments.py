@@ -32,6 +32,7 @@ from typing import Callable
 
 import jupytext
 
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 BEGIN = re.compile(r"^(?P<indent>\s*)# BEGIN SOLUTION(?:\s+(?P<name>\S+))?\s*$")

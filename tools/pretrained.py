@@ -24,6 +24,7 @@ import json
 import sys
 from pathlib import Path
 
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("svg", "slamp_baseline", "slamp")
 NAMES = {"svg": "SVG", "slamp_baseline": "SLAMP-Baseline", "slamp": "SLAMP"}
@@ -244,9 +245,9 @@ def _per_sequence(folder: Path) -> dict:
 
 def paired_differences() -> dict:
     """Each model minus each floor, sequence by sequence (the same sequences): mean ± 95% CI."""
-    from slamp.metrics import mean_confidence_interval
-
     import torch
+
+    from slamp.metrics import mean_confidence_interval
 
     results = ROOT / "results" / "pretrained"
     floors = {name: _per_sequence(results / "references" / name) for name in REFERENCES}

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import jupytext
 
+
 ROOT = Path(__file__).resolve().parents[1]
 # Colab opens notebooks straight from GitHub, so the repository must be a GitHub one.
 GITHUB = re.compile(r"^https://github\.com/([\w.-]+)/([\w.-]+?)(?:\.git)?/?$")

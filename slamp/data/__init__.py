@@ -10,14 +10,15 @@ Every dataset yields clips ``(T, C, H, W)`` float32 in [0, 1] (batches ``(B, T, 
 else the user cache folder, else a clone's ``data/``), which every loader searches (``data_roots()``).
 Problems with data on disk raise ``DataError`` with the path and the expected layout.
 """
+from slamp.data.bair import BAIR, prepare_bair
+from slamp.data.cityscapes import Cityscapes, prepare_cityscapes
 from slamp.data.files import DataError, MissingDataError, ToolMissingError, data_home, data_roots
+from slamp.data.kitti import KITTI, prepare_kitti
+from slamp.data.kth import KTH, prepare_kth
 from slamp.data.mnist import Digits, load_digits, load_mnist_digits, prepare_mnist
 from slamp.data.moving_mnist import MovingMNISTTestSet, StochasticMovingMNIST, sample_sequence
 from slamp.data.video import Video, VideoClips
-from slamp.data.kth import KTH, prepare_kth
-from slamp.data.bair import BAIR, prepare_bair
-from slamp.data.kitti import KITTI, prepare_kitti
-from slamp.data.cityscapes import Cityscapes, prepare_cityscapes
+
 
 __all__ = ["DataError", "MissingDataError", "ToolMissingError", "data_home", "data_roots", "Digits",
            "load_digits", "load_mnist_digits", "prepare_mnist", "MovingMNISTTestSet", "StochasticMovingMNIST",

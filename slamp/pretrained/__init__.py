@@ -18,6 +18,7 @@ import torch
 from slamp.data.files import atomic_path
 from slamp.models import SLAMP, SVG, IncompatibleWeightsError, ModelConfig, SLAMPBaseline, VideoPredictor, load_weights
 
+
 FOLDER = Path(__file__).resolve().parent
 FORMAT = "slamp.pretrained/1"
 CLASSES = {cls.__name__: cls for cls in (SVG, SLAMPBaseline, SLAMP)}
