@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slamp.train import adam
+from slamp.models import MODELS
+from slamp.run import adam
 
 
 RESULTS = Path(__file__).resolve().parent / "results"
-MODEL_NAMES = ("SVG", "SLAMPBaseline", "SLAMP")
+MODEL_NAMES = tuple(cls.__name__ for cls in MODELS.values())  # SVG, SLAMPBaseline, SLAMP
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -212,7 +213,7 @@ class Objective(torch.nn.Module):
 
 class TrainStep:
     """forward + backward + Adam step of ``model`` on ``x`` ``(B, T, C, H, W)``, as training does it
-    (``slamp.train.Trainer._update``): autocast, ``zero_grad(set_to_none=True)``, a gradient
+    (``slamp.train.train_step``): autocast, ``zero_grad(set_to_none=True)``, a gradient
     scaler for fp16. ``compile=True`` wraps the loss in ``torch.compile`` (compiled at the first call)."""
 
     def __init__(self, model, x, n_past: int, per_step: bool = False, amp: str = "off", compile: bool = False,
@@ -248,16 +249,15 @@ class TrainStep:
 
 
 def model_class(name: str):
-    from slamp import models
     if name not in MODEL_NAMES:
         raise SystemExit(f"unknown model {name!r}; choose from {MODEL_NAMES}")
-    return getattr(models, name)
+    return next(cls for cls in MODELS.values() if cls.__name__ == name)
 
 
 def train_defaults(preset: str) -> dict:
-    """The paper's training batch and clip length for a model preset (from ``slamp.train.TRAIN_PRESETS``)."""
-    from slamp.train import TRAIN_PRESETS
-    c = TRAIN_PRESETS[preset]
+    """The paper's training batch and clip length for a model preset (``slamp.config.TrainConfig.preset``)."""
+    from slamp.config import TrainConfig
+    c = TrainConfig.preset(preset)
     return {"batch_size": c.batch_size, "n_past": c.n_past, "n_future": c.n_future, "lr": c.lr}
 
 

@@ -880,16 +880,50 @@ class VideoPredictor(nn.Module):
 
 
 # %% [markdown]
+# Every model is known by a short name (`slamp train --set model=NAME`, the shipped models, the
+# latents of `07`): `register_model` enters a class in the one registry, `MODELS`, that training,
+# checkpoints, `slamp.pretrained`, `slamp.latents` and the benchmarks read. Adding a model is a
+# subclass and this decorator; `docs/contributing.md` shows it.
+
+# %%
+#| export
+MODELS: dict[str, type] = {}  # name -> model class
+
+
+def register_model(name: str):
+    """Class decorator: enter a :class:`VideoPredictor` subclass in :data:`MODELS` as ``name``."""
+
+    def register(cls):
+        # A class of the same name replaces its entry: a notebook cell run again defines it anew.
+        if name in MODELS and MODELS[name].__name__ != cls.__name__:
+            raise ValueError(f"a model named {name!r} is already registered ({MODELS[name].__name__})")
+        MODELS[name], cls.registry_name = cls, name
+        return cls
+
+    return register
+
+
+def model_class(name: str) -> type:
+    """The model class registered as ``name``, or whose class name is ``name`` (checkpoints store it)."""
+    by_class = {cls.__name__: cls for cls in MODELS.values()}
+    if name not in MODELS and name not in by_class:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    return MODELS.get(name) or by_class[name]
+
+
+# %% [markdown]
 # The two models of this notebook differ only in whether the motion head exists.
 
 # %%
 #| export
+@register_model("svg")
 class SVG(VideoPredictor):
     """SVG-LP (Denton & Fergus, 2018): one latent, one pixel decoder; x̂ = x^p."""
 
     motion_head = False
 
 
+@register_model("slamp_baseline")
 class SLAMPBaseline(VideoPredictor):
     """SLAMP-Baseline: one latent z; the predictor's output is decoded into pixels x^p and into a
     flow that warps the previous frame into x^f; a mask blends them."""

@@ -114,9 +114,11 @@ assert pairs == [[0, 0], [0, 1], [1, 2], [2, 3]]
 
 # %%
 #| export
+from slamp.models import register_model
 from slamp.nn import MotionEncoder, previous_frames
 
 
+@register_model("slamp")
 class SLAMP(VideoPredictor):
     """SLAMP: an appearance stream z^p (pixel decoder) and a motion stream z^f (flow decoder).
 

@@ -395,8 +395,6 @@ from slamp.models import Prediction
 
 METRICS = {"psnr": (psnr, True), "ssim": (ssim, True), "lpips": (lpips, False)}  # name: (function, higher is better)
 HEADS = ("final", "appearance", "motion", "average")  # x̂, x^p, x^f, (x^p + x^f) / 2
-# The paper's test protocol per dataset: (conditioning frames, predicted frames).
-PROTOCOLS = {"mnist": (5, 20), "kth": (10, 30), "bair": (2, 28), "kitti": (10, 20), "cityscapes": (10, 20)}
 
 
 def score_frames(samples: torch.Tensor, target: torch.Tensor, metric: str) -> torch.Tensor:
@@ -596,6 +594,47 @@ def evaluate(model, videos, n_past: int, n_future: int, num_samples: int = 100, 
                 "heads": list(heads), "model": type(model).__name__}
     return Evaluation(curves, torch.cat(best_frames) if keep_best else None, settings,
                       {head: torch.cat(values) for head, values in diversity.items()})
+
+
+# %% [markdown]
+# Training validates with the same protocol, on a few samples: `validate` draws `num_samples`
+# futures of held-out clips, scores them with `score_frames`, keeps the best by `best_of_n`, and
+# reports the mean over samples beside the best. Its noise comes from a fixed seed in a forked
+# random generator, so validating neither changes the training run nor makes two validations
+# differ by luck.
+
+# %%
+#| export evaluate
+@torch.no_grad()
+def validate(model, videos: torch.Tensor, n_past: int, n_future: int, num_samples: int, batch_size: int = 32,
+             device="cpu", dtype: torch.dtype | None = None, seed: int = 0):
+    """Score futures sampled from the learned prior against ``videos`` ``(N, n_past + n_future', C, H, W)``.
+
+    Returns ``metrics`` (``psnr_best``, ``psnr_mean``, ``ssim_best``, ``ssim_mean``: per sample the
+    metric averaged over frames, then the best (:func:`best_of_n`) or the mean over samples, then
+    the mean over sequences) and ``example``: the first sequence ``truth (T, C, H, W)``, its
+    ``samples (S, n_future, C, H, W)`` and their ``psnr (S,)``."""
+    was_training, device = model.training, torch.device(device)
+    model.eval()
+    scores, example = {"psnr": [], "ssim": []}, None
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for chunk in videos.split(batch_size):
+            chunk = chunk.to(device)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                futures = model.generate(chunk[:, :n_past], n_future, num_samples).frames
+            futures = futures.float().clamp(0, 1)  # (b, S, F, C, H, W)
+            for name in scores:
+                scores[name].append(score_frames(futures, chunk[:, n_past:n_past + n_future], name).cpu())
+            if example is None:
+                example = {"truth": chunk[0].cpu(), "samples": futures[0].cpu(), "psnr": scores["psnr"][0][0].mean(-1)}
+    model.train(was_training)
+    metrics = {}
+    for name, per_frame in scores.items():
+        per_frame = torch.cat(per_frame)  # (N, S, F)
+        metrics[f"{name}_best"] = best_of_n(per_frame)[1].mean().item()
+        metrics[f"{name}_mean"] = per_frame.mean().item()
+    return metrics, example
 
 # %% [markdown]
 # ## Checking the protocol

@@ -64,10 +64,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from slamp.models import SLAMP, SVG, SLAMPBaseline, VideoPredictor
+from slamp.models import MODELS, VideoPredictor
 from slamp.viz import STREAM_TITLES, prediction_parts, stream_images
-
-MODELS = {"slamp": SLAMP, "slamp_baseline": SLAMPBaseline, "svg": SVG}
 
 
 def trained_model(name: str, steps: int = 600, device="cpu", batch_size: int = 16, n_frames: int = 10,

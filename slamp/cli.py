@@ -81,7 +81,8 @@ def _demo(args) -> int:
 
 
 def _train(args) -> int:
-    from slamp.train import TrainConfig, apply_overrides, train
+    from slamp.config import TrainConfig, apply_overrides
+    from slamp.train import train
 
     overrides = list(args.set) + ([f"out={args.out}"] if args.out is not None else [])
     config = apply_overrides(TrainConfig.preset(args.preset), overrides)
@@ -138,7 +139,7 @@ def _load_for_evaluation(args):
         from slamp.pretrained import info, load
 
         return load(args.pretrained), info(args.pretrained)["train_config"]["dataset"]
-    from slamp.train import load_model
+    from slamp.checkpoint import load_model
 
     model, config = load_model(args.checkpoint)
     return model, config.dataset
@@ -148,18 +149,9 @@ def _test_videos(dataset: str, data_root, sequences: int | None, n_frames: int):
     """The test split of ``dataset`` as clips of ``n_frames``, the first ``sequences`` of them."""
     from torch.utils.data import Subset
 
-    if dataset == "mnist":
-        from slamp.data import MovingMNISTTestSet
+    from slamp.registry import dataset_spec
 
-        # SRVP's 5,000-sequence test set (the paper's) is made once and kept in the data folder's
-        # mnist/; more than 25 frames makes another set by the same recipe, not a longer version of it.
-        test_set = MovingMNISTTestSet.cached(n_frames=max(25, n_frames))
-    else:
-        from slamp.train import REAL_DATASETS, TrainConfig
-        from slamp.train import data_root as default_root
-
-        root = Path(data_root) if data_root else default_root(TrainConfig(dataset=dataset, model_preset=dataset))
-        test_set = REAL_DATASETS[dataset](root, "test", seq_len=n_frames)
+    test_set = dataset_spec(dataset).clips("test", n_frames, data_root)
     if sequences is not None:
         test_set = Subset(test_set, range(min(sequences, len(test_set))))
     return test_set
@@ -169,14 +161,15 @@ def _evaluate(args) -> int:
     import torch
     from torch.utils.data import DataLoader
 
-    from slamp.evaluate import PROTOCOLS, evaluate
-    from slamp.train import select_device
+    from slamp.evaluate import evaluate
+    from slamp.registry import dataset_spec
+    from slamp.runtime import select_device
 
     if args.reference is not None:
         return _evaluate_references(args)
     model, dataset = _load_for_evaluation(args)
     dataset = args.dataset or dataset
-    default_past, default_future = PROTOCOLS[dataset]
+    default_past, default_future = dataset_spec(dataset).test_protocol
     n_past, n_future = args.n_past or default_past, args.n_future or default_future
     device = select_device(args.device)
     model.to(device)
@@ -223,14 +216,11 @@ def _save_evaluation(result, args, out: Path, test_set, dataset: str, device, st
 def _mean_frame(dataset: str, data_root, n_frames: int):
     """The mean training frame of ``dataset`` ``(C, H, W)``, from training clips only."""
     from slamp.evaluate import mean_training_frame
+    from slamp.registry import dataset_spec
 
     if dataset == "mnist":
         return mean_training_frame()  # 1,000 clips of 15 frames of the training stream
-    from slamp.train import REAL_DATASETS, TrainConfig
-    from slamp.train import data_root as default_root
-
-    root = Path(data_root) if data_root else default_root(TrainConfig(dataset=dataset, model_preset=dataset))
-    return mean_training_frame(REAL_DATASETS[dataset](root, "train", seq_len=n_frames))
+    return mean_training_frame(dataset_spec(dataset).clips("train", n_frames, data_root))
 
 
 def _evaluate_references(args) -> int:
@@ -238,15 +228,15 @@ def _evaluate_references(args) -> int:
     protocol a model would be scored on; one reference writes to ``--out``, ``all`` to ``--out/<name>``."""
     from torch.utils.data import DataLoader
 
-    from slamp.evaluate import PROTOCOLS, REFERENCES, evaluate_reference
-    from slamp.train import select_device
+    from slamp.evaluate import REFERENCES, evaluate_reference
+    from slamp.registry import dataset_spec
+    from slamp.runtime import select_device
 
     dataset = args.dataset or "mnist"
-    if dataset not in PROTOCOLS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose from {sorted(PROTOCOLS)}")
+    dataset_spec(dataset)  # an unknown name: a ValueError naming the known ones
     if args.heads and set(args.heads) != {"final"}:
         raise ValueError(f"a reference predicts frames only (head 'final'), not {args.heads}")
-    default_past, default_future = PROTOCOLS[dataset]
+    default_past, default_future = dataset_spec(dataset).test_protocol
     n_past, n_future = args.n_past or default_past, args.n_future or default_future
     device = select_device(args.device)
     test_set = _test_videos(dataset, args.data_root, args.sequences, n_past + n_future)
@@ -351,8 +341,9 @@ def _prepare_parser(commands) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from slamp.checkpoint import CheckpointError, NonFiniteLossError
+    from slamp.config import ConfigError
     from slamp.data.files import DataError, ToolMissingError
-    from slamp.train import CheckpointError, ConfigError, NonFiniteLossError
 
     try:
         if args.command == "demo":

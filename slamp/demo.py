@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from slamp.evaluate import PROTOCOLS
+from slamp.registry import dataset_spec
 
 
-N_PAST, N_FUTURE = PROTOCOLS["mnist"]  # the paper's protocol: condition on 5 frames, predict 20
+N_PAST, N_FUTURE = dataset_spec("mnist").test_protocol  # the paper's protocol: condition on 5 frames, predict 20
 # K and N: the whole demo (load, score, draw) takes under two minutes on two CPU cores, where one
 # future of 20 frames costs ~0.12 s to generate and ~0.04 s to score (SSIM); see the README.
 SEQUENCES, NUM_SAMPLES = 16, 20
@@ -50,7 +50,7 @@ def demo_model(train_updates: int | None = None, checkpoint=None, run_folder=Non
     if train_updates is not None:
         return _trained_model(train_updates, Path(run_folder), seed)
     if checkpoint is not None:
-        from slamp.train import load_checkpoint, load_model
+        from slamp.checkpoint import load_checkpoint, load_model
 
         model, config = load_model(checkpoint)
         updates = int(load_checkpoint(checkpoint)["step"])
@@ -68,7 +68,10 @@ def demo_model(train_updates: int | None = None, checkpoint=None, run_folder=Non
 def _trained_model(updates: int, run_folder: Path, seed: int):
     """Train the ``tiny`` SLAMP for ``updates`` updates into ``run_folder`` (no validation: the
     demo scores it anyway) and load it; its loss curves go to ``run_folder/../loss.png``."""
-    from slamp.train import TrainConfig, load_model, plot_training, save_figure, train
+    from slamp.checkpoint import load_model
+    from slamp.config import TrainConfig
+    from slamp.runlog import plot_training, save_figure
+    from slamp.train import train
 
     if updates < 1:
         raise ValueError(f"--train needs at least 1 update, found {updates}")

@@ -7,11 +7,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from slamp.models import SLAMP, SVG, SLAMPBaseline, VideoPredictor
+from slamp.models import MODELS, VideoPredictor
 from slamp.viz import STREAM_TITLES, prediction_parts, stream_images
-
-
-MODELS = {"slamp": SLAMP, "slamp_baseline": SLAMPBaseline, "svg": SVG}
 
 
 def trained_model(name: str, steps: int = 600, device="cpu", batch_size: int = 16, n_frames: int = 10,
@@ -281,4 +278,4 @@ def separability(features, labels, k: int = 5, folds: int = 5, seed: int = 0) ->
             "silhouette": float(silhouette_score(features, labels)), "items": int(len(labels))}
 
 
-__all__ = ['MODELS', 'trained_model', 'SYMBOLS', 'latent_symbol', 'Explorer', 'explorer_widget', 'DIRECTIONS', 'motion_labels', 'posterior_latents', 'embed', 'separability']
+__all__ = ['trained_model', 'SYMBOLS', 'latent_symbol', 'Explorer', 'explorer_widget', 'DIRECTIONS', 'motion_labels', 'posterior_latents', 'embed', 'separability']

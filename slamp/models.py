@@ -350,12 +350,38 @@ class VideoPredictor(nn.Module):
         return Prediction(**parts, latents=latents)
 
 
+MODELS: dict[str, type] = {}  # name -> model class
+
+
+def register_model(name: str):
+    """Class decorator: enter a :class:`VideoPredictor` subclass in :data:`MODELS` as ``name``."""
+
+    def register(cls):
+        # A class of the same name replaces its entry: a notebook cell run again defines it anew.
+        if name in MODELS and MODELS[name].__name__ != cls.__name__:
+            raise ValueError(f"a model named {name!r} is already registered ({MODELS[name].__name__})")
+        MODELS[name], cls.registry_name = cls, name
+        return cls
+
+    return register
+
+
+def model_class(name: str) -> type:
+    """The model class registered as ``name``, or whose class name is ``name`` (checkpoints store it)."""
+    by_class = {cls.__name__: cls for cls in MODELS.values()}
+    if name not in MODELS and name not in by_class:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    return MODELS.get(name) or by_class[name]
+
+
+@register_model("svg")
 class SVG(VideoPredictor):
     """SVG-LP (Denton & Fergus, 2018): one latent, one pixel decoder; x̂ = x^p."""
 
     motion_head = False
 
 
+@register_model("slamp_baseline")
 class SLAMPBaseline(VideoPredictor):
     """SLAMP-Baseline: one latent z; the predictor's output is decoded into pixels x^p and into a
     flow that warps the previous frame into x^f; a mask blends them."""
@@ -383,6 +409,7 @@ def load_weights(model: nn.Module, weights: dict) -> nn.Module:
     return model
 
 
+@register_model("slamp")
 class SLAMP(VideoPredictor):
     """SLAMP: an appearance stream z^p (pixel decoder) and a motion stream z^f (flow decoder).
 
@@ -419,4 +446,4 @@ class SLAMP(VideoPredictor):
         return memory
 
 
-__all__ = ['ModelConfig', 'PRESETS', 'Prediction', 'LatentStream', 'VideoPredictor', 'SVG', 'SLAMPBaseline', 'IncompatibleWeightsError', 'load_weights', 'SLAMP']
+__all__ = ['ModelConfig', 'PRESETS', 'Prediction', 'LatentStream', 'VideoPredictor', 'MODELS', 'register_model', 'model_class', 'SVG', 'SLAMPBaseline', 'IncompatibleWeightsError', 'load_weights', 'SLAMP']

@@ -79,7 +79,7 @@ def setup(seed: int = 0, verbose: bool = True) -> str:
 
     from slamp import __version__
     from slamp.pretrained import available
-    from slamp.train import seed_everything
+    from slamp.runtime import seed_everything
 
     seed_everything(seed)
     inline_figures()

@@ -119,6 +119,7 @@ def test_setup_says_where_mnist_is_or_what_to_run(isolated_data, capsys, monkeyp
 
 
 @pytest.mark.skipif(os.environ.get("SLAMP_SKIP_INSTALL_TEST") == "1", reason="SLAMP_SKIP_INSTALL_TEST=1")
+@pytest.mark.slow
 def test_the_colab_cell_installs_the_package_into_a_fresh_venv(tmp_path):
     """The setup cell, run as on Colab (torch preinstalled, `google.colab` importable, slamp not
     installed, no MNIST), installs slamp from the repository and imports it with its shipped

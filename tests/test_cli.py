@@ -8,11 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
+from slamp.checkpoint import load_checkpoint
 from slamp.cli import main, run_demo
 from slamp.data import MovingMNISTTestSet
 from slamp.demo import demo_model, figure_rows, first_test_sequences, prediction_figure, sample_sequence
 from slamp.models import SLAMP, SVG
-from slamp.train import load_checkpoint
 
 
 SMALL_RUN = ["device=cpu", "workers=0", "batch_size=4", "epochs=1", "epoch_size=2", "n_past=2", "n_future=2",

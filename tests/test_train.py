@@ -1,4 +1,4 @@
-"""slamp.train: configs, scheduled sampling, exact resume, the NaN guard, checkpoints, DDP."""
+"""Training (slamp.train and its engine: config, checkpoint, data.stream, run, distributed): configs, scheduled sampling, exact resume, the NaN guard, checkpoints, DDP."""
 import math
 import os
 import subprocess
@@ -9,21 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from slamp.train import (
-    CheckpointError,
-    ConfigError,
-    NonFiniteLossError,
-    RankBatches,
-    TrainConfig,
-    TrainingObjective,
-    apply_overrides,
-    load_checkpoint,
-    load_model,
-    read_log,
-    save_checkpoint,
-    teacher_forcing_probability,
-    train,
-)
+from slamp.checkpoint import CheckpointError, NonFiniteLossError, load_checkpoint, load_model, save_checkpoint
+from slamp.config import ConfigError, TrainConfig, apply_overrides
+from slamp.data.stream import RankBatches
+from slamp.run import TrainingObjective
+from slamp.runlog import read_log
+from slamp.train import teacher_forcing_probability, train
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,6 +195,7 @@ def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
 
 
 # ---- several processes --------------------------------------------------------------------------
+@pytest.mark.slow
 def test_two_processes_train_like_one_over_the_same_global_batch(tmp_path):
     """torchrun with 2 CPU processes (gloo): the same losses and parameters as one process.
 

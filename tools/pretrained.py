@@ -75,7 +75,7 @@ def train(updates: int, continue_shipped: bool = False, chunk: int = CHUNK, lr: 
     import subprocess
     import time
 
-    from slamp.train import TrainConfig
+    from slamp.config import TrainConfig
 
     planned = TrainConfig.preset(PRESET)
     # A run longer than the preset's plan gets more epochs (the learning rate is constant, so
@@ -316,9 +316,10 @@ def curves(path: Path = CURVES) -> Path:
     scored on the same clips."""
     from matplotlib.figure import Figure
 
+    from slamp.config import TrainConfig
+    from slamp.data.stream import validation_videos
     from slamp.evaluate import evaluate_reference, mean_training_frame
     from slamp.pretrained import info
-    from slamp.train import TrainConfig, validation_videos
 
     config = TrainConfig.preset(PRESET)
     clips = validation_videos(config)

@@ -16,12 +16,11 @@ from pathlib import Path
 import torch
 
 from slamp.data.files import atomic_path
-from slamp.models import SLAMP, SVG, IncompatibleWeightsError, ModelConfig, SLAMPBaseline, VideoPredictor, load_weights
+from slamp.models import IncompatibleWeightsError, ModelConfig, VideoPredictor, load_weights, model_class
 
 
 FOLDER = Path(__file__).resolve().parent
 FORMAT = "slamp.pretrained/1"
-CLASSES = {cls.__name__: cls for cls in (SVG, SLAMPBaseline, SLAMP)}
 
 
 class PretrainedError(RuntimeError):
@@ -56,7 +55,7 @@ def info(name: str) -> dict:
 def load(name: str, device="cpu") -> VideoPredictor:
     """The shipped model ``name`` (see :func:`available`), float32, in eval mode, on ``device``."""
     state = _read(name)
-    model = CLASSES[state["model_class"]](ModelConfig(**state["model_config"]))
+    model = model_class(state["model_class"])(ModelConfig(**state["model_config"]))
     weights = {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}
     try:
         load_weights(model, weights)
@@ -68,7 +67,7 @@ def load(name: str, device="cpu") -> VideoPredictor:
 def export_checkpoint(checkpoint, name: str, metrics: dict | None = None, folder=FOLDER) -> Path:
     """Write the model of a training checkpoint (``slamp.train``) as ``<folder>/<name>.pt`` in
     float16, with its config and ``metrics``. Returns the path."""
-    from slamp.train import load_checkpoint
+    from slamp.checkpoint import load_checkpoint
 
     state = load_checkpoint(checkpoint)
     shipped = {

@@ -1,0 +1,286 @@
+"""The engine around the training loop of 05 (``slamp.train``): a :class:`TrainingRun` sets a run
+up (a fresh folder or a resumed checkpoint, the model, Adam, loss scaling, DDP, the data stream,
+the logs), and does what happens between updates: logging, validation with the best model kept,
+checkpoints, the stop on a non-finite loss, the summary.
+
+Plain Python: 05 teaches the loop and says what each of these does; ``tests/test_train.py`` checks
+them (exact resume, the NaN guard, DDP on two CPU processes).
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from slamp.checkpoint import (
+    CheckpointError,
+    NonFiniteLossError,
+    build_model,
+    initialise_from,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from slamp.config import TrainConfig
+from slamp.data.files import atomic_path
+from slamp.data.stream import epoch_loader, training_sequences, validation_videos
+from slamp.distributed import Distributed, share_latent_noise, synchronise_batchnorm
+from slamp.evaluate import validate
+from slamp.models import VideoPredictor, load_weights
+from slamp.runlog import CSVLog, sample_figure, save_figure, tensorboard_writer
+from slamp.runtime import autocast_dtype, seed_everything, select_device
+
+
+class TrainingObjective(nn.Module):
+    """``forward(x, n_past, teacher_forcing)`` → ``(total, terms)``: the model's loss as a forward,
+    which is what DDP and ``torch.compile`` wrap."""
+
+    def __init__(self, model: VideoPredictor):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, n_past: int, teacher_forcing: float):
+        total, terms, _ = self.model.loss(x, n_past, teacher_forcing)
+        return total, terms
+
+
+def loss_terms(model: VideoPredictor) -> list[str]:
+    """The names of the loss terms ``model.loss`` returns."""
+    return ["final"] + (["pixel", "flow"] if model.motion_head else []) + [f"kl_{s}" for s in model.streams]
+
+
+def adam(parameters, lr: float, betas=(0.9, 0.999), eps: float = 1e-8) -> torch.optim.Adam:
+    """One Adam for all parameters (the public code kept one per module, with equal settings: the
+    same updates). The fused kernel updates every tensor in one call: 4x faster than the default
+    on a 2-core CPU at the tiny size, 7x at the paper's MNIST size (``benchmarks/optimizer.py``); a
+    torch without it falls back to the default."""
+    parameters = list(parameters)
+    try:
+        return torch.optim.Adam(parameters, lr=lr, betas=betas, eps=eps, fused=True)
+    except (RuntimeError, TypeError):  # an older torch, or a device without the fused kernel
+        return torch.optim.Adam(parameters, lr=lr, betas=betas, eps=eps)
+
+
+def _grad_scaler(device: torch.device, dtype: torch.dtype | None):
+    """Loss scaling, only for fp16 (its small exponent range underflows gradients)."""
+    enabled = dtype == torch.float16
+    if hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler(device.type, enabled=enabled)
+    return torch.cuda.amp.GradScaler(enabled=enabled)  # torch < 2.3
+
+
+RUN_FILES = ("last.pt", "best.pt", "train.csv", "validation.csv", "summary.json")
+
+
+class TrainingRun:
+    """One training run's state and everything around its updates; ``slamp.train.fit`` drives it.
+
+    Holds ``model``, ``optimizer``, ``scaler`` (fp16 loss scaling), ``objective`` (the loss as a
+    module: what DDP and ``torch.compile`` wrap), ``step`` (updates done), ``best_psnr``, the
+    training stream and the validation clips."""
+
+    def __init__(self, config: TrainConfig, place: Distributed = Distributed(), device=None,
+                 resume=None, overwrite: bool = False):
+        self.config, self.place = config, place
+        self.device = torch.device(device) if device is not None else select_device(config.device)
+        self.out = Path(config.out)
+        self.dtype = autocast_dtype(config.amp, self.device)
+        checkpoint = self._resume_point(resume, overwrite)
+        seed_everything(config.seed)
+        self.model = build_model(config)
+        if place.enabled:
+            share_latent_noise(self.model, place.rank, place.world_size)
+            if config.sync_batchnorm:
+                synchronise_batchnorm(self.model, self.device)
+        if checkpoint is None and config.init_from:
+            initialise_from(self.model, config.init_from)
+        self.model.to(self.device)
+        self.optimizer = adam(self.model.parameters(), config.lr, config.betas, config.adam_eps)
+        self.scaler = _grad_scaler(self.device, self.dtype)
+        self.step, self.best_psnr = 0, -math.inf
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        self.objective = self._wrap(TrainingObjective(self.model))
+        self.terms = loss_terms(self.model)
+        self.sequences = training_sequences(config)
+        self.validation = validation_videos(config) if place.is_main and config.val_every else None
+        self._open_logs(resumed=checkpoint is not None)
+
+    # ---- set-up ------------------------------------------------------------------------------
+    def _resume_point(self, resume, overwrite):
+        """The checkpoint to continue from (None for a fresh run), after checking the folder."""
+        last = self.out / "last.pt"
+        if resume is None or resume is False:
+            if last.exists() and not overwrite:
+                raise FileExistsError(f"{self.out} already holds a run ({last}); resume it, pass overwrite "
+                                      f"(--overwrite), or choose another output folder")
+            if overwrite and self.place.is_main:
+                for name in RUN_FILES:
+                    (self.out / name).unlink(missing_ok=True)
+                shutil.rmtree(self.out / "samples", ignore_errors=True)
+                shutil.rmtree(self.out / "tensorboard", ignore_errors=True)
+            return None
+        path = last if resume is True else Path(resume)
+        if not path.is_file():
+            raise CheckpointError(f"no checkpoint to resume at {path}")
+        return load_checkpoint(path)  # on the CPU: the RNG states must stay there
+
+    def _restore(self, checkpoint):
+        load_weights(self.model, checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        # load_state_dict brings back the checkpoint's lr, betas and eps too; the config decides
+        # them, so that resuming with `--set lr=...` really continues at the new rate (a decay stage).
+        for group in self.optimizer.param_groups:
+            group.update(lr=self.config.lr, betas=self.config.betas, eps=self.config.adam_eps)
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        self.step, self.best_psnr = int(checkpoint["step"]), float(checkpoint["best_psnr"])
+        set_rng_state(checkpoint["rng"])
+        changed = {k: (v, getattr(self.config, k)) for k, v in checkpoint["config"].items()
+                   if k in TrainConfig.__dataclass_fields__ and v != getattr(self.config, k)}
+        if changed:
+            self.say(f"resuming with config changes (checkpoint -> now): {changed}")
+
+    def _wrap(self, objective):
+        if self.place.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            objective = nn.parallel.DistributedDataParallel(objective, device_ids=ids)
+        if self.config.compile:
+            objective = torch.compile(objective)
+        return objective
+
+    def _open_logs(self, resumed: bool):
+        self.writer = None
+        if not self.place.is_main:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        since = self.step if resumed else None
+        self.train_log = CSVLog(self.out / "train.csv", ["step", "epoch", "teacher_forcing", "total", *self.terms,
+                                                         "updates_per_second"], since)
+        self.val_log = CSVLog(self.out / "validation.csv", ["step", "epoch", "psnr_best", "psnr_mean",
+                                                            "ssim_best", "ssim_mean", "seconds"], since)
+        self.writer = tensorboard_writer(self.out / "tensorboard")
+
+    def say(self, message: str) -> None:
+        if self.place.is_main:
+            tqdm.write(message, file=sys.stderr)  # stdout stays for results (the CLI prints JSON)
+
+    # ---- around the updates -------------------------------------------------------------------
+    @property
+    def total_steps(self) -> int:
+        return self.config.epochs * self.config.epoch_size
+
+    def batches(self, epoch: int, start: int):
+        """This process's batches ``(B / processes, T, C, H, W)`` of updates ``start..`` of ``epoch``."""
+        return epoch_loader(self.sequences, self.config, epoch, start, self.place.rank, self.place.world_size,
+                            pin_memory=self.device.type == "cuda")
+
+    def stop_if_not_finite(self, total, terms) -> None:
+        """Raise :class:`NonFiniteLossError` when the loss is not finite in any process (all must
+        stop together, or the others hang in backward), before the model changes."""
+        finite = torch.isfinite(total.detach()).float()
+        if self.place.enabled:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if finite.item():
+            return
+        last = self.out / "last.pt"
+        kept = f"the last good checkpoint is {last} (update {load_checkpoint(last)['step']})" if last.is_file() \
+            else "no checkpoint was written yet"
+        values = {k: f"{v.item():.4g}" for k, v in terms.items()}
+        raise NonFiniteLossError(f"the loss is {total.item()} at update {self.step + 1} (terms {values}); stopped "
+                                 f"before updating the model. {kept}; resume from it with a lower lr "
+                                 f"(--set lr=...) or amp=off.")
+
+    def log(self, epoch, p_true, total, terms, rate, progress):
+        values = torch.stack([total.float()] + [terms[name].float() for name in self.terms])
+        if self.place.enabled:  # the mean over processes is the loss of the global batch
+            dist.all_reduce(values)
+            values = values / self.place.world_size
+        if not self.place.is_main:
+            return
+        numbers = dict(zip(["total", *self.terms], values.tolist()))
+        row = {"step": self.step, "epoch": epoch, "teacher_forcing": p_true, **numbers, "updates_per_second": rate}
+        self.train_log.append(row)
+        progress.set_postfix({k: f"{v:.3g}" for k, v in numbers.items()}, refresh=False)
+        if self.writer is not None:
+            for name, value in numbers.items():
+                self.writer.add_scalar(f"train/{name}", value, self.step)
+            self.writer.add_scalar("train/teacher_forcing", p_true, self.step)
+
+    def after_update(self, end: int) -> None:
+        """Validation every ``val_every`` updates and at the end; ``last.pt`` every
+        ``checkpoint_every``, at the end and at ``end`` (a stop with ``stop_after``)."""
+        c = self.config
+        if c.val_every and (self.step % c.val_every == 0 or self.step == self.total_steps):
+            self.validate()
+        if self.step % c.checkpoint_every == 0 or self.step >= end:
+            self.checkpoint(self.out / "last.pt")
+
+    def validate(self):
+        if self.place.is_main:
+            c, started = self.config, time.perf_counter()
+            metrics, example = validate(self.model, self.validation, c.n_past, c.val_n_future, c.val_samples,
+                                        c.val_batch_size, self.device, self.dtype, seed=c.seed)
+            seconds = time.perf_counter() - started
+            epoch = (self.step - 1) // c.epoch_size
+            self.val_log.append({"step": self.step, "epoch": epoch, **metrics, "seconds": seconds})
+            figure = sample_figure(example["truth"], example["samples"], c.n_past, example["psnr"],
+                                   title=f"update {self.step}: futures from the learned prior")
+            save_figure(figure, self.out / "samples" / f"step_{self.step:07d}.png")
+            if self.writer is not None:
+                for name, value in metrics.items():
+                    self.writer.add_scalar(f"validation/{name}", value, self.step)
+                self.writer.add_figure("validation/samples", figure, self.step)
+            improved = metrics["psnr_best"] > self.best_psnr
+            self.say(f"update {self.step}: validation PSNR {metrics['psnr_best']:.2f} dB best-of-{c.val_samples} "
+                      f"({metrics['psnr_mean']:.2f} mean), SSIM {metrics['ssim_best']:.4f} ({seconds:.1f} s)"
+                      + (" -- new best" if improved else ""))
+            if improved:
+                self.best_psnr = metrics["psnr_best"]
+                self.checkpoint(self.out / "best.pt")
+        if self.place.enabled:
+            # Every process tracks the best score, so that any of them could write the checkpoint.
+            best = torch.tensor([self.best_psnr], dtype=torch.float64, device=self.device)  # NCCL: on the GPU
+            dist.broadcast(best, 0)
+            self.best_psnr = best.item()
+
+    def checkpoint(self, path):
+        if self.place.is_main:
+            c = self.config
+            save_checkpoint(path, {
+                "step": self.step, "config": c.to_dict(), "model_class": type(self.model).__name__,
+                "model_config": asdict(self.model.config), "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                "rng": rng_state(), "best_psnr": self.best_psnr, "world_size": self.place.world_size,
+                # The stream is a function of the step; recorded so a reader can see where it stood.
+                "data": {"epoch": self.step // c.epoch_size, "update_in_epoch": self.step % c.epoch_size,
+                         "sequences_seen": self.step * c.batch_size}})
+        if self.place.enabled:
+            dist.barrier()
+
+    def finish(self, first, busy, seconds) -> dict:
+        summary = {"updates": self.step, "updates_this_run": self.step - first,
+                   "updates_per_second": (self.step - first) / max(busy, 1e-9), "seconds": seconds,
+                   "best_psnr": self.best_psnr if math.isfinite(self.best_psnr) else None,
+                   "last": str(self.out / "last.pt"),
+                   "best": str(self.out / "best.pt") if (self.out / "best.pt").is_file() else None,
+                   "device": str(self.device), "processes": self.place.world_size}
+        if self.place.is_main:
+            with atomic_path(self.out / "summary.json") as temporary:
+                temporary.write_text(json.dumps(summary, indent=2) + "\n")
+            if self.writer is not None:
+                self.writer.close()
+        return summary
+
+
+__all__ = ["TrainingObjective", "loss_terms", "adam", "RUN_FILES", "TrainingRun"]
