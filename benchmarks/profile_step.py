@@ -84,14 +84,19 @@ class PhasedStep(TrainStep):
         self.last_loss = total.detach()
 
 
-def label_modules(model: torch.nn.Module) -> list:
+def label_modules(model: torch.nn.Module, prefix: str = "") -> list:
     """Forward hooks that open a profiler range ``module::<name>`` around each top-level child of
-    ``model`` (inclusive time of its forward). Returns the hook handles (``.remove()`` them)."""
+    ``model`` (inclusive time of its forward); a child that is used through named methods instead
+    of ``forward`` (SLAMP's ``motion`` stream) has its own children labelled (``motion.encoder``).
+    Returns the hook handles (``.remove()`` them)."""
     handles = []
     for name, child in model.named_children():
+        if type(child).forward is torch.nn.Module.forward:  # never called as child(...)
+            handles += label_modules(child, f"{prefix}{name}.")
+            continue
         open_ranges = []
 
-        def before(module, inputs, name=name, open_ranges=open_ranges):
+        def before(module, inputs, name=f"{prefix}{name}", open_ranges=open_ranges):
             scope = record_function(f"module::{name}")
             scope.__enter__()
             open_ranges.append(scope)

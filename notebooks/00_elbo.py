@@ -18,6 +18,35 @@
 # sequence model with a learned prior is a sum over time steps, and SLAMP's a sum over its two
 # streams; how a Gaussian likelihood becomes an L2 loss; and what the weight $\beta$ is measured
 # against once the terms are averaged the way the official code averages them.
+#
+# **Reading along with the paper.** This notebook follows Sec. 3.1 (stochastic video prediction,
+# SVG), Sec. 3.2 (SLAMP-Baseline and SLAMP, Eq. 1) and Sec. 3.3 (variational inference, Eqs. 2
+# and 3) of Akan et al., *SLAMP: Stochastic Latent Appearance and Motion Prediction*, ICCV 2021
+# ([arXiv:2108.02760](https://arxiv.org/abs/2108.02760)), and its Appendix B (the derivations,
+# Eqs. 7–15). Every notebook names the sections and equations it implements and uses the notation
+# below, which is the paper's.
+#
+# | symbol | meaning | in `slamp` |
+# |---|---|---|
+# | $x_{1:T}$, $x_t$ | a video of $T$ frames, frame $t$ (counted from 1, as in the paper) | `x` `(B, T, C, H, W)`; $x_t$ is `x[:, t-1]` |
+# | $n_	ext{past}$, $n_	ext{future}$ | conditioning frames, predicted frames | `n_past`, `n_future` |
+# | $h_t = \mathrm{Enc}(x_t)$ | features of frame $t$ | `model.encoder(frames)` → `(N, g)` |
+# | $h^f_t = \mathrm{MotionEnc}(x_{t-1}, x_t)$ | features of the motion into frame $t$ (SLAMP, Eq. 4) | `model.motion.encoder(earlier, later)` |
+# | $z_t$; $z^p_t$, $z^f_t$ | the latent of step $t$; SLAMP's appearance (*pixel*) and motion (*flow*) latents | `prediction.latents["appearance"]`, `["motion"]` |
+# | $q_\phi(z_t \mid x_{1:t})$ | posterior (inference network), training only | `LatentStream.posterior` |
+# | $p_\psi(z_t \mid x_{1:t-1})$ | learned prior, what generation samples from | `LatentStream.prior` |
+# | $g_t$, $g^f_t$ | output of the predictor LSTM, fed to a decoder (Eq. 6) | `LatentStream.predictor` |
+# | $x^p_t$ | appearance prediction (pixel decoder) | `prediction.appearance` |
+# | $f_{t-1:t}$ | flow between $x_{t-1}$ and $x_t$, in pixels (direction: `01_flow_warping`) | `prediction.flow` `(B, T-1, 2, H, W)` |
+# | $x^f_t = \mathcal W(x_{t-1}, f_{t-1:t})$ | motion prediction: the previous frame warped | `prediction.motion` |
+# | $m_t = m(x^p_t, x^f_t)$ | mask, $1$ = trust the appearance prediction | `prediction.mask` |
+# | $\hat x_t = m_t \odot x^p_t + (1 - m_t) \odot x^f_t$ | the prediction (Eq. 1) | `prediction.frames` |
+# | $\beta$ | weight of the KL terms (Eq. 3) | `ModelConfig.beta` |
+# | $\mathcal L$ | the ELBO, a lower bound on $\log p(x_{1:T})$, **maximised** | — |
+# | $\text{loss}$ | what training **minimises**: $-\mathcal L$ as the public code scales it (Sec. 5 below) | `model.loss(x)` |
+#
+# Predictions exist for steps $t = 2, \dots, T$ (frame 1 has no past), so the tensors of a
+# `Prediction` hold $T - 1$ steps: index `i` is step $t = i + 2$.
 
 # %%
 # Setup. On Colab, install slamp from its repository (it carries its trained models, so nothing
@@ -52,6 +81,8 @@ SAMPLES = 20_000 if SMOKE else 400_000  # Monte-Carlo sample size for the checks
 
 # %% [markdown]
 # ## 1 · One frame: the variational auto-encoder
+#
+# *Paper: App. B.1, Eq. 7 (the bound for one variable).*
 #
 # Take one image $x \in \mathbb{R}^D$ ($D = C\cdot H\cdot W$ numbers) and a latent code
 # $z \in \mathbb{R}^{Z}$ with prior $p(z) = \mathcal{N}(0, I)$. A decoder with parameters $\theta$
@@ -351,6 +382,8 @@ fig.tight_layout()
 #
 # ## 2 · A sequence: SVG with a learned prior
 #
+# *Paper: Sec. 3.1; App. B.1, Eqs. 8–11.*
+#
 # SVG-LP (Denton & Fergus, 2018) draws one code per frame. Given the first frame, for
 # $t = 2, \dots, T$:
 #
@@ -444,11 +477,13 @@ assert torch.isclose(sum(per_step), whole) and torch.isclose(official, whole)
 # %% [markdown]
 # ## 3 · SLAMP-Baseline: one code, three decoders
 #
+# *Paper: Sec. 3.2, Eq. 1.*
+#
 # SLAMP-Baseline keeps SVG's single code $z_t$, prior and posterior, so its KL term is SVG's. What
 # changes is the decoder. From the predictor's output it makes three things:
 #
 # * a **pixel** prediction $x^p_t$, painted from scratch (SVG's decoder);
-# * a **flow** field $f_t$, and with it the **motion** prediction $x^f_t = \mathcal{W}(x_{t-1}, f_t)$,
+# * a **flow** field $f_{t-1:t}$, and with it the **motion** prediction $x^f_t = \mathcal{W}(x_{t-1}, f_{t-1:t})$,
 #   the previous frame warped backward (notebook `01_flow_warping`);
 # * a **mask** $m_t \in [0, 1]^{H\times W}$, computed from $x^p_t$ and $x^f_t$, that chooses per pixel:
 #
@@ -514,6 +549,8 @@ for name, with_pixel_term in [("L2(x̂) only", False), ("L2(x̂) + L2(x^p)", Tru
 # %% [markdown]
 # ## 4 · SLAMP: two latent streams
 #
+# *Paper: Sec. 3.3, Eqs. 2 and 3; App. B.2, Eqs. 12–15.*
+#
 # SLAMP gives appearance and motion a code each, $z^p_t$ and $z^f_t$, with their own posteriors and
 # learned priors:
 #
@@ -525,7 +562,7 @@ for name, with_pixel_term in [("L2(x̂) only", False), ("L2(x̂) + L2(x^p)", Tru
 #   $q^f_\phi(z^f_t \mid x_{1:t})$ sees the motion $x_{t-1} \to x_t$ it must explain; the prior
 #   $p^f_\psi(z^f_t \mid x_{1:t-1})$ sees the **motion history**, the motion $x_{t-2} \to x_{t-1}$
 #   (and at the first step the pair $(x_1, x_1)$: zero motion). The motion predictor, fed $z^f_t$,
-#   drives the flow decoder: $f_t$, then $x^f_t = \mathcal{W}(x_{t-1}, f_t)$.
+#   drives the flow decoder: $f_{t-1:t}$, then $x^f_t = \mathcal{W}(x_{t-1}, f_{t-1:t})$.
 #
 # The mask and the three likelihood terms are those of §3. The posterior and the prior over the
 # pair of codes both **factorise** over the streams:
@@ -569,6 +606,8 @@ assert torch.isclose(joint, kl_loss(*appearance) + kl_loss(*motion))
 
 # %% [markdown]
 # ## 5 · The loss in code, and what β is measured against
+#
+# *Paper: Eq. 3 and App. C.3 (β per dataset); the public code's reductions.*
 #
 # For a batch of $B$ videos, steps $t = 2, \dots, T$ (every frame after the first, the conditioning
 # frames included) and $D = C\cdot H\cdot W$ numbers per frame, the official code computes

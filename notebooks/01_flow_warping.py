@@ -2,9 +2,12 @@
 # # 01 · Flow warping
 #
 # SLAMP predicts the next frame twice. The *appearance* head paints it from scratch; the *motion*
-# head predicts an optical-flow field $f_t$ and moves the pixels of the previous frame along it:
+# head predicts an optical-flow field $f_{t-1:t}$ and moves the pixels of the previous frame along it:
 #
-# $$x^f_t = \mathcal{W}\big(x_{t-1},\, f_t\big).$$
+# $$x^f_t = \mathcal{W}\big(x_{t-1},\, f_{t-1:t}\big).$$
+#
+# *Paper: Sec. 3.2 (the motion prediction, warping by a spatial transformer), App. C.2 (the flow
+# decoder: the pixel decoder with two output channels) and App. E.1 (how the flow is visualised).*
 #
 # This notebook builds $\mathcal{W}$, the warping operator, and the colour code used to look at
 # flow fields. Everything marked `#| export` here becomes `slamp.warp` and `slamp.viz`.
@@ -60,9 +63,18 @@ torch.manual_seed(0)
 # $$x(s) = \sum_{q} \max(0, 1 - |s_x - q_x|)\,\max(0, 1 - |s_y - q_y|)\; x(q).$$
 #
 # The weights are piecewise linear in $s = p + f(p)$, so the output is differentiable in the flow:
-# this is what lets SLAMP learn $f_t$ from a pixel loss. SLAMP's flow therefore points **from the
-# target frame to the source frame**, in **pixel units**: channel 0 is the horizontal displacement
-# $f_x$ (columns), channel 1 the vertical $f_y$ (rows), as in the paper's public code.
+# this is what lets SLAMP learn $f_{t-1:t}$ from a pixel loss. SLAMP's flow therefore points **from
+# the target frame to the source frame**, in **pixel units**: channel 0 is the horizontal
+# displacement $f_x$ (columns), channel 1 the vertical $f_y$ (rows), as in the paper's public code.
+#
+# **The paper's words and its arrays.** Sec. 3.2 names the flow $f_{t-1:t}$ and describes it as
+# the motion "from the previous frame $t-1$ to the target frame $t$": that is what the flow
+# *means*. What the network outputs, and what `warp` reads, is the backward field: at each pixel
+# $p$ of the target $x_t$, the displacement to where that pixel was in $x_{t-1}$. App. E.1 says so
+# ("we predict flow from the target frame to the current frame and apply inverse warping"). The
+# two differ by a sign: **a digit moving right by 2 pixels has $f = (-2, 0)$**, so the colour wheel
+# below shows it in the colour of *left*. The paper's flow figures (Figs. 20, 26, 30) are drawn the
+# same way and warn about it; `07_latents` shows the flow of the trained SLAMP in this colour code.
 #
 # ## From pixels to `grid_sample` coordinates
 #
@@ -402,7 +414,7 @@ assert torch.allclose(flow_to_colour(torch.zeros(2, 4, 4)), torch.ones(3, 4, 4))
 # ## Learning flow from pixels alone
 #
 # SLAMP never sees a ground-truth flow: its flow decoder is trained only through the pixel loss
-# $\lVert \mathcal{W}(x_{t-1}, f_t) - x_t \rVert^2$. Because `warp` is differentiable in $f$, we
+# $\lVert \mathcal{W}(x_{t-1}, f_{t-1:t}) - x_t \rVert^2$. Because `warp` is differentiable in $f$, we
 # can do the same by hand: start from zero flow and descend the photometric loss until the warped
 # first frame matches the second. The pattern is shifted by a known $(1.5, -1)$ pixels, so we know
 # the flow the optimiser should find.
@@ -494,6 +506,6 @@ print(gif.name, gif.stat().st_size > 0)
 #   pixel read from outside the image is 0.
 # * `slamp.viz.flow_to_colour` draws flow with the Middlebury wheel; `show_row` and `save_gif`
 #   show frames.
-# * The motion head of SLAMP is exactly this: a decoder outputs $f_t$, and
-#   `warp(previous_frame, f_t)` is the motion prediction $x^f_t$. Next: the data it learns from
+# * The motion head of SLAMP is exactly this: a decoder outputs $f_{t-1:t}$, and
+#   `warp(previous_frame, f)` is the motion prediction $x^f_t$. Next: the data it learns from
 #   (`02_data`).

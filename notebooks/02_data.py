@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 02 · Data
 #
-# SLAMP is trained and evaluated on five video datasets. One is synthetic and generated on the fly,
-# four are recordings that users download themselves:
+# SLAMP is trained and evaluated on five video datasets (the paper's Sec. 4 and App. D). One is
+# synthetic and generated on the fly, four are recordings that users download themselves:
 #
 # | dataset | frames | channels | condition → predict (test) | train clip |
 # |---|---|---|---|---|
@@ -23,6 +23,9 @@
 # The recorded datasets, the MNIST files and the data folder are plumbing, not the paper: they are
 # plain modules (`slamp.data.files`, `.mnist`, `.video`, `.kth`, `.bair`, `.kitti`, `.cityscapes`)
 # with their own tests, summarised at the end of this notebook and in `data/README.md`.
+#
+# *Paper: Sec. 4, "Stochastic Moving MNIST" (and the datasets of Sec. 4 and App. D); its test set
+# is SRVP's (Franceschi et al., 2020), which the paper's evaluation follows.*
 
 # %%
 # Setup. On Colab, install slamp from its repository (it carries its trained models, so nothing
@@ -187,7 +190,12 @@ def advance(position, velocity, high, rng=None, max_speed: int = 4, stochastic: 
         bounced = True
     raise RuntimeError(f"no way out of the walls after {_MAX_BOUNCES_PER_FRAME} bounces at {position}")
 
+# %% [markdown]
+# A trajectory is `advance` applied frame after frame: the positions `(T, 2)` of the top-left
+# corner, the velocity the digit had in each frame, and whether it bounced on the way there.
 
+# %%
+#| export
 def bounce_trajectory(position, velocity, n_frames: int, high, rng=None, max_speed: int = 4,
                       stochastic: bool = True):
     """Positions of a bouncing point over ``n_frames`` frames, starting at ``position``.
@@ -332,7 +340,13 @@ def sample_sequence(digit_images: np.ndarray, n_frames: int, rng: np.random.Gene
     frames = render_digits(digit_images[indices], positions, frame_size)
     return MovingMNISTSample(frames, positions, velocities, bounces, indices)
 
+# %% [markdown]
+# The stream checks its settings once, takes the digits it is given (or loads them by name), and
+# yields, for item $k$ of worker $w$, the `sample_sequence` of the generator seeded with
+# `(seed, epoch, shard, w, k)`.
 
+# %%
+#| export
 def _check_config(n_frames, num_digits, max_speed, seed):
     if n_frames < 1 or num_digits < 1 or max_speed < 0 or seed < 0:
         raise ValueError(f"need n_frames >= 1, num_digits >= 1, max_speed >= 0, seed >= 0; found "
@@ -631,7 +645,13 @@ def srvp_step(position, velocity, high, rng: np.random.RandomState | None = None
         beyond, bounced = _beyond_walls(row, col, high), True
     raise RuntimeError(f"no way out of the walls after {_MAX_BOUNCES_PER_FRAME} bounces at {(row, col)}")
 
+# %% [markdown]
+# A trajectory draws a start (four draws of the shared generator: row, column, then the velocity)
+# and steps; `srvp_sequences` draws the order of the digits once and then two trajectories per
+# sequence, every number from one `RandomState(42)`, in SRVP's order.
 
+# %%
+#| export
 def srvp_trajectory(n_frames: int, high, rng: np.random.RandomState, max_speed: int = 4, stochastic: bool = True):
     """A start drawn from ``rng`` (row, column, then the velocity's row and column: four ``randint``
     draws) and ``n_frames - 1`` steps of :func:`srvp_step` (none after the last frame). Returns
@@ -754,6 +774,43 @@ def default_test_set_path(*args, **kwargs) -> Path:
     return find_data(relative) or data_home() / relative
 
 
+# %% [markdown]
+# Making a set: `test_set_arrays` draws the sequences by one of the two protocols and returns the
+# arrays to keep, with the settings and the fingerprint of the digits they were drawn from.
+
+# %%
+#| export
+def test_set_arrays(digits: Digits, num_sequences: int | None = None, n_frames: int = 25, num_digits: int = 2,
+                    frame_size: int = 64, max_speed: int = 4, seed: int = 42, stochastic: bool = True,
+                    protocol: str = "srvp") -> dict:
+    """``sequences (N, T, H, W)`` uint8, ``positions (N, D, T, 2)``, ``bounces (N, D, T)``,
+    ``digit_indices (N, D)`` and ``config`` of a test set from ``digits`` (see
+    :meth:`MovingMNISTTestSet.generate`)."""
+    _check_config(n_frames, num_digits, max_speed, seed)
+    if protocol not in TEST_SET_PROTOCOLS:
+        raise ValueError(f"protocol must be one of {TEST_SET_PROTOCOLS}, found {protocol!r}")
+    num_sequences = len(digits) // num_digits if num_sequences is None else num_sequences
+    if protocol == "srvp":
+        samples = srvp_sequences(digits.images, num_sequences, n_frames, num_digits, frame_size, max_speed,
+                                 seed, stochastic)
+    else:
+        samples = [sample_sequence(digits.images, n_frames, np.random.default_rng([seed, i]), num_digits,
+                                   frame_size, max_speed, stochastic) for i in range(num_sequences)]
+    config = dict(protocol=protocol, num_sequences=num_sequences, n_frames=n_frames, num_digits=num_digits,
+                  frame_size=frame_size, max_speed=max_speed, seed=seed, stochastic=stochastic,
+                  digits=digits.source, digits_sha256=digits_sha256(digits), is_mnist=digits.is_mnist)
+    return {"sequences": np.stack([s.frames for s in samples]),
+            "positions": np.stack([s.positions for s in samples]).astype(np.float64),
+            "bounces": np.stack([s.bounces for s in samples]),
+            "digit_indices": np.stack([s.digit_indices for s in samples]).astype(np.int64), "config": config}
+
+
+# %% [markdown]
+# The set itself is a `Dataset` over those arrays that can write itself to a file and read itself
+# back; `cached` (below) adds "reuse the file only if it holds what was asked for".
+
+# %%
+#| export
 class MovingMNISTTestSet(Dataset):
     """A fixed set of Moving MNIST sequences, stored as ``sequences (N, T, H, W)`` uint8 with their
     trajectories; item ``i`` is ``(T, 1, H, W)`` float32 in [0, 1]."""
@@ -764,33 +821,22 @@ class MovingMNISTTestSet(Dataset):
         self.digit_indices, self.config = digit_indices, dict(config)
 
     @classmethod
-    def generate(cls, digits: Digits | str | None = None, num_sequences: int | None = None, n_frames: int = 25,
-                 num_digits: int = 2, frame_size: int = 64, max_speed: int = 4, seed: int = 42,
-                 stochastic: bool = True, protocol: str = "srvp") -> "MovingMNISTTestSet":
+    def generate(cls, digits: Digits | str | None = None, **settings) -> "MovingMNISTTestSet":
         """Make a test set from ``digits`` (:class:`Digits`, or a source for
-        :func:`~slamp.data.mnist.load_digits`; default: the MNIST test digits).
+        :func:`~slamp.data.mnist.load_digits`; default: the MNIST test digits). ``settings``:
+        ``num_sequences``, ``n_frames`` (25), ``num_digits`` (2), ``frame_size`` (64), ``max_speed``
+        (4), ``seed`` (42), ``stochastic`` (True), ``protocol``: ``"srvp"`` (the default), SRVP's set
+        (:func:`srvp_sequences`), the first ``num_sequences`` of its ``len(digits) // num_digits``;
+        or ``"per-sequence"``: sequence ``i`` from ``default_rng([seed, i])``, digits drawn with
+        replacement."""
+        return cls(**test_set_arrays(digits_for("test", digits), **settings))
 
-        ``protocol="srvp"`` (the default): SRVP's set, see :func:`srvp_sequences`; the first
-        ``num_sequences`` of its ``len(digits) // num_digits`` (default: all of them).
-        ``protocol="per-sequence"``: sequence ``i`` from ``default_rng([seed, i])``, digits drawn
-        with replacement (``num_sequences`` defaults to ``len(digits) // num_digits`` too)."""
-        _check_config(n_frames, num_digits, max_speed, seed)
-        if protocol not in TEST_SET_PROTOCOLS:
-            raise ValueError(f"protocol must be one of {TEST_SET_PROTOCOLS}, found {protocol!r}")
-        digits = digits_for("test", digits)
-        num_sequences = len(digits) // num_digits if num_sequences is None else num_sequences
-        if protocol == "srvp":
-            samples = srvp_sequences(digits.images, num_sequences, n_frames, num_digits, frame_size, max_speed,
-                                     seed, stochastic)
-        else:
-            samples = [sample_sequence(digits.images, n_frames, np.random.default_rng([seed, i]), num_digits,
-                                       frame_size, max_speed, stochastic) for i in range(num_sequences)]
-        config = dict(protocol=protocol, num_sequences=num_sequences, n_frames=n_frames, num_digits=num_digits,
-                      frame_size=frame_size, max_speed=max_speed, seed=seed, stochastic=stochastic,
-                      digits=digits.source, digits_sha256=digits_sha256(digits), is_mnist=digits.is_mnist)
-        return cls(np.stack([s.frames for s in samples]), np.stack([s.positions for s in samples]).astype(np.float64),
-                   np.stack([s.bounces for s in samples]), np.stack([s.digit_indices for s in samples]).astype(np.int64),
-                   config)
+    @classmethod
+    def cached(cls, path=None, digits: Digits | str | None = None, **settings) -> "MovingMNISTTestSet":
+        """Load the set at ``path`` (default :func:`default_test_set_path`) if it exists and was made
+        with ``settings`` from the same ``digits`` (as in :meth:`generate`); otherwise generate it
+        and save it there."""
+        return cached_test_set(cls, path, digits_for("test", digits), settings)
 
     def sha256(self) -> str:
         """SHA-256 of the frames: ``sequences`` uint8 ``(N, T, H, W)``, C order (see the notebook)."""
@@ -818,38 +864,41 @@ class MovingMNISTTestSet(Dataset):
         config = json.loads(str(arrays.pop("config")))
         return cls(**arrays, config=config)
 
-    @classmethod
-    def cached(cls, path=None, digits: Digits | str | None = None, **settings) -> "MovingMNISTTestSet":
-        """Load the set at ``path`` (default :func:`default_test_set_path`) if it exists and was made
-        with ``settings`` from the same ``digits`` (as in :meth:`generate`; default: the MNIST test
-        digits); otherwise generate it and save it there."""
-        digits = digits_for("test", digits)
-        settings = {"protocol": "srvp", "num_sequences": None, "n_frames": 25, "num_digits": 2, "frame_size": 64,
-                    "max_speed": 4, "seed": 42, "stochastic": True, **settings}
-        if settings["num_sequences"] is None:
-            settings["num_sequences"] = len(digits) // settings["num_digits"]
-        if path is None:
-            path = default_test_set_path(settings["num_digits"], settings["n_frames"], settings["seed"],
-                                         settings["protocol"], digits_tag(digits))
-        path = Path(path)
-        wanted = {**settings, "digits_sha256": digits_sha256(digits), "is_mnist": digits.is_mnist}
-        if path.is_file():
-            test_set = cls.load(path)
-            found = {key: test_set.config.get(key) for key in wanted}
-            if found != wanted:
-                differ = {key: (found[key], wanted[key]) for key in wanted if found[key] != wanted[key]}
-                raise DataError(f"{path} was made with other settings or digits (found, requested): {differ}; "
-                                "delete it or pass another path")
-            return test_set
-        test_set = cls.generate(digits, **settings)
-        test_set.save(path)
-        return test_set
-
     def __len__(self) -> int:
         return len(self.sequences)
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return to_video_tensor(self.sequences[index])
+
+
+# %% [markdown]
+# A file is reused only when it was made with the requested settings from the same digits (the
+# SHA-256 of their images); anything else is an error that says what differs.
+
+# %%
+#| export
+def cached_test_set(cls, path, digits: Digits, settings: dict):
+    """:meth:`MovingMNISTTestSet.cached`: the set at ``path`` if it matches, else made and saved."""
+    settings = {"protocol": "srvp", "num_sequences": None, "n_frames": 25, "num_digits": 2, "frame_size": 64,
+                "max_speed": 4, "seed": 42, "stochastic": True, **settings}
+    if settings["num_sequences"] is None:
+        settings["num_sequences"] = len(digits) // settings["num_digits"]
+    if path is None:
+        path = default_test_set_path(settings["num_digits"], settings["n_frames"], settings["seed"],
+                                     settings["protocol"], digits_tag(digits))
+    path = Path(path)
+    if not path.is_file():
+        test_set = cls.generate(digits, **settings)
+        test_set.save(path)
+        return test_set
+    test_set = cls.load(path)
+    wanted = {**settings, "digits_sha256": digits_sha256(digits), "is_mnist": digits.is_mnist}
+    found = {key: test_set.config.get(key) for key in wanted}
+    if found != wanted:
+        differ = {key: (found[key], wanted[key]) for key in wanted if found[key] != wanted[key]}
+        raise DataError(f"{path} was made with other settings or digits (found, requested): {differ}; "
+                        "delete it or pass another path")
+    return test_set
 
 
 # %% [markdown]

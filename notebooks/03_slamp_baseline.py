@@ -2,21 +2,24 @@
 # # 03 · SLAMP-Baseline (and SVG as its special case)
 #
 # `00_elbo` derived the objective; `01_flow_warping` built the warp. This notebook assembles the
-# first complete model. A video $x_{0:T-1}$ is predicted one frame at a time. At step $t$:
+# first complete model. A video $x_{1:T}$ is predicted one frame at a time. At step $t \ge 2$:
 #
-# 1. an **encoder** turns the previous frame into features $h_{t-1} = E(x_{t-1})$ (plus *skips*,
+# 1. an **encoder** turns the previous frame into features $h_{t-1} = \mathrm{Enc}(x_{t-1})$ (plus *skips*,
 #    the encoder's intermediate maps, which carry the static background to the decoder);
-# 2. a latent $z_t$ is drawn — from the **posterior** $q_\phi(z_t \mid x_{0:t})$ while training,
-#    from the **learned prior** $p_\psi(z_t \mid x_{0:t-1})$ when generating;
+# 2. a latent $z_t$ is drawn — from the **posterior** $q_\phi(z_t \mid x_{1:t})$ while training,
+#    from the **learned prior** $p_\psi(z_t \mid x_{1:t-1})$ when generating;
 # 3. a **predictor LSTM** maps $(h_{t-1}, z_t)$ to features $g_t$;
 # 4. a **pixel decoder** paints the appearance prediction $x^p_t = D^p(g_t)$, a **flow decoder**
-#    predicts a flow $f_t = D^f(g_t)$ and warps the previous frame, $x^f_t = \mathcal{W}(x_{t-1}, f_t)$;
+#    predicts a flow $f_{t-1:t} = D^f(g_t)$ and warps the previous frame, $x^f_t = \mathcal{W}(x_{t-1}, f_{t-1:t})$;
 # 5. a **mask network** blends the two: $\hat x_t = m_t \odot x^p_t + (1 - m_t) \odot x^f_t$,
-#    $m_t = \mathrm{MaskNet}(x^p_t, x^f_t)$.
+#    $m_t = \mathrm{MaskNet}(x^p_t, x^f_t)$ (the paper's Eq. 1).
 #
 # SLAMP-Baseline has one latent for both heads. **SVG-LP** (Denton & Fergus, 2018) is the same
 # model without steps 4b and 5: $\hat x_t = x^p_t$. Full SLAMP (`04_slamp`) gives the motion head
 # a latent stream of its own.
+#
+# *Paper: Sec. 3.1 (SVG), Sec. 3.2 (SLAMP-Baseline, Eq. 1), Sec. 3.4 (architecture) and App. C.2
+# (architecture details).* Notation as in the table of `00_elbo`; in code, frame $x_t$ is `x[:, t-1]`.
 #
 # Everything here is exported to `slamp.nn` (building blocks) and `slamp.models` (the models).
 
@@ -194,8 +197,8 @@ for Encoder, Decoder in [(DCGANEncoder, DCGANDecoder), (VGGEncoder, VGGDecoder)]
 # ## The recurrent networks
 #
 # Three LSTMs carry the past (SVG's design, kept by SLAMP): the **posterior** $q_\phi(z_t \mid
-# x_{0:t})$ reads $h_t = E(x_t)$, the frame to be predicted; the **prior** $p_\psi(z_t \mid
-# x_{0:t-1})$ reads $h_{t-1}$; both output the mean and log-variance of a diagonal Gaussian over
+# x_{1:t})$ reads $h_t = \mathrm{Enc}(x_t)$, the frame to be predicted; the **prior** $p_\psi(z_t \mid
+# x_{1:t-1})$ reads $h_{t-1}$; both output the mean and log-variance of a diagonal Gaussian over
 # $z_t$ (1 layer, 256 units). The **predictor** reads $[h_{t-1}, z_t]$ and outputs $g_t$ (2 layers,
 # 256 units, tanh). Each is a linear embedding, stacked LSTM cells and a linear head.
 #
@@ -390,7 +393,13 @@ class ConvLSTM(nn.Module):
 def _level_widths(width: int, levels: int) -> list[int]:
     return [width * min(2**k, 8) for k in range(levels)]
 
+# %% [markdown]
+# The encoder halves the resolution at each of its five levels (the width doubling, up to 8× the
+# base width), keeps every level's map as a skip, and ends in a feature map in $[-1, 1]$; the
+# decoder mirrors it, reading the skip of each level.
 
+# %%
+#| export nn
 class ConvEncoder(nn.Module):
     """Encoder for frames of any even size: ``(N, C, H, W)`` → a feature map
     ``(N, dim, ⌈H/32⌉, ⌈W/32⌉)`` in [−1, 1] and five skips (at 1/2 … 1/32 of the size)."""
@@ -532,7 +541,12 @@ class ModelConfig:
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return PRESETS[name]
 
+# %% [markdown]
+# The presets: the paper's sizes for each dataset (the latent sizes of Sec. 4 and the public code),
+# and two of ours for CPUs (`tiny` for CI and laptops, `cpu` for the shipped models).
 
+# %%
+#| export
 PRESETS = {
     "mnist": ModelConfig(backbone="dcgan", channels=1, z_dim=20, beta=1e-4),
     "kth": ModelConfig(backbone="vgg", channels=1, z_dim=50, beta=1e-6),
@@ -627,256 +641,317 @@ class LatentStream(nn.Module):
 
 
 # %% [markdown]
-# ## The model: two paths through one set of weights
+# ## The model: its parts, one step, two paths
 #
-# **Teacher forcing, batched over time.** While training, every input frame is the true previous
-# frame, so nothing in a step depends on the previous step's *prediction*: only the LSTMs are
-# recurrent. We therefore encode all $T$ frames in one batch (each frame once — the public code
-# encodes each frame twice, as target and as next input), run each LSTM over the whole sequence,
-# and decode, warp and mask all $T-1$ predictions in one batch.
-#
-# **Step by step.** Generation feeds each prediction back as the next input, and scheduled
-# sampling sometimes does; then steps must run in order. `_rollout` does that, with the same
-# modules.
-#
-# Both paths compute the same function; `tests/test_models.py` checks that they give the same loss
-# for the same seed. One difference is deliberate: in training mode, BatchNorm normalises over the
-# frames in a call, i.e. over all $B\cdot T$ frames in the batched path but over the $B$ frames of
-# one step in the step-by-step path (as in the public code). In evaluation mode (running
-# statistics) the two paths agree to float precision.
-#
-# The class has four hooks for a motion stream (`_build_motion_stream`, `_motion_teacher_forced`,
-# `_motion_step`, `_motion_after_step`), empty here: `04_slamp` fills them.
+# A video predictor is a handful of modules: the frame **encoder**, the appearance
+# **`LatentStream`**, the **pixel decoder** and, with a motion head, the **flow decoder** and the
+# **mask net**. SLAMP adds a **motion stream** (`04_slamp`); here it is `None`. `PredictorParts`
+# builds them (sizes from a `ModelConfig`, weights initialised as in the public code) and holds the
+# small pieces both paths share: the input check, the noise $\varepsilon$ of every step and
+# stream (drawn up front, so that both paths and several processes can use the same numbers), and
+# the decoding of predictor features into $x^p$, the flow, $x^f$, the mask and $\hat x$.
 
 # %%
 #| export
-class VideoPredictor(nn.Module):
-    """The shared machinery of :class:`SVG`, :class:`SLAMPBaseline` and :class:`SLAMP`."""
+class PredictorParts(nn.Module):
+    """The modules of a video predictor and the pieces every path through them shares.
 
-    motion_head = True  # flow decoder + warp + mask
-    streams = ("appearance",)  # latent streams; SLAMP adds "motion"
+    ``motion_head``: a flow decoder, warp and mask (SLAMP-Baseline, SLAMP) or not (SVG).
+    ``motion_stream``: the class of the second latent stream (SLAMP's), or None."""
+
+    motion_head = True
+    motion_stream = None
 
     def __init__(self, config: ModelConfig = ModelConfig()):
         super().__init__()
-        if config.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, found {config.backbone!r}")
-        height, width = config.image_size
-        if config.backbone != "conv" and (height, width) != (64, 64):
-            raise ValueError(f"the {config.backbone} backbone works at 64x64, found image_size={config.image_size}; "
-                             f"use backbone='conv' for other sizes")
-        if config.backbone == "conv" and (height % 2 or width % 2 or min(height, width) < 32):
-            raise ValueError(f"the conv backbone needs an even height and width of at least 32, found {config.image_size}")
-        self.config = config
+        check_backbone(config)
+        c, self.config = config, config
+        height, width = c.image_size
         # One latent per stream and step: a vector, or a map at the encoder's 1/32 resolution.
-        self.latent_shape = ((config.z_dim,) if config.backbone != "conv"
-                             else (config.z_dim, -(-height // 32), -(-width // 32)))
-        Encoder, Decoder = BACKBONES[config.backbone]
-        c = config
+        self.latent_shape = (c.z_dim,) if c.backbone != "conv" else (c.z_dim, -(-height // 32), -(-width // 32))
+        Encoder, Decoder = BACKBONES[c.backbone]
         self.encoder = Encoder(c.g_dim, c.channels, c.width)
         self.appearance = LatentStream(c)
         self.pixel_decoder = Decoder(c.g_dim, c.channels, c.width)
         if self.motion_head:
             self.flow_decoder = Decoder(c.g_dim, 2, c.width, output=None)
             self.mask_net = MaskNet(c.channels, c.mask_width)
-        self._build_motion_stream(c)
+        self.motion = self.motion_stream(c) if self.motion_stream is not None else None
         self.apply(init_weights)  # the public code's initialisation, after every module exists
         if c.output_bias is not None:
             nn.init.constant_(self.pixel_decoder.out.bias, c.output_bias)
 
-    @classmethod
-    def from_preset(cls, name: str, **overrides) -> "VideoPredictor":
-        """The model with a preset's sizes (``"mnist"``, ``"kth"``, ``"bair"``, ``"kitti"``,
-        ``"cityscapes"``, ``"tiny"``), any field overridden by keyword."""
-        return cls(replace(ModelConfig.preset(name), **overrides))
+    @property
+    def streams(self) -> tuple[str, ...]:
+        """The latent streams: ``("appearance",)``, and ``"motion"`` with a motion stream."""
+        return ("appearance",) if self.motion is None else ("appearance", "motion")
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    # ---- input checks ---------------------------------------------------------------------
-    def _check_video(self, x, name="x", min_frames=1):
-        c = self.config
-        height, width = c.image_size
-        expected = f"(B, T, {c.channels}, {height}, {width})"
-        if x.ndim != 5:
-            raise ValueError(f"{name} must be a video {expected}, found shape {tuple(x.shape)}")
-        if x.shape[2] != c.channels:
-            raise ValueError(f"{name} must have {c.channels} channel(s) {expected}, found {x.shape[2]} in {tuple(x.shape)}")
-        if tuple(x.shape[-2:]) != (height, width):
-            raise ValueError(f"{name} must be {height}x{width} for the {c.backbone} backbone {expected}, "
-                             f"found {tuple(x.shape[-2:])}")
-        if x.shape[1] < min_frames:
-            raise ValueError(f"{name} must have at least {min_frames} frames, found {x.shape[1]}")
-        if not x.is_floating_point():
-            raise ValueError(f"{name} must be floating point in [0, 1], found {x.dtype}")
-
-    # ---- pieces shared by both paths ------------------------------------------------------
-    def _noise(self, batch, steps, device):
-        """ε for every step and stream, drawn up front so both paths use the same numbers."""
+    def draw_noise(self, batch: int, steps: int, device="cpu") -> dict:
+        """ε ``(batch, steps, *latent_shape)`` of every stream, from the global generator."""
         return {s: torch.randn(batch, steps, *self.latent_shape, device=device) for s in self.streams}
 
-    def _decode(self, g_pixel, g_flow, skips, previous):
-        """Decoders, warp and mask over ``N`` frames: features ``(N, g)``, skips, previous frames
-        ``(N, C, H, W)`` → dict of x̂, x^p and (with a motion head) x^f, m, flow."""
+    def decode(self, g_pixel, g_flow, skips, previous) -> dict:
+        """Predictor features ``(N, g)`` (pixel, flow), skips and previous frames ``(N, C, H, W)``
+        → ``{"frames": x̂, "appearance": x^p}`` and with a motion head ``motion`` x^f, ``mask``, ``flow``."""
         appearance = self.pixel_decoder(g_pixel, skips)
         if not self.motion_head:
             return {"frames": appearance, "appearance": appearance}
         flow = self.flow_decoder(g_flow, skips)  # the public code gives it the appearance skips too
         motion = warp(previous, flow)
         mask = self.mask_net(appearance, motion)
-        frames = blend(appearance, motion, mask)
-        return {"frames": frames, "appearance": appearance, "motion": motion, "mask": mask, "flow": flow}
+        return {"frames": blend(appearance, motion, mask), "appearance": appearance, "motion": motion,
+                "mask": mask, "flow": flow}
 
-    # ---- the motion stream: none here, SLAMP overrides these four hooks --------------------
-    def _build_motion_stream(self, config):
-        pass
+# %% [markdown]
+# Two checks guard the interface: the backbone must fit the frame size, and a video must be
+# `(B, T, C, H, W)` floats of the configured channels and size. The KL of a stream compares its
+# posterior with its learned prior (`slamp.losses.kl_loss`, from `00_elbo`); a latent *map*
+# `(B, T, z, h, w)` counts as `z·h·w` latent dimensions.
 
-    def _motion_teacher_forced(self, x, noise):
-        """Predictor features ``(B, T-1, g)`` for the flow decoder and the stream's Gaussians, or
-        ``(None, None)``: then the flow decoder reads the appearance predictor, as in the baseline."""
-        return None, None
+# %%
+#| export
+def check_backbone(config: ModelConfig) -> None:
+    """A ``ValueError`` when ``config``'s backbone cannot make its frames."""
+    height, width = config.image_size
+    if config.backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, found {config.backbone!r}")
+    if config.backbone != "conv" and (height, width) != (64, 64):
+        raise ValueError(f"the {config.backbone} backbone works at 64x64, found image_size={config.image_size}; "
+                         f"use backbone='conv' for other sizes")
+    if config.backbone == "conv" and (height % 2 or width % 2 or min(height, width) < 32):
+        raise ValueError(f"the conv backbone needs an even height and width of at least 32, found {config.image_size}")
 
-    def _motion_step(self, x_in, target, noise, t, memory):
-        """Step ``t`` of the motion stream: ``(features (B, 1, g) or None, Gaussians, memory)``."""
-        return None, None, memory
 
-    def _motion_after_step(self, x_in, frame, memory):
-        """Update the stream's memory after a step; ``frame`` ``(B, C, H, W)`` is the prediction
-        (``None`` where the step was not decoded)."""
-        return memory
+def check_video(config: ModelConfig, x: torch.Tensor, name: str = "x", min_frames: int = 1) -> None:
+    """A ``ValueError`` naming what was expected when ``x`` is not a video ``(B, T, C, H, W)`` of
+    ``config``'s frames with at least ``min_frames`` frames."""
+    height, width = config.image_size
+    expected = f"(B, T, {config.channels}, {height}, {width})"
+    if x.ndim != 5:
+        raise ValueError(f"{name} must be a video {expected}, found shape {tuple(x.shape)}")
+    if x.shape[2] != config.channels:
+        raise ValueError(f"{name} must have {config.channels} channel(s) {expected}, found {x.shape[2]} in {tuple(x.shape)}")
+    if tuple(x.shape[-2:]) != (height, width):
+        raise ValueError(f"{name} must be {height}x{width} for the {config.backbone} backbone {expected}, "
+                         f"found {tuple(x.shape[-2:])}")
+    if x.shape[1] < min_frames:
+        raise ValueError(f"{name} must have at least {min_frames} frames, found {x.shape[1]}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be floating point in [0, 1], found {x.dtype}")
 
-    @staticmethod
-    def _kl(stats):
-        mu_q, logvar_q = stats["posterior"]
-        mu_p, logvar_p = stats["prior"]
-        # Latent maps (B, T, z, h, w) count as (B, T, z*h*w) latent dimensions.
-        return kl_loss(mu_q.flatten(2), logvar_q.flatten(2), mu_p.flatten(2), logvar_p.flatten(2))
 
-    # ---- teacher forcing, batched over time -----------------------------------------------
-    def _teacher_forced(self, x, noise):
-        batch, length = x.shape[:2]
-        h, skips = self.encoder(x.flatten(0, 1))  # every frame encoded once
-        h = h.unflatten(0, (batch, length))
-        g_pixel, stats, _ = self.appearance(h[:, :-1], h[:, 1:], noise["appearance"])
-        kls, latents = {"appearance": self._kl(stats)}, {"appearance": stats["z"]}
-        g_flow, motion_stats = self._motion_teacher_forced(x, noise)
-        if g_flow is None:
-            g_flow = g_pixel
-        else:
-            kls["motion"], latents["motion"] = self._kl(motion_stats), motion_stats["z"]
-        # Step t sees the running mean of the skips of frames 0..t-1.
-        skips = [running_mean(s.unflatten(0, (batch, length))[:, :-1]).flatten(0, 1) for s in skips]
-        out = self._decode(g_pixel.flatten(0, 1), g_flow.flatten(0, 1), skips, x[:, :-1].flatten(0, 1))
-        return Prediction(**{k: v.unflatten(0, (batch, length - 1)) for k, v in out.items()}, kl=kls, latents=latents)
+def stream_kl(stats: dict) -> torch.Tensor:
+    """KL(posterior ‖ prior) of one stream's Gaussians ``(B, T, z[, h, w])``: summed over latent
+    dimensions and steps, averaged over the batch."""
+    (mu_q, logvar_q), (mu_p, logvar_p) = stats["posterior"], stats["prior"]
+    return kl_loss(mu_q.flatten(2), logvar_q.flatten(2), mu_p.flatten(2), logvar_p.flatten(2))
 
-    # ---- one step at a time (scheduled sampling, generation) -------------------------------
-    def _rollout(self, x, n_past, steps, noise, teacher_forcing=1.0, posterior_steps=None, decode_from=1):
-        """Predict ``steps`` frames one at a time. Step ``t`` (1-based) reads ``x_in``: the true
-        frame ``x[:, t-1]`` while ``t <= n_past``, afterwards the true frame with probability
-        ``teacher_forcing`` (one coin per step for the batch) or else the previous prediction.
-        The first ``posterior_steps`` steps draw z from the posterior (target ``x[:, t]``), the
-        rest from the prior. Frames are decoded from step ``decode_from`` on (generation skips
-        the conditioning steps, whose predictions nobody reads)."""
-        posterior_steps = steps if posterior_steps is None else posterior_steps
-        state, memory = None, {}
-        skip_sum, outputs, kls, latents = None, [], {}, {}
-        x_in = x[:, 0]
-        for t in range(1, steps + 1):
-            if t > 1:
-                coin = teacher_forcing >= 1 or bool(torch.rand(()) < teacher_forcing)
-                use_truth = t <= n_past or (t - 1 < x.shape[1] and coin)
-                x_in = x[:, t - 1] if use_truth else outputs[-1]["frames"].detach()
-            target = x[:, t] if t <= posterior_steps else None
-            h_in, skips = self.encoder(x_in)
-            skip_sum = skips if skip_sum is None else [a + b for a, b in zip(skip_sum, skips)]
-            h_target = self.encoder(target)[0][:, None] if target is not None else None
-            g_pixel, stats, state = self.appearance(h_in[:, None], h_target, noise["appearance"][:, t - 1:t], state)
-            step_stats = {"appearance": stats}
-            g_flow, stats, memory = self._motion_step(x_in, target, noise, t, memory)
-            if g_flow is None:
-                g_flow = g_pixel
-            else:
-                step_stats["motion"] = stats
-            for name, stats in step_stats.items():
-                latents.setdefault(name, []).append(stats["z"])
-                if stats["posterior"] is not None:
-                    kls[name] = kls.get(name, 0) + self._kl(stats)
-            if t < decode_from:
-                memory = self._motion_after_step(x_in, None, memory)
-                continue
-            out = self._decode(g_pixel[:, 0], g_flow[:, 0], [s / t for s in skip_sum], x_in)
-            memory = self._motion_after_step(x_in, out["frames"], memory)
-            outputs.append(out)
-        stacked = {k: torch.stack([o[k] for o in outputs], 1) for k in outputs[0]}
-        latents = {name: torch.cat(z, 1)[:, decode_from - 1:] for name, z in latents.items()}  # decoded steps
-        return Prediction(**stacked, kl=kls, latents=latents)
+# %% [markdown]
+# **One time step.** Step $t$ reads a frame $x_{t-1}$ (true, or the previous prediction) and,
+# while the target $x_t$ is known (training, or the conditioning frames of generation), the
+# target. The encoder maps both to features; the appearance stream draws $z_t$ from its posterior
+# (target known) or its learned prior (the future) and its predictor LSTM turns the features of
+# $x_{t-1}$ and $z_t$ into the features of the next frame. A motion stream, when there is one, does
+# the same with motion features and gives the flow decoder its own input; without one the flow
+# decoder reads the appearance predictor, as in the baseline. `memory` carries the recurrent
+# states from step to step.
 
-    # ---- the interface ----------------------------------------------------------------------
-    def forward(self, x, n_past: int = 1, teacher_forcing: float = 1.0, per_step: bool = False) -> Prediction:
-        """Training forward over a video ``x`` ``(B, T, C, H, W)`` in [0, 1]: predicts frames
-        1..T-1, each z drawn from the posterior. With ``teacher_forcing < 1`` (scheduled
-        sampling) the input of each step after the first ``n_past`` is the true previous frame
-        with that probability, else the model's own prediction; that needs the per-step path.
-        Teacher forcing runs batched over time unless ``per_step``."""
-        self._check_video(x, min_frames=2)
+# %%
+#| export
+def predict_step(model: PredictorParts, x_in, target, noise: dict, memory: dict):
+    """Step features of frame ``x_in`` ``(B, C, H, W)`` (and ``target``, or None for the future):
+    ``(g_pixel, g_flow)`` ``(B, 1, g)``, ``{stream: Gaussians}``, skips of ``x_in``, new ``memory``.
+    ``noise``: ε of this step, ``{stream: (B, 1, *latent_shape)}``."""
+    h_in, skips = model.encoder(x_in)
+    h_target = model.encoder(target)[0][:, None] if target is not None else None
+    g_pixel, stats, state = model.appearance(h_in[:, None], h_target, noise["appearance"], memory.get("appearance"))
+    memory, step_stats = {**memory, "appearance": state}, {"appearance": stats}
+    g_flow = g_pixel
+    if model.motion is not None:
+        g_flow, step_stats["motion"], memory["motion"] = model.motion.step(x_in, target, noise["motion"],
+                                                                          memory.get("motion"))
+    return g_pixel, g_flow, step_stats, skips, memory
+
+# %% [markdown]
+# **Step by step.** Generation feeds each prediction back as the next input, and scheduled
+# sampling sometimes does; then steps must run in order. `rollout` calls `predict_step` for
+# `steps` steps: step $t$ reads the true frame while $t \le n_\text{past}$, afterwards the true
+# frame with probability `teacher_forcing` (one coin per step for the batch) or the previous
+# prediction; the first `posterior_steps` steps draw $z$ from the posterior, the rest from the
+# prior; each step's skips are the running mean of the skips of every frame read so far.
+
+# %%
+#| export
+def rollout(model: PredictorParts, x, n_past: int, steps: int, noise: dict, teacher_forcing: float = 1.0,
+            posterior_steps: int | None = None, decode_from: int = 1) -> Prediction:
+    """Predict ``steps`` frames of ``x`` ``(B, T, C, H, W)`` one at a time (see above). Frames are
+    decoded from step ``decode_from`` on (generation skips the conditioning steps' frames)."""
+    posterior_steps = steps if posterior_steps is None else posterior_steps
+    memory, skip_sum, outputs, kls, latents = {}, None, [], {}, {}
+    x_in = x[:, 0]
+    for t in range(1, steps + 1):
+        if t > 1:
+            coin = teacher_forcing >= 1 or bool(torch.rand(()) < teacher_forcing)
+            use_truth = t <= n_past or (t - 1 < x.shape[1] and coin)
+            x_in = x[:, t - 1] if use_truth else outputs[-1]["frames"].detach()
+        target = x[:, t] if t <= posterior_steps else None
+        step_noise = {name: eps[:, t - 1:t] for name, eps in noise.items()}
+        g_pixel, g_flow, step_stats, skips, memory = predict_step(model, x_in, target, step_noise, memory)
+        skip_sum = skips if skip_sum is None else [a + b for a, b in zip(skip_sum, skips)]
+        for name, stats in step_stats.items():
+            latents.setdefault(name, []).append(stats["z"])
+            if stats["posterior"] is not None:
+                kls[name] = kls.get(name, 0) + stream_kl(stats)
+        frame = None
+        if t >= decode_from:
+            outputs.append(model.decode(g_pixel[:, 0], g_flow[:, 0], [s / t for s in skip_sum], x_in))
+            frame = outputs[-1]["frames"]
+        if model.motion is not None:  # the next step's motion history: observed, or into the prediction
+            memory["motion"] = model.motion.after_step(x_in, frame, memory["motion"])
+    stacked = {k: torch.stack([o[k] for o in outputs], 1) for k in outputs[0]}
+    latents = {name: torch.cat(z, 1)[:, decode_from - 1:] for name, z in latents.items()}  # decoded steps
+    return Prediction(**stacked, kl=kls, latents=latents)
+
+# %% [markdown]
+# **Teacher forcing, batched over time.** While training, every input frame is the true previous
+# frame, so nothing in a step depends on the previous step's *prediction*: only the LSTMs are
+# recurrent. We therefore encode all $T$ frames in one batch (each frame once — the public code
+# encodes each frame twice, as target and as next input), run each LSTM over the whole sequence,
+# and decode, warp and mask all $T-1$ predictions in one batch.
+#
+# Both paths compute the same function; `tests/test_models.py` checks that they give the same loss
+# for the same noise. One difference is deliberate: in training mode, BatchNorm normalises over the
+# frames in a call, i.e. over all $B\cdot T$ frames in the batched path but over the $B$ frames of
+# one step in the step-by-step path (as in the public code). In evaluation mode (running
+# statistics) the two paths agree to float precision.
+
+# %%
+#| export
+def teacher_forced(model: PredictorParts, x, noise: dict) -> Prediction:
+    """Predict frames 1..T-1 of ``x`` ``(B, T, C, H, W)`` from the true previous frames, batched over time."""
+    batch, length = x.shape[:2]
+    h, skips = model.encoder(x.flatten(0, 1))  # every frame encoded once
+    h = h.unflatten(0, (batch, length))
+    g_pixel, stats, _ = model.appearance(h[:, :-1], h[:, 1:], noise["appearance"])
+    kls, latents = {"appearance": stream_kl(stats)}, {"appearance": stats["z"]}
+    g_flow = g_pixel
+    if model.motion is not None:
+        g_flow, stats = model.motion.teacher_forced(x, noise["motion"])
+        kls["motion"], latents["motion"] = stream_kl(stats), stats["z"]
+    # Step t sees the running mean of the skips of frames 0..t-1.
+    skips = [running_mean(s.unflatten(0, (batch, length))[:, :-1]).flatten(0, 1) for s in skips]
+    out = model.decode(g_pixel.flatten(0, 1), g_flow.flatten(0, 1), skips, x[:, :-1].flatten(0, 1))
+    return Prediction(**{k: v.unflatten(0, (batch, length - 1)) for k, v in out.items()}, kl=kls, latents=latents)
+
+# %% [markdown]
+# **The objective** of `00_elbo`: an L2 term for each image the model makes ($\hat x$, and with a
+# motion head $x^p$ and $x^f$) plus β times the KL of each stream. L2 is a mean over batch and
+# pixels per step, summed over steps; KL is summed over latent dimensions and steps and averaged
+# over the batch (the public code's reductions).
+
+# %%
+#| export
+def prediction_loss(prediction: Prediction, x, beta: float) -> tuple[torch.Tensor, dict]:
+    """``(total, terms)`` for a prediction of frames 1..T-1 of ``x`` ``(B, T, C, H, W)``: terms
+    ``final`` (x̂), with a motion head ``pixel`` (x^p) and ``flow`` (x^f), and ``kl_<stream>``;
+    total = the L2 terms + ``beta`` · the KL terms."""
+    target = x[:, 1:]
+    terms = {"final": reconstruction_loss(prediction.frames, target)}
+    if prediction.motion is not None:
+        terms["pixel"] = reconstruction_loss(prediction.appearance, target)
+        terms["flow"] = reconstruction_loss(prediction.motion, target)
+    total = sum(terms.values())
+    for name, kl in prediction.kl.items():
+        terms[f"kl_{name}"] = kl
+    return total + beta * sum(prediction.kl.values()), terms
+
+# %% [markdown]
+# **Generation** conditions on the past through the posterior and samples the future from the
+# learned prior, every sample of every sequence in one batch: row `b·S + s` is sample `s` of
+# sequence `b`. The conditioning steps are not decoded (nobody reads their frames).
+
+# %%
+#| export
+def sample_futures(model: PredictorParts, x_past, n_future: int, num_samples: int, noise: dict) -> Prediction:
+    """``num_samples`` futures of ``n_future`` frames after ``x_past`` ``(B, n_past, C, H, W)``;
+    ``noise``: ε ``{stream: (B * num_samples, n_past - 1 + n_future, ...)}``. Returns tensors
+    ``(B, num_samples, n_future, ...)``."""
+    batch, n_past = x_past.shape[:2]
+    x = x_past.repeat_interleave(num_samples, 0)  # sample s of sequence b is row b*S + s
+    prediction = rollout(model, x, n_past, n_past - 1 + n_future, noise, teacher_forcing=0.0,
+                         posterior_steps=n_past - 1, decode_from=n_past)
+    parts = {}
+    for key in ("frames", "appearance", "motion", "mask", "flow"):
+        value = getattr(prediction, key)
+        if value is not None:
+            parts[key] = value.reshape(batch, num_samples, n_future, *value.shape[2:])
+    latents = {name: z.reshape(batch, num_samples, n_future, *z.shape[2:]) for name, z in prediction.latents.items()}
+    return Prediction(**parts, latents=latents)
+
+# %% [markdown]
+# **The interface.** `VideoPredictor` adds the three calls every model shares: `forward` (the
+# training prediction, batched unless scheduled sampling needs steps), `loss` (the objective of
+# `00_elbo`) and `generate` (condition through the posterior, sample the future from the learned
+# prior). Each takes `noise=` to fix the draws instead of making fresh ones.
+
+# %%
+#| export
+class VideoPredictor(PredictorParts):
+    """SVG, SLAMP-Baseline and SLAMP behind one interface: videos ``(B, T, C, H, W)`` in [0, 1]."""
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "VideoPredictor":
+        """The model with a preset's sizes (``slamp.models.PRESETS``), any field overridden by keyword."""
+        return cls(replace(ModelConfig.preset(name), **overrides))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def _check_noise(self, noise: dict, shape: tuple) -> None:
+        found = {name: tuple(value.shape) for name, value in noise.items()}
+        if found != {name: shape for name in self.streams}:
+            raise ValueError(f"noise must hold {list(self.streams)}, each of shape {shape}, found {found}")
+
+    def forward(self, x, n_past: int = 1, teacher_forcing: float = 1.0, per_step: bool = False,
+                noise: dict | None = None) -> Prediction:
+        """Predict frames 1..T-1 of ``x`` ``(B, T, C, H, W)``, each z from the posterior. With
+        ``teacher_forcing < 1`` (scheduled sampling) a step after the first ``n_past`` reads the
+        true previous frame with that probability, else the prediction: the per-step path.
+        ``noise``: ε ``{stream: (B, T-1, *latent_shape)}`` (default: fresh draws)."""
+        check_video(self.config, x, min_frames=2)
         if not 1 <= n_past < x.shape[1]:
             raise ValueError(f"n_past must be in [1, T-1] = [1, {x.shape[1] - 1}], found {n_past}")
-        noise = self._noise(x.shape[0], x.shape[1] - 1, x.device)
+        if noise is None:
+            noise = self.draw_noise(x.shape[0], x.shape[1] - 1, x.device)
+        self._check_noise(noise, (x.shape[0], x.shape[1] - 1, *self.latent_shape))
         if teacher_forcing >= 1.0 and not per_step:
-            return self._teacher_forced(x, noise)
-        return self._rollout(x, n_past, x.shape[1] - 1, noise, teacher_forcing)
+            return teacher_forced(self, x, noise)
+        return rollout(self, x, n_past, x.shape[1] - 1, noise, teacher_forcing)
 
-    def loss(self, x, n_past: int = 1, teacher_forcing: float = 1.0, per_step: bool = False):
-        """The training objective on ``x`` ``(B, T, C, H, W)``: ``(total, terms, prediction)``.
-
-        ``terms``: ``final`` L2 of x̂; with a motion head also ``pixel`` (x^p) and ``flow`` (x^f);
-        ``kl_appearance`` (and ``kl_motion``). total = the L2 terms + β · the KL terms. L2 is a mean
-        over batch and pixels per step, summed over steps; KL is summed over latent dimensions and
-        steps and averaged over the batch (the public code's reductions)."""
-        prediction = self(x, n_past, teacher_forcing, per_step)
-        target = x[:, 1:]
-        terms = {"final": reconstruction_loss(prediction.frames, target)}
-        if self.motion_head:
-            terms["pixel"] = reconstruction_loss(prediction.appearance, target)
-            terms["flow"] = reconstruction_loss(prediction.motion, target)
-        for name, kl in prediction.kl.items():
-            terms[f"kl_{name}"] = kl
-        total = sum(v for k, v in terms.items() if not k.startswith("kl_"))
-        total = total + self.config.beta * sum(prediction.kl.values())
+    def loss(self, x, n_past: int = 1, teacher_forcing: float = 1.0, per_step: bool = False,
+             noise: dict | None = None):
+        """The training objective on ``x`` ``(B, T, C, H, W)``: ``(total, terms, prediction)``
+        (see :func:`prediction_loss`)."""
+        prediction = self(x, n_past, teacher_forcing, per_step, noise)
+        total, terms = prediction_loss(prediction, x, self.config.beta)
         return total, terms, prediction
 
     @torch.no_grad()
     def generate(self, x_past, n_future: int, num_samples: int = 1, noise: dict | None = None) -> Prediction:
         """Condition on ``x_past`` ``(B, n_past, C, H, W)`` through the posterior and sample
-        ``num_samples`` futures from the learned prior, all in one batch (call ``model.eval()``
-        first: BatchNorm then uses its running statistics, so a sample does not depend on the
-        other sequences in the batch — the public code kept BatchNorm in training mode here).
-
-        ``noise`` fixes the draws instead of making fresh ones: ε of every stream in
-        ``self.streams``, ``{name: (B * num_samples, n_past - 1 + n_future, *self.latent_shape)}``
-        (row ``b * num_samples + s`` is sample ``s`` of sequence ``b``), e.g. to redraw one stream
-        and keep the other. Returns a :class:`Prediction` whose tensors are ``(B, num_samples, n_future, ...)``."""
-        self._check_video(x_past, "x_past", min_frames=1)
+        ``num_samples`` futures from the learned prior (call ``model.eval()`` first: BatchNorm then
+        uses its running statistics, so a sample does not depend on the other sequences in the
+        batch — the public code kept BatchNorm in training mode here). ``noise`` fixes the draws:
+        ``{stream: (B * num_samples, n_past - 1 + n_future, *latent_shape)}``, e.g. to redraw one
+        stream and keep the other. Returns a :class:`Prediction` of ``(B, num_samples, n_future, ...)``."""
+        check_video(self.config, x_past, "x_past", min_frames=1)
         if n_future < 1 or num_samples < 1:
             raise ValueError(f"n_future and num_samples must be >= 1, found {n_future} and {num_samples}")
-        batch, n_past = x_past.shape[:2]
-        x = x_past.repeat_interleave(num_samples, 0)  # sample s of sequence b is row b*S + s
-        steps = n_past - 1 + n_future
+        rows, steps = x_past.shape[0] * num_samples, x_past.shape[1] - 1 + n_future
         if noise is None:
-            noise = self._noise(x.shape[0], steps, x.device)
-        else:
-            shape = (x.shape[0], steps, *self.latent_shape)
-            found = {name: tuple(value.shape) for name, value in noise.items()}
-            if found != {name: shape for name in self.streams}:
-                raise ValueError(f"noise must hold {list(self.streams)}, each of shape {shape}, found {found}")
-        prediction = self._rollout(x, n_past, steps, noise, teacher_forcing=0.0,
-                                   posterior_steps=n_past - 1, decode_from=n_past)
-        parts = {}
-        for key in ("frames", "appearance", "motion", "mask", "flow"):
-            value = getattr(prediction, key)
-            if value is not None:
-                parts[key] = value.reshape(batch, num_samples, n_future, *value.shape[2:])
-        latents = {name: z.reshape(batch, num_samples, n_future, *z.shape[2:]) for name, z in prediction.latents.items()}
-        return Prediction(**parts, latents=latents)
+            noise = self.draw_noise(rows, steps, x_past.device)
+        self._check_noise(noise, (rows, steps, *self.latent_shape))
+        return sample_futures(self, x_past, n_future, num_samples, noise)
 
 
 # %% [markdown]
@@ -933,16 +1008,27 @@ class SLAMPBaseline(VideoPredictor):
 # Weights saved by an earlier `slamp` (before the parameter layout matched the public code) carry
 # biases in the convolutions before a BatchNorm and in the squeeze-excitation layers. They are a
 # different function, so `load_weights` refuses them with a message rather than dropping them
-# silently.
+# silently. Weights saved before SLAMP's motion stream became one module (`motion_encoder.*`,
+# `motion.prior.*`) are the same function under older names: `load_weights` renames them.
 
 # %%
 #| export
+import re
+
+
 class IncompatibleWeightsError(ValueError):
     """Weights that do not fit a model; the message says which keys and why."""
 
 
+RENAMED_WEIGHTS = [(r"^motion_encoder\.", "motion.encoder."),  # older name: new name (a regex)
+                   (r"^motion\.(posterior|prior|predictor)\.", r"motion.latent.\1.")]
+
+
 def load_weights(model: nn.Module, weights: dict) -> nn.Module:
-    """``model.load_state_dict(weights)``, with a clear error for weights of an older layout."""
+    """``model.load_state_dict(weights)``, with older names renamed (``RENAMED_WEIGHTS``) and a
+    clear error for weights of an older layout."""
+    for old, new in RENAMED_WEIGHTS:
+        weights = {re.sub(old, new, key): value for key, value in weights.items()}
     expected = set(model.state_dict())
     extra, missing = sorted(set(weights) - expected), sorted(expected - set(weights))
     if extra and not missing and all(key.endswith(".bias") for key in extra):

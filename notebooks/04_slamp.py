@@ -6,20 +6,25 @@
 # (direction, speed, a bounce). SLAMP separates them. Next to the appearance stream of SVG it runs a
 # **motion stream** with its own posterior, learned prior and predictor:
 #
-# $$z^p_t \sim q_{\phi_p}(z^p_t \mid x_{0:t}), \qquad z^f_t \sim q_{\phi_f}(z^f_t \mid x_{0:t}),$$
-# $$x^p_t = D^p\big(\mathrm{LSTM}_p(h_{t-1}, z^p_t)\big), \qquad
-#   f_t = D^f\big(\mathrm{LSTM}_f(m_{t-1}, z^f_t)\big), \qquad x^f_t = \mathcal W(x_{t-1}, f_t).$$
+# $$z^p_t \sim q_{\phi_p}(z^p_t \mid x_{1:t}), \qquad z^f_t \sim q_{\phi_f}(z^f_t \mid x_{1:t}),$$
+# $$x^p_t = \mathrm{Dec}\big(\mathrm{LSTM}_{\theta_p}(h_{t-1}, z^p_t)\big), \qquad
+#   f_{t-1:t} = \mathrm{FlowDec}\big(\mathrm{LSTM}_{\theta_f}(h^f_{t-1}, z^f_t)\big), \qquad
+#   x^f_t = \mathcal W(x_{t-1}, f_{t-1:t}).$$
 #
-# The motion stream does not read frames but **motion features** $m_t = M(x_{t-1}, x_t)$, from a
-# **motion encoder** that sees a *pair* of consecutive frames stacked along the channels. Its
-# posterior reads the motion into the frame to predict, $m_t$; its prior and predictor read the
-# motion *history*, $m_{t-1}$ (the motion $t-2 \to t-1$). At the first step there is no history:
-# the encoder sees the first frame paired with itself, i.e. zero motion.
+# The motion stream does not read frames but **motion features** $h^f_t = \mathrm{MotionEnc}(x_{t-1},
+# x_t)$, from a **motion encoder** that sees a *pair* of consecutive frames stacked along the
+# channels (Eq. 4). Its posterior reads the motion into the frame to predict, $h^f_t$; its prior
+# (Eq. 5) and predictor (Eq. 6) read the motion *history*, $h^f_{t-1}$ (the motion $t-2 \to t-1$).
+# At the first step there is no history: the encoder sees the frame paired with itself, i.e. zero
+# motion.
 #
-# The objective (derived in `00_elbo`) gains a second KL term, because posterior and prior both
-# factorise over the streams:
+# *Paper: Sec. 3.2 ("The Motion History"), Sec. 3.3 (Eqs. 2 and 3), Sec. 3.4 (Eqs. 4–6), App. B.2
+# and C.2.* Notation as in the table of `00_elbo` ($m_t$ stays the mask); frame $x_t$ is `x[:, t-1]`.
 #
-# $$\mathcal L = \sum_t \lVert x^p_t - x_t\rVert^2 + \lVert x^f_t - x_t\rVert^2 + \lVert \hat x_t - x_t\rVert^2
+# The loss (the negative ELBO of Eq. 3, derived in `00_elbo`) gains a second KL term, because
+# posterior and prior both factorise over the streams:
+#
+# $$\text{loss} = \sum_t \lVert x^p_t - x_t\rVert^2 + \lVert x^f_t - x_t\rVert^2 + \lVert \hat x_t - x_t\rVert^2
 #   + \beta\big(\mathrm{KL}(q_{\phi_p} \Vert p_{\psi_p}) + \mathrm{KL}(q_{\phi_f} \Vert p_{\psi_f})\big).$$
 
 # %%
@@ -83,8 +88,8 @@ class MotionEncoder(nn.Module):
 #| export nn
 def previous_frames(x):
     """The earlier frame of each motion pair of a video ``x`` ``(B, T, C, H, W)`` → ``(B, T, C, H, W)``:
-    ``x_{t-1}`` at position ``t >= 1`` and ``x_0`` itself at position 0, so that pair ``t`` is the
-    motion into frame ``t`` and pair 0 is zero motion."""
+    the frame before at every position ``i >= 1`` and the first frame itself at position 0, so that
+    pair ``i`` is the motion into frame ``i`` and pair 0 is zero motion."""
     # BEGIN SOLUTION previous_frames
     return torch.cat([x[:, :1], x[:, :-1]], 1)
     # END SOLUTION
@@ -98,62 +103,126 @@ assert pairs == [[0, 0], [0, 1], [1, 2], [2, 3]]
 
 
 # %% [markdown]
+# ## The motion stream
+#
+# `MotionStream` is the second latent stream as one module: the motion encoder and a
+# `LatentStream` over motion features. Three named calls are all a video predictor asks of it:
+#
+# * `teacher_forced(x, noise)` encodes all pairs $(x_1, x_1), (x_1, x_2), \dots, (x_{T-1}, x_T)$ in
+#   one batch: `motion[:, i]` is $h^f$ of the motion into `x[:, i]`, and `motion[:, 0]` zero motion;
+#   the prior and predictor of a step read the pair before the one its posterior reads;
+# * `step(x_in, target, noise, memory)` does the same for one step;
+# * `after_step(x_in, frame, memory)` sets the next step's history: the observed motion when the
+#   target was known, else the motion from the input to the *generated* frame.
+#
+# The flow decoder reads the motion predictor, but keeps the *appearance* encoder's skips, as in
+# the public code.
+
+# %%
+#| export
+from slamp.models import LatentStream, ModelConfig
+from slamp.nn import BACKBONES, MotionEncoder, previous_frames
+
+
+class MotionStream(nn.Module):
+    """SLAMP's motion stream z^f: a motion encoder on frame pairs and a :class:`LatentStream` over
+    motion features. Its posterior reads the motion t-1 → t, its prior and predictor the motion
+    history t-2 → t-1 (zero motion, a frame paired with itself, at the first step)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        Encoder = BACKBONES[config.backbone][0]
+        self.encoder = MotionEncoder(Encoder(config.g_dim, 2 * config.channels, config.width))
+        self.latent = LatentStream(config)
+
+    def teacher_forced(self, x, noise):
+        """Flow-decoder features ``(B, T-1, g)`` and Gaussians for a whole video ``x`` ``(B, T, C, H, W)``."""
+        batch, length = x.shape[:2]
+        motion = self.encoder(previous_frames(x).flatten(0, 1), x.flatten(0, 1)).unflatten(0, (batch, length))
+        g_flow, stats, _ = self.latent(motion[:, :-1], motion[:, 1:], noise)  # prior: t-2 -> t-1
+        return g_flow, stats
+
+    def step(self, x_in, target, noise, memory=None):
+        """One step from frame ``x_in`` ``(B, C, H, W)`` (``target`` None: the future): features
+        ``(B, 1, g)``, Gaussians, memory."""
+        memory = memory or {}
+        history = memory.get("history")
+        if history is None:
+            history = self.encoder(x_in, x_in)  # zero motion before the first step
+        current = self.encoder(x_in, target) if target is not None else None
+        g_flow, stats, state = self.latent(history[:, None], None if current is None else current[:, None],
+                                           noise, memory.get("state"))
+        return g_flow, stats, {"history": history, "current": current, "state": state}
+
+    def after_step(self, x_in, frame, memory):
+        """The next step's motion history: observed if the target was known, else into ``frame``."""
+        current = memory["current"]
+        return {**memory, "history": current if current is not None else self.encoder(x_in, frame)}
+
+
+# %% [markdown]
 # ## SLAMP
 #
-# SLAMP is SLAMP-Baseline with the motion-stream hooks filled in:
-#
-# * `_build_motion_stream` adds the motion encoder and a second `LatentStream`;
-# * `_motion_teacher_forced` encodes all pairs $(x_0, x_0), (x_0, x_1), \dots, (x_{T-2}, x_{T-1})$
-#   in one batch, so `m[:, t]` is the motion into frame $t$ and `m[:, 0]` is zero motion; the prior
-#   and predictor of step $t$ read `m[:, t-1]`, the posterior reads `m[:, t]`;
-# * `_motion_step` and `_motion_after_step` do the same one step at a time. After a generated step
-#   the history is the motion from the previous frame to the *generated* frame.
-#
-# The flow decoder now reads the motion predictor, but keeps the *appearance* encoder's skips, as
-# in the public code.
+# SLAMP is SLAMP-Baseline with a motion stream:
 
 # %%
 #| export
 from slamp.models import register_model
-from slamp.nn import MotionEncoder, previous_frames
 
 
 @register_model("slamp")
 class SLAMP(VideoPredictor):
-    """SLAMP: an appearance stream z^p (pixel decoder) and a motion stream z^f (flow decoder).
+    """SLAMP: an appearance stream z^p (pixel decoder) and a motion stream z^f (flow decoder)."""
 
-    The motion stream's posterior sees the motion t-1 → t, its prior and predictor the motion
-    history t-2 → t-1 (zero motion, a frame paired with itself, at the first step)."""
+    motion_stream = MotionStream
 
-    streams = ("appearance", "motion")
 
-    def _build_motion_stream(self, c):
-        Encoder = BACKBONES[c.backbone][0]
-        self.motion_encoder = MotionEncoder(Encoder(c.g_dim, 2 * c.channels, c.width))
-        self.motion = LatentStream(c)
+# %% [markdown]
+# ## One SLAMP time step, by hand
+#
+# Here is the first step written out with the modules of a `tiny` SLAMP: predict $x_2$ from $x_1$
+# while the target $x_2$ is known (training), every shape printed. It is what `predict_step` and
+# `decode` do, and what the batched path computes for all steps at once: the check at the end
+# compares it with the model's own first prediction for the same noise.
 
-    def _motion_teacher_forced(self, x, noise):
-        batch, length = x.shape[:2]
-        # m[:, t] is the motion x_{t-1} -> x_t for t >= 1, and m[:, 0] the zero motion (x_0, x_0).
-        m = self.motion_encoder(previous_frames(x).flatten(0, 1), x.flatten(0, 1)).unflatten(0, (batch, length))
-        g_flow, stats, _ = self.motion(m[:, :-1], m[:, 1:], noise["motion"])  # prior: t-2 -> t-1
-        return g_flow, stats
+# %%
+from slamp.losses import reparameterize
+from slamp.nn import blend
+from slamp.warp import warp
 
-    def _motion_step(self, x_in, target, noise, t, memory):
-        history = memory.get("history")
-        if history is None:
-            history = self.motion_encoder(x_in, x_in)  # zero motion before the first step
-        current = self.motion_encoder(x_in, target) if target is not None else None
-        g_flow, stats, state = self.motion(history[:, None], None if current is None else current[:, None],
-                                           noise["motion"][:, t - 1:t], memory.get("state"))
-        return g_flow, stats, {"history": history, "current": current, "state": state}
+model = SLAMP.from_preset("tiny").eval()  # eval: BatchNorm uses running statistics, so one step = the batch
+x = torch.rand(2, 4, 1, 64, 64)  # a video (B, T, C, H, W)
+noise = model.draw_noise(2, 3)  # ε of each stream: (B, T-1, z)
 
-    def _motion_after_step(self, x_in, frame, memory):
-        # The next prior sees this step's motion: observed if the target was known, else generated.
-        current = memory["current"]
-        memory["history"] = current if current is not None else self.motion_encoder(x_in, frame)
-        return memory
 
+def shown(name, value):
+    """Print a tensor's shape beside its name; return the tensor."""
+    print(f"{name:<44} {tuple(value.shape)}")
+    return value
+
+
+with torch.no_grad():
+    h_1, skips = model.encoder(x[:, 0])  # features (B, g) and the skips of x_1
+    shown("h_1 = Enc(x_1)", h_1)
+    h_2 = shown("h_2 = Enc(x_2), the target", model.encoder(x[:, 1])[0])
+    mu_q, logvar_q, _ = model.appearance.posterior(h_2[:, None])  # (B, 1, z): one step of a sequence
+    shown("mean of the posterior of z^p_2 (reads x_2)", mu_q)
+    shown("mean of the learned prior of z^p_2 (reads x_1)", model.appearance.prior(h_1[:, None])[0])
+    z_p = shown("z^p_2 = mu + sigma * eps", reparameterize(mu_q, logvar_q, noise=noise["appearance"][:, :1]))
+    g_p = shown("g^p_2 = LSTM_p(h_1, z^p_2)", model.appearance.predictor(torch.cat([h_1[:, None], z_p], 2))[0])
+    still = shown("h^f_1 = MotionEnc(x_1, x_1): zero motion", model.motion.encoder(x[:, 0], x[:, 0]))
+    moving = shown("h^f_2 = MotionEnc(x_1, x_2)", model.motion.encoder(x[:, 0], x[:, 1]))
+    mu_qf, logvar_qf, _ = model.motion.latent.posterior(moving[:, None])  # Eq. 4
+    z_f = shown("z^f_2 (posterior, reads h^f_2)", reparameterize(mu_qf, logvar_qf, noise=noise["motion"][:, :1]))
+    g_f = shown("g^f_2 = LSTM_f(h^f_1, z^f_2)  (Eq. 6)", model.motion.latent.predictor(torch.cat([still[:, None], z_f], 2))[0])
+    x_p = shown("x^p_2 = Dec(g^p_2), appearance", model.pixel_decoder(g_p[:, 0], skips))
+    flow = shown("f_{1:2} = FlowDec(g^f_2), pixels", model.flow_decoder(g_f[:, 0], skips))
+    x_f = shown("x^f_2 = warp(x_1, f_{1:2}), motion", warp(x[:, 0], flow))
+    mask = shown("m_2 = MaskNet(x^p_2, x^f_2)", model.mask_net(x_p, x_f))
+    x_hat = shown("x̂_2 = m ⊙ x^p + (1 − m) ⊙ x^f  (Eq. 1)", blend(x_p, x_f, mask))
+    batched = model(x, n_past=1, noise=noise)  # all steps at once, the same noise
+print(f"by hand vs batched: max difference {(x_hat - batched.frames[:, 0]).abs().max().item():.1e}")
+assert torch.allclose(x_hat, batched.frames[:, 0], atol=1e-5)
 
 # %% [markdown]
 # ## Checking SLAMP
@@ -169,24 +238,25 @@ public_code = {"mnist": 25_366_628, "kth": 45_726_932, "bair": 45_769_798}  # ka
 assert all(SLAMP.from_preset(name).num_parameters() == n for name, n in public_code.items())
 
 # %% [markdown]
-# **The motion prior reads the motion history.** We record what the motion prior receives at each
-# step and compare it with the motion encoder applied to the frame pairs: at step 1 the pair
-# $(x_0, x_0)$, at step $t$ the pair $(x_{t-2}, x_{t-1})$.
+# **The motion prior reads the motion history** (Eq. 5). We record what the motion prior receives
+# at each step $t = 2, \dots, T$ and compare it with the motion encoder applied to the frame pairs:
+# at step 2 the pair $(x_1, x_1)$ (zero motion), at step $t \ge 3$ the pair $(x_{t-2}, x_{t-1})$.
 
 # %%
 model = SLAMP.from_preset("tiny").eval()
 video = torch.rand(2, 5, 1, 64, 64)
 seen = []
-hook = model.motion.prior.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+hook = model.motion.latent.prior.register_forward_hook(lambda module, args, out: seen.append(args[0]))
 with torch.no_grad():
     model.loss(video, n_past=2)
 hook.remove()
 prior_inputs = seen[0]  # (B, T-1, g): batched over time
-with torch.no_grad():
-    expected = [model.motion_encoder(video[:, max(t - 2, 0)], video[:, t - 1]) for t in range(1, 5)]
-for t in range(1, 5):
-    error = (prior_inputs[:, t - 1] - expected[t - 1]).abs().max().item()
-    print(f"step {t}: prior reads M(x_{max(t - 2, 0)}, x_{t - 1})  (max difference {error:.1e})")
+for t in range(2, 6):  # x_t is video[:, t - 1]
+    earlier = max(t - 2, 1)
+    with torch.no_grad():
+        expected = model.motion.encoder(video[:, earlier - 1], video[:, t - 2])
+    error = (prior_inputs[:, t - 2] - expected).abs().max().item()
+    print(f"step {t}: the prior reads MotionEnc(x_{earlier}, x_{t - 1})  (max difference {error:.1e})")
     assert error < 1e-5
 
 # %% [markdown]
@@ -291,8 +361,9 @@ assert spread(sampled) > 2 * spread(futures.frames[0])  # an uncertain future is
 # %% [markdown]
 # ## Summary
 #
-# * `slamp.nn.MotionEncoder` encodes frame pairs; `slamp.models.SLAMP` adds the motion stream to
-#   the machinery of `03_slamp_baseline` by filling four hooks, and keeps its interface:
+# * `slamp.nn.MotionEncoder` encodes frame pairs; `slamp.models.MotionStream` is the second latent
+#   stream as one module (`teacher_forced`, `step`, `after_step`); `slamp.models.SLAMP` is the
+#   machinery of `03_slamp_baseline` with a motion stream, and keeps its interface:
 #   `loss(x, n_past)` with terms `final`, `pixel`, `flow`, `kl_appearance`, `kl_motion`, and
 #   `generate(x_past, n_future, num_samples)`.
 # * The motion prior reads the motion history (checked above), zero motion at the first step.

@@ -2,9 +2,9 @@
 # # 05 · Training: the loop, the paper's recipes, scheduled sampling
 #
 # `00_elbo` derived the objective and `03_slamp_baseline`/`04_slamp` built the models; what is left
-# is to *minimise* the loss 𝓛 of `00` (the negative ELBO),
+# is to *minimise* the loss of `00` (the negative ELBO of the paper's Eq. 3, as the public code scales it),
 #
-# $$\mathcal L = \sum_{t} \underbrace{\lVert x^p_t - x_t\rVert^2 + \lVert x^f_t - x_t\rVert^2
+# $$\text{loss} = \sum_{t} \underbrace{\lVert x^p_t - x_t\rVert^2 + \lVert x^f_t - x_t\rVert^2
 #   + \lVert \hat x_t - x_t\rVert^2}_{\text{pixel, flow, final}}
 #   + \beta \big(\mathrm{KL}^p_t + \mathrm{KL}^f_t\big),$$
 #
@@ -36,8 +36,6 @@ if importlib.util.find_spec("slamp") is None and "google.colab" in sys.modules:
 from slamp.notebook import setup
 
 device = setup()  # "cuda" or "cpu"
-
-# %%
 
 # %%
 #| default_exp train
@@ -115,6 +113,8 @@ assert second < first and moved == len(before)
 
 # %% [markdown]
 # ## Scheduled sampling
+#
+# *Paper: App. C.1, and Table 3 (its ablation on KTH).*
 #
 # Under teacher forcing the model always reads the *true* previous frame, but at test time it
 # reads its own predictions, whose small errors it has never seen. Scheduled sampling (Bengio et
@@ -354,21 +354,21 @@ assert not torch.equal(whole[0], list(epoch_loader(sequences, small, epoch=2, st
 # **Several GPUs** (`slamp.distributed`). `torchrun --nproc_per_node N -m slamp train ...` starts
 # $N$ processes, each with a replica of the model and its slice of the global batch; DDP averages
 # the gradients. To get **the same run** as on one process, to float precision: every process
-# draws the latent noise of the *global* batch (one shared seed) and keeps its own rows, and
+# draws the latent noise of the *global* batch (one shared seed) and keeps its own rows (the
+# objective passes them to `loss(..., noise=...)`), and
 # BatchNorm normalises over the global batch (`SyncBatchNorm` on GPUs; on CPUs `GlobalBatchNorm`,
 # a differentiable all-reduce of the moments). `tests/test_train.py` runs two CPU processes
 # against one. Without a second process: "process 1 of 2" gets the second half of the noise that
 # one process draws for the global batch.
 
 # %%
-from slamp.distributed import share_latent_noise
+from slamp.distributed import global_noise
 
-one = SLAMP.from_preset("tiny")
-two = share_latent_noise(SLAMP.from_preset("tiny"), rank=1, world_size=2)
+model = SLAMP.from_preset("tiny")
 torch.manual_seed(5)
-full = one._noise(8, 3, "cpu")
+full = model.draw_noise(8, 3)  # one process, the global batch of 8
 torch.manual_seed(5)
-half = two._noise(4, 3, "cpu")
+half = global_noise(model, 4, 3, rank=1, world_size=2)  # process 1 of 2: its 4 rows
 assert all(torch.equal(half[s], full[s][4:]) for s in full)
 print({s: tuple(v.shape) for s, v in half.items()}, "= rows 4..7 of the one-process draw")
 

@@ -13,6 +13,9 @@
 #
 # This notebook builds the metrics (`slamp.metrics`: PSNR, SSIM, LPIPS) and the protocol
 # (`slamp.evaluate`), batched: all samples of many sequences are generated and scored at once.
+#
+# *Paper: Sec. 4 ("Evaluation Metrics" and the per-dataset paragraphs), Table 1 (FVD), App. D
+# (Tables 4–6 per dataset, Table 7: the ablation of the heads).*
 
 # %%
 # Setup. On Colab, install slamp from its repository (it carries its trained models, so nothing
@@ -264,7 +267,14 @@ def frechet_distance(features_a, features_b) -> float:
 
 I3D_FILE = "i3d_torchscript.pt"
 
+# %% [markdown]
+# The features are those of the I3D network (Carreira & Zisserman, 2017) trained on Kinetics, as
+# in the FVD paper: a TorchScript file that users place in the data folder (nothing is downloaded
+# at run time); frames are resized so that their short side is 224, centre-cropped to 224×224
+# and scaled to $[-1, 1]$ first.
 
+# %%
+#| export
 def i3d_path() -> Path:
     """Where the I3D TorchScript file is looked for: ``$SLAMP_I3D``, else the first data folder
     that has ``i3d_torchscript.pt``, else the data folder (where to put it)."""

@@ -7,11 +7,15 @@
 #
 # 1. **the streams of a prediction** (the paper's Fig. 5 and 7): the final frame $\hat x_t$, the
 #    appearance prediction $x^p_t$, the motion prediction $x^f_t$, the mask $m_t$ that blends them,
-#    and the flow $f_t$, for the best sample and for random ones;
+#    and the flow $f_{t-1:t}$, for the best sample and for random ones;
 # 2. **an explorer** that keeps one stream's random draw and redraws the other's;
 # 3. **t-SNE of the latents** (Fig. 14 and 15): coloured by the direction of motion, $z^f$ should
 #    form clusters and $z^p$ much less; a $k$-NN classifier and the silhouette score put a number on it;
 # 4. **diversity** (appendix E.3): the mean of many samples blurs where the future is uncertain.
+#
+# *Paper: Sec. 4, "Visualization of Latent Space" (Figs. 5, 7, 14, 15), and App. E.1 (flow
+# visualisation), E.2 (static and dynamic latents) and E.3 (diversity of samples).* Notation as in
+# the table of `00_elbo`.
 #
 # Code marked `#| export` becomes `slamp.latents`; figure functions marked `#| export viz` join
 # `slamp.viz`.
@@ -111,7 +115,7 @@ print(about)
 #
 # At every future step SLAMP makes two predictions and blends them with a mask:
 #
-# $$\hat x_t = m_t \odot x^p_t + (1 - m_t) \odot x^f_t, \qquad x^f_t = \mathcal W(\hat x_{t-1}, f_t).$$
+# $$\hat x_t = m_t \odot x^p_t + (1 - m_t) \odot x^f_t, \qquad x^f_t = \mathcal W(\hat x_{t-1}, f_{t-1:t}).$$
 #
 # Where $m_t \approx 1$ the frame is painted by the appearance decoder, where $m_t \approx 0$ it is
 # copied from the previous frame along the flow. Each row of the figure below is one of these
@@ -161,7 +165,12 @@ def stream_images(truth, parts: dict, max_flow: float | None = None) -> dict:
         raise ValueError(f"truth and parts must have the same number of frames T, found {lengths}")
     return images
 
+# %% [markdown]
+# Drawing: one column per frame, one row per stream, the mask in grey and the flow in the colour
+# code of `01_flow_warping`; `streams_strip` puts the same images side by side in one array.
 
+# %%
+#| export viz
 def _show(ax, image: torch.Tensor) -> None:
     ax.imshow(_as_numpy_image(image), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
@@ -241,6 +250,26 @@ assert 0 <= parts["mask"].min() and parts["mask"].max() <= 1
 assert len(fig.axes) == 6 * len(steps_shown)  # six rows: truth, x̂, x^p, x^f, mask, flow
 
 # %% [markdown]
+# **Why a digit moving right is coloured as "left".** The flow row shows what the flow decoder
+# outputs and `warp` reads: the *backward* field, at each pixel of the new frame the displacement
+# to where it was in the previous one (`01_flow_warping`; the paper's App. E.1 says the same of its
+# figures). A digit that moves right by 2 pixels has $f = (-2, 0)$, the colour of the wheel's
+# left; read the flow row's hues opposite to the motion:
+
+# %%
+from slamp.viz import flow_to_colour
+
+rightward = torch.zeros(1, 2, 8, 8)
+rightward[:, 0] = -2.0  # backward flow of a motion 2 px to the right: each pixel came from 2 px left
+swatches = flow_to_colour(torch.cat([rightward, -rightward]), max_flow=2.0)  # (2, 3, 8, 8)
+fig, axes = plt.subplots(1, 2, figsize=(3.2, 1.7))
+for ax, swatch, title in zip(axes, swatches, ["moving right: f = (-2, 0)", "moving left: f = (+2, 0)"]):
+    ax.imshow(swatch.permute(1, 2, 0).numpy())
+    ax.set_title(title, fontsize=7)
+    ax.set_axis_off()
+fig.tight_layout()
+
+# %% [markdown]
 # The same rows as an animation, left to right: ground truth, $\hat x$, $x^p$, $x^f$, mask, flow.
 
 # %%
@@ -279,14 +308,17 @@ def latent_symbol(model: VideoPredictor, stream: str) -> str:
     """How the paper writes a stream's latent: ``z^p`` / ``z^f`` for SLAMP, ``z`` for one-stream models."""
     return "z" if len(model.streams) == 1 else SYMBOLS.get(stream, stream)
 
+# %% [markdown]
+# The explorer's state is a test sequence, a future step and one noise draw per latent stream;
+# changing any of them forgets the prediction, which is made again when it is next read.
 
-class Explorer:
-    """What the interactive explorer shows, without widgets: a test sequence of ``videos``
+# %%
+#| export
+class ExplorerState:
+    """What the interactive explorer holds, and how it changes: a test sequence of ``videos``
     ``(N, T, C, H, W)``, a future step, and the noise ε of each latent stream of ``model``, from
     which ``model.generate`` makes one future of ``n_future`` frames after ``n_past``.
-
-    ``select(i)``, ``scrub(t)`` and ``resample(stream)`` change the state (and return the
-    explorer); ``prediction``, ``latents``, ``frame()`` and ``figure()`` read it."""
+    ``select(i)``, ``scrub(t)`` and ``resample(stream)`` change it (and return the explorer)."""
 
     def __init__(self, model: VideoPredictor, videos: torch.Tensor, n_past: int = 5, n_future: int | None = None,
                  seed: int = 0):
@@ -312,7 +344,6 @@ class Explorer:
         steps = self.n_past - 1 + self.n_future  # generate draws noise for conditioning and future steps
         return torch.randn(1, steps, *self.model.latent_shape, generator=self._generator)
 
-    # ---- changing the state -----------------------------------------------------------------
     def select(self, sequence: int) -> "Explorer":
         """Show test sequence ``sequence`` (same noise: the same draws, another past)."""
         if not 0 <= sequence < len(self.videos):
@@ -340,7 +371,17 @@ class Explorer:
         self._prediction = None
         return self
 
-    # ---- reading it -------------------------------------------------------------------------
+
+# %% [markdown]
+# What it shows: the prediction for the current sequence and noise (made once, then kept until
+# the state changes), the true future, the sampled latents, and the images of the current step.
+
+# %%
+#| export
+class Explorer(ExplorerState):
+    """The explorer without widgets: :class:`ExplorerState` plus what it shows; ``prediction``,
+    ``latents``, ``frame()`` and ``figure()`` read the state."""
+
     @property
     def prediction(self):
         """The ``Prediction`` for the current sequence and noise, tensors ``(1, 1, n_future, ...)``."""
@@ -368,29 +409,40 @@ class Explorer:
         return {name: value[self.t] for name, value in images.items()}
 
     def figure(self, size: float = 1.6):
-        """The current step: one panel per image of :func:`frame`, and below them the value of
-        each latent at this step (one bar chart per stream)."""
-        images = self.frame()
-        fig = plt.figure(figsize=(size * len(images), 2 * size + 0.6))
-        grid = fig.add_gridspec(2, len(images) * len(self.streams), height_ratios=[1, 0.7])
-        for k, (name, image) in enumerate(images.items()):
-            ax = fig.add_subplot(grid[0, k * len(self.streams): (k + 1) * len(self.streams)])
-            ax.imshow(image.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1,
-                      interpolation="nearest")
-            ax.set_axis_off()
-            ax.set_title(STREAM_TITLES[name], fontsize=8)
-        latents, width = self.latents, len(images)
-        for k, name in enumerate(self.streams):
-            ax = fig.add_subplot(grid[1, k * width: (k + 1) * width])
-            z = latents[name][self.t].flatten()
-            ax.bar(range(len(z)), z.numpy(), color=f"C{k}")
-            ax.set_ylim(-3.5, 3.5)
-            ax.set_title(f"${latent_symbol(self.model, name)}$ (draw {self.draws[name]})", fontsize=8)
-            ax.tick_params(labelsize=6)
-        fig.suptitle(f"sequence {self.sequence}, frame {self.n_past + self.t} "
-                     f"(future step {self.t + 1} of {self.n_future})", fontsize=9)
-        fig.tight_layout()
-        return fig
+        """The current step: see :func:`explorer_figure`."""
+        return explorer_figure(self, size)
+
+
+# %% [markdown]
+# The explorer's figure: one panel per image of the step, and below them the value of each latent
+# at this step, one bar chart per stream.
+
+# %%
+#| export
+def explorer_figure(explorer: Explorer, size: float = 1.6):
+    """The current step: one panel per image of :func:`frame`, and below them the value of
+    each latent at this step (one bar chart per stream)."""
+    images = explorer.frame()
+    fig = plt.figure(figsize=(size * len(images), 2 * size + 0.6))
+    grid = fig.add_gridspec(2, len(images) * len(explorer.streams), height_ratios=[1, 0.7])
+    for k, (name, image) in enumerate(images.items()):
+        ax = fig.add_subplot(grid[0, k * len(explorer.streams): (k + 1) * len(explorer.streams)])
+        ax.imshow(image.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1,
+                  interpolation="nearest")
+        ax.set_axis_off()
+        ax.set_title(STREAM_TITLES[name], fontsize=8)
+    latents, width = explorer.latents, len(images)
+    for k, name in enumerate(explorer.streams):
+        ax = fig.add_subplot(grid[1, k * width: (k + 1) * width])
+        z = latents[name][explorer.t].flatten()
+        ax.bar(range(len(z)), z.numpy(), color=f"C{k}")
+        ax.set_ylim(-3.5, 3.5)
+        ax.set_title(f"${latent_symbol(explorer.model, name)}$ (draw {explorer.draws[name]})", fontsize=8)
+        ax.tick_params(labelsize=6)
+    fig.suptitle(f"sequence {explorer.sequence}, frame {explorer.n_past + explorer.t} "
+                 f"(future step {explorer.t + 1} of {explorer.n_future})", fontsize=9)
+    fig.tight_layout()
+    return fig
 
 
 # %% [markdown]
@@ -465,8 +517,8 @@ explorer_widget(explorer)
 # ## t-SNE of the latents: which one knows the motion?
 #
 # During training the latents come from the posteriors, which see the frame to predict:
-# $z^p_t \sim q(z^p_t \mid x_{0:t})$ reads the appearance encoding of $x_t$, and
-# $z^f_t \sim q(z^f_t \mid x_{0:t})$ the motion encoding of the pair $(x_{t-1}, x_t)$. If the motion
+# $z^p_t \sim q(z^p_t \mid x_{1:t})$ reads the appearance encoding of $x_t$, and
+# $z^f_t \sim q(z^f_t \mid x_{1:t})$ the motion encoding of the pair $(x_{t-1}, x_t)$. If the motion
 # stream does its job, $z^f_t$ should encode **how the digit moved between $t-1$ and $t$**, and $z^p_t$
 # should not need to. As in the paper (Fig. 14, SVG's $z$ in Fig. 15) we run the posteriors over test
 # sequences, keep every $z_t$ (the `Prediction.latents` of a training forward), and embed them with
@@ -514,7 +566,12 @@ def motion_labels(positions, by: str = "direction", bins: int = 8, digit: int = 
         return np.searchsorted(edges, speed, side="right").astype(np.int64)
     raise ValueError(f"by must be 'direction' or 'speed', found {by!r}")
 
+# %% [markdown]
+# The latents to look at are the posterior's means over test sequences: what the encoder reads off
+# each step of the true video, one vector `(z,)` per step and stream.
 
+# %%
+#| export
 @torch.no_grad()
 def posterior_latents(model: VideoPredictor, videos: torch.Tensor, batch_size: int = 64) -> dict:
     """The latents the posteriors draw for steps ``1 .. T-1`` of ``videos`` ``(N, T, C, H, W)``

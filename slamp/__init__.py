@@ -1,13 +1,18 @@
 """slamp: SLAMP (Stochastic Latent Appearance and Motion Prediction, Akan et al., ICCV 2021).
 
-The modules are exported from the notebooks in ``notebooks/`` (see the README):
+What the paper says is exported from the notebooks in ``notebooks/`` (see the README):
 ``slamp.losses`` (00_elbo: reparameterisation, Gaussian KL, the L2 and KL reductions),
-``slamp.warp`` and ``slamp.viz`` (01_flow_warping), ``slamp.data`` (02_data: Stochastic Moving
-MNIST and the real-dataset loaders), ``slamp.nn``, ``slamp.models`` and ``slamp.toy``
-(03_slamp_baseline, 04_slamp: SVG, SLAMP-Baseline, SLAMP). ``slamp.train`` (05_training), ``slamp.metrics`` and
-``slamp.evaluate`` (06_evaluation), ``slamp.latents`` (07_latents: t-SNE and k-NN/silhouette of the
-latents, an explorer that redraws one latent stream at a time; its figures join ``slamp.viz``).
-``slamp.pretrained`` loads the shipped models; ``slamp.cli`` is
-the command line (``slamp demo|train|evaluate``, ``python -m slamp ...``).
+``slamp.warp`` and ``slamp.viz`` (01_flow_warping), ``slamp.data.moving_mnist`` (02_data:
+Stochastic Moving MNIST and SRVP's test set), ``slamp.nn``, ``slamp.models`` and ``slamp.toy``
+(03_slamp_baseline, 04_slamp: SVG, SLAMP-Baseline, SLAMP, the model registry), ``slamp.train``
+(05_training: one update, the loop, scheduled sampling), ``slamp.metrics`` and ``slamp.evaluate``
+(06_evaluation), ``slamp.latents`` (07_latents; its figures join ``slamp.viz``).
+
+The engine is plain Python: ``slamp.registry`` (one spec per dataset), ``slamp.config`` (training
+configs and presets), ``slamp.run`` (the run around the loop), ``slamp.checkpoint``,
+``slamp.distributed``, ``slamp.runlog``, ``slamp.runtime`` (seeding and devices; imports nothing
+heavy), ``slamp.data.stream`` and the recorded datasets' loaders in ``slamp.data``.
+``slamp.pretrained`` loads the shipped models; ``slamp.cli`` is the command line
+(``slamp demo|train|evaluate|prepare``, ``python -m slamp ...``).
 """
 __version__ = "0.1.0"

@@ -6,7 +6,6 @@ Plain Python; 05 explains why each is needed, ``tests/test_train.py`` runs two C
 from __future__ import annotations
 
 import os
-import types
 from dataclasses import dataclass
 
 import torch
@@ -63,18 +62,14 @@ def synchronise_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
-def share_latent_noise(model: nn.Module, rank: int, world_size: int) -> nn.Module:
-    """Make ``model`` draw the latent noise of the global batch and keep rows
-    ``rank*B .. (rank+1)*B - 1`` (``B`` its own batch): with one seed in every process, the
-    processes together use exactly the noise of a one-process run."""
-    draw = type(model)._noise
-
-    def global_noise(self, batch, steps, device):
-        everything = draw(self, batch * world_size, steps, device)
-        return {stream: eps[rank * batch:(rank + 1) * batch] for stream, eps in everything.items()}
-
-    model._noise = types.MethodType(global_noise, model)
-    return model
+def global_noise(model: nn.Module, batch: int, steps: int, rank: int = 0, world_size: int = 1,
+                 device="cpu") -> dict:
+    """The latent noise ε of this process's ``batch`` rows of the global batch: every process
+    draws the noise of all ``batch * world_size`` rows (one seed everywhere: the same numbers) and
+    keeps rows ``rank*batch .. (rank+1)*batch - 1``, so that the processes together use exactly
+    the noise of a one-process run. ``{stream: (batch, steps, *latent_shape)}``."""
+    everything = model.draw_noise(batch * world_size, steps, device)
+    return {stream: eps[rank * batch:(rank + 1) * batch] for stream, eps in everything.items()}
 
 
 @dataclass(frozen=True)
@@ -110,4 +105,4 @@ def init_distributed(device_name: str = "auto") -> tuple[Distributed, torch.devi
     return place, device, created
 
 
-__all__ = ["GlobalBatchNorm", "synchronise_batchnorm", "share_latent_noise", "Distributed", "init_distributed"]
+__all__ = ["GlobalBatchNorm", "synchronise_batchnorm", "global_noise", "Distributed", "init_distributed"]

@@ -47,13 +47,11 @@ def latent_symbol(model: VideoPredictor, stream: str) -> str:
     return "z" if len(model.streams) == 1 else SYMBOLS.get(stream, stream)
 
 
-class Explorer:
-    """What the interactive explorer shows, without widgets: a test sequence of ``videos``
+class ExplorerState:
+    """What the interactive explorer holds, and how it changes: a test sequence of ``videos``
     ``(N, T, C, H, W)``, a future step, and the noise ε of each latent stream of ``model``, from
     which ``model.generate`` makes one future of ``n_future`` frames after ``n_past``.
-
-    ``select(i)``, ``scrub(t)`` and ``resample(stream)`` change the state (and return the
-    explorer); ``prediction``, ``latents``, ``frame()`` and ``figure()`` read it."""
+    ``select(i)``, ``scrub(t)`` and ``resample(stream)`` change it (and return the explorer)."""
 
     def __init__(self, model: VideoPredictor, videos: torch.Tensor, n_past: int = 5, n_future: int | None = None,
                  seed: int = 0):
@@ -79,7 +77,6 @@ class Explorer:
         steps = self.n_past - 1 + self.n_future  # generate draws noise for conditioning and future steps
         return torch.randn(1, steps, *self.model.latent_shape, generator=self._generator)
 
-    # ---- changing the state -----------------------------------------------------------------
     def select(self, sequence: int) -> "Explorer":
         """Show test sequence ``sequence`` (same noise: the same draws, another past)."""
         if not 0 <= sequence < len(self.videos):
@@ -107,7 +104,11 @@ class Explorer:
         self._prediction = None
         return self
 
-    # ---- reading it -------------------------------------------------------------------------
+
+class Explorer(ExplorerState):
+    """The explorer without widgets: :class:`ExplorerState` plus what it shows; ``prediction``,
+    ``latents``, ``frame()`` and ``figure()`` read the state."""
+
     @property
     def prediction(self):
         """The ``Prediction`` for the current sequence and noise, tensors ``(1, 1, n_future, ...)``."""
@@ -135,29 +136,34 @@ class Explorer:
         return {name: value[self.t] for name, value in images.items()}
 
     def figure(self, size: float = 1.6):
-        """The current step: one panel per image of :func:`frame`, and below them the value of
-        each latent at this step (one bar chart per stream)."""
-        images = self.frame()
-        fig = plt.figure(figsize=(size * len(images), 2 * size + 0.6))
-        grid = fig.add_gridspec(2, len(images) * len(self.streams), height_ratios=[1, 0.7])
-        for k, (name, image) in enumerate(images.items()):
-            ax = fig.add_subplot(grid[0, k * len(self.streams): (k + 1) * len(self.streams)])
-            ax.imshow(image.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1,
-                      interpolation="nearest")
-            ax.set_axis_off()
-            ax.set_title(STREAM_TITLES[name], fontsize=8)
-        latents, width = self.latents, len(images)
-        for k, name in enumerate(self.streams):
-            ax = fig.add_subplot(grid[1, k * width: (k + 1) * width])
-            z = latents[name][self.t].flatten()
-            ax.bar(range(len(z)), z.numpy(), color=f"C{k}")
-            ax.set_ylim(-3.5, 3.5)
-            ax.set_title(f"${latent_symbol(self.model, name)}$ (draw {self.draws[name]})", fontsize=8)
-            ax.tick_params(labelsize=6)
-        fig.suptitle(f"sequence {self.sequence}, frame {self.n_past + self.t} "
-                     f"(future step {self.t + 1} of {self.n_future})", fontsize=9)
-        fig.tight_layout()
-        return fig
+        """The current step: see :func:`explorer_figure`."""
+        return explorer_figure(self, size)
+
+
+def explorer_figure(explorer: Explorer, size: float = 1.6):
+    """The current step: one panel per image of :func:`frame`, and below them the value of
+    each latent at this step (one bar chart per stream)."""
+    images = explorer.frame()
+    fig = plt.figure(figsize=(size * len(images), 2 * size + 0.6))
+    grid = fig.add_gridspec(2, len(images) * len(explorer.streams), height_ratios=[1, 0.7])
+    for k, (name, image) in enumerate(images.items()):
+        ax = fig.add_subplot(grid[0, k * len(explorer.streams): (k + 1) * len(explorer.streams)])
+        ax.imshow(image.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1,
+                  interpolation="nearest")
+        ax.set_axis_off()
+        ax.set_title(STREAM_TITLES[name], fontsize=8)
+    latents, width = explorer.latents, len(images)
+    for k, name in enumerate(explorer.streams):
+        ax = fig.add_subplot(grid[1, k * width: (k + 1) * width])
+        z = latents[name][explorer.t].flatten()
+        ax.bar(range(len(z)), z.numpy(), color=f"C{k}")
+        ax.set_ylim(-3.5, 3.5)
+        ax.set_title(f"${latent_symbol(explorer.model, name)}$ (draw {explorer.draws[name]})", fontsize=8)
+        ax.tick_params(labelsize=6)
+    fig.suptitle(f"sequence {explorer.sequence}, frame {explorer.n_past + explorer.t} "
+                 f"(future step {explorer.t + 1} of {explorer.n_future})", fontsize=9)
+    fig.tight_layout()
+    return fig
 
 
 def explorer_widget(explorer: Explorer):
@@ -278,4 +284,4 @@ def separability(features, labels, k: int = 5, folds: int = 5, seed: int = 0) ->
             "silhouette": float(silhouette_score(features, labels)), "items": int(len(labels))}
 
 
-__all__ = ['trained_model', 'SYMBOLS', 'latent_symbol', 'Explorer', 'explorer_widget', 'DIRECTIONS', 'motion_labels', 'posterior_latents', 'embed', 'separability']
+__all__ = ['trained_model', 'SYMBOLS', 'latent_symbol', 'ExplorerState', 'Explorer', 'explorer_figure', 'explorer_widget', 'DIRECTIONS', 'motion_labels', 'posterior_latents', 'embed', 'separability']

@@ -2,6 +2,7 @@
 """SVG, SLAMP-Baseline and SLAMP behind one interface: ``loss(x, n_past)`` for training and
 ``generate(x_past, n_future, num_samples)`` for sampling futures, on videos ``(B, T, C, H, W)``."""
 
+import re
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -121,233 +122,244 @@ class LatentStream(nn.Module):
         return out, {"z": z, "posterior": posterior, "prior": (mu_p, logvar_p)}, state
 
 
-class VideoPredictor(nn.Module):
-    """The shared machinery of :class:`SVG`, :class:`SLAMPBaseline` and :class:`SLAMP`."""
+class PredictorParts(nn.Module):
+    """The modules of a video predictor and the pieces every path through them shares.
 
-    motion_head = True  # flow decoder + warp + mask
-    streams = ("appearance",)  # latent streams; SLAMP adds "motion"
+    ``motion_head``: a flow decoder, warp and mask (SLAMP-Baseline, SLAMP) or not (SVG).
+    ``motion_stream``: the class of the second latent stream (SLAMP's), or None."""
+
+    motion_head = True
+    motion_stream = None
 
     def __init__(self, config: ModelConfig = ModelConfig()):
         super().__init__()
-        if config.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, found {config.backbone!r}")
-        height, width = config.image_size
-        if config.backbone != "conv" and (height, width) != (64, 64):
-            raise ValueError(f"the {config.backbone} backbone works at 64x64, found image_size={config.image_size}; "
-                             f"use backbone='conv' for other sizes")
-        if config.backbone == "conv" and (height % 2 or width % 2 or min(height, width) < 32):
-            raise ValueError(f"the conv backbone needs an even height and width of at least 32, found {config.image_size}")
-        self.config = config
+        check_backbone(config)
+        c, self.config = config, config
+        height, width = c.image_size
         # One latent per stream and step: a vector, or a map at the encoder's 1/32 resolution.
-        self.latent_shape = ((config.z_dim,) if config.backbone != "conv"
-                             else (config.z_dim, -(-height // 32), -(-width // 32)))
-        Encoder, Decoder = BACKBONES[config.backbone]
-        c = config
+        self.latent_shape = (c.z_dim,) if c.backbone != "conv" else (c.z_dim, -(-height // 32), -(-width // 32))
+        Encoder, Decoder = BACKBONES[c.backbone]
         self.encoder = Encoder(c.g_dim, c.channels, c.width)
         self.appearance = LatentStream(c)
         self.pixel_decoder = Decoder(c.g_dim, c.channels, c.width)
         if self.motion_head:
             self.flow_decoder = Decoder(c.g_dim, 2, c.width, output=None)
             self.mask_net = MaskNet(c.channels, c.mask_width)
-        self._build_motion_stream(c)
+        self.motion = self.motion_stream(c) if self.motion_stream is not None else None
         self.apply(init_weights)  # the public code's initialisation, after every module exists
         if c.output_bias is not None:
             nn.init.constant_(self.pixel_decoder.out.bias, c.output_bias)
 
-    @classmethod
-    def from_preset(cls, name: str, **overrides) -> "VideoPredictor":
-        """The model with a preset's sizes (``"mnist"``, ``"kth"``, ``"bair"``, ``"kitti"``,
-        ``"cityscapes"``, ``"tiny"``), any field overridden by keyword."""
-        return cls(replace(ModelConfig.preset(name), **overrides))
+    @property
+    def streams(self) -> tuple[str, ...]:
+        """The latent streams: ``("appearance",)``, and ``"motion"`` with a motion stream."""
+        return ("appearance",) if self.motion is None else ("appearance", "motion")
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    # ---- input checks ---------------------------------------------------------------------
-    def _check_video(self, x, name="x", min_frames=1):
-        c = self.config
-        height, width = c.image_size
-        expected = f"(B, T, {c.channels}, {height}, {width})"
-        if x.ndim != 5:
-            raise ValueError(f"{name} must be a video {expected}, found shape {tuple(x.shape)}")
-        if x.shape[2] != c.channels:
-            raise ValueError(f"{name} must have {c.channels} channel(s) {expected}, found {x.shape[2]} in {tuple(x.shape)}")
-        if tuple(x.shape[-2:]) != (height, width):
-            raise ValueError(f"{name} must be {height}x{width} for the {c.backbone} backbone {expected}, "
-                             f"found {tuple(x.shape[-2:])}")
-        if x.shape[1] < min_frames:
-            raise ValueError(f"{name} must have at least {min_frames} frames, found {x.shape[1]}")
-        if not x.is_floating_point():
-            raise ValueError(f"{name} must be floating point in [0, 1], found {x.dtype}")
-
-    # ---- pieces shared by both paths ------------------------------------------------------
-    def _noise(self, batch, steps, device):
-        """ε for every step and stream, drawn up front so both paths use the same numbers."""
+    def draw_noise(self, batch: int, steps: int, device="cpu") -> dict:
+        """ε ``(batch, steps, *latent_shape)`` of every stream, from the global generator."""
         return {s: torch.randn(batch, steps, *self.latent_shape, device=device) for s in self.streams}
 
-    def _decode(self, g_pixel, g_flow, skips, previous):
-        """Decoders, warp and mask over ``N`` frames: features ``(N, g)``, skips, previous frames
-        ``(N, C, H, W)`` → dict of x̂, x^p and (with a motion head) x^f, m, flow."""
+    def decode(self, g_pixel, g_flow, skips, previous) -> dict:
+        """Predictor features ``(N, g)`` (pixel, flow), skips and previous frames ``(N, C, H, W)``
+        → ``{"frames": x̂, "appearance": x^p}`` and with a motion head ``motion`` x^f, ``mask``, ``flow``."""
         appearance = self.pixel_decoder(g_pixel, skips)
         if not self.motion_head:
             return {"frames": appearance, "appearance": appearance}
         flow = self.flow_decoder(g_flow, skips)  # the public code gives it the appearance skips too
         motion = warp(previous, flow)
         mask = self.mask_net(appearance, motion)
-        frames = blend(appearance, motion, mask)
-        return {"frames": frames, "appearance": appearance, "motion": motion, "mask": mask, "flow": flow}
+        return {"frames": blend(appearance, motion, mask), "appearance": appearance, "motion": motion,
+                "mask": mask, "flow": flow}
 
-    # ---- the motion stream: none here, SLAMP overrides these four hooks --------------------
-    def _build_motion_stream(self, config):
-        pass
 
-    def _motion_teacher_forced(self, x, noise):
-        """Predictor features ``(B, T-1, g)`` for the flow decoder and the stream's Gaussians, or
-        ``(None, None)``: then the flow decoder reads the appearance predictor, as in the baseline."""
-        return None, None
+def check_backbone(config: ModelConfig) -> None:
+    """A ``ValueError`` when ``config``'s backbone cannot make its frames."""
+    height, width = config.image_size
+    if config.backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, found {config.backbone!r}")
+    if config.backbone != "conv" and (height, width) != (64, 64):
+        raise ValueError(f"the {config.backbone} backbone works at 64x64, found image_size={config.image_size}; "
+                         f"use backbone='conv' for other sizes")
+    if config.backbone == "conv" and (height % 2 or width % 2 or min(height, width) < 32):
+        raise ValueError(f"the conv backbone needs an even height and width of at least 32, found {config.image_size}")
 
-    def _motion_step(self, x_in, target, noise, t, memory):
-        """Step ``t`` of the motion stream: ``(features (B, 1, g) or None, Gaussians, memory)``."""
-        return None, None, memory
 
-    def _motion_after_step(self, x_in, frame, memory):
-        """Update the stream's memory after a step; ``frame`` ``(B, C, H, W)`` is the prediction
-        (``None`` where the step was not decoded)."""
-        return memory
+def check_video(config: ModelConfig, x: torch.Tensor, name: str = "x", min_frames: int = 1) -> None:
+    """A ``ValueError`` naming what was expected when ``x`` is not a video ``(B, T, C, H, W)`` of
+    ``config``'s frames with at least ``min_frames`` frames."""
+    height, width = config.image_size
+    expected = f"(B, T, {config.channels}, {height}, {width})"
+    if x.ndim != 5:
+        raise ValueError(f"{name} must be a video {expected}, found shape {tuple(x.shape)}")
+    if x.shape[2] != config.channels:
+        raise ValueError(f"{name} must have {config.channels} channel(s) {expected}, found {x.shape[2]} in {tuple(x.shape)}")
+    if tuple(x.shape[-2:]) != (height, width):
+        raise ValueError(f"{name} must be {height}x{width} for the {config.backbone} backbone {expected}, "
+                         f"found {tuple(x.shape[-2:])}")
+    if x.shape[1] < min_frames:
+        raise ValueError(f"{name} must have at least {min_frames} frames, found {x.shape[1]}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be floating point in [0, 1], found {x.dtype}")
 
-    @staticmethod
-    def _kl(stats):
-        mu_q, logvar_q = stats["posterior"]
-        mu_p, logvar_p = stats["prior"]
-        # Latent maps (B, T, z, h, w) count as (B, T, z*h*w) latent dimensions.
-        return kl_loss(mu_q.flatten(2), logvar_q.flatten(2), mu_p.flatten(2), logvar_p.flatten(2))
 
-    # ---- teacher forcing, batched over time -----------------------------------------------
-    def _teacher_forced(self, x, noise):
-        batch, length = x.shape[:2]
-        h, skips = self.encoder(x.flatten(0, 1))  # every frame encoded once
-        h = h.unflatten(0, (batch, length))
-        g_pixel, stats, _ = self.appearance(h[:, :-1], h[:, 1:], noise["appearance"])
-        kls, latents = {"appearance": self._kl(stats)}, {"appearance": stats["z"]}
-        g_flow, motion_stats = self._motion_teacher_forced(x, noise)
-        if g_flow is None:
-            g_flow = g_pixel
-        else:
-            kls["motion"], latents["motion"] = self._kl(motion_stats), motion_stats["z"]
-        # Step t sees the running mean of the skips of frames 0..t-1.
-        skips = [running_mean(s.unflatten(0, (batch, length))[:, :-1]).flatten(0, 1) for s in skips]
-        out = self._decode(g_pixel.flatten(0, 1), g_flow.flatten(0, 1), skips, x[:, :-1].flatten(0, 1))
-        return Prediction(**{k: v.unflatten(0, (batch, length - 1)) for k, v in out.items()}, kl=kls, latents=latents)
+def stream_kl(stats: dict) -> torch.Tensor:
+    """KL(posterior ‖ prior) of one stream's Gaussians ``(B, T, z[, h, w])``: summed over latent
+    dimensions and steps, averaged over the batch."""
+    (mu_q, logvar_q), (mu_p, logvar_p) = stats["posterior"], stats["prior"]
+    return kl_loss(mu_q.flatten(2), logvar_q.flatten(2), mu_p.flatten(2), logvar_p.flatten(2))
 
-    # ---- one step at a time (scheduled sampling, generation) -------------------------------
-    def _rollout(self, x, n_past, steps, noise, teacher_forcing=1.0, posterior_steps=None, decode_from=1):
-        """Predict ``steps`` frames one at a time. Step ``t`` (1-based) reads ``x_in``: the true
-        frame ``x[:, t-1]`` while ``t <= n_past``, afterwards the true frame with probability
-        ``teacher_forcing`` (one coin per step for the batch) or else the previous prediction.
-        The first ``posterior_steps`` steps draw z from the posterior (target ``x[:, t]``), the
-        rest from the prior. Frames are decoded from step ``decode_from`` on (generation skips
-        the conditioning steps, whose predictions nobody reads)."""
-        posterior_steps = steps if posterior_steps is None else posterior_steps
-        state, memory = None, {}
-        skip_sum, outputs, kls, latents = None, [], {}, {}
-        x_in = x[:, 0]
-        for t in range(1, steps + 1):
-            if t > 1:
-                coin = teacher_forcing >= 1 or bool(torch.rand(()) < teacher_forcing)
-                use_truth = t <= n_past or (t - 1 < x.shape[1] and coin)
-                x_in = x[:, t - 1] if use_truth else outputs[-1]["frames"].detach()
-            target = x[:, t] if t <= posterior_steps else None
-            h_in, skips = self.encoder(x_in)
-            skip_sum = skips if skip_sum is None else [a + b for a, b in zip(skip_sum, skips)]
-            h_target = self.encoder(target)[0][:, None] if target is not None else None
-            g_pixel, stats, state = self.appearance(h_in[:, None], h_target, noise["appearance"][:, t - 1:t], state)
-            step_stats = {"appearance": stats}
-            g_flow, stats, memory = self._motion_step(x_in, target, noise, t, memory)
-            if g_flow is None:
-                g_flow = g_pixel
-            else:
-                step_stats["motion"] = stats
-            for name, stats in step_stats.items():
-                latents.setdefault(name, []).append(stats["z"])
-                if stats["posterior"] is not None:
-                    kls[name] = kls.get(name, 0) + self._kl(stats)
-            if t < decode_from:
-                memory = self._motion_after_step(x_in, None, memory)
-                continue
-            out = self._decode(g_pixel[:, 0], g_flow[:, 0], [s / t for s in skip_sum], x_in)
-            memory = self._motion_after_step(x_in, out["frames"], memory)
-            outputs.append(out)
-        stacked = {k: torch.stack([o[k] for o in outputs], 1) for k in outputs[0]}
-        latents = {name: torch.cat(z, 1)[:, decode_from - 1:] for name, z in latents.items()}  # decoded steps
-        return Prediction(**stacked, kl=kls, latents=latents)
 
-    # ---- the interface ----------------------------------------------------------------------
-    def forward(self, x, n_past: int = 1, teacher_forcing: float = 1.0, per_step: bool = False) -> Prediction:
-        """Training forward over a video ``x`` ``(B, T, C, H, W)`` in [0, 1]: predicts frames
-        1..T-1, each z drawn from the posterior. With ``teacher_forcing < 1`` (scheduled
-        sampling) the input of each step after the first ``n_past`` is the true previous frame
-        with that probability, else the model's own prediction; that needs the per-step path.
-        Teacher forcing runs batched over time unless ``per_step``."""
-        self._check_video(x, min_frames=2)
+def predict_step(model: PredictorParts, x_in, target, noise: dict, memory: dict):
+    """Step features of frame ``x_in`` ``(B, C, H, W)`` (and ``target``, or None for the future):
+    ``(g_pixel, g_flow)`` ``(B, 1, g)``, ``{stream: Gaussians}``, skips of ``x_in``, new ``memory``.
+    ``noise``: ε of this step, ``{stream: (B, 1, *latent_shape)}``."""
+    h_in, skips = model.encoder(x_in)
+    h_target = model.encoder(target)[0][:, None] if target is not None else None
+    g_pixel, stats, state = model.appearance(h_in[:, None], h_target, noise["appearance"], memory.get("appearance"))
+    memory, step_stats = {**memory, "appearance": state}, {"appearance": stats}
+    g_flow = g_pixel
+    if model.motion is not None:
+        g_flow, step_stats["motion"], memory["motion"] = model.motion.step(x_in, target, noise["motion"],
+                                                                          memory.get("motion"))
+    return g_pixel, g_flow, step_stats, skips, memory
+
+
+def rollout(model: PredictorParts, x, n_past: int, steps: int, noise: dict, teacher_forcing: float = 1.0,
+            posterior_steps: int | None = None, decode_from: int = 1) -> Prediction:
+    """Predict ``steps`` frames of ``x`` ``(B, T, C, H, W)`` one at a time (see above). Frames are
+    decoded from step ``decode_from`` on (generation skips the conditioning steps' frames)."""
+    posterior_steps = steps if posterior_steps is None else posterior_steps
+    memory, skip_sum, outputs, kls, latents = {}, None, [], {}, {}
+    x_in = x[:, 0]
+    for t in range(1, steps + 1):
+        if t > 1:
+            coin = teacher_forcing >= 1 or bool(torch.rand(()) < teacher_forcing)
+            use_truth = t <= n_past or (t - 1 < x.shape[1] and coin)
+            x_in = x[:, t - 1] if use_truth else outputs[-1]["frames"].detach()
+        target = x[:, t] if t <= posterior_steps else None
+        step_noise = {name: eps[:, t - 1:t] for name, eps in noise.items()}
+        g_pixel, g_flow, step_stats, skips, memory = predict_step(model, x_in, target, step_noise, memory)
+        skip_sum = skips if skip_sum is None else [a + b for a, b in zip(skip_sum, skips)]
+        for name, stats in step_stats.items():
+            latents.setdefault(name, []).append(stats["z"])
+            if stats["posterior"] is not None:
+                kls[name] = kls.get(name, 0) + stream_kl(stats)
+        frame = None
+        if t >= decode_from:
+            outputs.append(model.decode(g_pixel[:, 0], g_flow[:, 0], [s / t for s in skip_sum], x_in))
+            frame = outputs[-1]["frames"]
+        if model.motion is not None:  # the next step's motion history: observed, or into the prediction
+            memory["motion"] = model.motion.after_step(x_in, frame, memory["motion"])
+    stacked = {k: torch.stack([o[k] for o in outputs], 1) for k in outputs[0]}
+    latents = {name: torch.cat(z, 1)[:, decode_from - 1:] for name, z in latents.items()}  # decoded steps
+    return Prediction(**stacked, kl=kls, latents=latents)
+
+
+def teacher_forced(model: PredictorParts, x, noise: dict) -> Prediction:
+    """Predict frames 1..T-1 of ``x`` ``(B, T, C, H, W)`` from the true previous frames, batched over time."""
+    batch, length = x.shape[:2]
+    h, skips = model.encoder(x.flatten(0, 1))  # every frame encoded once
+    h = h.unflatten(0, (batch, length))
+    g_pixel, stats, _ = model.appearance(h[:, :-1], h[:, 1:], noise["appearance"])
+    kls, latents = {"appearance": stream_kl(stats)}, {"appearance": stats["z"]}
+    g_flow = g_pixel
+    if model.motion is not None:
+        g_flow, stats = model.motion.teacher_forced(x, noise["motion"])
+        kls["motion"], latents["motion"] = stream_kl(stats), stats["z"]
+    # Step t sees the running mean of the skips of frames 0..t-1.
+    skips = [running_mean(s.unflatten(0, (batch, length))[:, :-1]).flatten(0, 1) for s in skips]
+    out = model.decode(g_pixel.flatten(0, 1), g_flow.flatten(0, 1), skips, x[:, :-1].flatten(0, 1))
+    return Prediction(**{k: v.unflatten(0, (batch, length - 1)) for k, v in out.items()}, kl=kls, latents=latents)
+
+
+def prediction_loss(prediction: Prediction, x, beta: float) -> tuple[torch.Tensor, dict]:
+    """``(total, terms)`` for a prediction of frames 1..T-1 of ``x`` ``(B, T, C, H, W)``: terms
+    ``final`` (x̂), with a motion head ``pixel`` (x^p) and ``flow`` (x^f), and ``kl_<stream>``;
+    total = the L2 terms + ``beta`` · the KL terms."""
+    target = x[:, 1:]
+    terms = {"final": reconstruction_loss(prediction.frames, target)}
+    if prediction.motion is not None:
+        terms["pixel"] = reconstruction_loss(prediction.appearance, target)
+        terms["flow"] = reconstruction_loss(prediction.motion, target)
+    total = sum(terms.values())
+    for name, kl in prediction.kl.items():
+        terms[f"kl_{name}"] = kl
+    return total + beta * sum(prediction.kl.values()), terms
+
+
+def sample_futures(model: PredictorParts, x_past, n_future: int, num_samples: int, noise: dict) -> Prediction:
+    """``num_samples`` futures of ``n_future`` frames after ``x_past`` ``(B, n_past, C, H, W)``;
+    ``noise``: ε ``{stream: (B * num_samples, n_past - 1 + n_future, ...)}``. Returns tensors
+    ``(B, num_samples, n_future, ...)``."""
+    batch, n_past = x_past.shape[:2]
+    x = x_past.repeat_interleave(num_samples, 0)  # sample s of sequence b is row b*S + s
+    prediction = rollout(model, x, n_past, n_past - 1 + n_future, noise, teacher_forcing=0.0,
+                         posterior_steps=n_past - 1, decode_from=n_past)
+    parts = {}
+    for key in ("frames", "appearance", "motion", "mask", "flow"):
+        value = getattr(prediction, key)
+        if value is not None:
+            parts[key] = value.reshape(batch, num_samples, n_future, *value.shape[2:])
+    latents = {name: z.reshape(batch, num_samples, n_future, *z.shape[2:]) for name, z in prediction.latents.items()}
+    return Prediction(**parts, latents=latents)
+
+
+class VideoPredictor(PredictorParts):
+    """SVG, SLAMP-Baseline and SLAMP behind one interface: videos ``(B, T, C, H, W)`` in [0, 1]."""
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "VideoPredictor":
+        """The model with a preset's sizes (``slamp.models.PRESETS``), any field overridden by keyword."""
+        return cls(replace(ModelConfig.preset(name), **overrides))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def _check_noise(self, noise: dict, shape: tuple) -> None:
+        found = {name: tuple(value.shape) for name, value in noise.items()}
+        if found != {name: shape for name in self.streams}:
+            raise ValueError(f"noise must hold {list(self.streams)}, each of shape {shape}, found {found}")
+
+    def forward(self, x, n_past: int = 1, teacher_forcing: float = 1.0, per_step: bool = False,
+                noise: dict | None = None) -> Prediction:
+        """Predict frames 1..T-1 of ``x`` ``(B, T, C, H, W)``, each z from the posterior. With
+        ``teacher_forcing < 1`` (scheduled sampling) a step after the first ``n_past`` reads the
+        true previous frame with that probability, else the prediction: the per-step path.
+        ``noise``: ε ``{stream: (B, T-1, *latent_shape)}`` (default: fresh draws)."""
+        check_video(self.config, x, min_frames=2)
         if not 1 <= n_past < x.shape[1]:
             raise ValueError(f"n_past must be in [1, T-1] = [1, {x.shape[1] - 1}], found {n_past}")
-        noise = self._noise(x.shape[0], x.shape[1] - 1, x.device)
+        if noise is None:
+            noise = self.draw_noise(x.shape[0], x.shape[1] - 1, x.device)
+        self._check_noise(noise, (x.shape[0], x.shape[1] - 1, *self.latent_shape))
         if teacher_forcing >= 1.0 and not per_step:
-            return self._teacher_forced(x, noise)
-        return self._rollout(x, n_past, x.shape[1] - 1, noise, teacher_forcing)
+            return teacher_forced(self, x, noise)
+        return rollout(self, x, n_past, x.shape[1] - 1, noise, teacher_forcing)
 
-    def loss(self, x, n_past: int = 1, teacher_forcing: float = 1.0, per_step: bool = False):
-        """The training objective on ``x`` ``(B, T, C, H, W)``: ``(total, terms, prediction)``.
-
-        ``terms``: ``final`` L2 of x̂; with a motion head also ``pixel`` (x^p) and ``flow`` (x^f);
-        ``kl_appearance`` (and ``kl_motion``). total = the L2 terms + β · the KL terms. L2 is a mean
-        over batch and pixels per step, summed over steps; KL is summed over latent dimensions and
-        steps and averaged over the batch (the public code's reductions)."""
-        prediction = self(x, n_past, teacher_forcing, per_step)
-        target = x[:, 1:]
-        terms = {"final": reconstruction_loss(prediction.frames, target)}
-        if self.motion_head:
-            terms["pixel"] = reconstruction_loss(prediction.appearance, target)
-            terms["flow"] = reconstruction_loss(prediction.motion, target)
-        for name, kl in prediction.kl.items():
-            terms[f"kl_{name}"] = kl
-        total = sum(v for k, v in terms.items() if not k.startswith("kl_"))
-        total = total + self.config.beta * sum(prediction.kl.values())
+    def loss(self, x, n_past: int = 1, teacher_forcing: float = 1.0, per_step: bool = False,
+             noise: dict | None = None):
+        """The training objective on ``x`` ``(B, T, C, H, W)``: ``(total, terms, prediction)``
+        (see :func:`prediction_loss`)."""
+        prediction = self(x, n_past, teacher_forcing, per_step, noise)
+        total, terms = prediction_loss(prediction, x, self.config.beta)
         return total, terms, prediction
 
     @torch.no_grad()
     def generate(self, x_past, n_future: int, num_samples: int = 1, noise: dict | None = None) -> Prediction:
         """Condition on ``x_past`` ``(B, n_past, C, H, W)`` through the posterior and sample
-        ``num_samples`` futures from the learned prior, all in one batch (call ``model.eval()``
-        first: BatchNorm then uses its running statistics, so a sample does not depend on the
-        other sequences in the batch — the public code kept BatchNorm in training mode here).
-
-        ``noise`` fixes the draws instead of making fresh ones: ε of every stream in
-        ``self.streams``, ``{name: (B * num_samples, n_past - 1 + n_future, *self.latent_shape)}``
-        (row ``b * num_samples + s`` is sample ``s`` of sequence ``b``), e.g. to redraw one stream
-        and keep the other. Returns a :class:`Prediction` whose tensors are ``(B, num_samples, n_future, ...)``."""
-        self._check_video(x_past, "x_past", min_frames=1)
+        ``num_samples`` futures from the learned prior (call ``model.eval()`` first: BatchNorm then
+        uses its running statistics, so a sample does not depend on the other sequences in the
+        batch — the public code kept BatchNorm in training mode here). ``noise`` fixes the draws:
+        ``{stream: (B * num_samples, n_past - 1 + n_future, *latent_shape)}``, e.g. to redraw one
+        stream and keep the other. Returns a :class:`Prediction` of ``(B, num_samples, n_future, ...)``."""
+        check_video(self.config, x_past, "x_past", min_frames=1)
         if n_future < 1 or num_samples < 1:
             raise ValueError(f"n_future and num_samples must be >= 1, found {n_future} and {num_samples}")
-        batch, n_past = x_past.shape[:2]
-        x = x_past.repeat_interleave(num_samples, 0)  # sample s of sequence b is row b*S + s
-        steps = n_past - 1 + n_future
+        rows, steps = x_past.shape[0] * num_samples, x_past.shape[1] - 1 + n_future
         if noise is None:
-            noise = self._noise(x.shape[0], steps, x.device)
-        else:
-            shape = (x.shape[0], steps, *self.latent_shape)
-            found = {name: tuple(value.shape) for name, value in noise.items()}
-            if found != {name: shape for name in self.streams}:
-                raise ValueError(f"noise must hold {list(self.streams)}, each of shape {shape}, found {found}")
-        prediction = self._rollout(x, n_past, steps, noise, teacher_forcing=0.0,
-                                   posterior_steps=n_past - 1, decode_from=n_past)
-        parts = {}
-        for key in ("frames", "appearance", "motion", "mask", "flow"):
-            value = getattr(prediction, key)
-            if value is not None:
-                parts[key] = value.reshape(batch, num_samples, n_future, *value.shape[2:])
-        latents = {name: z.reshape(batch, num_samples, n_future, *z.shape[2:]) for name, z in prediction.latents.items()}
-        return Prediction(**parts, latents=latents)
+            noise = self.draw_noise(rows, steps, x_past.device)
+        self._check_noise(noise, (rows, steps, *self.latent_shape))
+        return sample_futures(self, x_past, n_future, num_samples, noise)
 
 
 MODELS: dict[str, type] = {}  # name -> model class
@@ -391,8 +403,15 @@ class IncompatibleWeightsError(ValueError):
     """Weights that do not fit a model; the message says which keys and why."""
 
 
+RENAMED_WEIGHTS = [(r"^motion_encoder\.", "motion.encoder."),  # older name: new name (a regex)
+                   (r"^motion\.(posterior|prior|predictor)\.", r"motion.latent.\1.")]
+
+
 def load_weights(model: nn.Module, weights: dict) -> nn.Module:
-    """``model.load_state_dict(weights)``, with a clear error for weights of an older layout."""
+    """``model.load_state_dict(weights)``, with older names renamed (``RENAMED_WEIGHTS``) and a
+    clear error for weights of an older layout."""
+    for old, new in RENAMED_WEIGHTS:
+        weights = {re.sub(old, new, key): value for key, value in weights.items()}
     expected = set(model.state_dict())
     extra, missing = sorted(set(weights) - expected), sorted(expected - set(weights))
     if extra and not missing and all(key.endswith(".bias") for key in extra):
@@ -409,41 +428,47 @@ def load_weights(model: nn.Module, weights: dict) -> nn.Module:
     return model
 
 
-@register_model("slamp")
-class SLAMP(VideoPredictor):
-    """SLAMP: an appearance stream z^p (pixel decoder) and a motion stream z^f (flow decoder).
-
-    The motion stream's posterior sees the motion t-1 → t, its prior and predictor the motion
+class MotionStream(nn.Module):
+    """SLAMP's motion stream z^f: a motion encoder on frame pairs and a :class:`LatentStream` over
+    motion features. Its posterior reads the motion t-1 → t, its prior and predictor the motion
     history t-2 → t-1 (zero motion, a frame paired with itself, at the first step)."""
 
-    streams = ("appearance", "motion")
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        Encoder = BACKBONES[config.backbone][0]
+        self.encoder = MotionEncoder(Encoder(config.g_dim, 2 * config.channels, config.width))
+        self.latent = LatentStream(config)
 
-    def _build_motion_stream(self, c):
-        Encoder = BACKBONES[c.backbone][0]
-        self.motion_encoder = MotionEncoder(Encoder(c.g_dim, 2 * c.channels, c.width))
-        self.motion = LatentStream(c)
-
-    def _motion_teacher_forced(self, x, noise):
+    def teacher_forced(self, x, noise):
+        """Flow-decoder features ``(B, T-1, g)`` and Gaussians for a whole video ``x`` ``(B, T, C, H, W)``."""
         batch, length = x.shape[:2]
-        # m[:, t] is the motion x_{t-1} -> x_t for t >= 1, and m[:, 0] the zero motion (x_0, x_0).
-        m = self.motion_encoder(previous_frames(x).flatten(0, 1), x.flatten(0, 1)).unflatten(0, (batch, length))
-        g_flow, stats, _ = self.motion(m[:, :-1], m[:, 1:], noise["motion"])  # prior: t-2 -> t-1
+        motion = self.encoder(previous_frames(x).flatten(0, 1), x.flatten(0, 1)).unflatten(0, (batch, length))
+        g_flow, stats, _ = self.latent(motion[:, :-1], motion[:, 1:], noise)  # prior: t-2 -> t-1
         return g_flow, stats
 
-    def _motion_step(self, x_in, target, noise, t, memory):
+    def step(self, x_in, target, noise, memory=None):
+        """One step from frame ``x_in`` ``(B, C, H, W)`` (``target`` None: the future): features
+        ``(B, 1, g)``, Gaussians, memory."""
+        memory = memory or {}
         history = memory.get("history")
         if history is None:
-            history = self.motion_encoder(x_in, x_in)  # zero motion before the first step
-        current = self.motion_encoder(x_in, target) if target is not None else None
-        g_flow, stats, state = self.motion(history[:, None], None if current is None else current[:, None],
-                                           noise["motion"][:, t - 1:t], memory.get("state"))
+            history = self.encoder(x_in, x_in)  # zero motion before the first step
+        current = self.encoder(x_in, target) if target is not None else None
+        g_flow, stats, state = self.latent(history[:, None], None if current is None else current[:, None],
+                                           noise, memory.get("state"))
         return g_flow, stats, {"history": history, "current": current, "state": state}
 
-    def _motion_after_step(self, x_in, frame, memory):
-        # The next prior sees this step's motion: observed if the target was known, else generated.
+    def after_step(self, x_in, frame, memory):
+        """The next step's motion history: observed if the target was known, else into ``frame``."""
         current = memory["current"]
-        memory["history"] = current if current is not None else self.motion_encoder(x_in, frame)
-        return memory
+        return {**memory, "history": current if current is not None else self.encoder(x_in, frame)}
 
 
-__all__ = ['ModelConfig', 'PRESETS', 'Prediction', 'LatentStream', 'VideoPredictor', 'MODELS', 'register_model', 'model_class', 'SVG', 'SLAMPBaseline', 'IncompatibleWeightsError', 'load_weights', 'SLAMP']
+@register_model("slamp")
+class SLAMP(VideoPredictor):
+    """SLAMP: an appearance stream z^p (pixel decoder) and a motion stream z^f (flow decoder)."""
+
+    motion_stream = MotionStream
+
+
+__all__ = ['ModelConfig', 'PRESETS', 'Prediction', 'LatentStream', 'PredictorParts', 'check_backbone', 'check_video', 'stream_kl', 'predict_step', 'rollout', 'teacher_forced', 'prediction_loss', 'sample_futures', 'VideoPredictor', 'MODELS', 'register_model', 'model_class', 'SVG', 'SLAMPBaseline', 'IncompatibleWeightsError', 'RENAMED_WEIGHTS', 'load_weights', 'MotionStream', 'SLAMP']

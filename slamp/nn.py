@@ -302,8 +302,8 @@ class MotionEncoder(nn.Module):
 
 def previous_frames(x):
     """The earlier frame of each motion pair of a video ``x`` ``(B, T, C, H, W)`` → ``(B, T, C, H, W)``:
-    ``x_{t-1}`` at position ``t >= 1`` and ``x_0`` itself at position 0, so that pair ``t`` is the
-    motion into frame ``t`` and pair 0 is zero motion."""
+    the frame before at every position ``i >= 1`` and the first frame itself at position 0, so that
+    pair ``i`` is the motion into frame ``i`` and pair 0 is zero motion."""
     return torch.cat([x[:, :1], x[:, :-1]], 1)
 
 

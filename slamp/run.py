@@ -34,7 +34,7 @@ from slamp.checkpoint import (
 from slamp.config import TrainConfig
 from slamp.data.files import atomic_path
 from slamp.data.stream import epoch_loader, training_sequences, validation_videos
-from slamp.distributed import Distributed, share_latent_noise, synchronise_batchnorm
+from slamp.distributed import Distributed, global_noise, synchronise_batchnorm
 from slamp.evaluate import validate
 from slamp.models import VideoPredictor, load_weights
 from slamp.runlog import CSVLog, sample_figure, save_figure, tensorboard_writer
@@ -43,14 +43,16 @@ from slamp.runtime import autocast_dtype, seed_everything, select_device
 
 class TrainingObjective(nn.Module):
     """``forward(x, n_past, teacher_forcing)`` → ``(total, terms)``: the model's loss as a forward,
-    which is what DDP and ``torch.compile`` wrap."""
+    which is what DDP and ``torch.compile`` wrap. Process ``rank`` of ``world_size`` uses its rows
+    of the global batch's latent noise (:func:`slamp.distributed.global_noise`)."""
 
-    def __init__(self, model: VideoPredictor):
+    def __init__(self, model: VideoPredictor, rank: int = 0, world_size: int = 1):
         super().__init__()
-        self.model = model
+        self.model, self.rank, self.world_size = model, rank, world_size
 
     def forward(self, x, n_past: int, teacher_forcing: float):
-        total, terms, _ = self.model.loss(x, n_past, teacher_forcing)
+        noise = global_noise(self.model, x.shape[0], x.shape[1] - 1, self.rank, self.world_size, x.device)
+        total, terms, _ = self.model.loss(x, n_past, teacher_forcing, noise=noise)
         return total, terms
 
 
@@ -98,10 +100,8 @@ class TrainingRun:
         checkpoint = self._resume_point(resume, overwrite)
         seed_everything(config.seed)
         self.model = build_model(config)
-        if place.enabled:
-            share_latent_noise(self.model, place.rank, place.world_size)
-            if config.sync_batchnorm:
-                synchronise_batchnorm(self.model, self.device)
+        if place.enabled and config.sync_batchnorm:
+            synchronise_batchnorm(self.model, self.device)
         if checkpoint is None and config.init_from:
             initialise_from(self.model, config.init_from)
         self.model.to(self.device)
@@ -110,7 +110,7 @@ class TrainingRun:
         self.step, self.best_psnr = 0, -math.inf
         if checkpoint is not None:
             self._restore(checkpoint)
-        self.objective = self._wrap(TrainingObjective(self.model))
+        self.objective = self._wrap(TrainingObjective(self.model, place.rank, place.world_size))
         self.terms = loss_terms(self.model)
         self.sequences = training_sequences(config)
         self.validation = validation_videos(config) if place.is_main and config.val_every else None

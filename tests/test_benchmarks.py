@@ -167,7 +167,7 @@ def test_profile_lists_hot_operators_and_model_parts(results):
     assert result["top_ops"][0]["self_ms"] > 0
     assert any("convolution" in op["op"] for op in result["top_ops"])
     parts = {m["module"] for m in result["modules"]}
-    assert {"encoder", "appearance", "pixel_decoder", "flow_decoder", "mask_net", "motion_encoder", "motion"} <= parts
+    assert {"encoder", "appearance", "pixel_decoder", "flow_decoder", "mask_net", "motion.encoder", "motion.latent"} <= parts
     assert all(result["phases_cpu_ms"][p] > 0 for p in ("forward", "backward", "optimizer"))
     assert result["gflop_per_step"] > 0
 

@@ -182,3 +182,14 @@ def test_pair_check_finds_a_missing_or_diverged_ipynb(tmp_path):
     notebook.write_text(notebook.read_text().replace("SIDES = 4", "SIDES = 6"))
     problems = "".join(literate.pair_problems([notebook]))
     assert "differ" in problems and "SIDES = 6" in problems
+
+
+MAX_CELL_LINES = 60  # "a cell a reader can take in at once": about a screen
+
+
+def test_no_exported_cell_of_the_notebooks_is_longer_than_a_screen():
+    too_long = [f"{cell.notebook.name} -> slamp.{cell.module}: {len(cell.code.splitlines())} lines, starting "
+                f"{cell.code.splitlines()[0]!r}"
+                for path in literate.notebook_sources() for cell in literate.exported_cells(path)
+                if len(cell.code.splitlines()) > MAX_CELL_LINES]
+    assert not too_long, "split these cells (each with its paragraph):\n" + "\n".join(too_long)

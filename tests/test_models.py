@@ -170,8 +170,8 @@ def test_same_seed_same_loss_and_gradients_reach_every_module():
     second, _, _ = model.loss(video)
     assert torch.equal(first, second)
     second.backward()
-    for name in ["encoder", "pixel_decoder", "flow_decoder", "mask_net", "motion_encoder",
-                 "appearance.posterior", "appearance.prior", "motion.posterior", "motion.prior", "motion.predictor"]:
+    for name in ["encoder", "pixel_decoder", "flow_decoder", "mask_net", "motion.encoder", "appearance.posterior",
+                 "appearance.prior", "motion.latent.posterior", "motion.latent.prior", "motion.latent.predictor"]:
         grads = [p.grad for p in model.get_submodule(name).parameters()]
         assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0, name
 
@@ -180,11 +180,11 @@ def test_motion_prior_reads_zero_motion_then_the_motion_history():
     model = SLAMP.from_preset("tiny").eval()
     video = torch.rand(2, 5, 1, 64, 64)
     seen = []
-    model.motion.prior.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    model.motion.latent.prior.register_forward_hook(lambda module, args, out: seen.append(args[0]))
     with torch.no_grad():
         model.loss(video, per_step=True)
         for t in range(1, 5):
-            expected = model.motion_encoder(video[:, max(t - 2, 0)], video[:, t - 1])
+            expected = model.motion.encoder(video[:, max(t - 2, 0)], video[:, t - 1])
             assert torch.allclose(seen[t - 1][:, 0], expected, atol=1e-5)
 
 
@@ -321,3 +321,30 @@ def test_the_cpu_preset_starts_one_grey_level_above_black():
     assert 0.4 < grey.median() < 0.6  # frames start grey
     frames = cpu.generate(torch.rand(2, 3, 1, 64, 64), n_future=2).appearance
     assert 0.5 / 255 < frames.median() < 2 / 255
+
+
+def test_forward_and_loss_take_the_noise_as_generate_does():
+    model = SLAMP.from_preset("tiny").eval()
+    video = torch.rand(2, 4, 1, 64, 64)
+    noise = model.draw_noise(2, 3)
+    with torch.no_grad():
+        first, _, _ = model.loss(video, n_past=2, noise=noise)
+        torch.rand(5)  # the global generator moves on; the given noise does not
+        second, _, _ = model.loss(video, n_past=2, noise=noise)
+        stepwise, _, _ = model.loss(video, n_past=2, noise=noise, per_step=True)
+    assert torch.equal(first, second) and torch.allclose(first, stepwise, rtol=1e-5)
+    with pytest.raises(ValueError, match="noise must hold"):
+        model.loss(video, noise={"appearance": noise["appearance"]})
+    with pytest.raises(ValueError, match="each of shape"):
+        model(video, noise=model.draw_noise(2, 2))
+
+
+def test_weights_of_the_older_motion_stream_layout_load_under_their_new_names():
+    model = SLAMP.from_preset("tiny")
+    renamed = {}
+    for key, value in model.state_dict().items():  # the names before MotionStream existed
+        key = key.replace("motion.encoder.", "motion_encoder.").replace("motion.latent.", "motion.")
+        renamed[key] = value.clone() + 1
+    assert any(k.startswith("motion_encoder.") for k in renamed) and not any(".latent." in k for k in renamed)
+    fresh = load_weights(SLAMP.from_preset("tiny"), renamed)
+    assert all(torch.equal(a + 1, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))

@@ -4,6 +4,7 @@ import importlib.util
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import jupytext
@@ -93,3 +94,18 @@ def test_top_level_layout():
     for name in ["notebooks", "slamp", "data", "tests", "benchmarks", "environment.yml",
                  "pyproject.toml", "Makefile", "README.md", ".ci/run", "LICENSE"]:
         assert (ROOT / name).exists(), name
+
+
+def test_training_is_a_small_module_that_only_training_imports():
+    train = ROOT / "slamp" / "train.py"
+    assert len(train.read_text().splitlines()) < 300
+    importers = sorted(path.relative_to(ROOT).as_posix() for path in (ROOT / "slamp").rglob("*.py")
+                       if path != train and re.search(r"^\s*(from slamp\.train import|import slamp\.train)",
+                                                      path.read_text(), re.M))
+    assert importers == ["slamp/cli.py", "slamp/demo.py"]  # `slamp train`, and the demo's --train UPDATES
+
+
+def test_the_shared_helpers_import_nothing_heavy():
+    code = "import sys, slamp.runtime; print(sorted(m for m in ('torch', 'numpy', 'matplotlib') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr

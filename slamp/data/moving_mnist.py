@@ -303,6 +303,31 @@ def default_test_set_path(*args, **kwargs) -> Path:
     return find_data(relative) or data_home() / relative
 
 
+def test_set_arrays(digits: Digits, num_sequences: int | None = None, n_frames: int = 25, num_digits: int = 2,
+                    frame_size: int = 64, max_speed: int = 4, seed: int = 42, stochastic: bool = True,
+                    protocol: str = "srvp") -> dict:
+    """``sequences (N, T, H, W)`` uint8, ``positions (N, D, T, 2)``, ``bounces (N, D, T)``,
+    ``digit_indices (N, D)`` and ``config`` of a test set from ``digits`` (see
+    :meth:`MovingMNISTTestSet.generate`)."""
+    _check_config(n_frames, num_digits, max_speed, seed)
+    if protocol not in TEST_SET_PROTOCOLS:
+        raise ValueError(f"protocol must be one of {TEST_SET_PROTOCOLS}, found {protocol!r}")
+    num_sequences = len(digits) // num_digits if num_sequences is None else num_sequences
+    if protocol == "srvp":
+        samples = srvp_sequences(digits.images, num_sequences, n_frames, num_digits, frame_size, max_speed,
+                                 seed, stochastic)
+    else:
+        samples = [sample_sequence(digits.images, n_frames, np.random.default_rng([seed, i]), num_digits,
+                                   frame_size, max_speed, stochastic) for i in range(num_sequences)]
+    config = dict(protocol=protocol, num_sequences=num_sequences, n_frames=n_frames, num_digits=num_digits,
+                  frame_size=frame_size, max_speed=max_speed, seed=seed, stochastic=stochastic,
+                  digits=digits.source, digits_sha256=digits_sha256(digits), is_mnist=digits.is_mnist)
+    return {"sequences": np.stack([s.frames for s in samples]),
+            "positions": np.stack([s.positions for s in samples]).astype(np.float64),
+            "bounces": np.stack([s.bounces for s in samples]),
+            "digit_indices": np.stack([s.digit_indices for s in samples]).astype(np.int64), "config": config}
+
+
 class MovingMNISTTestSet(Dataset):
     """A fixed set of Moving MNIST sequences, stored as ``sequences (N, T, H, W)`` uint8 with their
     trajectories; item ``i`` is ``(T, 1, H, W)`` float32 in [0, 1]."""
@@ -313,33 +338,22 @@ class MovingMNISTTestSet(Dataset):
         self.digit_indices, self.config = digit_indices, dict(config)
 
     @classmethod
-    def generate(cls, digits: Digits | str | None = None, num_sequences: int | None = None, n_frames: int = 25,
-                 num_digits: int = 2, frame_size: int = 64, max_speed: int = 4, seed: int = 42,
-                 stochastic: bool = True, protocol: str = "srvp") -> "MovingMNISTTestSet":
+    def generate(cls, digits: Digits | str | None = None, **settings) -> "MovingMNISTTestSet":
         """Make a test set from ``digits`` (:class:`Digits`, or a source for
-        :func:`~slamp.data.mnist.load_digits`; default: the MNIST test digits).
+        :func:`~slamp.data.mnist.load_digits`; default: the MNIST test digits). ``settings``:
+        ``num_sequences``, ``n_frames`` (25), ``num_digits`` (2), ``frame_size`` (64), ``max_speed``
+        (4), ``seed`` (42), ``stochastic`` (True), ``protocol``: ``"srvp"`` (the default), SRVP's set
+        (:func:`srvp_sequences`), the first ``num_sequences`` of its ``len(digits) // num_digits``;
+        or ``"per-sequence"``: sequence ``i`` from ``default_rng([seed, i])``, digits drawn with
+        replacement."""
+        return cls(**test_set_arrays(digits_for("test", digits), **settings))
 
-        ``protocol="srvp"`` (the default): SRVP's set, see :func:`srvp_sequences`; the first
-        ``num_sequences`` of its ``len(digits) // num_digits`` (default: all of them).
-        ``protocol="per-sequence"``: sequence ``i`` from ``default_rng([seed, i])``, digits drawn
-        with replacement (``num_sequences`` defaults to ``len(digits) // num_digits`` too)."""
-        _check_config(n_frames, num_digits, max_speed, seed)
-        if protocol not in TEST_SET_PROTOCOLS:
-            raise ValueError(f"protocol must be one of {TEST_SET_PROTOCOLS}, found {protocol!r}")
-        digits = digits_for("test", digits)
-        num_sequences = len(digits) // num_digits if num_sequences is None else num_sequences
-        if protocol == "srvp":
-            samples = srvp_sequences(digits.images, num_sequences, n_frames, num_digits, frame_size, max_speed,
-                                     seed, stochastic)
-        else:
-            samples = [sample_sequence(digits.images, n_frames, np.random.default_rng([seed, i]), num_digits,
-                                       frame_size, max_speed, stochastic) for i in range(num_sequences)]
-        config = dict(protocol=protocol, num_sequences=num_sequences, n_frames=n_frames, num_digits=num_digits,
-                      frame_size=frame_size, max_speed=max_speed, seed=seed, stochastic=stochastic,
-                      digits=digits.source, digits_sha256=digits_sha256(digits), is_mnist=digits.is_mnist)
-        return cls(np.stack([s.frames for s in samples]), np.stack([s.positions for s in samples]).astype(np.float64),
-                   np.stack([s.bounces for s in samples]), np.stack([s.digit_indices for s in samples]).astype(np.int64),
-                   config)
+    @classmethod
+    def cached(cls, path=None, digits: Digits | str | None = None, **settings) -> "MovingMNISTTestSet":
+        """Load the set at ``path`` (default :func:`default_test_set_path`) if it exists and was made
+        with ``settings`` from the same ``digits`` (as in :meth:`generate`); otherwise generate it
+        and save it there."""
+        return cached_test_set(cls, path, digits_for("test", digits), settings)
 
     def sha256(self) -> str:
         """SHA-256 of the frames: ``sequences`` uint8 ``(N, T, H, W)``, C order (see the notebook)."""
@@ -367,33 +381,6 @@ class MovingMNISTTestSet(Dataset):
         config = json.loads(str(arrays.pop("config")))
         return cls(**arrays, config=config)
 
-    @classmethod
-    def cached(cls, path=None, digits: Digits | str | None = None, **settings) -> "MovingMNISTTestSet":
-        """Load the set at ``path`` (default :func:`default_test_set_path`) if it exists and was made
-        with ``settings`` from the same ``digits`` (as in :meth:`generate`; default: the MNIST test
-        digits); otherwise generate it and save it there."""
-        digits = digits_for("test", digits)
-        settings = {"protocol": "srvp", "num_sequences": None, "n_frames": 25, "num_digits": 2, "frame_size": 64,
-                    "max_speed": 4, "seed": 42, "stochastic": True, **settings}
-        if settings["num_sequences"] is None:
-            settings["num_sequences"] = len(digits) // settings["num_digits"]
-        if path is None:
-            path = default_test_set_path(settings["num_digits"], settings["n_frames"], settings["seed"],
-                                         settings["protocol"], digits_tag(digits))
-        path = Path(path)
-        wanted = {**settings, "digits_sha256": digits_sha256(digits), "is_mnist": digits.is_mnist}
-        if path.is_file():
-            test_set = cls.load(path)
-            found = {key: test_set.config.get(key) for key in wanted}
-            if found != wanted:
-                differ = {key: (found[key], wanted[key]) for key in wanted if found[key] != wanted[key]}
-                raise DataError(f"{path} was made with other settings or digits (found, requested): {differ}; "
-                                "delete it or pass another path")
-            return test_set
-        test_set = cls.generate(digits, **settings)
-        test_set.save(path)
-        return test_set
-
     def __len__(self) -> int:
         return len(self.sequences)
 
@@ -401,4 +388,28 @@ class MovingMNISTTestSet(Dataset):
         return to_video_tensor(self.sequences[index])
 
 
-__all__ = ['random_velocity', 'advance', 'bounce_trajectory', 'render_digits', 'MovingMNISTSample', 'sample_sequence', 'digits_for', 'StochasticMovingMNIST', 'srvp_step', 'srvp_trajectory', 'srvp_sequences', 'TEST_SET_KEYS', 'TEST_SET_PROTOCOLS', 'SRVP_TEST_SET_SHA256', 'digits_tag', 'digits_sha256', 'test_set_name', 'default_test_set_path', 'MovingMNISTTestSet']
+def cached_test_set(cls, path, digits: Digits, settings: dict):
+    """:meth:`MovingMNISTTestSet.cached`: the set at ``path`` if it matches, else made and saved."""
+    settings = {"protocol": "srvp", "num_sequences": None, "n_frames": 25, "num_digits": 2, "frame_size": 64,
+                "max_speed": 4, "seed": 42, "stochastic": True, **settings}
+    if settings["num_sequences"] is None:
+        settings["num_sequences"] = len(digits) // settings["num_digits"]
+    if path is None:
+        path = default_test_set_path(settings["num_digits"], settings["n_frames"], settings["seed"],
+                                     settings["protocol"], digits_tag(digits))
+    path = Path(path)
+    if not path.is_file():
+        test_set = cls.generate(digits, **settings)
+        test_set.save(path)
+        return test_set
+    test_set = cls.load(path)
+    wanted = {**settings, "digits_sha256": digits_sha256(digits), "is_mnist": digits.is_mnist}
+    found = {key: test_set.config.get(key) for key in wanted}
+    if found != wanted:
+        differ = {key: (found[key], wanted[key]) for key in wanted if found[key] != wanted[key]}
+        raise DataError(f"{path} was made with other settings or digits (found, requested): {differ}; "
+                        "delete it or pass another path")
+    return test_set
+
+
+__all__ = ['random_velocity', 'advance', 'bounce_trajectory', 'render_digits', 'MovingMNISTSample', 'sample_sequence', 'digits_for', 'StochasticMovingMNIST', 'srvp_step', 'srvp_trajectory', 'srvp_sequences', 'TEST_SET_KEYS', 'TEST_SET_PROTOCOLS', 'SRVP_TEST_SET_SHA256', 'digits_tag', 'digits_sha256', 'test_set_name', 'default_test_set_path', 'test_set_arrays', 'MovingMNISTTestSet', 'cached_test_set']
