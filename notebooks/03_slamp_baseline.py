@@ -312,13 +312,18 @@ class MaskNet(nn.Module):
 
 
 def blend(appearance, motion, mask):
-    """The final prediction ``x̂ = m ⊙ x^p + (1 − m) ⊙ x^f``: where the mask is 1 the painted
-    appearance ``x^p``, where it is 0 the warped frame ``x^f``. Frames ``(N, C, H, W)``, mask
-    ``(N, 1, H, W)`` (broadcast over channels) → ``(N, C, H, W)``."""
+    """The final prediction x̂ (the paper's Eq. 1): where the mask is 1 the painted appearance
+    ``x^p``, where it is 0 the warped frame ``x^f``, in between a mix of the two. Frames
+    ``(N, C, H, W)``, mask ``(N, 1, H, W)`` (broadcast over channels) → ``(N, C, H, W)``."""
     # BEGIN SOLUTION blend
     return mask * appearance + (1 - mask) * motion
     # END SOLUTION
 
+
+# %%
+from slamp.notebook import use
+
+use(blend)  # from here on the package's models call this blend (in a student's notebook: yours)
 
 # %%
 painted, warped = torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)

@@ -96,6 +96,11 @@ def previous_frames(x):
 
 
 # %%
+from slamp.notebook import use
+
+use(previous_frames)  # from here on the package's motion stream calls this previous_frames (in a student's notebook: yours)
+
+# %%
 video = torch.arange(4.0).view(1, 4, 1, 1, 1)  # frames numbered 0, 1, 2, 3
 pairs = torch.stack([previous_frames(video), video], -1).flatten().view(4, 2).tolist()
 print("motion pairs (earlier, later):", pairs)
@@ -197,7 +202,7 @@ noise = model.draw_noise(2, 3)  # ε of each stream: (B, T-1, z)
 
 def shown(name, value):
     """Print a tensor's shape beside its name; return the tensor."""
-    print(f"{name:<44} {tuple(value.shape)}")
+    print(f"{name:<48} {tuple(value.shape)}")
     return value
 
 

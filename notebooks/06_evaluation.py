@@ -441,6 +441,11 @@ def head_frames(prediction, head: str) -> torch.Tensor:
             "average": (prediction.appearance + prediction.motion) / 2}[head]
 
 
+# %%
+from slamp.notebook import use
+
+use(best_of_n)  # from here on the package's protocol (evaluate) calls this best_of_n (in a student's notebook: yours)
+
 # %% [markdown]
 # The result keeps, for each head and metric, the per-frame scores of the best sample of every
 # sequence, and summarises them as the paper does: the mean over sequences and frames with its

@@ -30,8 +30,8 @@ def _at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
                    generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
-    """Draw ``z ~ N(mu, exp(logvar))`` as ``mu + exp(logvar / 2) * eps`` with ``eps ~ N(0, I)``,
-    so that gradients reach ``mu`` and ``logvar``.
+    """Draw ``z ~ N(mu, exp(logvar))`` from noise ``eps ~ N(0, I)`` so that gradients reach ``mu``
+    and ``logvar`` (the reparameterisation trick).
 
     Args:
         mu, logvar: means and log-variances, e.g. ``(B, Z)`` or ``(B, T, Z)``; shapes that

@@ -189,9 +189,9 @@ class MaskNet(nn.Module):
 
 
 def blend(appearance, motion, mask):
-    """The final prediction ``x̂ = m ⊙ x^p + (1 − m) ⊙ x^f``: where the mask is 1 the painted
-    appearance ``x^p``, where it is 0 the warped frame ``x^f``. Frames ``(N, C, H, W)``, mask
-    ``(N, 1, H, W)`` (broadcast over channels) → ``(N, C, H, W)``."""
+    """The final prediction x̂ (the paper's Eq. 1): where the mask is 1 the painted appearance
+    ``x^p``, where it is 0 the warped frame ``x^f``, in between a mix of the two. Frames
+    ``(N, C, H, W)``, mask ``(N, 1, H, W)`` (broadcast over channels) → ``(N, C, H, W)``."""
     return mask * appearance + (1 - mask) * motion
 
 

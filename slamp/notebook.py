@@ -95,3 +95,23 @@ def setup(seed: int = 0, verbose: bool = True) -> str:
 
 
 __all__ = ["colab_widgets", "inline_figures", "mnist_status", "on_colab", "setup"]
+
+
+def use(function):
+    """From here on, let the package run this notebook's ``function`` in place of its own one of
+    the same name, and return it. An exercise's cell is followed by ``use(answer)``: in a student's
+    notebook the package's models and protocol then run the student's answer (the student package
+    has none of its own), so a wrong answer shows in every later cell; in the teacher's notebook
+    the answer is the package's own code, and nothing changes.
+
+    Every loaded ``slamp`` module that holds a package function named ``function.__name__`` (its
+    own, or one it imported) gets ``function``; modules imported later read it from there."""
+    name, replaced = function.__name__, []
+    for module_name, module in list(sys.modules.items()):
+        if module is None or not (module_name == "slamp" or module_name.startswith("slamp.")):
+            continue
+        current = getattr(module, name, None)
+        if callable(current) and current is not function and (getattr(current, "__module__", "") or "").startswith("slamp"):
+            setattr(module, name, function)
+            replaced.append(module_name)
+    return function

@@ -49,7 +49,8 @@ def test_every_exercise_is_marked_in_its_notebook_and_absent_from_the_package():
 def student_folder(tmp_path_factory):
     out = tmp_path_factory.mktemp("assignments")
     written = assignments.make(out)
-    assert sorted(p.name for p in written) == sorted(f"{n}{s}" for n in NOTEBOOKS_WITH_EXERCISES for s in (".py", ".ipynb"))
+    expected = [f"{n}{s}" for n in NOTEBOOKS_WITH_EXERCISES for s in (".py", ".ipynb")] + ["slamp"]
+    assert sorted(p.name for p in written) == sorted(expected)
     return out
 
 
@@ -81,7 +82,47 @@ def test_the_autograder_fails_a_wrong_answer(tmp_path):
     assert wrong != source
     (tmp_path / "03_slamp_baseline.py").write_text(wrong)
     passed, message = assignments.grade(tmp_path / "03_slamp_baseline.py")["blend"]
-    assert not passed and "m ⊙ x^p" in message
+    assert not passed and "the other way" in message
+
+
+def test_the_student_package_holds_no_solution(student_folder):
+    package = student_folder / "slamp"
+    blend = (package / "nn.py").read_text()
+    assert "mask * appearance + (1 - mask) * motion" not in blend and 'NotImplementedError("exercise blend' in blend
+    assert "F.grid_sample(images, grid" not in (package / "warp.py").read_text()
+    code = "import slamp.nn, torch; slamp.nn.blend(*[torch.zeros(1, 1, 2, 2)] * 3)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(student_folder)}, cwd=student_folder)
+    assert result.returncode != 0 and "exercise blend" in result.stderr
+    assert (package / "pretrained" / "slamp.pt").is_file()  # the rest of the package is all there
+    setup = jupytext.read(student_folder / "03_slamp_baseline.py").cells
+    assert any(assignments.STUDENT_PATH_LINE in c.source for c in setup if c.cell_type == "code")
+
+
+def _submission(tmp_path, notebook: str, old: str, new: str) -> Path:
+    source = (ROOT / "notebooks" / f"{notebook}.py").read_text()
+    assert old in source
+    path = tmp_path / f"{notebook}.py"
+    path.write_text(source.replace(old, new))
+    return path
+
+
+@pytest.mark.parametrize("new, why", [
+    ("    from slamp.nn import blend as theirs\n    return theirs(appearance, motion, mask)\n", "imports the package"),
+    ("    import slamp\n    return slamp.nn.blend(appearance, motion, mask)\n", "imports the package"),
+    ("    return __import__('slamp.nn').nn.blend(appearance, motion, mask)\n", "__import__"),
+])
+def test_a_submission_that_uses_the_packages_solution_is_rejected(tmp_path, student_folder, new, why):
+    path = _submission(tmp_path, "03_slamp_baseline", "    return mask * appearance + (1 - mask) * motion\n", new)
+    passed, message = assignments.grade(path, package=student_folder / "slamp")["blend"]
+    assert not passed and message.startswith("rejected") and why in message, message
+
+
+def test_a_submission_that_never_returns_is_stopped(tmp_path, student_folder):
+    path = _submission(tmp_path, "03_slamp_baseline", "    return mask * appearance + (1 - mask) * motion\n",
+                       "    while True:\n        pass\n")
+    passed, message = assignments.grade(path, timeout=20, package=student_folder / "slamp")["blend"]
+    assert not passed and "longer than 20 s" in message
 
 
 def test_grade_command_exit_status_counts_failures(student_folder, capsys):

@@ -1,4 +1,5 @@
-"""Course assignments from the notebooks: student versions without the solutions, and an autograder.
+"""Course assignments from the notebooks: student notebooks and a student build of the package
+without the solutions, and an autograder that runs each submission in a process of its own.
 
 In a notebook's source, the code of an exercise sits between two marker lines:
 
@@ -10,22 +11,36 @@ The package keeps the code (tools/literate.py drops the two lines); a student ve
 block with ``raise NotImplementedError(...)`` at the same indentation.
 
     python tools/assignments.py make [--out assignments]   student notebooks (.py + .ipynb, no outputs)
-    python tools/assignments.py grade FILE [FILE ...]      run the checks of each notebook's exercises
+                                                          and the student package, <out>/slamp
+    python tools/assignments.py grade FILE [FILE ...]      check each notebook's exercises
     python tools/assignments.py list                       the exercises and where they are
 
-``grade`` runs the notebook's code cells in order (``SLAMP_SMOKE=1``; a cell that fails is
-reported and skipped) up to the last cell that defines an exercise's function, takes each
-function as the cell defined it, and runs that exercise's checks on it. Exit status: the number
-of exercises that failed.
+**The student package** is the package exported from the student notebooks: every exercise
+function raises ``NotImplementedError``, so ``import slamp`` gives no solution away. The student
+notebooks' setup cell puts it first on the path; after each exercise a notebook calls
+``slamp.notebook.use(function)``, so that the package's later code (the models, the protocol) runs
+the student's function and a wrong answer shows downstream.
+
+**Grading** runs each submission in a subprocess with a time limit (``--timeout``, default 60 s),
+against the student package. For each exercise it takes the cell that defines the function, runs
+it in the namespace of the function's module (its imports and helpers), and runs the exercise's
+checks, which name the likely mistake when one fails. A function that imports the package, calls
+the package's version or is the package's object is rejected, and the report says why. Exit
+status: the number of exercises that did not pass.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
+import ast
+import importlib
+import json
 import os
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -35,14 +50,21 @@ import jupytext
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
+sys.path.insert(0, str(ROOT / "tools"))
+import assignment_checks as checks  # noqa: E402  (the checks and their hints, beside this file)
+import literate  # noqa: E402
+
+
 BEGIN = re.compile(r"^(?P<indent>\s*)# BEGIN SOLUTION(?:\s+(?P<name>\S+))?\s*$")
 END = re.compile(r"^\s*# END SOLUTION\s*$")
+TIMEOUT = 60  # seconds per submitted notebook
 
 
 class AssignmentError(ValueError):
-    """Solution markers that do not pair up; the message names the line."""
+    """Solution markers that do not pair up, or a notebook without exercises; the message says where."""
 
 
+# ---- student versions ------------------------------------------------------------------------
 def remove_solutions(source: str, where: str = "") -> str:
     """``source`` with every marked solution replaced by ``raise NotImplementedError``."""
     out, inside = [], None
@@ -69,18 +91,48 @@ def exercise_names(source: str) -> list[str]:
     return [m["name"] for m in map(BEGIN.match, source.splitlines()) if m and m["name"]]
 
 
+STUDENT_PATH_LINE = ("sys.path.insert(0, os.path.abspath(\"\"))  # the student package (slamp/ beside "
+                     "these notebooks) first: it has no solutions")
+
+
 def student_notebook(path: Path):
-    """The notebook at ``path`` (``.py`` or ``.ipynb``) with its solutions removed and no outputs."""
+    """The notebook at ``path`` (``.py`` or ``.ipynb``) with its solutions removed, no outputs, and
+    a setup cell that imports the student package (``slamp/`` beside the notebook) first."""
     notebook = jupytext.read(path)
+    first = True
     for number, cell in enumerate(notebook.cells, start=1):
-        if cell.cell_type == "code":
-            cell.source = remove_solutions(cell.source, f"{path.name}, cell {number}")
-            cell.outputs, cell.execution_count = [], None
+        if cell.cell_type != "code":
+            continue
+        cell.source = remove_solutions(cell.source, f"{path.name}, cell {number}")
+        cell.outputs, cell.execution_count = [], None
+        if first and "from slamp.notebook import setup" in cell.source:
+            cell.source = cell.source.replace("from slamp.notebook import setup",
+                                              f"{STUDENT_PATH_LINE}\nfrom slamp.notebook import setup", 1)
+            first = False
     return notebook
 
 
+def student_package(out: Path, notebooks: Path = NOTEBOOKS, package: Path = ROOT / "slamp") -> Path:
+    """Write ``<out>/slamp``: the package with every exercise function exported from the student
+    notebooks (so each raises ``NotImplementedError``). Returns the package folder."""
+    target = out / "slamp"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(package, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    with tempfile.TemporaryDirectory() as folder:
+        sources = []
+        for path in literate.notebook_sources(notebooks):
+            copy = Path(folder) / "notebooks" / path.name
+            copy.parent.mkdir(exist_ok=True)
+            jupytext.write(student_notebook(path), copy, fmt="py:percent")
+            sources.append(copy)
+        for path, text in literate.export(sources, target, Path(folder)).items():
+            path.write_text(text)
+    return target
+
+
 def make(out: Path, notebooks: Path = NOTEBOOKS) -> list[Path]:
-    """Write the student version of every notebook that has exercises, as a jupytext pair."""
+    """Write the student version of every notebook that has exercises, as a jupytext pair, and
+    the student package beside them."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for path in sorted(notebooks.glob("[0-9]*.py")):
@@ -91,160 +143,160 @@ def make(out: Path, notebooks: Path = NOTEBOOKS) -> list[Path]:
             target = out / (path.stem + suffix)
             jupytext.write(notebook, target, fmt=fmt)
             written.append(target)
+    written.append(student_package(out, notebooks))
     return written
 
 
-# ---- the checks ------------------------------------------------------------------------------
+# ---- the exercises ---------------------------------------------------------------------------
 @dataclass
 class Exercise:
     notebook: str  # file stem, e.g. "00_elbo"
     function: str
+    module: str  # where the function lives in the package, e.g. "losses"
     title: str
-    check: Callable  # check(function) raises AssertionError (or anything) when the answer is wrong
-
-
-def _check_reparameterize(reparameterize):
-    import torch
-
-    mu, logvar = torch.tensor([1.0, -2.0], requires_grad=True), torch.tensor([0.0, 2 * 0.6931], requires_grad=True)
-    noise = torch.tensor([0.5, -1.0])
-    z = reparameterize(mu, logvar, noise=noise)
-    assert torch.allclose(z, torch.tensor([1.5, -4.0]), atol=1e-3), f"z = mu + sigma * eps: expected [1.5, -4.0], got {z.tolist()}"
-    z.sum().backward()
-    assert mu.grad is not None and torch.allclose(mu.grad, torch.ones(2)), "the gradient must reach mu (dz/dmu = 1)"
-    assert logvar.grad is not None and torch.allclose(logvar.grad, 0.5 * torch.exp(0.5 * logvar.detach()) * noise,
-                                                      atol=1e-4), "the gradient must reach logvar"
-    torch.manual_seed(0)
-    draws = reparameterize(torch.full((20000,), 3.0), torch.full((20000,), 2 * 0.6931))
-    assert abs(draws.mean().item() - 3) < 0.05 and abs(draws.std().item() - 2) < 0.05, "z ~ N(3, 2²) has the wrong moments"
-
-
-def _check_gaussian_kl(gaussian_kl):
-    import torch
-    from torch.distributions import Normal, kl_divergence
-
-    torch.manual_seed(0)
-    mu_q, mu_p, logvar_q, logvar_p = (torch.randn(5, 3) for _ in range(4))
-    expected = kl_divergence(Normal(mu_q, (0.5 * logvar_q).exp()), Normal(mu_p, (0.5 * logvar_p).exp()))
-    found = gaussian_kl(mu_q, logvar_q, mu_p, logvar_p)
-    assert found.shape == expected.shape, f"one KL per element: expected shape {tuple(expected.shape)}, got {tuple(found.shape)}"
-    assert torch.allclose(found, expected, atol=1e-5), "does not match KL(N(mu_q, var_q) || N(mu_p, var_p))"
-
-
-def _check_warp(warp):
-    import torch
-
-    torch.manual_seed(0)
-    image = torch.rand(2, 3, 8, 10)
-    assert torch.allclose(warp(image, torch.zeros(2, 2, 8, 10)), image, atol=1e-5), "zero flow must be the identity"
-    flow = torch.zeros(2, 2, 8, 10)
-    flow[:, 0], flow[:, 1] = -2, 1  # read (x - 2, y + 1)
-    shifted = warp(image, flow)
-    assert torch.allclose(shifted[..., :-1, 2:], image[..., 1:, :-2], atol=1e-5), "an integer flow must shift exactly"
-    assert shifted[..., :, :2].abs().max() == 0, "samples from outside the image must be 0"
-    half = torch.zeros(1, 2, 8, 10)
-    half[:, 0] = 0.5
-    assert torch.allclose(warp(image[:1], half)[..., :-1], (image[:1, ..., :-1] + image[:1, ..., 1:]) / 2, atol=1e-5), \
-        "sub-pixel flow must interpolate bilinearly"
-
-
-def _check_blend(blend):
-    import torch
-
-    torch.manual_seed(0)
-    appearance, motion, mask = torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4), torch.rand(2, 1, 4, 4)
-    found = blend(appearance, motion, mask)
-    assert found.shape == appearance.shape, f"expected shape {tuple(appearance.shape)}, got {tuple(found.shape)}"
-    assert torch.allclose(found, mask * appearance + (1 - mask) * motion), "x̂ = m ⊙ x^p + (1 − m) ⊙ x^f"
-
-
-def _check_previous_frames(previous_frames):
-    import torch
-
-    video = torch.rand(3, 5, 1, 4, 4)
-    earlier = previous_frames(video)
-    assert earlier.shape == video.shape, f"expected shape {tuple(video.shape)}, got {tuple(earlier.shape)}"
-    assert torch.equal(earlier[:, 0], video[:, 0]), "the first frame is paired with itself (zero motion)"
-    assert torch.equal(earlier[:, 1:], video[:, :-1]), "frame t is paired with frame t-1"
-
-
-def _check_best_of_n(best_of_n):
-    import torch
-
-    scores = torch.tensor([[[1.0, 9.0], [4.0, 4.0], [9.0, 0.0]],    # means 5, 4, 4.5
-                           [[0.0, 1.0], [2.0, 2.0], [1.0, 1.0]]])   # means 0.5, 2, 1
-    index, curve = best_of_n(scores)
-    assert index.tolist() == [0, 1], f"the best sample by the mean over frames: expected [0, 1], got {index.tolist()}"
-    assert torch.equal(curve, torch.tensor([[1.0, 9.0], [2.0, 2.0]])), "return the per-frame scores of the best sample"
-    index, _ = best_of_n(scores, higher_is_better=False)
-    assert index.tolist() == [1, 0], "for LPIPS lower is better"
+    check: Callable  # check(function) raises checks.Mistake (with a hint) when the answer is wrong
 
 
 EXERCISES = [
-    Exercise("00_elbo", "reparameterize", "the reparameterisation trick", _check_reparameterize),
-    Exercise("00_elbo", "gaussian_kl", "the KL term between diagonal Gaussians", _check_gaussian_kl),
-    Exercise("01_flow_warping", "warp", "backward warping with grid_sample", _check_warp),
-    Exercise("03_slamp_baseline", "blend", "the mask blend", _check_blend),
-    Exercise("04_slamp", "previous_frames", "the motion prior's input (frame pairs)", _check_previous_frames),
-    Exercise("06_evaluation", "best_of_n", "best of N", _check_best_of_n),
+    Exercise("00_elbo", "reparameterize", "losses", "the reparameterisation trick", checks.reparameterize),
+    Exercise("00_elbo", "gaussian_kl", "losses", "the KL term between diagonal Gaussians", checks.gaussian_kl),
+    Exercise("01_flow_warping", "warp", "warp", "backward warping with grid_sample", checks.warp),
+    Exercise("03_slamp_baseline", "blend", "nn", "the mask blend", checks.blend),
+    Exercise("04_slamp", "previous_frames", "nn", "the motion prior's input (frame pairs)", checks.previous_frames),
+    Exercise("06_evaluation", "best_of_n", "evaluate", "best of N", checks.best_of_n),
 ]
 
 
-def _defines(source: str, function: str) -> bool:
-    return re.search(rf"^def {function}\(", source, re.MULTILINE) is not None
+# ---- grading one submission (in its own process) ----------------------------------------------
+def defining_cell(cells: list[str], function: str) -> str | None:
+    """The last code cell that defines ``function`` at its top level."""
+    found = None
+    for source in cells:
+        tree = _parse(source)
+        if tree and any(isinstance(n, ast.FunctionDef) and n.name == function for n in tree.body):
+            found = source
+    return found
 
 
-def grade(path: Path, verbose: bool = False) -> dict[str, tuple[bool, str]]:
-    """``{function: (passed, message)}`` for the exercises of the notebook at ``path``."""
-    path = Path(path)
-    stem = path.stem
-    exercises = [e for e in EXERCISES if e.notebook == stem]
-    if not exercises:
-        raise AssignmentError(f"{path.name}: no exercises for a notebook named {stem!r} "
-                              f"(known: {sorted({e.notebook for e in EXERCISES})})")
+def _parse(source: str):
+    lines = ["" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
+    try:
+        return ast.parse("\n".join(lines))
+    except SyntaxError:
+        return None
+
+
+def _is_package(module: str) -> bool:
+    return module == "slamp" or module.startswith("slamp.")
+
+
+def reliance_on_the_package(cell: str, function: str, namespace: dict) -> str | None:
+    """Why the definition of ``function`` in ``cell`` does not count as the student's own work
+    (None if it does): the function imports the package or reaches a module of it, or the cell
+    imports the package's ``function`` itself. (The cell's other imports of the package, the
+    helpers the notebook gave, are fine.)"""
+    tree = _parse(cell)
+    definition = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function)
+    package_names = set()  # names the cell binds to modules of the package
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            package_names |= {(a.asname or a.name).split(".")[0] for a in node.names if _is_package(a.name)}
+        elif isinstance(node, ast.ImportFrom) and _is_package(node.module or ""):
+            if any(a.name == function for a in node.names):
+                return f"the cell imports the package's {function} ({ast.unparse(node)}); write it yourself"
+    for node in ast.walk(definition):
+        if isinstance(node, ast.Import) and any(_is_package(a.name) for a in node.names) \
+                or isinstance(node, ast.ImportFrom) and _is_package(node.module or ""):
+            return f"{function} imports the package ({ast.unparse(node)}); write it yourself"
+        if isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute)):
+            called = node.func.id if isinstance(node.func, ast.Name) else node.func.attr
+            if called in ("__import__", "import_module", "exec", "eval"):
+                return f"{function} calls {called}(); write it yourself"
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            value = namespace.get(node.id)
+            if node.id in package_names or type(value).__name__ == "module" and _is_package(value.__name__):
+                return f"{function} uses the package module {node.id!r}; write it without slamp"
+            if callable(value) and getattr(value, "__name__", None) == function \
+                    and _is_package(getattr(value, "__module__", "") or ""):
+                return f"{function} calls the package's {function}; write it yourself"
+    return None
+
+
+def grade_submission(path: Path) -> dict:
+    """``{function: {"passed": bool, "message": str}}`` for the exercises of the notebook at
+    ``path`` (run in a fresh process with the student package first on the path)."""
+    exercises = [e for e in EXERCISES if e.notebook == Path(path).stem]
     cells = [c.source for c in jupytext.read(path).cells if c.cell_type == "code"]
-    last = max((i for i, source in enumerate(cells) for e in exercises if _defines(source, e.function)), default=-1)
-    found, namespace = {}, {"__name__": "__notebook__"}
-    os.environ.setdefault("SLAMP_SMOKE", "1")
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    for number, source in enumerate(cells[:last + 1], start=1):
-        if source.lstrip().startswith(("%", "!")):
-            continue  # IPython magics and shell commands: not Python
-        output = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(output):
-                exec(compile(source, f"{path.name}, code cell {number}", "exec"), namespace)
-        except Exception as error:  # a cell that fails (e.g. a check of an unfinished exercise)
-            if verbose:
-                print(f"  cell {number} raised {type(error).__name__}: {error}")
-        for exercise in exercises:
-            if _defines(source, exercise.function) and exercise.function in namespace:
-                found[exercise.function] = namespace[exercise.function]
     results = {}
     for exercise in exercises:
-        function = found.get(exercise.function)
-        if function is None:
-            results[exercise.function] = (False, f"no function {exercise.function} was defined")
+        cell = defining_cell(cells, exercise.function)
+        if cell is None:
+            results[exercise.function] = {"passed": False, "message": f"no cell defines {exercise.function}"}
             continue
-        try:
-            exercise.check(function)
-            results[exercise.function] = (True, "ok")
-        except Exception as error:
-            results[exercise.function] = (False, f"{type(error).__name__}: {error}")
+        module = importlib.import_module(f"slamp.{exercise.module}")
+        namespace = {k: v for k, v in vars(module).items() if k != exercise.function}
+        namespace["__name__"] = f"submission.{exercise.module}"
+        reason = reliance_on_the_package(cell, exercise.function, namespace)
+        if reason is None:
+            try:
+                exec(compile(cell, f"{Path(path).name}: the cell defining {exercise.function}", "exec"), namespace)
+            except Exception as error:
+                reason = f"the cell defining {exercise.function} raised {type(error).__name__}: {error}"
+        if reason is None:
+            function = namespace[exercise.function]
+            if _is_package(getattr(function, "__module__", "") or ""):
+                reason = f"{exercise.function} is the package's own function; write it yourself"
+        if reason is not None:
+            results[exercise.function] = {"passed": False, "message": f"rejected: {reason}"}
+            continue
+        results[exercise.function] = checks.run(exercise.check, function)
     return results
+
+
+def grade(path: Path, timeout: float = TIMEOUT, package: Path | None = None) -> dict[str, tuple[bool, str]]:
+    """``{function: (passed, message)}`` for the exercises of the notebook at ``path``, graded in a
+    subprocess that may take at most ``timeout`` seconds, against the student package in
+    ``package`` (default: one built for this call)."""
+    path = Path(path)
+    names = [e.function for e in EXERCISES if e.notebook == path.stem]
+    if not names:
+        raise AssignmentError(f"{path.name}: no exercises for a notebook named {path.stem!r} "
+                              f"(known: {sorted({e.notebook for e in EXERCISES})})")
+    with tempfile.TemporaryDirectory() as folder:
+        home = Path(package).parent if package is not None else student_package(Path(folder)).parent
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(home), str(ROOT / "tools")]),
+               "SLAMP_SMOKE": "1", "MPLBACKEND": "Agg"}
+        command = [sys.executable, str(Path(__file__).resolve()), "_one", str(path.resolve())]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=folder)
+        except subprocess.TimeoutExpired:
+            return {name: (False, f"grading took longer than {timeout:g} s (an endless loop?)") for name in names}
+    try:
+        found = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        tail = textwrap.shorten(done.stderr.strip().replace("\n", " | "), 300)
+        return {name: (False, f"the grader's process failed: {tail}") for name in names}
+    return {name: (found[name]["passed"], found[name]["message"]) for name in names}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    make_parser = commands.add_parser("make", help="write the student notebooks")
+    make_parser = commands.add_parser("make", help="write the student notebooks and the student package")
     make_parser.add_argument("--out", type=Path, default=ROOT / "assignments")
     grade_parser = commands.add_parser("grade", help="grade notebooks (.py or .ipynb)")
     grade_parser.add_argument("files", nargs="+", type=Path)
-    grade_parser.add_argument("--verbose", action="store_true", help="also show the cells that raised")
+    grade_parser.add_argument("--timeout", type=float, default=TIMEOUT, help="seconds per notebook")
+    grade_parser.add_argument("--package", type=Path, default=None,
+                              help="a student package (<out>/slamp of `make`); default: built for this call")
+    one = commands.add_parser("_one")  # internal: grade one notebook in this process, print JSON
+    one.add_argument("file", type=Path)
     commands.add_parser("list", help="the exercises")
     args = parser.parse_args(argv)
 
+    if args.command == "_one":
+        print(json.dumps(grade_submission(args.file)))
+        return 0
     if args.command == "list":
         for e in EXERCISES:
             print(f"{e.notebook:<20} {e.function:<16} {e.title}")
@@ -253,13 +305,14 @@ def main(argv=None) -> int:
         written = make(args.out)
         print(f"wrote {len(written)} files to {args.out}: " + ", ".join(p.name for p in written))
         return 0
-    failed = 0
-    for path in args.files:
-        print(f"{path}:")
-        for function, (passed, message) in grade(path, args.verbose).items():
-            failed += not passed
-            print(f"  {'PASS' if passed else 'FAIL'}  {function:<16} {'' if passed else message}")
-    total = sum(1 for path in args.files for e in EXERCISES if e.notebook == Path(path).stem)
+    failed, total = 0, 0
+    with tempfile.TemporaryDirectory() as folder:
+        package = args.package or student_package(Path(folder))
+        for path in args.files:
+            print(f"{path}:")
+            for function, (passed, message) in grade(path, args.timeout, package).items():
+                failed, total = failed + (not passed), total + 1
+                print(f"  {'PASS' if passed else 'FAIL'}  {function:<16} {'' if passed else message}")
     print(f"score: {total - failed}/{total}")
     return failed
 

@@ -1,0 +1,216 @@
+"""The autograder's checks (tools/assignments.py): one function per exercise, which raises
+:class:`Mistake` with a hint that names the likely mistake when an answer is wrong.
+
+Each check tries the answer on small inputs whose right result is known, and, where a common
+mistake gives a recognisable wrong result (a missing factor, a flipped sign, an argument ignored,
+the wrong axis), says which. ``tests/test_assignments.py`` keeps a list of such wrong answers for
+every exercise and asserts that each one fails with its hint.
+"""
+from __future__ import annotations
+
+import traceback
+
+
+class Mistake(AssertionError):
+    """A wrong answer; the message is the hint shown to the student."""
+
+
+def run(check, function) -> dict:
+    """``{"passed", "message"}`` of ``check(function)``; an exception inside the student's code is
+    reported with the line it came from."""
+    try:
+        check(function)
+    except Mistake as mistake:
+        return {"passed": False, "message": str(mistake)}
+    except NotImplementedError:
+        return {"passed": False, "message": "not done yet (the function still raises NotImplementedError)"}
+    except Exception as error:  # the student's code crashed: say where
+        frames = [f for f in traceback.extract_tb(error.__traceback__) if "assignment_checks" not in f.filename]
+        where = f" (at {frames[-1].filename}, line {frames[-1].lineno}: {frames[-1].line})" if frames else ""
+        return {"passed": False, "message": f"it raised {type(error).__name__}: {error}{where}"}
+    return {"passed": True, "message": "ok"}
+
+
+def expect(condition, hint: str) -> None:
+    if not condition:
+        raise Mistake(hint)
+
+
+def _close(a, b, atol=1e-4) -> bool:
+    import torch
+
+    return torch.is_tensor(a) and a.shape == b.shape and torch.allclose(a.float(), b.float(), atol=atol)
+
+
+# ---- 00_elbo ----------------------------------------------------------------------------------
+def reparameterize(function):
+    import torch
+
+    mu = torch.tensor([1.0, -2.0], requires_grad=True)
+    logvar = torch.tensor([0.0, 2 * 0.6931472], requires_grad=True)  # variances 1 and 4: sigma 1 and 2
+    noise = torch.tensor([0.5, -1.0])
+    z = function(mu, logvar, noise=noise)
+    expect(torch.is_tensor(z) and z.shape == mu.shape, f"return one z per element, shape {tuple(mu.shape)}")
+    right = torch.tensor([1.5, -4.0])
+    if not _close(z, right, 1e-3):
+        candidates = {
+            "sigma is exp(logvar / 2), not exp(logvar): you scaled the noise by the variance":
+                mu + logvar.exp() * noise,
+            "logvar is the log of the variance: sigma = exp(logvar / 2), not logvar itself": mu + logvar * noise,
+            "the noise is added, not subtracted: z = mu + sigma * eps": mu - (0.5 * logvar).exp() * noise,
+            "sigma = exp(logvar / 2) multiplies the noise, not the mean": mu * (0.5 * logvar).exp() + noise,
+        }
+        for hint, wrong in candidates.items():
+            expect(not _close(z, wrong.detach(), 1e-3), hint)
+        a, b = function(mu, logvar, noise=noise), function(mu, logvar, noise=noise)
+        expect(torch.equal(a, b), "use the noise you are given (the noise= argument) instead of drawing new noise")
+        raise Mistake(f"z = mu + sigma * eps: expected {right.tolist()} for mu = [1, -2], sigma = [1, 2], "
+                      f"eps = [0.5, -1], got {[round(v, 4) for v in z.tolist()]}")
+    expect(z.requires_grad, "the gradient must reach mu and logvar: do not detach z or use .data / torch.no_grad()")
+    z.sum().backward()
+    expect(mu.grad is not None and logvar.grad is not None,
+           "the gradient must reach mu and logvar: do not detach them or use .data / torch.no_grad()")
+    expect(torch.allclose(logvar.grad, 0.5 * torch.exp(0.5 * logvar.detach()) * noise, atol=1e-4),
+           "the gradient reaching logvar is wrong: z must depend on logvar through sigma = exp(logvar / 2)")
+    torch.manual_seed(0)
+    draws = function(torch.full((20000,), 3.0), torch.full((20000,), 2 * 0.6931472))
+    expect(abs(draws.mean().item() - 3) < 0.05 and abs(draws.std().item() - 2) < 0.05,
+           "without noise= the function must draw eps ~ N(0, 1) itself: z ~ N(3, 2^2) came out with mean "
+           f"{draws.mean().item():.2f} and std {draws.std().item():.2f}")
+
+
+def gaussian_kl(function):
+    import torch
+    from torch.distributions import Normal, kl_divergence
+
+    torch.manual_seed(0)
+    mu_q, mu_p, logvar_q, logvar_p = (torch.randn(5, 3) for _ in range(4))
+    right = kl_divergence(Normal(mu_q, (0.5 * logvar_q).exp()), Normal(mu_p, (0.5 * logvar_p).exp()))
+    found = function(mu_q, logvar_q, mu_p, logvar_p)
+    expect(torch.is_tensor(found), "return a tensor")
+    if found.shape != right.shape:
+        hint = "one KL per element, shape (5, 3): do not sum or average over an axis (the caller does)"
+        raise Mistake(f"{hint}; got shape {tuple(found.shape)}")
+    if _close(found, right, 1e-5):
+        zero = torch.zeros(())
+        expect(_close(function(mu_q, logvar_q, zero, zero), kl_divergence(Normal(mu_q, (0.5 * logvar_q).exp()),
+                                                                           Normal(0.0, 1.0)), 1e-5),
+               "a standard normal prior given as zeros(()) must broadcast")
+        return
+    swapped = kl_divergence(Normal(mu_p, (0.5 * logvar_p).exp()), Normal(mu_q, (0.5 * logvar_q).exp()))
+    expect(not _close(found, swapped, 1e-5), "this is KL(p || q): the KL term of the ELBO is KL(q || p), "
+                                             "the posterior's divergence from the prior")
+    expect(not _close(found, 2 * right, 1e-5), "twice the KL: the factor 1/2 in front is missing")
+    expect(not _close(found, right + 0.5, 1e-5), "the '- 1' inside the bracket is missing (off by 1/2 per element)")
+    flipped = 0.5 * (logvar_q - logvar_p + (logvar_q - logvar_p).exp() + (mu_q - mu_p) ** 2 * (-logvar_p).exp() - 1)
+    expect(not _close(found, flipped, 1e-5),
+           "the log-variance difference has the wrong sign: log(sigma_p^2 / sigma_q^2) = logvar_p - logvar_q")
+    with_variance = 0.5 * (logvar_p - logvar_q + (logvar_q - logvar_p).exp() + (mu_q - mu_p) ** 2 - 1)
+    expect(not _close(found, with_variance, 1e-5),
+           "the squared mean difference must be divided by the prior's variance, (mu_q - mu_p)^2 / sigma_p^2")
+    raise Mistake("does not match KL(N(mu_q, sigma_q^2) || N(mu_p, sigma_p^2)) per element; compare with "
+                  "torch.distributions.kl_divergence on a few numbers")
+
+
+# ---- 01_flow_warping --------------------------------------------------------------------------
+def warp(function):
+    import torch
+
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 8, 10)
+    out = function(image, torch.zeros(2, 2, 8, 10))
+    expect(torch.is_tensor(out) and out.shape == image.shape, f"return frames of the input's shape {tuple(image.shape)}")
+    expect(_close(out, image, 1e-5), "zero flow must return the image unchanged (check the pixel grid and "
+                                     "align_corners=True)")
+    flow = torch.zeros(2, 2, 8, 10)
+    flow[:, 0] = -2  # every pixel reads the one 2 columns to its left: the image moves right by 2
+    moved = function(image, flow)
+    if not torch.allclose(moved[..., 2:], image[..., :-2], atol=1e-5):
+        expect(not torch.allclose(moved[..., :-2], image[..., 2:], atol=1e-5),
+               "the image moved the wrong way: the flow points from each target pixel to where it is read, "
+               "out[p] = frames[p + flow(p)], so the flow's sign is flipped")
+        expect(not torch.allclose(moved[..., 2:, :], image[..., :-2, :], atol=1e-5),
+               "x and y are swapped: channel 0 of the flow is x (columns), channel 1 is y (rows), and grid_sample "
+               "wants (x, y) in the last axis")
+        raise Mistake("an integer flow of -2 columns must shift the image 2 pixels right exactly (pixel units: "
+                      "convert to grid_sample's [-1, 1] with 2 * coords / (size - 1) - 1)")
+    expect(moved[..., :2].abs().max() == 0, "samples from outside the image must be 0 with padding='zeros'")
+    border = function(image, flow, padding="border")
+    expect(torch.allclose(border[..., :2], image[..., :1].expand(-1, -1, -1, 2), atol=1e-5),
+           "the padding argument is ignored: with padding='border' a sample outside the image takes the edge pixel "
+           "(pass it to grid_sample's padding_mode)")
+    half = torch.zeros(1, 2, 8, 10)
+    half[:, 0] = 0.5
+    expect(torch.allclose(function(image[:1], half)[..., :-1], (image[:1, ..., :-1] + image[:1, ..., 1:]) / 2, atol=1e-5),
+           "a flow of half a pixel must average the two neighbours: use bilinear interpolation")
+    video, flows = torch.rand(2, 4, 3, 8, 10), torch.zeros(2, 4, 2, 8, 10)
+    flows[..., 0, :, :] = -2
+    try:
+        warped = function(video, flows)
+    except Exception as error:
+        raise Mistake(f"a video (B, T, C, H, W) with flows (B, T, 2, H, W) must work too (flatten B and T, then "
+                      f"restore them); it raised {type(error).__name__}: {error}") from None
+    expect(warped.shape == video.shape and torch.allclose(warped[..., 2:], video[..., :-2], atol=1e-5),
+           "a video (B, T, C, H, W) with flows (B, T, 2, H, W) must warp each frame by its own flow")
+
+
+# ---- 03_slamp_baseline ------------------------------------------------------------------------
+def blend(function):
+    import torch
+
+    torch.manual_seed(0)
+    appearance, motion, mask = torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4), torch.rand(2, 1, 4, 4)
+    found = function(appearance, motion, mask)
+    expect(torch.is_tensor(found) and found.shape == appearance.shape,
+           f"one frame per input frame, shape {tuple(appearance.shape)} (the one-channel mask broadcasts over channels)")
+    right = mask * appearance + (1 - mask) * motion
+    if _close(found, right, 1e-6):
+        return
+    expect(not _close(found, mask * motion + (1 - mask) * appearance, 1e-6),
+           "the mask weighs the appearance prediction: m = 1 means x^p, m = 0 means x^f (Eq. 1); yours is the other way")
+    expect(not _close(found, (appearance + motion) / 2, 1e-6), "the mask is ignored: this is the plain average")
+    expect(not _close(found, mask * appearance + motion, 1e-6), "the motion prediction needs the weight (1 - m)")
+    raise Mistake("x̂ must blend the two predictions pixel by pixel with the mask (Eq. 1)")
+
+
+# ---- 04_slamp ---------------------------------------------------------------------------------
+def previous_frames(function):
+    import torch
+
+    video = torch.arange(3 * 5, dtype=torch.float32).view(3, 5, 1, 1, 1).expand(3, 5, 1, 4, 4).contiguous()
+    earlier = function(video)
+    expect(torch.is_tensor(earlier) and earlier.shape == video.shape,
+           f"one earlier frame per frame, shape {tuple(video.shape)} (B, T, C, H, W); got "
+           f"{tuple(earlier.shape) if torch.is_tensor(earlier) else type(earlier).__name__}")
+    expect(not torch.equal(earlier[1:], video[:-1]), "the shift is along the batch axis (0): shift along time, "
+                                                     "axis 1 of (B, T, C, H, W)")
+    if not torch.equal(earlier[:, 1:], video[:, :-1]):
+        expect(not torch.equal(earlier[:, 1:], video[:, 1:]), "position t must hold frame t-1, not frame t")
+        expect(not torch.equal(earlier[:, :-1], video[:, 1:]), "off by one the other way: position t holds frame "
+                                                               "t+1; shift towards the future, not the past")
+        raise Mistake("position t (t >= 1) must hold frame t-1 of the same video")
+    expect(torch.equal(earlier[:, 0], video[:, 0]),
+           "position 0 must hold the first frame itself (zero motion: a frame paired with itself)")
+
+
+# ---- 06_evaluation ----------------------------------------------------------------------------
+def best_of_n(function):
+    import torch
+
+    scores = torch.tensor([[[1.0, 9.0], [4.0, 4.0], [9.5, 0.0]],   # means 5, 4, 4.75; best single frame: sample 2
+                           [[0.0, 1.0], [2.0, 2.0], [1.0, 1.5]]])  # means 0.5, 2, 1.25
+    index, curve = function(scores)
+    expect(torch.is_tensor(index) and index.shape == (2,), "return one index per sequence, shape (B,)")
+    if index.tolist() != [0, 1]:
+        expect(index.tolist() != [2, 1], "you kept the sample with the best single frame: the protocol keeps the "
+                                         "sample whose score *averaged over frames* is best")
+        expect(index.tolist() != [1, 0], "lower is not better for PSNR and SSIM: take the largest mean "
+                                         "(higher_is_better=True)")
+        raise Mistake(f"the best sample by its mean over frames: expected [0, 1], got {index.tolist()} (reduce "
+                      f"over the frame axis -1, choose over the sample axis 1)")
+    expect(torch.is_tensor(curve) and curve.shape == (2, 2),
+           "return the per-frame scores of each sequence's best sample, shape (B, T)")
+    expect(torch.equal(curve, torch.tensor([[1.0, 9.0], [2.0, 2.0]])), "return the per-frame scores of the best "
+                                                                        "sample itself (not their mean or the best frames)")
+    index, _ = function(scores, higher_is_better=False)
+    expect(index.tolist() == [1, 0], "the higher_is_better argument is ignored: for LPIPS the lowest mean wins")
