@@ -130,6 +130,15 @@ SAMPLES = 20_000 if SMOKE else 400_000  # Monte-Carlo sample size for the checks
 #
 # One sample per training example is an unbiased estimate of both, and autograd computes it.
 
+# %% [markdown]
+# **Exercise: `reparameterize`**
+#
+# Write the last line of `reparameterize`: turn the noise `noise` (ε, drawn from N(0, I) when it
+# is not given) into a sample of N(`mu`, exp(`logvar`)) so that gradients reach `mu` and `logvar`.
+# Shapes: every argument `(B, Z)` or `(B, T, Z)` (or shapes that broadcast); returns `z` of that
+# shape. Checked on known numbers (μ = [1, −2], σ = [1, 2], ε = [0.5, −1]), on the gradients it
+# passes back, and on the moments of many draws.
+
 # %%
 #| export
 """The training objective of SVG, SLAMP-Baseline and SLAMP: reparameterised sampling, the KL
@@ -192,7 +201,7 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
 # %%
 from slamp.notebook import use
 
-use(reparameterize)  # from here on the package's models call this reparameterize (in a student's notebook: yours)
+use(reparameterize)  # from here on the package runs this reparameterize: in a student's notebook, yours
 
 # %% [markdown]
 # **Checking the gradient.** Two functions whose Gaussian expectation has a closed form:
@@ -269,6 +278,14 @@ for name, (f, _) in closed_forms.items():
 # its KL is the sum of this expression over the $Z$ latent dimensions. `gaussian_kl` returns the
 # per-dimension values and leaves the sum to the caller.
 
+# %% [markdown]
+# **Exercise: `gaussian_kl`**
+#
+# Write `gaussian_kl`: the KL divergence of the posterior N(`mu_q`, exp(`logvar_q`)) from the prior
+# N(`mu_p`, exp(`logvar_p`)), per element (the derivation above). Shapes: `(B, Z)` or `(B, T, Z)`,
+# the prior's may broadcast; returns the same shape (no reduction). Checked against
+# `torch.distributions.kl_divergence` on random parameters and with a standard-normal prior.
+
 # %%
 #| export
 def gaussian_kl(mu_q: torch.Tensor, logvar_q: torch.Tensor,
@@ -297,7 +314,7 @@ def gaussian_kl(mu_q: torch.Tensor, logvar_q: torch.Tensor,
 # %%
 from slamp.notebook import use
 
-use(gaussian_kl)  # from here on the package's KL terms (kl_loss) call this gaussian_kl (in a student's notebook: yours)
+use(gaussian_kl)  # from here on the package runs this gaussian_kl: in a student's notebook, yours
 
 # %% [markdown]
 # Known values first: a Gaussian has zero divergence from itself; moving a unit Gaussian by $\mu$
@@ -517,6 +534,14 @@ assert torch.isclose(sum(per_step), whole) and torch.isclose(official, whole)
 # In code, each likelihood term is a squared error (§1.3) averaged over the batch, channels and
 # pixels of each step, then summed over the steps, as the official code does.
 
+# %% [markdown]
+# **Exercise: `reconstruction_loss`**
+#
+# Write the last two lines of `reconstruction_loss`: the L2 term the way the public code reduces
+# it, the squared error averaged over batch, channels, height and width at each step, then summed
+# over steps. Shapes: `prediction`, `target` `(B, T, C, H, W)` → a scalar. Checked on a video whose
+# steps have different errors, so that averaging or summing over the wrong axis shows.
+
 # %%
 #| export
 def reconstruction_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -535,9 +560,16 @@ def reconstruction_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch
         raise ValueError(f"reconstruction_loss expects prediction and target (B, T, C, H, W) of one shape: "
                          f"expected prediction {expected}, found prediction {tuple(prediction.shape)} "
                          f"and target {tuple(target.shape)}")
+    # BEGIN SOLUTION reconstruction_loss
     squared_error = (_at_least_float32(prediction) - _at_least_float32(target)) ** 2
     return squared_error.mean(dim=(0, 2, 3, 4)).sum()
+    # END SOLUTION
 
+
+# %%
+from slamp.notebook import use
+
+use(reconstruction_loss)  # from here on the package runs this reconstruction_loss: in a student's notebook, yours
 
 # %% [markdown]
 # The gradient argument, on a toy frame whose mask trusts the flow head ($m = 0$) on the left half:
@@ -683,6 +715,18 @@ for name, (channels, height, width, beta) in presets.items():
 # KTH's $\beta$ claims frames accurate to about 0.05 (a grey level of ~12 in 255), so its codes
 # may carry much more information than MNIST's, whose $\sigma \approx 0.45$ lets the KL dominate
 # unless a code really pays for itself in reconstruction.
+#
+# ## Exercises and what to try next
+#
+# The exercises of this notebook (blank in the student version; `python tools/assignments.py grade`
+# checks them): **`reparameterize`**, **`gaussian_kl`**, **`reconstruction_loss`**.
+#
+# * Estimate the KL of section 1.2 by Monte Carlo with 10, 100 and 10,000 samples and plot the error
+#   against the closed form: how fast does it shrink?
+# * SVG also has a *fixed* prior N(0, I) (SVG-FP). Write its KL term with `gaussian_kl` and a prior
+#   of `torch.zeros(())`, and compare its size with the learned prior's on the same posterior.
+# * With β = 1e-4 (the MNIST preset), how many nats of KL per sequence cost as much as one
+#   grey level of error on every pixel of a 64×64 frame? (Section 5 has the scales.)
 #
 # ## Summary
 #

@@ -127,6 +127,15 @@ pixel_grid(2, 3)
 # combination of input pixels, so for frames in $[0, 1]$ that clamp never changes anything; `warp`
 # leaves values untouched.
 
+# %% [markdown]
+# **Exercise: `warp`**
+#
+# Write the three lines of `warp` that sample `frames` at `p + flow(p)`: the pixel grid plus the
+# flow (in pixels), converted to `grid_sample`'s $[-1, 1]$ coordinates (x first), and the bilinear
+# sample with the given `padding`. Shapes: frames `(B, C, H, W)` or `(B, T, C, H, W)`, flow
+# `(B, 2, H, W)` or `(B, T, 2, H, W)` → frames' shape. Checked with zero, integer and half-pixel
+# flows, both paddings and a video of flows.
+
 # %%
 #| export
 def _check_warp_inputs(frames: torch.Tensor, flow: torch.Tensor, padding: str) -> None:
@@ -179,7 +188,7 @@ def warp(frames: torch.Tensor, flow: torch.Tensor, padding: str = "zeros") -> to
 # %%
 from slamp.notebook import use
 
-use(warp)  # from here on the package's motion head calls this warp (in a student's notebook: yours)
+use(warp)  # from here on the package runs this warp: in a student's notebook, yours
 
 # %% [markdown]
 # ## Checking `warp`
@@ -502,6 +511,20 @@ import tempfile
 spin = torch.stack([warp(pattern[None], rotation_flow(64, 64, a)[None])[0] for a in range(0, 360, 30)])
 gif = save_gif(spin, Path(tempfile.mkdtemp()) / "spin.gif")
 print(gif.name, gif.stat().st_size > 0)
+
+# %% [markdown]
+# ## Exercises and what to try next
+#
+# The exercise of this notebook: **`warp`** (three lines: the sampling positions, their
+# `grid_sample` coordinates, the bilinear sample with the given padding).
+#
+# * Warp an image forward (splat each pixel to $p + f(p)$) and count the holes, then backward with
+#   `warp`: why does SLAMP warp backward?
+# * Compare `padding="zeros"` with `"border"` on a digit that leaves the frame: which one makes the
+#   motion prediction wrong, and where?
+# * Fit a flow by gradient descent (as above) for a shift of 1, 4 and 12 pixels. Bilinear sampling
+#   only sees the four neighbours: what happens to the large shift, and why do optical-flow methods
+#   work coarse to fine?
 
 # %% [markdown]
 # ## Summary

@@ -265,6 +265,14 @@ fig.tight_layout()
 # two strokes cross, the light adds up (and saturates); with a maximum, the grey anti-aliased
 # edges of one digit would vanish under the other digit's edges.
 
+# %% [markdown]
+# **Exercise: `render_digits`**
+#
+# Write the end of `render_digits`: draw each digit at its rounded top-left corner in every frame,
+# **adding** the ink where digits overlap, then clip to 255. Shapes: digits `(N, h, w)` uint8,
+# positions `(N, T, 2)` (row, column) → frames `(T, frame_size, frame_size)` uint8. Checked on two
+# small digits drawn over each other and apart.
+
 # %%
 #| export
 def render_digits(digit_images: np.ndarray, positions: np.ndarray, frame_size: int = 64) -> np.ndarray:
@@ -277,11 +285,18 @@ def render_digits(digit_images: np.ndarray, positions: np.ndarray, frame_size: i
     if corners.min(initial=0) < 0 or (corners + [height, width]).max(initial=0) > frame_size:
         raise ValueError(f"a digit of {height}x{width} at these positions leaves the {frame_size}x{frame_size} frame")
     frames = np.zeros((corners.shape[1], frame_size, frame_size), dtype=np.uint16)
+    # BEGIN SOLUTION render_digits
     for digit, path in zip(digit_images, corners):
         for t, (row, column) in enumerate(path):
             frames[t, row:row + height, column:column + width] += digit
     return np.minimum(frames, 255).astype(np.uint8)
+    # END SOLUTION
 
+
+# %%
+from slamp.notebook import use
+
+use(render_digits)  # from here on the package runs this render_digits: in a student's notebook, yours
 
 # %%
 two = train_digits.images[:2]
@@ -952,6 +967,18 @@ for name, spec in DATASETS.items():
     (height, width), (past, future) = spec.frame_size, spec.test_protocol
     print(f"{name:>11} {spec.channels} x {height:>3}x{width:<3} {'+'.join(map(str, spec.train_clip)):>11} "
           f"{past:>3} -> {future:<3}  {spec.clips.__doc__.splitlines()[0]}")
+
+# %% [markdown]
+# ## Exercises and what to try next
+#
+# The exercise of this notebook: **`render_digits`** (draw each digit at its position, add where
+# digits overlap, clip to 255).
+#
+# * Make a deterministic stream (`stochastic=False`) and draw several futures of a bounce with
+#   `continuations`: the future is certain again.
+# * Three digits, or `max_speed=8`: how often do digits overlap, and how do the frames look?
+# * Draw the overlapping digits with `np.maximum` instead of adding them: which frames change, and
+#   would a model notice?
 
 # %% [markdown]
 # ## Summary

@@ -279,6 +279,14 @@ print("mu", tuple(mu.shape), "logvar", tuple(logvar.shape), "state", [tuple(s.sh
 # (global average → bottleneck MLP → sigmoid weights per channel), then a $3\times3$ conv to one
 # channel and a sigmoid.
 
+# %% [markdown]
+# **Exercise: `blend`**
+#
+# Write `blend`: the prediction x̂ of Eq. 1 from the appearance prediction, the motion prediction
+# and the mask (1 = trust the appearance). Shapes: frames `(N, C, H, W)`, mask `(N, 1, H, W)` →
+# `(N, C, H, W)`. Checked on random frames and masks; the models of this notebook use your
+# `blend` from here on.
+
 # %%
 #| export nn
 class SqueezeExcitation(nn.Module):
@@ -323,7 +331,7 @@ def blend(appearance, motion, mask):
 # %%
 from slamp.notebook import use
 
-use(blend)  # from here on the package's models call this blend (in a student's notebook: yours)
+use(blend)  # from here on the package runs this blend: in a student's notebook, yours
 
 # %%
 painted, warped = torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)
@@ -854,12 +862,22 @@ def teacher_forced(model: PredictorParts, x, noise: dict) -> Prediction:
 # pixels per step, summed over steps; KL is summed over latent dimensions and steps and averaged
 # over the batch (the public code's reductions).
 
+# %% [markdown]
+# **Exercise: `prediction_loss`**
+#
+# Write `prediction_loss`: the loss of Eq. 3 as training minimises it, an L2 term
+# (`reconstruction_loss`) for x̂ and, with a motion head, for x^p and x^f, plus β times every
+# stream's KL. Shapes: the prediction's tensors `(B, T−1, C, H, W)` are predictions of frames 2..T
+# of `x` `(B, T, C, H, W)`; returns `(total, terms)` with terms named `final`, `pixel`, `flow`,
+# `kl_<stream>`. Checked on a made-up prediction with two streams.
+
 # %%
 #| export
 def prediction_loss(prediction: Prediction, x, beta: float) -> tuple[torch.Tensor, dict]:
-    """``(total, terms)`` for a prediction of frames 1..T-1 of ``x`` ``(B, T, C, H, W)``: terms
-    ``final`` (x̂), with a motion head ``pixel`` (x^p) and ``flow`` (x^f), and ``kl_<stream>``;
-    total = the L2 terms + ``beta`` · the KL terms."""
+    """The loss training minimises, ``(total, terms)``, for a prediction of frames 2..T of ``x``
+    ``(B, T, C, H, W)``: terms ``final`` (x̂), with a motion head ``pixel`` (x^p) and ``flow``
+    (x^f), and ``kl_<stream>`` for every latent stream; ``beta`` weighs the KL terms (Eq. 3)."""
+    # BEGIN SOLUTION prediction_loss
     target = x[:, 1:]
     terms = {"final": reconstruction_loss(prediction.frames, target)}
     if prediction.motion is not None:
@@ -869,6 +887,13 @@ def prediction_loss(prediction: Prediction, x, beta: float) -> tuple[torch.Tenso
     for name, kl in prediction.kl.items():
         terms[f"kl_{name}"] = kl
     return total + beta * sum(prediction.kl.values()), terms
+    # END SOLUTION
+
+
+# %%
+from slamp.notebook import use
+
+use(prediction_loss)  # from here on the package runs this prediction_loss: in a student's notebook, yours
 
 # %% [markdown]
 # **Generation** conditions on the past through the posterior and samples the future from the
@@ -1174,6 +1199,19 @@ t = 4  # prediction of frame 5 from frame 4
 show_row([squares[0, t + 1], parts.appearance[0, t], parts.motion[0, t], parts.mask[0, t],
           flow_to_colour(parts.flow[0, t]), parts.frames[0, t]],
          ["truth x_t", "appearance x^p", "motion x^f", "mask m", "flow", "x̂ = m x^p + (1-m) x^f"]);
+
+# %% [markdown]
+# ## Exercises and what to try next
+#
+# The exercises of this notebook: **`blend`** (Eq. 1) and **`prediction_loss`** (the loss of
+# Eq. 3 as training minimises it).
+#
+# * The mask off: fix $m = \tfrac12$ (the "average" row of the paper's Table 7; `docs/contributing.md`
+#   shows the model) and fit the moving squares again: what does the learned mask add?
+# * Leave the `pixel` or the `flow` term out of `prediction_loss` and fit the squares: which head
+#   stops learning, and why (section 3 of `00_elbo`)?
+# * Fit SVG and SLAMP-Baseline to the same batch for the same number of steps and compare their
+#   losses and their $x^f$.
 
 # %% [markdown]
 # ## Summary

@@ -84,6 +84,13 @@ class MotionEncoder(nn.Module):
 # before it, and the first frame with itself (zero motion, what the motion prior reads at the
 # first step, when there is no history yet). `previous_frames` gives the earlier frame of every pair.
 
+# %% [markdown]
+# **Exercise: `previous_frames`**
+#
+# Write `previous_frames`: for every frame of a video, the frame before it, and for the first
+# frame the frame itself (zero motion, what the motion prior reads first). Shapes:
+# `(B, T, C, H, W)` → `(B, T, C, H, W)`. Checked on a video whose frames are numbered.
+
 # %%
 #| export nn
 def previous_frames(x):
@@ -98,7 +105,7 @@ def previous_frames(x):
 # %%
 from slamp.notebook import use
 
-use(previous_frames)  # from here on the package's motion stream calls this previous_frames (in a student's notebook: yours)
+use(previous_frames)  # from here on the package runs this previous_frames: in a student's notebook, yours
 
 # %%
 video = torch.arange(4.0).view(1, 4, 1, 1, 1)  # frames numbered 0, 1, 2, 3
@@ -362,6 +369,18 @@ bounced = sorted({t + 1 for t in range(5, 15) if test_set.bounces[index, :, t].a
 print(f"bounces at frames {bounced}; the 3 futures differ by {spread(sampled):.4f} (per-pixel std), "
       f"{spread(sampled[:, :1]):.4f} in the first predicted frame and {spread(sampled[:, -1:]):.4f} in the last")
 assert spread(sampled) > 2 * spread(futures.frames[0])  # an uncertain future is sampled more widely
+
+# %% [markdown]
+# ## Exercises and what to try next
+#
+# The exercise of this notebook: **`previous_frames`** (the earlier frame of every motion pair,
+# the first frame paired with itself).
+#
+# * The motion history off: feed the motion prior zero motion at every step (pair each frame with
+#   itself) and compare the spread of the samples after a bounce with SLAMP's.
+# * Run the step by hand for step 3: which pair does the prior read, which the posterior?
+# * Count the parameters of each part (`model.motion.encoder`, `model.motion.latent`, the mask net)
+#   for the `mnist` preset: where does SLAMP spend its 25 M parameters?
 
 # %% [markdown]
 # ## Summary

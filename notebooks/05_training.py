@@ -129,16 +129,32 @@ assert second < first and moved == len(before)
 # per step decides for the whole batch; $k = 0$ switches it off. A step that may read a prediction
 # cannot be batched over time, so with $p < 1$ the model runs its step-by-step path.
 
+# %% [markdown]
+# **Exercise: `teacher_forcing_probability`**
+#
+# Write `teacher_forcing_probability`: the probability $p(e)$ above of reading the true frame
+# in epoch `epoch`, the inverse-sigmoid decay with constant `k`; `k = 0` switches scheduled
+# sampling off. Returns a float in [0, 1]. Checked at epochs 0, 25, 80, 299 for k = 25, with k = 0,
+# and at an epoch so late that `math.exp` would overflow.
+
 # %%
 #| export
 def teacher_forcing_probability(epoch: int, k: float) -> float:
-    """Probability that a step reads the true previous frame in ``epoch`` (counted from 0):
-    ``k / (k + exp(epoch / k))``, the inverse-sigmoid decay; 1 (teacher forcing) when ``k == 0``."""
+    """Probability that a step reads the true previous frame in ``epoch`` (counted from 0): the
+    inverse-sigmoid decay with constant ``k`` (App. C.1); 1 (teacher forcing) when ``k == 0``."""
+    # BEGIN SOLUTION teacher_forcing_probability
     if k == 0:
         return 1.0
     if epoch / k > 700:  # exp would overflow; the probability is 0 to double precision anyway
         return 0.0
     return k / (k + math.exp(epoch / k))
+    # END SOLUTION
+
+
+# %%
+from slamp.notebook import use
+
+use(teacher_forcing_probability)  # from here on the package runs this teacher_forcing_probability: in a student's notebook, yours
 
 # %%
 import math
@@ -418,6 +434,19 @@ for path in [damaged, WORK / "stopped" / "train.csv"]:
         raise AssertionError("no error")
     except CheckpointError as error:
         print(error)
+
+# %% [markdown]
+# ## Exercises and what to try next
+#
+# The exercise of this notebook: **`teacher_forcing_probability`** (the inverse-sigmoid decay,
+# with `k = 0` switching it off).
+#
+# * A β sweep: train the `tiny` preset with `--set beta=1e-5`, `1e-4`, `1e-3` (a few minutes each on
+#   a CPU) and compare the KL curves and the validation PSNR. Which β makes the samples differ?
+# * Scheduled sampling on Moving MNIST: `--set scheduled_sampling_k=2` (a fast decay for a short
+#   run) against `0`. Do the futures drift less?
+# * Resume a run with `--set lr=...` (a decay stage) and check in `train.csv` that nothing else
+#   changed.
 
 # %% [markdown]
 # ## Summary

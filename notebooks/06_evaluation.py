@@ -56,6 +56,13 @@ torch.manual_seed(0)
 # of the mean error), as in the public code. A perfect frame has infinite PSNR; we cap the error
 # at $10^{-10}$, i.e. 100 dB, so that averages stay finite.
 
+# %% [markdown]
+# **Exercise: `psnr`**
+#
+# Write `psnr`: the peak signal-to-noise ratio, in dB, of each predicted image against its target,
+# for images in [0, 1] (peak 1), capped at 100 dB where they are identical. Shapes:
+# `(N, C, H, W)` twice → `(N,)`. Checked on images whose mean squared errors are known.
+
 # %%
 #| export
 """Frame metrics on ``(N, C, H, W)`` images in [0, 1], one value per image: PSNR, SSIM, LPIPS."""
@@ -75,9 +82,16 @@ def psnr(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB of each image ``(N, C, H, W)`` in [0, 1] → ``(N,)``
     (capped at 100 dB for identical images)."""
     _check_pair(prediction, target)
+    # BEGIN SOLUTION psnr
     mse = ((prediction.float() - target.float()) ** 2).flatten(1).mean(1)
     return 10 * torch.log10(1 / mse.clamp_min(1e-10))
+    # END SOLUTION
 
+
+# %%
+from slamp.notebook import use
+
+use(psnr)  # from here on the package runs this psnr: in a student's notebook, yours
 
 # %% [markdown]
 # ## SSIM
@@ -389,6 +403,14 @@ assert abs(mean - 3) < 3 * half and abs(half - 1.96 / 100) < 2e-3
 # $x^p$, the motion head $x^f$, their plain average, and the masked blend $\hat x$ — the ablation of
 # the paper's Table 7, which shows what the learned mask adds.
 
+# %% [markdown]
+# **Exercise: `best_of_n`**
+#
+# Write `best_of_n`: for each sequence, the sample whose score averaged over frames is best (the
+# largest, or the smallest when `higher_is_better=False`, as for LPIPS), and that sample's
+# per-frame scores. Shapes: scores `(B, S, T)` → index `(B,)`, curve `(B, T)`. Checked on scores
+# where the best single frame and the best mean belong to different samples.
+
 # %%
 #| export evaluate
 """The best-of-N protocol of SVG, SRVP and SLAMP, batched over samples and sequences."""
@@ -444,7 +466,7 @@ def head_frames(prediction, head: str) -> torch.Tensor:
 # %%
 from slamp.notebook import use
 
-use(best_of_n)  # from here on the package's protocol (evaluate) calls this best_of_n (in a student's notebook: yours)
+use(best_of_n)  # from here on the package runs this best_of_n: in a student's notebook, yours
 
 # %% [markdown]
 # The result keeps, for each head and metric, the per-frame scores of the best sample of every
@@ -991,6 +1013,18 @@ for r, (name, frames) in enumerate(rows.items()):
         axes[r, k].set_axis_off()
     axes[r, 0].set_title(name, fontsize=8, loc="left")
 fig.tight_layout()
+
+# %% [markdown]
+# ## Exercises and what to try next
+#
+# The exercises of this notebook: **`psnr`** and **`best_of_n`** (the best sample by the mean over
+# frames, not by its best frame).
+#
+# * Best of N for N = 1, 10 and 100 on the same sequences: how does the score grow with N, and what
+#   does that say about comparing models evaluated with different N?
+# * Rank a few samples by PSNR and by SSIM: do the two metrics pick the same best sample?
+# * Score the floors (black frame, last frame, mean frame) with `slamp evaluate --reference all` and
+#   place the shipped models between them.
 
 # %% [markdown]
 # ## Summary

@@ -536,6 +536,15 @@ explorer_widget(explorer)
 # frequent label), and the silhouette score of the labels (from $-1$ to $1$; near 0 when the classes
 # are mixed).
 
+# %% [markdown]
+# **Exercise: `motion_labels`**
+#
+# Write the `by="direction"` branch of `motion_labels`: the sector (of `bins`) of each step's
+# displacement angle, sector 0 centred on "right" and counting clockwise on screen (rows grow
+# downwards), −1 where the digit does not move. Shapes: `displacement` `(N, T−1, 2)` (row, column)
+# → labels `(N, T−1)` int64. Checked on a digit moving right, down-right, down, left, up, up-left
+# and not at all.
+
 # %%
 #| export
 DIRECTIONS = ("→", "↘", "↓", "↙", "←", "↖", "↑", "↗")  # sectors of 45°, clockwise on screen (rows grow down)
@@ -557,14 +566,22 @@ def motion_labels(positions, by: str = "direction", bins: int = 8, digit: int = 
         raise ValueError(f"positions must be (N, D, T, 2) or (N, T, 2), found {positions.shape}")
     displacement = np.diff(positions, axis=1)  # (N, T-1, 2): (row, column)
     if by == "direction":
+        # BEGIN SOLUTION motion_labels
         angle = np.arctan2(displacement[..., 0], displacement[..., 1])  # clockwise on screen
         labels = np.rint(angle / (2 * np.pi / bins)).astype(np.int64) % bins
         return np.where(np.hypot(*np.moveaxis(displacement, -1, 0)) > 1e-6, labels, -1)
+        # END SOLUTION
     if by == "speed":
         speed = np.hypot(displacement[..., 0], displacement[..., 1])
         edges = np.unique(np.quantile(speed, np.linspace(0, 1, bins + 1)[1:-1]))
         return np.searchsorted(edges, speed, side="right").astype(np.int64)
     raise ValueError(f"by must be 'direction' or 'speed', found {by!r}")
+
+
+# %%
+from slamp.notebook import use
+
+use(motion_labels)  # from here on the package runs this motion_labels: in a student's notebook, yours
 
 # %% [markdown]
 # The latents to look at are the posterior's means over test sequences: what the encoder reads off
@@ -792,6 +809,18 @@ ax.plot(range(n_past, n_past + n_future), per_sample, label="mean error of a sam
 ax.set(xlabel="frame", ylabel="mean squared error", title=f"{num_samples} samples of one sequence")
 ax.legend(fontsize=7)
 fig.tight_layout()
+
+# %% [markdown]
+# ## Exercises and what to try next
+#
+# The exercise of this notebook: **`motion_labels`** (the sector of each step's direction of
+# motion, clockwise on screen).
+#
+# * Colour the t-SNE by speed (`by="speed"`) instead of direction: which latent separates speeds?
+# * In the explorer, redraw only $z^f$ several times, then only $z^p$: which one changes where the
+#   digits go, which one how they look?
+# * Compute `separability` of SVG's $z$ and of SLAMP's $z^f$ on more sequences (the full settings)
+#   and check that the gap holds.
 
 # %% [markdown]
 # ## Summary

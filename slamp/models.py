@@ -273,9 +273,9 @@ def teacher_forced(model: PredictorParts, x, noise: dict) -> Prediction:
 
 
 def prediction_loss(prediction: Prediction, x, beta: float) -> tuple[torch.Tensor, dict]:
-    """``(total, terms)`` for a prediction of frames 1..T-1 of ``x`` ``(B, T, C, H, W)``: terms
-    ``final`` (x̂), with a motion head ``pixel`` (x^p) and ``flow`` (x^f), and ``kl_<stream>``;
-    total = the L2 terms + ``beta`` · the KL terms."""
+    """The loss training minimises, ``(total, terms)``, for a prediction of frames 2..T of ``x``
+    ``(B, T, C, H, W)``: terms ``final`` (x̂), with a motion head ``pixel`` (x^p) and ``flow``
+    (x^f), and ``kl_<stream>`` for every latent stream; ``beta`` weighs the KL terms (Eq. 3)."""
     target = x[:, 1:]
     terms = {"final": reconstruction_loss(prediction.frames, target)}
     if prediction.motion is not None:

@@ -97,21 +97,66 @@ def setup(seed: int = 0, verbose: bool = True) -> str:
 __all__ = ["colab_widgets", "inline_figures", "mnist_status", "on_colab", "setup"]
 
 
+STUDENT_MARKER = "STUDENT_PACKAGE"  # a file at the root of a student package (tools/assignments.py make)
+
+
 def use(function):
     """From here on, let the package run this notebook's ``function`` in place of its own one of
     the same name, and return it. An exercise's cell is followed by ``use(answer)``: in a student's
-    notebook the package's models and protocol then run the student's answer (the student package
-    has none of its own), so a wrong answer shows in every later cell; in the teacher's notebook
-    the answer is the package's own code, and nothing changes.
+    notebook the package's models and protocol then run the student's answer, so a wrong answer
+    shows in every later cell; in the teacher's notebook the answer is the package's own code, and
+    nothing changes.
 
     Every loaded ``slamp`` module that holds a package function named ``function.__name__`` (its
-    own, or one it imported) gets ``function``; modules imported later read it from there."""
-    name, replaced = function.__name__, []
+    own, or one it imported, or in a table such as ``METRICS``) gets ``function``; modules imported
+    later read it from there. In a student package (``tools/assignments.py make``) the answer is
+    also written into the package's source, in place of the blank, so that the later notebooks
+    run the student's own answer too."""
+    name = function.__name__
     for module_name, module in list(sys.modules.items()):
         if module is None or not (module_name == "slamp" or module_name.startswith("slamp.")):
             continue
         current = getattr(module, name, None)
         if callable(current) and current is not function and (getattr(current, "__module__", "") or "").startswith("slamp"):
+            if current.__module__ == module_name:
+                _save_in_student_package(module, function)
             setattr(module, name, function)
-            replaced.append(module_name)
+            _replace_in_tables(module, current, function)
     return function
+
+
+def _save_in_student_package(module, function) -> None:
+    """In a student package, replace the definition of ``function.__name__`` in ``module``'s source
+    file by ``function``'s source (a notebook cell's); elsewhere do nothing."""
+    import ast
+    import inspect
+    import textwrap
+    from pathlib import Path
+
+    path = Path(getattr(module, "__file__", "") or ".")
+    root = next((folder for folder in path.parents if folder.name == "slamp"), None)
+    if root is None or not (root / STUDENT_MARKER).is_file():
+        return
+    try:
+        answer = textwrap.dedent(inspect.getsource(function)).rstrip("\n")
+    except (OSError, TypeError):  # defined where no source is kept
+        return
+    source = path.read_text()
+    lines = source.splitlines()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef) and node.name == function.__name__:
+            first = min([d.lineno for d in node.decorator_list] + [node.lineno]) - 1
+            lines[first:node.end_lineno] = answer.splitlines()
+            path.write_text("\n".join(lines) + "\n")
+            return
+
+
+def _replace_in_tables(module, old, new) -> None:
+    """Module-level dicts that hold ``old`` (or a tuple with it) as a value, e.g.
+    ``slamp.evaluate.METRICS = {"psnr": (psnr, True)}``, hold ``new`` instead."""
+    for table in [value for value in vars(module).values() if isinstance(value, dict)]:
+        for key, value in list(table.items()):
+            if value is old:
+                table[key] = new
+            elif isinstance(value, tuple) and any(item is old for item in value):
+                table[key] = tuple(new if item is old else item for item in value)

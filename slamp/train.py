@@ -28,8 +28,8 @@ def train_step(objective, optimizer, scaler, x: torch.Tensor, n_past: int, teach
 
 
 def teacher_forcing_probability(epoch: int, k: float) -> float:
-    """Probability that a step reads the true previous frame in ``epoch`` (counted from 0):
-    ``k / (k + exp(epoch / k))``, the inverse-sigmoid decay; 1 (teacher forcing) when ``k == 0``."""
+    """Probability that a step reads the true previous frame in ``epoch`` (counted from 0): the
+    inverse-sigmoid decay with constant ``k`` (App. C.1); 1 (teacher forcing) when ``k == 0``."""
     if k == 0:
         return 1.0
     if epoch / k > 700:  # exp would overflow; the probability is 0 to double precision anyway

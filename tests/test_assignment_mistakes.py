@@ -1,6 +1,8 @@
-"""The autograder catches the mistakes students make: for every exercise, wrong answers (a missing
-factor, a flipped sign, an off-by-one, the wrong axis, an ignored argument, a wrong shape) must
-fail with a hint that names the mistake; the solution must pass and the blank must fail."""
+"""The autograder catches the mistakes students make. For every exercise, wrong answers (a missing
+factor, a flipped sign, an off-by-one, the wrong axis, an ignored argument, a wrong shape) put in
+place of the solution must fail with a hint that names the mistake; the solution passes and the
+blank fails."""
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -14,8 +16,7 @@ import assignment_checks as checks  # noqa: E402
 import assignments  # noqa: E402
 
 
-# exercise function -> [(wrong body, words the hint must contain)]; each body is the function's
-# code after its signature, written the way a student would.
+# exercise -> [(what the student wrote in place of the solution, words the hint must contain)]
 MISTAKES = {
     "reparameterize": [
         ("return mu + torch.exp(logvar) * noise", "variance"),
@@ -36,11 +37,76 @@ MISTAKES = {
         ("return (0.5 * (logvar_p - logvar_q + torch.exp(logvar_q - logvar_p) + (mu_q - mu_p) ** 2 * "
          "torch.exp(-logvar_p) - 1)).sum(-1)", "one KL per element"),
     ],
+    "reconstruction_loss": [
+        ("return ((prediction - target) ** 2).mean()", "sum over the time steps"),
+        ("return ((prediction - target) ** 2).sum()", "you summed over them"),
+        ("return (prediction - target).abs().mean(dim=(0, 2, 3, 4)).sum()", "squared"),
+        ("return ((prediction - target) ** 2).mean(dim=(1, 2, 3, 4)).sum()", "right axes"),
+    ],
+    "warp": [
+        ("coords = pixel_grid(height, width, frames.device, dtype) - flow.reshape(-1, 2, height, width).to(dtype)\n"
+         "grid = (2 * coords / size - 1).permute(0, 2, 3, 1)\n"
+         "out = F.grid_sample(images, grid, mode='bilinear', padding_mode=padding, align_corners=True)", "sign is flipped"),
+        ("coords = pixel_grid(height, width, frames.device, dtype) + flow.reshape(-1, 2, height, width).flip(1).to(dtype)\n"
+         "grid = (2 * coords / size - 1).permute(0, 2, 3, 1)\n"
+         "out = F.grid_sample(images, grid, mode='bilinear', padding_mode=padding, align_corners=True)", "swapped"),
+        ("coords = pixel_grid(height, width, frames.device, dtype) + flow.reshape(-1, 2, height, width).to(dtype)\n"
+         "grid = (2 * coords / size - 1).permute(0, 2, 3, 1)\n"
+         "out = F.grid_sample(images, grid, mode='bilinear', padding_mode='zeros', align_corners=True)", "padding"),
+        ("coords = pixel_grid(height, width, frames.device, dtype) + flow.reshape(-1, 2, height, width).to(dtype)\n"
+         "grid = (2 * coords / size - 1).permute(0, 2, 3, 1)\n"
+         "out = F.grid_sample(images, grid, mode='nearest', padding_mode=padding, align_corners=True)", "bilinear"),
+        ("coords = pixel_grid(height, width, frames.device, dtype) + flow.to(dtype)\n"
+         "grid = (2 * coords / size - 1).permute(0, 2, 3, 1)\n"
+         "out = F.grid_sample(images, grid, mode='bilinear', padding_mode=padding, align_corners=True)", "(B, T, 2, H, W)"),
+    ],
+    "render_digits": [
+        ("for digit, path in zip(digit_images, corners):\n"
+         "    for t, (row, column) in enumerate(path):\n"
+         "        frames[t, row:row + height, column:column + width] = np.maximum(frames[t, row:row + height, column:column + width], digit)\n"
+         "return frames.astype(np.uint8)", "added"),
+        ("for digit, path in zip(digit_images, corners):\n"
+         "    for t, (row, column) in enumerate(path):\n"
+         "        frames[t, row:row + height, column:column + width] += digit\n"
+         "return frames.astype(np.uint8)", "clip"),
+        ("for digit, path in zip(digit_images, corners):\n"
+         "    for t, (row, column) in enumerate(path):\n"
+         "        frames[t, column:column + width, row:row + height] += digit\n"
+         "return np.minimum(frames, 255).astype(np.uint8)", "(row, column)"),
+        ("for digit, path in zip(digit_images, corners):\n"
+         "    row, column = path[0]\n"
+         "    frames[:, row:row + height, column:column + width] += digit\n"
+         "return np.minimum(frames, 255).astype(np.uint8)", "each step"),
+    ],
     "blend": [
         ("return mask * motion + (1 - mask) * appearance", "the other way"),
         ("return (appearance + motion) / 2", "mask is ignored"),
         ("return mask * appearance + motion", "(1 - m)"),
         ("return (mask * appearance + (1 - mask) * motion).mean(1, keepdim=True)", "shape"),
+    ],
+    "prediction_loss": [
+        ("target = x\nterms = {'final': reconstruction_loss(prediction.frames, target)}\nreturn terms['final'], terms",
+         "x[:, 1:]"),
+        ("target = x[:, 1:]\n"
+         "terms = {'final': reconstruction_loss(prediction.frames, target),\n"
+         "         'pixel': reconstruction_loss(prediction.appearance, target),\n"
+         "         'flow': reconstruction_loss(prediction.motion, target)}\n"
+         "total = sum(terms.values())\n"
+         "terms.update({f'kl_{name}': kl for name, kl in prediction.kl.items()})\n"
+         "return total + sum(prediction.kl.values()), terms", "weighted by beta"),
+        ("target = x[:, 1:]\n"
+         "terms = {'final': reconstruction_loss(prediction.frames, target),\n"
+         "         'pixel': reconstruction_loss(prediction.appearance, target),\n"
+         "         'flow': reconstruction_loss(prediction.motion, target)}\n"
+         "total = sum(terms.values())\n"
+         "terms.update({f'kl_{name}': kl for name, kl in prediction.kl.items()})\n"
+         "return total + beta * prediction.kl['appearance'], terms", "every stream"),
+        ("target = x[:, 1:]\n"
+         "terms = {'final': reconstruction_loss(prediction.frames, target),\n"
+         "         'pixel': reconstruction_loss(prediction.appearance, target),\n"
+         "         'flow': reconstruction_loss(prediction.motion, target)}\n"
+         "terms.update({f'kl_{name}': kl for name, kl in prediction.kl.items()})\n"
+         "return terms['final'] + beta * sum(prediction.kl.values()), terms", "pixel (x^p) and flow"),
     ],
     "previous_frames": [
         ("return x", "frame t-1"),
@@ -49,73 +115,84 @@ MISTAKES = {
         ("return torch.cat([x[:1], x[:-1]], 0)", "batch axis"),
         ("return x[:, :-1]", "shape"),
     ],
+    "teacher_forcing_probability": [
+        ("return k / (k + math.exp(epoch / k))", "k = 0"),
+        ("if k == 0:\n    return 1.0\nreturn k / (k + math.exp(epoch / k))", "overflow"),
+        ("if k == 0:\n    return 1.0\nif epoch / k > 700:\n    return 0.0\nreturn 1 / (1 + math.exp(epoch / k))",
+         "factor k"),
+        ("if k == 0:\n    return 1.0\nif epoch / k > 700:\n    return 0.0\nreturn 1 - k / (k + math.exp(epoch / k))",
+         "the *prediction*"),
+    ],
+    "psnr": [
+        ("mse = ((prediction - target) ** 2).flatten(1).mean(1)\nreturn 20 * torch.log10(1 / mse.clamp_min(1e-10))",
+         "20 log10"),
+        ("mse = ((prediction - target) ** 2).flatten(1).mean(1)\nreturn 10 * torch.log(1 / mse.clamp_min(1e-10))", "log10"),
+        ("mse = ((prediction - target) ** 2).mean()\nreturn 10 * torch.log10(1 / mse.clamp_min(1e-10))", "one PSNR per image"),
+        ("mse = ((prediction - target) ** 2).flatten(1).mean(1)\nreturn 10 * torch.log10(1 / mse)", "100 dB"),
+    ],
     "best_of_n": [
-        ("best = scores.max(-1).values.argmax(1)\n"
-         "return best, scores[torch.arange(len(scores)), best]", "single frame"),
+        ("best = scores.max(-1).values.argmax(1)\nreturn best, scores[torch.arange(len(scores)), best]", "single frame"),
         ("best = scores.mean(-1).argmin(1)\nreturn best, scores[torch.arange(len(scores)), best]", "lower is not better"),
         ("mean = scores.mean(-1)\nindex = mean.argmax(1)\nreturn index, scores[torch.arange(len(scores)), index]",
          "higher_is_better"),
         ("mean = scores.mean(-1)\nindex = mean.argmax(1) if higher_is_better else mean.argmin(1)\n"
          "return index, mean.max(1).values", "per-frame scores"),
     ],
+    "motion_labels": [
+        ("angle = np.arctan2(-displacement[..., 0], displacement[..., 1])\n"
+         "labels = np.rint(angle / (2 * np.pi / bins)).astype(np.int64) % bins\n"
+         "return np.where(np.hypot(*np.moveaxis(displacement, -1, 0)) > 1e-6, labels, -1)", "clockwise"),
+        ("angle = np.arctan2(displacement[..., 1], displacement[..., 0])\n"
+         "labels = np.rint(angle / (2 * np.pi / bins)).astype(np.int64) % bins\n"
+         "return np.where(np.hypot(*np.moveaxis(displacement, -1, 0)) > 1e-6, labels, -1)", "swapped"),
+        ("angle = np.arctan2(displacement[..., 0], displacement[..., 1])\n"
+         "labels = np.floor(angle / (2 * np.pi / bins)).astype(np.int64) % bins\n"
+         "return np.where(np.hypot(*np.moveaxis(displacement, -1, 0)) > 1e-6, labels, -1)", "centred"),
+        ("angle = np.arctan2(displacement[..., 0], displacement[..., 1])\n"
+         "return np.rint(angle / (2 * np.pi / bins)).astype(np.int64) % bins", "does not move"),
+    ],
 }
-
-SIGNATURES = {
-    "reparameterize": "def reparameterize(mu, logvar, noise=None, generator=None):\n"
-                      "    if noise is None:\n        noise = torch.randn_like(mu)\n",
-    "gaussian_kl": "def gaussian_kl(mu_q, logvar_q, mu_p, logvar_p):\n",
-    "blend": "def blend(appearance, motion, mask):\n",
-    "previous_frames": "def previous_frames(x):\n",
-    "best_of_n": "def best_of_n(scores, higher_is_better=True):\n",
-}
-CHECKS = {e.function: e.check for e in assignments.EXERCISES}
+EXERCISES = {e.function: e for e in assignments.EXERCISES}
+BLOCK = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION (?P<name>\S+)\n(?P<body>.*?)^[ \t]*# END SOLUTION\n", re.M | re.S)
 
 
-def student_function(name: str, body: str):
-    import torch
+def solution_block(name: str) -> tuple[str, str]:
+    """The solution's lines in the notebook, and their indentation."""
+    source = (ROOT / "notebooks" / f"{EXERCISES[name].notebook}.py").read_text()
+    match = next(m for m in BLOCK.finditer(source) if m["name"] == name)
+    return match["body"], match["indent"]
 
-    namespace = {"torch": torch}
-    exec(SIGNATURES[name] + textwrap.indent(body, "    "), namespace)
+
+def answer(name: str, block: str | None):
+    """The package's function with its solution replaced by ``block`` (None: the solution itself),
+    defined in the namespace of its module, as the grader does."""
+    import importlib
+
+    module = importlib.import_module(f"slamp.{EXERCISES[name].module}")
+    source = Path(module.__file__).read_text()
+    start = re.search(rf"^def {name}\(", source, re.M).start()
+    definition = source[start:source.index("\n\n\n", start)]
+    body, indent = solution_block(name)
+    assert body in definition + "\n", f"{name}: the notebook's solution must be in the package"
+    if block is not None:
+        definition = (definition + "\n").replace(body, textwrap.indent(block, indent) + "\n")
+    namespace = {k: v for k, v in vars(module).items() if k != name}
+    exec(definition, namespace)
     return namespace[name]
 
 
-@pytest.mark.parametrize("name, body, hint", [(n, b, h) for n, wrongs in MISTAKES.items() for b, h in wrongs],
-                         ids=lambda value: value if isinstance(value, str) and len(value) < 20 else None)
-def test_every_listed_mistake_fails_with_its_hint(name, body, hint):
-    result = checks.run(CHECKS[name], student_function(name, body))
+@pytest.mark.parametrize("name, block, hint", [(n, b, h) for n, wrongs in MISTAKES.items() for b, h in wrongs])
+def test_every_listed_mistake_fails_with_its_hint(name, block, hint):
+    result = checks.run(EXERCISES[name].check, answer(name, block))
     assert not result["passed"] and hint in result["message"], result["message"]
 
 
-def test_at_least_three_mistakes_per_exercise():
-    counts = {name: len(wrongs) for name, wrongs in MISTAKES.items()} | {"warp": len(WARP_MISTAKES)}
-    assert all(counts.get(e.function, 0) >= 3 for e in assignments.EXERCISES), counts
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_the_solution_passes_and_the_blank_fails(name):
+    assert checks.run(EXERCISES[name].check, answer(name, None)) == {"passed": True, "message": "ok"}
+    blank = checks.run(EXERCISES[name].check, answer(name, 'raise NotImplementedError("exercise")'))
+    assert not blank["passed"] and "not done yet" in blank["message"]
 
 
-# warp: the student writes three lines inside the given function; each mistake replaces one of
-# them: (how the line of the solution starts, the student's line, words the hint must contain).
-WARP_MISTAKES = [
-    ("coords =", "coords = pixel_grid(height, width, frames.device, dtype) - flow.reshape(-1, 2, height, width).to(dtype)",
-     "sign is flipped"),
-    ("coords =", "coords = pixel_grid(height, width, frames.device, dtype) + flow.reshape(-1, 2, height, width)"
-                 ".flip(1).to(dtype)", "swapped"),
-    ("out = F.grid_sample", "out = F.grid_sample(images, grid, mode='bilinear', padding_mode='zeros', align_corners=True)",
-     "padding"),
-    ("out = F.grid_sample", "out = F.grid_sample(images, grid, mode='nearest', padding_mode=padding, align_corners=True)",
-     "bilinear"),
-    ("coords =", "coords = pixel_grid(height, width, frames.device, dtype) + flow.to(dtype)", "(B, T, 2, H, W)"),
-]
-
-
-@pytest.mark.parametrize("start, wrong, hint", WARP_MISTAKES)
-def test_warp_mistakes_fail_with_their_hint(start, wrong, hint):
-    import slamp.warp
-
-    source = Path(slamp.warp.__file__).read_text()
-    begin = source.index("def warp(")
-    definition = source[begin:source.index("\n\n\n", begin)]
-    replaced = "\n".join("    " + wrong if line.strip().startswith(start) else line for line in definition.splitlines())
-    assert replaced.count(wrong) == 1, "the mistake must replace exactly one line of the solution"
-    namespace = dict(vars(slamp.warp))
-    exec(replaced, namespace)
-    result = checks.run(checks.warp, namespace["warp"])
-    assert not result["passed"] and hint in result["message"], result["message"]
+def test_every_exercise_has_at_least_three_listed_mistakes():
+    assert {name: len(MISTAKES.get(name, [])) >= 3 for name in EXERCISES} == {name: True for name in EXERCISES}

@@ -127,8 +127,8 @@ def test_a_submission_that_never_returns_is_stopped(tmp_path, student_folder):
 
 def test_grade_command_exit_status_counts_failures(student_folder, capsys):
     assert assignments.main(["grade", str(ROOT / "notebooks" / "06_evaluation.py")]) == 0
-    assert assignments.main(["grade", str(student_folder / "06_evaluation.py")]) == 1
-    assert "score: 0/1" in capsys.readouterr().out
+    assert assignments.main(["grade", str(student_folder / "06_evaluation.py")]) == 2  # psnr and best_of_n
+    assert "score: 0/2" in capsys.readouterr().out
 
 
 def test_every_notebook_starts_with_the_same_setup_cell():
@@ -195,3 +195,51 @@ def test_the_colab_cell_installs_the_package_into_a_fresh_venv(tmp_path):
     assert "WIDGET MANAGER ON" in result.stdout  # ipywidgets render on Colab only with its manager
     assert f"MNIST was missing: prepared it in {tmp_path / 'data' / 'mnist'}" in result.stdout
     assert (tmp_path / "data" / "mnist" / "mnist_digits.npz").stat().st_size > 10e6
+
+
+def test_every_exercise_is_announced_listed_and_followed_by_use():
+    readme = (ROOT / "README.md").read_text()
+    teachers = readme[readme.index("## For teachers"):readme.index("## For contributors")]
+    for exercise in assignments.EXERCISES:
+        source = (ROOT / "notebooks" / f"{exercise.notebook}.py").read_text()
+        markdown = [c.source for c in jupytext.read(ROOT / "notebooks" / f"{exercise.notebook}.py").cells
+                    if c.cell_type == "markdown"]
+        assert any(f"**Exercise: `{exercise.function}`**" in text for text in markdown), exercise
+        assert f"use({exercise.function})" in source, f"{exercise.function}: the package must run the answer downstream"
+        closing = next(text for text in markdown if "## Exercises and what to try next" in text)
+        assert f"**`{exercise.function}`**" in closing, f"{exercise.notebook}: list {exercise.function} at the end"
+        assert f"| `{exercise.notebook}` | `{exercise.function}` |" in teachers, exercise
+    assert {e.notebook for e in assignments.EXERCISES} == {p.stem for p in (ROOT / "notebooks").glob("[0-9]*.py")}
+    assert len(assignments.EXERCISES) >= 12
+
+
+ANSWER = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import slamp.models
+import slamp.nn
+from slamp.notebook import use
+
+
+def blend(appearance, motion, mask):
+    return motion  # a wrong answer: the mask is ignored
+use(blend)
+assert slamp.models.blend is blend and slamp.nn.blend is blend  # the models run the student's answer
+"""
+
+
+def test_use_runs_an_answer_downstream_and_keeps_it_only_in_a_student_package(student_folder, tmp_path):
+    import shutil
+
+    script = tmp_path / "answer.py"
+    script.write_text(ANSWER)
+    copy = tmp_path / "student"
+    shutil.copytree(student_folder / "slamp", copy / "slamp")
+    result = subprocess.run([sys.executable, str(script), str(copy)], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "return motion  # a wrong answer" in (copy / "slamp" / "nn.py").read_text()  # later notebooks run it
+    package = ROOT / "slamp" / "nn.py"
+    before = package.read_text()
+    result = subprocess.run([sys.executable, str(script), str(ROOT)], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert package.read_text() == before  # the real package is never written

@@ -214,3 +214,158 @@ def best_of_n(function):
                                                                         "sample itself (not their mean or the best frames)")
     index, _ = function(scores, higher_is_better=False)
     expect(index.tolist() == [1, 0], "the higher_is_better argument is ignored: for LPIPS the lowest mean wins")
+
+
+# ---- 00_elbo: the L2 term ---------------------------------------------------------------------
+def reconstruction_loss(function):
+    import torch
+
+    torch.manual_seed(0)
+    prediction, target = torch.rand(2, 3, 1, 4, 4), torch.rand(2, 3, 1, 4, 4)
+    prediction[:, 0] = target[:, 0]  # step 1 perfect: the steps differ
+    found = function(prediction, target)
+    expect(torch.is_tensor(found) and found.ndim == 0, "return one number (a scalar tensor)")
+    squared = (prediction - target) ** 2
+    right = squared.mean(dim=(0, 2, 3, 4)).sum()
+    if _close(found, right, 1e-6):
+        return
+    expect(not _close(found, squared.mean(), 1e-6), "sum over the time steps: you averaged over them too "
+                                                    "(the loss is the per-step mean squared error, summed over steps)")
+    expect(not _close(found, squared.sum(), 1e-4), "average over batch, channels, height and width at each step: "
+                                                   "you summed over them")
+    expect(not _close(found, (prediction - target).abs().mean(dim=(0, 2, 3, 4)).sum(), 1e-6),
+           "the error must be squared: a Gaussian likelihood is an L2 loss, not L1")
+    expect(not _close(found, squared.mean(dim=(1, 2, 3, 4)).sum(), 1e-6),
+           "reduce over the right axes of (B, T, C, H, W): mean over batch, C, H, W (0, 2, 3, 4), sum over time (1)")
+    raise Mistake("the squared error averaged over batch, channels, height and width at each step, summed over "
+                  "steps: expected {:.5f}, got {:.5f}".format(right.item(), float(found)))
+
+
+# ---- 02_data: drawing digits ------------------------------------------------------------------
+def render_digits(function):
+    import numpy as np
+
+    digits = np.zeros((2, 4, 4), dtype=np.uint8)
+    digits[0, :, :2], digits[1, :, 1:] = 200, 100  # two digits that overlap when drawn at one place
+    positions = np.array([[[0, 0], [2, 5]], [[0, 0], [6, 1]]], dtype=np.float64)  # (N, T, 2): (row, column)
+    frames = function(digits, positions, frame_size=10)
+    expect(isinstance(frames, np.ndarray) and frames.shape == (2, 10, 10),
+           "return frames (T, frame_size, frame_size): one frame per position")
+    expect(frames.dtype == np.uint8, "return uint8 frames, as MNIST's digits are")
+    at_one_place = frames[0, :4, :4]
+    expect(not (at_one_place[:, 1] == 200).all(), "overlapping digits are added (then clipped), not drawn one over "
+                                                  "the other: where both have ink the sum counts")
+    expect(not (at_one_place[:, 1] == (300 % 256)).all(), "clip the sum to 255 before converting to uint8: "
+                                                          "300 wrapped around to 44")
+    expect((at_one_place[:, 1] == 255).all() and (at_one_place[:, 0] == 200).all() and (at_one_place[:, 3] == 100).all(),
+           "where the digits overlap the frame holds min(200 + 100, 255) = 255, elsewhere each digit's own ink")
+    second = frames[1]
+    expect(not (second[5:9, 2:4] == 200).all() or (second[2:6, 5:7] == 200).all(),
+           "positions are (row, column): row 2, column 5 puts the digit's top-left corner 2 rows down, 5 columns right")
+    expect((second[2:6, 5:7] == 200).all() and (second[6:10, 2:5] == 100).all() and second.sum() == 200 * 8 + 100 * 12,
+           "each digit goes to its own position at each step (its top-left corner at positions[n, t])")
+
+
+# ---- 03_slamp_baseline: the objective ---------------------------------------------------------
+def prediction_loss(function):
+    import torch
+
+    from slamp.models import Prediction
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 4, 1, 4, 4)
+    parts = {name: torch.rand(2, 3, 1, 4, 4) for name in ("frames", "appearance", "motion")}
+    kl = {"appearance": torch.tensor(3.0), "motion": torch.tensor(5.0)}
+    prediction = Prediction(**parts, mask=torch.rand(2, 3, 1, 4, 4), kl=kl)
+    l2 = {name: ((value - x[:, 1:]) ** 2).mean(dim=(0, 2, 3, 4)).sum() for name, value in parts.items()}
+    right = l2["frames"] + l2["appearance"] + l2["motion"] + 0.01 * 8.0
+    try:
+        total, terms = function(prediction, x, 0.01)
+    except ValueError as error:
+        raise Mistake(f"compare each prediction with frames 2..T of x, x[:, 1:] (a prediction exists for every "
+                      f"frame but the first); it raised {error}") from None
+    expect(isinstance(terms, dict) and {"final", "pixel", "flow", "kl_appearance", "kl_motion"} <= set(terms),
+           "return the terms by name: final, pixel, flow and kl_<stream> for every stream")
+    expect(_close(terms["final"], l2["frames"], 1e-5), "the final term is the L2 of x̂ (prediction.frames) against x[:, 1:]")
+    if _close(total, right, 1e-5):
+        return
+    expect(not _close(total, right - 0.01 * 8.0 + 8.0, 1e-5), "the KL terms are weighted by beta")
+    expect(not _close(total, right - 0.01 * 5.0, 1e-5), "every stream's KL counts: SLAMP has two, appearance and motion")
+    expect(not _close(total, l2["frames"] + 0.01 * 8.0, 1e-5), "the pixel (x^p) and flow (x^f) L2 terms belong to the "
+                                                                "loss too: they give each head its own gradient")
+    raise Mistake(f"total = the three L2 terms + beta * (sum of the KL terms): expected {right.item():.5f}, "
+                  f"got {float(total):.5f}")
+
+
+# ---- 05_training: scheduled sampling ----------------------------------------------------------
+def teacher_forcing_probability(function):
+    import math
+
+    try:
+        off = function(7, 0)
+    except ZeroDivisionError:
+        raise Mistake("k = 0 switches scheduled sampling off: return 1 (always the true frame) before dividing by k") from None
+    expect(off == 1, "k = 0 switches scheduled sampling off: the probability is 1")
+    values = {e: function(e, 25.0) for e in (0, 25, 80, 299)}
+    right = {e: 25 / (25 + math.exp(e / 25)) for e in values}
+    if all(abs(values[e] - right[e]) < 1e-9 for e in values):
+        try:
+            far = function(100_000, 25.0)
+        except OverflowError:
+            raise Mistake("late epochs overflow math.exp: the probability there is 0 (return it before exp "
+                          "overflows)") from None
+        expect(far == 0 or far < 1e-300, "late in training the probability falls to 0")
+        return
+    expect(not all(abs(values[e] - 1 / (1 + math.exp(e / 25))) < 1e-9 for e in values),
+           "p(e) = k / (k + exp(e / k)): you dropped the factor k (this one starts at 1/2, not near 1)")
+    expect(not all(abs(values[e] - (1 - right[e])) < 1e-9 for e in values),
+           "this is the probability of reading the *prediction*: p(e) is the probability of the true frame, "
+           "near 1 early and falling")
+    expect(values[0] > 0.9 and values[299] < values[0],
+           "p(e) must start near 1 and decay with the epoch (the exponent is e / k)")
+    raise Mistake(f"p(e) = k / (k + exp(e / k)): for k = 25 expected {right}, got {values}")
+
+
+# ---- 06_evaluation: PSNR ----------------------------------------------------------------------
+def psnr(function):
+    import torch
+
+    target = torch.zeros(3, 1, 4, 4)
+    prediction = torch.zeros(3, 1, 4, 4)
+    prediction[0] += 0.1          # MSE 0.01: 20 dB
+    prediction[1, :, :2] += 0.5   # MSE 0.125: 9.03 dB
+    found = function(prediction, target)
+    expect(torch.is_tensor(found) and found.shape == (3,), "one PSNR per image, shape (N,): do not average over "
+                                                           "the batch (the protocol scores every frame)")
+    right = torch.tensor([20.0, 10 * torch.log10(torch.tensor(8.0)).item(), 100.0])
+    if torch.allclose(found[:2], right[:2], atol=1e-3):
+        expect(torch.isfinite(found[2]) and abs(found[2] - 100) < 1e-3,
+               "identical images have MSE 0: cap the PSNR at 100 dB (clamp the MSE at 1e-10) instead of inf")
+        return
+    expect(not torch.allclose(found[:2], 2 * right[:2], atol=1e-3), "PSNR is 10 log10(1 / MSE): 20 log10 applies to "
+                                                                    "the root of the MSE, not to the MSE")
+    expect(not torch.allclose(found[:2], right[:2] * torch.log(torch.tensor(10.0)), atol=1e-3),
+           "decibels use log10, not the natural logarithm")
+    raise Mistake(f"PSNR of images in [0, 1] (peak 1): expected {right[:2].tolist()} dB, got {found[:2].tolist()}")
+
+
+# ---- 07_latents: labels of motion -------------------------------------------------------------
+def motion_labels(function):
+    import numpy as np
+
+    # One digit, seven moves: right (a little up), down-right, down, left, up, up-left, none; rows grow downwards.
+    moves = np.array([[-0.05, 2], [2, 2], [3, 0], [0, -1], [-2, 0], [-1, -1], [0, 0]], dtype=np.float64)
+    positions = np.concatenate([[[0.0, 0.0]], np.cumsum(moves, 0)])[None]  # (N=1, T=8, 2)
+    found = np.asarray(function(positions, by="direction", bins=8))
+    expect(found.shape == (1, 7), "one label per step: (N, T-1)")
+    right = [0, 1, 2, 4, 6, 5, -1]  # DIRECTIONS: → ↘ ↓ ↙ ← ↖ ↑ ↗
+    if found[0].tolist() == right:
+        return
+    expect(found[0, -1] == -1, "a digit that does not move has no direction: label it -1")
+    expect(found[0].tolist()[:6] != [0, 7, 6, 4, 2, 3], "clockwise on screen: rows grow downwards, so moving down is "
+                                                         "sector 2 (the angle is atan2(row, column), not -row)")
+    expect(found[0].tolist()[:6] != [2, 1, 0, 6, 4, 5], "the angle is atan2(d_row, d_column): you swapped them "
+                                                         "(moving right must be sector 0)")
+    expect(found[0, 0] != 7, "sector 0 is centred on 'right': round the angle to the nearest sector, do not floor it "
+                             "(a move right and a little up is still sector 0)")
+    raise Mistake(f"expected sectors {right} for → ↘ ↓ ← ↑ ↖ and no move, got {found[0].tolist()}")

@@ -21,10 +21,10 @@ notebooks' setup cell puts it first on the path; after each exercise a notebook 
 ``slamp.notebook.use(function)``, so that the package's later code (the models, the protocol) runs
 the student's function and a wrong answer shows downstream.
 
-**Grading** runs each submission in a subprocess with a time limit (``--timeout``, default 60 s),
-against the student package. For each exercise it takes the cell that defines the function, runs
-it in the namespace of the function's module (its imports and helpers), and runs the exercise's
-checks, which name the likely mistake when one fails. A function that imports the package, calls
+**Grading** runs each submission in a subprocess with a time limit (``--timeout``, default 60 s).
+For each exercise it takes the cell that defines the function, runs it in the namespace of the
+function's module (its imports and helpers, the package's versions of the other exercises), and
+runs the exercise's checks, which name the likely mistake when one fails. A function that imports the package, calls
 the package's version or is the package's object is rejected, and the report says why. Exit
 status: the number of exercises that did not pass.
 """
@@ -127,6 +127,10 @@ def student_package(out: Path, notebooks: Path = NOTEBOOKS, package: Path = ROOT
             sources.append(copy)
         for path, text in literate.export(sources, target, Path(folder)).items():
             path.write_text(text)
+    (target / "STUDENT_PACKAGE").write_text(
+        "A student package (tools/assignments.py make): every exercise raises NotImplementedError until the\n"
+        "student's notebook answers it; use(answer) in the notebook then writes the answer here, so that the\n"
+        "later notebooks run it.\n")
     return target
 
 
@@ -160,10 +164,19 @@ class Exercise:
 EXERCISES = [
     Exercise("00_elbo", "reparameterize", "losses", "the reparameterisation trick", checks.reparameterize),
     Exercise("00_elbo", "gaussian_kl", "losses", "the KL term between diagonal Gaussians", checks.gaussian_kl),
+    Exercise("00_elbo", "reconstruction_loss", "losses", "the L2 term, reduced as the public code does",
+             checks.reconstruction_loss),
     Exercise("01_flow_warping", "warp", "warp", "backward warping with grid_sample", checks.warp),
-    Exercise("03_slamp_baseline", "blend", "nn", "the mask blend", checks.blend),
+    Exercise("02_data", "render_digits", "data.moving_mnist", "drawing digits: add, then clip", checks.render_digits),
+    Exercise("03_slamp_baseline", "blend", "nn", "the mask blend (Eq. 1)", checks.blend),
+    Exercise("03_slamp_baseline", "prediction_loss", "models", "the loss: L2 terms + beta KL (Eq. 3)",
+             checks.prediction_loss),
     Exercise("04_slamp", "previous_frames", "nn", "the motion prior's input (frame pairs)", checks.previous_frames),
-    Exercise("06_evaluation", "best_of_n", "evaluate", "best of N", checks.best_of_n),
+    Exercise("05_training", "teacher_forcing_probability", "train", "scheduled sampling's inverse-sigmoid decay",
+             checks.teacher_forcing_probability),
+    Exercise("06_evaluation", "psnr", "metrics", "PSNR per image", checks.psnr),
+    Exercise("06_evaluation", "best_of_n", "evaluate", "best of N by the mean over frames", checks.best_of_n),
+    Exercise("07_latents", "motion_labels", "latents", "the direction of motion as a label", checks.motion_labels),
 ]
 
 
@@ -255,18 +268,19 @@ def grade_submission(path: Path) -> dict:
 
 def grade(path: Path, timeout: float = TIMEOUT, package: Path | None = None) -> dict[str, tuple[bool, str]]:
     """``{function: (passed, message)}`` for the exercises of the notebook at ``path``, graded in a
-    subprocess that may take at most ``timeout`` seconds, against the student package in
-    ``package`` (default: one built for this call)."""
+    subprocess that may take at most ``timeout`` seconds. The other exercises' functions, which an
+    answer may use (``prediction_loss`` calls ``reconstruction_loss``), are the package's: each
+    exercise is graded on its own. ``package``: grade against another build of the package (a
+    ``slamp`` folder, e.g. the student package) instead of the installed one."""
     path = Path(path)
     names = [e.function for e in EXERCISES if e.notebook == path.stem]
     if not names:
         raise AssignmentError(f"{path.name}: no exercises for a notebook named {path.stem!r} "
                               f"(known: {sorted({e.notebook for e in EXERCISES})})")
-    with tempfile.TemporaryDirectory() as folder:
-        home = Path(package).parent if package is not None else student_package(Path(folder)).parent
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(home), str(ROOT / "tools")]),
-               "SLAMP_SMOKE": "1", "MPLBACKEND": "Agg"}
-        command = [sys.executable, str(Path(__file__).resolve()), "_one", str(path.resolve())]
+    paths = ([str(Path(package).resolve().parent)] if package is not None else []) + [str(ROOT / "tools")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "SLAMP_SMOKE": "1", "MPLBACKEND": "Agg"}
+    command = [sys.executable, str(Path(__file__).resolve()), "_one", str(path.resolve())]
+    with tempfile.TemporaryDirectory() as folder:  # the submission runs in an empty folder
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=folder)
         except subprocess.TimeoutExpired:
@@ -288,7 +302,7 @@ def main(argv=None) -> int:
     grade_parser.add_argument("files", nargs="+", type=Path)
     grade_parser.add_argument("--timeout", type=float, default=TIMEOUT, help="seconds per notebook")
     grade_parser.add_argument("--package", type=Path, default=None,
-                              help="a student package (<out>/slamp of `make`); default: built for this call")
+                              help="grade against this slamp folder (e.g. <out>/slamp of `make`); default: the installed one")
     one = commands.add_parser("_one")  # internal: grade one notebook in this process, print JSON
     one.add_argument("file", type=Path)
     commands.add_parser("list", help="the exercises")
@@ -306,13 +320,11 @@ def main(argv=None) -> int:
         print(f"wrote {len(written)} files to {args.out}: " + ", ".join(p.name for p in written))
         return 0
     failed, total = 0, 0
-    with tempfile.TemporaryDirectory() as folder:
-        package = args.package or student_package(Path(folder))
-        for path in args.files:
-            print(f"{path}:")
-            for function, (passed, message) in grade(path, args.timeout, package).items():
-                failed, total = failed + (not passed), total + 1
-                print(f"  {'PASS' if passed else 'FAIL'}  {function:<16} {'' if passed else message}")
+    for path in args.files:
+        print(f"{path}:")
+        for function, (passed, message) in grade(path, args.timeout, args.package).items():
+            failed, total = failed + (not passed), total + 1
+            print(f"  {'PASS' if passed else 'FAIL'}  {function:<28} {'' if passed else message}")
     print(f"score: {total - failed}/{total}")
     return failed
 
