@@ -63,7 +63,7 @@ notebooks: $(STAMP) sync
 		env -u MPLBACKEND $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 "$$nb" || exit 1; \
 	done
 
-## Student notebooks without the solutions, in assignments/ (see the README's teachers' section).
+## Student notebooks and the student package (every exercise blank), in assignments/ (see the README's teachers' section).
 assignments: $(STAMP)
 	$(BIN)/python tools/assignments.py make --out assignments
 

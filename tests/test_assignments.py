@@ -2,6 +2,7 @@
 and fails the blanks, one setup cell in every notebook, and the Colab cell's install path."""
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -243,3 +244,14 @@ def test_use_runs_an_answer_downstream_and_keeps_it_only_in_a_student_package(st
     result = subprocess.run([sys.executable, str(script), str(ROOT)], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert package.read_text() == before  # the real package is never written
+
+
+def test_a_copied_solution_is_rejected_by_its_comments(tmp_path, student_folder):
+    source = (ROOT / "notebooks" / "00_elbo.py").read_text()
+    copied = re.sub(r"^\s*# (BEGIN|END) SOLUTION.*\n", "", source, flags=re.M)  # the markers taken out
+    path = tmp_path / "00_elbo.py"
+    path.write_text(copied)
+    results = assignments.grade(path)
+    passed, message = results["gaussian_kl"]
+    assert not passed and "copied" in message and "variance ratio" in message, message
+    assert results["reparameterize"][0]  # a one-line solution has no comment to give it away

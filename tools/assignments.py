@@ -25,7 +25,8 @@ the student's function and a wrong answer shows downstream.
 For each exercise it takes the cell that defines the function, runs it in the namespace of the
 function's module (its imports and helpers, the package's versions of the other exercises), and
 runs the exercise's checks, which name the likely mistake when one fails. A function that imports the package, calls
-the package's version or is the package's object is rejected, and the report says why. Exit
+the package's version or is the package's object is rejected, and the report says why; so is a
+cell that repeats a comment of the hidden solution (a copy: the student version has none). Exit
 status: the number of exercises that did not pass.
 """
 from __future__ import annotations
@@ -235,6 +236,32 @@ def reliance_on_the_package(cell: str, function: str, namespace: dict) -> str | 
     return None
 
 
+def solution_comments(exercise: Exercise, notebooks: Path = NOTEBOOKS) -> list[str]:
+    """The comments inside the exercise's solution (in the teacher's notebook): text a student
+    can only have from the solution itself."""
+    source = (notebooks / f"{exercise.notebook}.py").read_text()
+    lines, inside, found = source.splitlines(), False, []
+    for line in lines:
+        begin = BEGIN.match(line)
+        if begin and begin["name"] == exercise.function:
+            inside = True
+        elif inside and END.match(line):
+            break
+        elif inside and "#" in line:
+            comment = line.split("#", 1)[1].strip()
+            if len(comment) >= 15:
+                found.append(comment)
+    return found
+
+
+def copied_comment(cell: str, exercise: Exercise) -> str | None:
+    """A comment of the hidden solution that a submission's cell repeats (None if none does). The
+    teacher's own notebook, which carries the solution markers, is not a copy."""
+    if any(BEGIN.match(line) for line in cell.splitlines()):
+        return None
+    return next((comment for comment in solution_comments(exercise) if comment in cell), None)
+
+
 def grade_submission(path: Path) -> dict:
     """``{function: {"passed": bool, "message": str}}`` for the exercises of the notebook at
     ``path`` (run in a fresh process with the student package first on the path)."""
@@ -250,6 +277,8 @@ def grade_submission(path: Path) -> dict:
         namespace = {k: v for k, v in vars(module).items() if k != exercise.function}
         namespace["__name__"] = f"submission.{exercise.module}"
         reason = reliance_on_the_package(cell, exercise.function, namespace)
+        if reason is None and (comment := copied_comment(cell, exercise)) is not None:
+            reason = f"the cell repeats the hidden solution's comment {comment!r}: it was copied"
         if reason is None:
             try:
                 exec(compile(cell, f"{Path(path).name}: the cell defining {exercise.function}", "exec"), namespace)
