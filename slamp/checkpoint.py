@@ -6,6 +6,7 @@ Plain Python; 05 says what a checkpoint holds and checks that a resumed run cont
 """
 from __future__ import annotations
 
+import hashlib
 import random
 from pathlib import Path
 
@@ -51,30 +52,95 @@ def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
 
 
+def content_sha256(state: dict) -> str:
+    """SHA-256 of a checkpoint's content: every tensor's dtype, shape and bytes and every plain
+    value, in a fixed order (the ``checksum`` entry itself left out). Flipped bytes in a tensor
+    change it, wherever they are; the file's zip layout does not."""
+    digest = hashlib.sha256()
+
+    def visit(key: str, value) -> None:
+        digest.update(key.encode())
+        if torch.is_tensor(value):
+            value = value.detach().cpu().contiguous()
+            digest.update(f"{value.dtype}{tuple(value.shape)}".encode())
+            digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, dict):
+            for name in sorted(value, key=str):
+                visit(f"{key}/{name}", value[name])
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                visit(f"{key}/{index}", item)
+        else:
+            digest.update(repr(value).encode())
+
+    for name in sorted(state, key=str):
+        if name != "checksum":
+            visit(name, state[name])
+    return digest.hexdigest()
+
+
+def non_finite_tensors(state: dict) -> list[str]:
+    """Names of the model's and the optimiser's floating-point tensors that hold NaN or inf."""
+    found = []
+    for part in ("model", "optimizer"):
+        stack = [(part, state.get(part, {}))]
+        while stack:
+            name, value = stack.pop()
+            if torch.is_tensor(value):
+                if value.is_floating_point() and not torch.isfinite(value).all():
+                    found.append(name)
+            elif isinstance(value, dict):
+                stack += [(f"{name}.{key}", item) for key, item in value.items()]
+            elif isinstance(value, (list, tuple)):
+                stack += [(f"{name}[{index}]", item) for index, item in enumerate(value)]
+    return sorted(found)
+
+
 def save_checkpoint(path, state: dict) -> Path:
-    """Write ``state`` to ``path`` atomically (temporary file, then rename)."""
+    """Write ``state`` to ``path``, good when it says so: the model and the optimiser are checked
+    finite first (a ``CheckpointError`` otherwise, and nothing is written); the file is written
+    beside the target with the checksum of its content, read back and verified, and only then
+    renamed over the previous checkpoint, which stays as it was until that moment."""
+    bad = non_finite_tensors(state)
+    if bad:
+        raise CheckpointError(f"refusing to write {path}: {len(bad)} tensor(s) of the model or the optimiser are not "
+                              f"finite ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); the previous checkpoint "
+                              f"there, if any, is unchanged")
+    content = {"format": CHECKPOINT_FORMAT, **state}
+    content["checksum"] = content_sha256(content)
     with atomic_path(path) as temporary:
-        torch.save({"format": CHECKPOINT_FORMAT, **state}, temporary)
+        torch.save(content, temporary)
+        load_checkpoint(temporary, complete=False)  # read back and verified before it replaces anything
     return Path(path)
 
 
-def load_checkpoint(path, map_location="cpu") -> dict:
-    """Read a checkpoint written by :func:`save_checkpoint` (``torch.load(weights_only=True)``)."""
+def load_checkpoint(path, map_location="cpu", complete: bool = True) -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint` (``torch.load(weights_only=True)``) and
+    verify its checksum; a ``CheckpointError`` naming the file when it is missing, empty,
+    truncated, damaged or not a slamp training checkpoint (``complete``: with every entry of
+    ``CHECKPOINT_KEYS``, as a training run writes them)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"the checkpoint {path} is empty (0 bytes): a write that never finished; use an "
+                              f"earlier checkpoint or start again")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # truncated zip, not a torch file, or objects weights_only refuses
+        detail = (str(error).strip().splitlines() or [""])[0]
         raise CheckpointError(f"cannot read the checkpoint {path}: truncated, corrupt or not written by "
-                              f"slamp.train ({type(error).__name__}: {str(error).splitlines()[0]})") from error
+                              f"slamp.train ({type(error).__name__}: {detail})") from error
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         found = f"a dict with keys {sorted(map(str, state))[:8]}" if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path} is not a slamp training checkpoint: expected a dict with "
                               f"format={CHECKPOINT_FORMAT!r}, found {found}")
-    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    missing = [key for key in CHECKPOINT_KEYS if key not in state] if complete else []
     if missing:
         raise CheckpointError(f"{path} is an incomplete slamp checkpoint: missing {missing}")
+    if "checksum" in state and state["checksum"] != content_sha256(state):  # older checkpoints have none
+        raise CheckpointError(f"the checkpoint {path} is damaged: its content does not match the checksum written "
+                              f"with it (flipped bytes on disk or in a copy); use an earlier checkpoint")
     return state
 
 
@@ -87,7 +153,12 @@ def build_model(config: TrainConfig) -> VideoPredictor:
 def load_model(path, map_location="cpu") -> tuple[VideoPredictor, TrainConfig]:
     """The trained model of a checkpoint (in eval mode) and its training config."""
     state = load_checkpoint(path, map_location)
-    model = model_class(state["model_class"])(ModelConfig(**state["model_config"]))
+    try:
+        cls = model_class(state["model_class"])
+    except ValueError as error:
+        raise CheckpointError(f"{path} holds a model of class {state['model_class']!r}, which this slamp does not "
+                              f"know: {error}") from None
+    model = cls(ModelConfig(**state["model_config"]))
     load_weights(model, state["model"])
     return model.to(map_location).eval(), TrainConfig(**state["config"])
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,39 @@ from slamp.demo import NUM_SAMPLES, SEQUENCES, comparison_line, run_demo  # noqa
 
 
 EXIT_BAD_INPUT, EXIT_FAILED = 2, 1
+METRIC_NAMES = ("psnr", "ssim", "lpips", "fvd")
+
+
+def _positive(text: str) -> int:
+    """An argparse type: an integer >= 1 (argparse exits with status 2 and the message otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, found {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, found {value}")
+    return value
+
+
+def _dataset(name: str) -> str:
+    """An argparse type: a dataset of ``slamp.registry``."""
+    from slamp.registry import DATASETS
+
+    if name not in DATASETS:
+        raise argparse.ArgumentTypeError(f"unknown dataset {name!r}; choose from {', '.join(sorted(DATASETS))}")
+    return name
+
+
+def _check_metrics_available(metrics, device) -> None:
+    """LPIPS and FVD need weights that may be missing: find out before hours of sampling, not after."""
+    if "lpips" in metrics:
+        from slamp.metrics import _lpips_model
+
+        _lpips_model("alex", device)  # LPIPSUnavailable says what to install
+    if "fvd" in metrics:
+        from slamp.metrics import _i3d
+
+        _i3d(device)  # FVDUnavailable says where to put the I3D weights
 
 
 def _heads(model) -> tuple[str, ...]:
@@ -81,9 +115,17 @@ def _demo(args) -> int:
 
 
 def _train(args) -> int:
-    from slamp.config import TrainConfig, apply_overrides
+    from slamp.config import ConfigError, TrainConfig, apply_overrides
     from slamp.train import train
 
+    if args.resume is not None and args.overwrite:
+        raise ConfigError("--resume continues a run and --overwrite deletes it: choose one")
+    named = [item.partition("=")[0].strip() for item in args.set]
+    twice = sorted({name for name in named if named.count(name) > 1})
+    if twice:
+        raise ConfigError(f"--set gives {', '.join(twice)} more than once; give each field once")
+    if args.out is not None and "out" in named:
+        raise ConfigError("--out and --set out=... both name the output folder; give one")
     overrides = list(args.set) + ([f"out={args.out}"] if args.out is not None else [])
     config = apply_overrides(TrainConfig.preset(args.preset), overrides)
     if args.show_config:
@@ -176,6 +218,7 @@ def _evaluate(args) -> int:
     test_set = _test_videos(dataset, args.data_root, args.sequences, n_past + n_future)
     heads = args.heads or _heads(model)
     per_frame = tuple(m for m in args.metrics if m != "fvd") or ("psnr",)  # FVD scores sets, not frames
+    _check_metrics_available(args.metrics, device)
     torch.manual_seed(args.seed)
     started = time.perf_counter()
     result = evaluate(model, DataLoader(test_set, batch_size=args.batch_size), n_past, n_future, args.num_samples,
@@ -199,6 +242,11 @@ def _save_evaluation(result, args, out: Path, test_set, dataset: str, device, st
 
         real = torch.stack([test_set[i][:n_past + n_future] for i in range(len(test_set))])
         result.settings["fvd"] = fvd(real, torch.cat([real[:, :n_past], result.best_frames.float()], 1))
+    bad = [f"{head}/{name}" for head, metrics in result.summary().items() for name, value in metrics.items()
+           if not math.isfinite(value["mean"])]
+    if bad or ("fvd" in result.settings and not math.isfinite(result.settings["fvd"])):
+        raise ValueError(f"the evaluation gave non-finite scores ({', '.join(bad) or 'fvd'}): the model's predictions "
+                         f"hold NaN or inf (a checkpoint from a diverged run?); nothing was written to {out}")
     result.settings.update({"dataset": dataset, "sequences": len(test_set), "seed": args.seed,
                             "seconds": round(time.perf_counter() - started, 1), "device": str(device),
                             "source": source})
@@ -233,12 +281,12 @@ def _evaluate_references(args) -> int:
     from slamp.runtime import select_device
 
     dataset = args.dataset or "mnist"
-    dataset_spec(dataset)  # an unknown name: a ValueError naming the known ones
     if args.heads and set(args.heads) != {"final"}:
         raise ValueError(f"a reference predicts frames only (head 'final'), not {args.heads}")
     default_past, default_future = dataset_spec(dataset).test_protocol
     n_past, n_future = args.n_past or default_past, args.n_future or default_future
     device = select_device(args.device)
+    _check_metrics_available(args.metrics, device)
     test_set = _test_videos(dataset, args.data_root, args.sequences, n_past + n_future)
     per_frame = tuple(m for m in args.metrics if m != "fvd") or ("psnr",)
     names = REFERENCES if args.reference == "all" else (args.reference,)
@@ -283,7 +331,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
                        help="continue exactly where <out>/last.pt (or CHECKPOINT) stood")
     train.add_argument("--overwrite", action="store_true", help="start afresh in a folder that holds a run")
-    train.add_argument("--stop-after", type=int, default=None, metavar="N", help="stop after N updates in all")
+    train.add_argument("--stop-after", type=_positive, default=None, metavar="N", help="stop after N updates in all")
     train.add_argument("--show-config", action="store_true", help="print the config and exit")
 
     evaluation = commands.add_parser("evaluate", help="the paper's best-of-N protocol on a test set")
@@ -293,18 +341,18 @@ def parser() -> argparse.ArgumentParser:
     source.add_argument("--reference", choices=["black", "last_frame", "mean_frame", "all"],
                         help="a floor instead of a model: all-black frames, the last conditioning frame held, or "
                              "the mean training frame (one sample: they are deterministic); all: each in --out/<name>")
-    evaluation.add_argument("--dataset", default=None,
+    evaluation.add_argument("--dataset", type=_dataset, default=None,
                             help="default: the one the model was trained on (mnist for --reference)")
     evaluation.add_argument("--data-root", default=None, help="folder of a prepared real dataset")
-    evaluation.add_argument("--sequences", type=int, default=None, help="evaluate only the first N test sequences")
-    evaluation.add_argument("--n-past", type=int, default=None, help="conditioning frames (default: the paper's)")
-    evaluation.add_argument("--n-future", type=int, default=None, help="predicted frames (default: the paper's)")
-    evaluation.add_argument("--num-samples", type=int, default=100, help="futures per sequence (best of N)")
-    evaluation.add_argument("--metrics", nargs="+", default=["psnr", "ssim"], help="psnr ssim lpips fvd (FVD of the best samples; needs the I3D weights)")
+    evaluation.add_argument("--sequences", type=_positive, default=None, help="evaluate only the first N test sequences")
+    evaluation.add_argument("--n-past", type=_positive, default=None, help="conditioning frames (default: the paper's)")
+    evaluation.add_argument("--n-future", type=_positive, default=None, help="predicted frames (default: the paper's)")
+    evaluation.add_argument("--num-samples", type=_positive, default=100, help="futures per sequence (best of N)")
+    evaluation.add_argument("--metrics", nargs="+", choices=METRIC_NAMES, default=["psnr", "ssim"], help="psnr ssim lpips fvd (FVD of the best samples; needs the I3D weights)")
     evaluation.add_argument("--heads", nargs="+", default=None,
                             help="final appearance motion average (default: all the model has)")
-    evaluation.add_argument("--batch-size", type=int, default=16, help="test sequences per batch")
-    evaluation.add_argument("--max-batch", type=int, default=2048, help="futures generated per call")
+    evaluation.add_argument("--batch-size", type=_positive, default=16, help="test sequences per batch")
+    evaluation.add_argument("--max-batch", type=_positive, default=2048, help="futures generated per call")
     evaluation.add_argument("--device", default="auto")
     evaluation.add_argument("--seed", type=int, default=0)
     evaluation.add_argument("--out", type=Path, default=Path("results/eval"))
@@ -344,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     from slamp.checkpoint import CheckpointError, NonFiniteLossError
     from slamp.config import ConfigError
     from slamp.data.files import DataError, ToolMissingError
+    from slamp.run import TrainingInterrupted
 
     try:
         if args.command == "demo":
@@ -356,6 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"slamp {args.command}: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except TrainingInterrupted as stopped:  # SIGTERM / Ctrl-C: a checkpoint was written
+        print(f"slamp {args.command}: {stopped}", file=sys.stderr)
+        return stopped.exit_code
     except (CheckpointError, NonFiniteLossError, DataError, ToolMissingError, FileExistsError, ValueError,
             RuntimeError) as error:
         # Also LPIPSUnavailable, FVDUnavailable and PretrainedError (RuntimeErrors that say what to do).

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -37,6 +39,7 @@ from slamp.data.stream import epoch_loader, training_sequences, validation_video
 from slamp.distributed import Distributed, global_noise, synchronise_batchnorm
 from slamp.evaluate import validate
 from slamp.models import VideoPredictor, load_weights
+from slamp.runlock import RunLock
 from slamp.runlog import CSVLog, sample_figure, save_figure, tensorboard_writer
 from slamp.runtime import autocast_dtype, seed_everything, select_device
 
@@ -84,6 +87,17 @@ def _grad_scaler(device: torch.device, dtype: torch.dtype | None):
 RUN_FILES = ("last.pt", "best.pt", "train.csv", "validation.csv", "summary.json")
 
 
+class TrainingInterrupted(Exception):
+    """A signal (SIGTERM, SIGINT) stopped the run after an update; ``checkpoint`` holds it. The
+    command line exits with ``exit_code``, the convention of 128 + the signal's number."""
+
+    def __init__(self, signal_number: int, checkpoint: Path, step: int):
+        super().__init__(f"stopped by {signal.Signals(signal_number).name} after update {step}; "
+                         f"checkpoint {checkpoint}")
+        self.signal_number, self.checkpoint, self.step = signal_number, Path(checkpoint), step
+        self.exit_code = 128 + signal_number
+
+
 class TrainingRun:
     """One training run's state and everything around its updates; ``slamp.train.fit`` drives it.
 
@@ -97,6 +111,24 @@ class TrainingRun:
         self.device = torch.device(device) if device is not None else select_device(config.device)
         self.out = Path(config.out)
         self.dtype = autocast_dtype(config.amp, self.device)
+        # One run per folder, before anything in it is read or removed (the main process holds it).
+        self.lock = RunLock(self.out, self.say).acquire() if place.is_main else None
+        try:
+            self._set_up(resume, overwrite)
+            self._catch_signals()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Give back the signal handlers and release the folder's lock (the run is over, or failed)."""
+        self._release_signals()
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def _set_up(self, resume, overwrite):
+        config, place = self.config, self.place
         checkpoint = self._resume_point(resume, overwrite)
         seed_everything(config.seed)
         self.model = build_model(config)
@@ -133,9 +165,27 @@ class TrainingRun:
         path = last if resume is True else Path(resume)
         if not path.is_file():
             raise CheckpointError(f"no checkpoint to resume at {path}")
+        self.resumed_from = path
         return load_checkpoint(path)  # on the CPU: the RNG states must stay there
 
+    def _check_same_model(self, checkpoint) -> None:
+        """A checkpoint of another model class or other sizes: one clear error instead of hundreds
+        of lines of ``load_state_dict`` mismatches. β and the output bias may change on resume."""
+        ours = {k: v for k, v in asdict(self.model.config).items() if k not in ("beta", "output_bias")}
+        theirs = {k: v for k, v in checkpoint["model_config"].items() if k in ours}
+        ours = {k: list(v) if isinstance(v, tuple) else v for k, v in ours.items()}
+        theirs = {k: list(v) if isinstance(v, tuple) else v for k, v in theirs.items()}
+        if checkpoint["model_class"] == type(self.model).__name__ and theirs == ours:
+            return
+        sizes = {k: (theirs.get(k), ours[k]) for k in ours if theirs.get(k) != ours[k]}
+        preset = checkpoint.get("config", {}).get("model_preset", "?")
+        raise CheckpointError(f"{self.resumed_from} holds a {checkpoint['model_class']} (preset {preset}), but this run "
+                              f"trains a {type(self.model).__name__} (preset {self.config.model_preset})"
+                              + (f"; sizes that differ (checkpoint, run): {sizes}" if sizes else "")
+                              + ": resume with the model and preset it was trained with, or start a new run")
+
     def _restore(self, checkpoint):
+        self._check_same_model(checkpoint)
         load_weights(self.model, checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         # load_state_dict brings back the checkpoint's lr, betas and eps too; the config decides
@@ -194,8 +244,13 @@ class TrainingRun:
         if finite.item():
             return
         last = self.out / "last.pt"
-        kept = f"the last good checkpoint is {last} (update {load_checkpoint(last)['step']})" if last.is_file() \
-            else "no checkpoint was written yet"
+        kept = "no checkpoint was written yet"
+        if last.is_file():
+            saved = load_checkpoint(last)
+            largest = max(value.abs().max().item() for value in saved["model"].values()
+                          if torch.is_tensor(value) and value.is_floating_point() and value.numel())
+            kept = (f"the last good checkpoint is {last} (update {saved['step']}; finite, largest weight "
+                    f"{largest:.3g}{': already blown up, go back further' if largest > 1e3 else ''})")
         values = {k: f"{v.item():.4g}" for k, v in terms.items()}
         raise NonFiniteLossError(f"the loss is {total.item()} at update {self.step + 1} (terms {values}); stopped "
                                  f"before updating the model. {kept}; resume from it with a lower lr "
@@ -219,12 +274,50 @@ class TrainingRun:
 
     def after_update(self, end: int) -> None:
         """Validation every ``val_every`` updates and at the end; ``last.pt`` every
-        ``checkpoint_every``, at the end and at ``end`` (a stop with ``stop_after``)."""
+        ``checkpoint_every``, at the end and at ``end`` (a stop with ``stop_after``). After a
+        SIGTERM or SIGINT: ``last.pt`` now, then :class:`TrainingInterrupted`."""
         c = self.config
         if c.val_every and (self.step % c.val_every == 0 or self.step == self.total_steps):
             self.validate()
-        if self.step % c.checkpoint_every == 0 or self.step >= end:
+        stop = self._stop_requested()
+        if self.step % c.checkpoint_every == 0 or self.step >= end or stop:
             self.checkpoint(self.out / "last.pt")
+        if stop:
+            name = signal.Signals(stop).name
+            self.say(f"stopped by {name} after update {self.step}: wrote {self.out / 'last.pt'}; continue with "
+                     f"`slamp train --resume --out {self.out}` (the same run, exactly)")
+            raise TrainingInterrupted(stop, self.out / "last.pt", self.step)
+
+    # ---- signals: a cluster's SIGTERM before pre-emption, Ctrl-C ----------------------------------
+    def _catch_signals(self) -> None:
+        """SIGTERM and SIGINT ask the run to stop after the update under way (a second Ctrl-C stops
+        at once). Only the main thread can take signals; elsewhere nothing changes."""
+        self._signal, self._handlers = 0, {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def ask_to_stop(number, frame):
+            if self._signal and number == signal.SIGINT:  # a second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            self._signal = number
+            self.say(f"{signal.Signals(number).name}: stopping after this update and writing a checkpoint")
+
+        for number in (signal.SIGTERM, signal.SIGINT):
+            self._handlers[number] = signal.signal(number, ask_to_stop)
+
+    def _release_signals(self) -> None:
+        for number, handler in getattr(self, "_handlers", {}).items():
+            signal.signal(number, handler)
+        self._handlers = {}
+
+    def _stop_requested(self) -> int:
+        """The signal that asked to stop (0: none), agreed by every process of a DDP run."""
+        stop = getattr(self, "_signal", 0)
+        if self.place.enabled:  # all processes must stop after the same update, or they hang
+            flag = torch.tensor([float(stop)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = int(flag.item())
+        return stop
 
     def validate(self):
         if self.place.is_main:
@@ -283,4 +376,4 @@ class TrainingRun:
         return summary
 
 
-__all__ = ["TrainingObjective", "loss_terms", "adam", "RUN_FILES", "TrainingRun"]
+__all__ = ["TrainingObjective", "loss_terms", "adam", "RUN_FILES", "TrainingInterrupted", "TrainingRun"]

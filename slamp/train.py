@@ -78,9 +78,13 @@ def train(config: TrainConfig, resume=None, stop_after: int | None = None, overw
     from slamp.run import TrainingRun  # the engine (imported here: it needs the evaluation protocol)
 
     place, device, created = init_distributed(config.device)
+    run = None
     try:
-        return fit(TrainingRun(config, place, device, resume=resume, overwrite=overwrite), stop_after)
+        run = TrainingRun(config, place, device, resume=resume, overwrite=overwrite)
+        return fit(run, stop_after)
     finally:
+        if run is not None:
+            run.close()  # the folder's lock: another run may use it now
         if created:
             torch.distributed.destroy_process_group()
 

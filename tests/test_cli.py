@@ -116,7 +116,8 @@ def test_train_and_evaluate_commands(tmp_path, capsys):
     assert load_checkpoint(run / "last.pt")["step"] == 2 and list((run / "samples").glob("*.png"))
     assert json.loads(capsys.readouterr().out)["updates"] == 2  # stdout: only the summary
     # Resume to a longer schedule needs the same config; --stop-after ends early with a checkpoint.
-    assert main(["train", "--set", *SMALL_RUN, "epoch_size=4", "--out", str(run), "--resume", "--stop-after", "3"]) == 0
+    longer = [item for item in SMALL_RUN if not item.startswith("epoch_size=")] + ["epoch_size=4"]  # each field once
+    assert main(["train", "--set", *longer, "--out", str(run), "--resume", "--stop-after", "3"]) == 0
     assert load_checkpoint(run / "last.pt")["step"] == 3
 
     out = tmp_path / "eval"
@@ -157,7 +158,8 @@ def test_module_entry_point():
 def test_evaluate_asks_for_fvd_weights_when_they_are_missing(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SLAMP_I3D", str(tmp_path / "i3d.pt"))
     run = tmp_path / "run"
-    assert main(["train", "--set", *SMALL_RUN, "epoch_size=1", "val_every=0", "--out", str(run)]) == 0
+    shorter = [item for item in SMALL_RUN if not item.startswith(("epoch_size=", "val_every="))]
+    assert main(["train", "--set", *shorter, "epoch_size=1", "val_every=0", "--out", str(run)]) == 0
     code = main(["evaluate", "--checkpoint", str(run / "last.pt"), "--sequences", "2", "--num-samples", "1",
                  "--n-future", "9", "--metrics", "psnr", "fvd", "--out", str(tmp_path / "eval")])
     assert code == 1 and "FVDUnavailable" in capsys.readouterr().err

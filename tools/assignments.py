@@ -237,29 +237,30 @@ def reliance_on_the_package(cell: str, function: str, namespace: dict) -> str | 
 
 
 def solution_comments(exercise: Exercise, notebooks: Path = NOTEBOOKS) -> list[str]:
-    """The comments inside the exercise's solution (in the teacher's notebook): text a student
-    can only have from the solution itself."""
+    """The comments inside the exercise's solution (in the teacher's notebook) that appear nowhere
+    else in the notebook: text a student can only have from the solution itself."""
     source = (notebooks / f"{exercise.notebook}.py").read_text()
-    lines, inside, found = source.splitlines(), False, []
-    for line in lines:
+    inside, block, rest = False, [], []
+    for line in source.splitlines():
         begin = BEGIN.match(line)
         if begin and begin["name"] == exercise.function:
             inside = True
         elif inside and END.match(line):
-            break
-        elif inside and "#" in line:
-            comment = line.split("#", 1)[1].strip()
-            if len(comment) >= 15:
-                found.append(comment)
-    return found
+            inside = False
+        else:
+            (block if inside else rest).append(line)
+    elsewhere = "\n".join(rest)
+    comments = [line.split("#", 1)[1].strip() for line in block if "#" in line]
+    return [c for c in comments if len(c) >= 15 and c not in elsewhere]
 
 
 def copied_comment(cell: str, exercise: Exercise) -> str | None:
-    """A comment of the hidden solution that a submission's cell repeats (None if none does). The
-    teacher's own notebook, which carries the solution markers, is not a copy."""
+    """A comment of the hidden solution that a submission's cell repeats as a comment (None if
+    none does). The teacher's own notebook, which carries the solution markers, is not a copy."""
     if any(BEGIN.match(line) for line in cell.splitlines()):
         return None
-    return next((comment for comment in solution_comments(exercise) if comment in cell), None)
+    comments = [line.split("#", 1)[1].strip() for line in cell.splitlines() if "#" in line]
+    return next((c for c in solution_comments(exercise) if any(c in comment for comment in comments)), None)
 
 
 def grade_submission(path: Path) -> dict:

@@ -1,0 +1,88 @@
+"""One run per folder: an exclusive lock on a training run's output folder.
+
+Two ``slamp train`` with the same ``--out`` would interleave their logs and overwrite each other's
+checkpoints. The first takes ``<out>/.lock`` (an OS lock, ``fcntl.flock``, held for as long as the
+process lives) and writes its PID, host and start time into it; a second is refused with a message
+naming the holder. The OS releases the lock when a process dies, however it dies, so a lock left
+by a killed run is recognised (the file names a process that no longer holds it): the new run
+says whose lock it takes over, and continues. Plain Python (the engine; no notebook teaches it).
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+
+LOCK_NAME = ".lock"
+
+
+class RunLockedError(RuntimeError):
+    """Another process is training into the same folder; the message names it."""
+
+
+class RunLock:
+    """``with RunLock(folder): ...`` holds the folder's lock for the block (or call ``acquire()``
+    and ``release()``). ``previous`` is what the file said before, when a dead run left it."""
+
+    def __init__(self, folder, say=print):
+        self.path, self.say, self.previous, self._file = Path(folder) / LOCK_NAME, say, None, None
+
+    def acquire(self) -> "RunLock":
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _describe(_read(handle))
+            handle.close()
+            raise RunLockedError(f"{self.path.parent} is in use by another training run ({holder}); wait for it to "
+                                 f"finish, stop it, or choose another output folder (--out)") from None
+        self.previous = _read(handle)
+        if self.previous:  # the file outlived its process: that run was killed
+            self.say(f"taking over the lock of a run that did not finish ({_describe(self.previous)}): "
+                     f"its process no longer holds {self.path}")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n")
+        handle.flush()
+        self._file = handle
+        return self
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.seek(0)
+            self._file.truncate()  # an empty file: nobody holds it, nobody died holding it
+            self._file.close()
+            self._file = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def _read(handle) -> dict:
+    handle.seek(0)
+    text = handle.read().strip()
+    try:
+        return json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        return {"unreadable": text[:80]}
+
+
+def _describe(holder: dict) -> str:
+    if not holder:
+        return "no details recorded"
+    if "unreadable" in holder:
+        return f"lock file reads {holder['unreadable']!r}"
+    return f"PID {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}"
+
+
+__all__ = ["LOCK_NAME", "RunLockedError", "RunLock"]

@@ -1,0 +1,219 @@
+"""Nothing lost under faults: one run per folder, checkpoints that are good when they say so, and
+evaluations that refuse non-finite results."""
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from slamp import cli
+from slamp.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from slamp.config import TrainConfig
+from slamp.runlock import LOCK_NAME, RunLock, RunLockedError
+from slamp.train import train
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny(out, **overrides) -> TrainConfig:
+    settings = dict(epochs=1, epoch_size=2, batch_size=2, n_past=2, n_future=2, log_every=1, val_every=0,
+                    checkpoint_every=1, workers=0, out=str(out))
+    return TrainConfig.preset("tiny", **{**settings, **overrides})
+
+
+# ---- one run per folder -----------------------------------------------------------------------
+HOLD = """
+import sys, time
+from slamp.runlock import RunLock
+lock = RunLock(sys.argv[1]).acquire()
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_second_run_in_the_same_folder_is_refused_and_names_the_first(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLockedError, match=f"PID {holder.pid} on "):
+            train(tiny(tmp_path / "run"))
+        assert not (tmp_path / "run" / "last.pt").exists() and not (tmp_path / "run" / "train.csv").exists()
+        code = cli.main(["train", "--preset", "tiny", "--out", str(tmp_path / "run"), "--set", "epochs=1"])
+        assert code != 0
+    finally:
+        holder.kill()
+        holder.wait()
+    summary = train(tiny(tmp_path / "run"))  # the holder is gone: its lock is taken over, and said so
+    assert summary["updates"] == 2
+
+
+def test_a_lock_left_by_a_killed_run_is_reported_and_taken_over(tmp_path, capsys):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / LOCK_NAME).write_text(json.dumps({"pid": 999999, "host": "gone", "started": "yesterday"}) + "\n")
+    train(tiny(folder))
+    said = capsys.readouterr().err
+    assert "taking over the lock of a run that did not finish (PID 999999 on gone, started yesterday)" in said
+    assert (folder / LOCK_NAME).read_text() == ""  # released at the end: nobody holds it
+
+
+def test_the_lock_is_released_when_a_run_fails(tmp_path):
+    with pytest.raises(Exception):
+        train(tiny(tmp_path / "run", lr=1e9, epoch_size=6))  # diverges: NonFiniteLossError
+    with RunLock(tmp_path / "run"):  # free again in the same process
+        pass
+
+
+# ---- checkpoints good when they say so ----------------------------------------------------------
+@pytest.fixture
+def checkpoint(tmp_path):
+    train(tiny(tmp_path / "run"))
+    return tmp_path / "run" / "last.pt"
+
+
+def test_flipped_bytes_in_a_checkpoint_are_found(checkpoint, tmp_path):
+    data = bytearray(checkpoint.read_bytes())
+    for k in range(200):  # the issue's 200 flipped bytes, spread over the tensors' data
+        data[len(data) // 4 + 1_997 * k % (len(data) // 2)] ^= 0x5A
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="damaged.pt"):
+        load_checkpoint(damaged)
+
+
+@pytest.mark.parametrize("cut", [0, 1, 5000, -10])
+def test_empty_and_truncated_checkpoints_name_the_file(checkpoint, tmp_path, cut):
+    data = checkpoint.read_bytes()
+    short = tmp_path / "short.pt"
+    short.write_bytes(data[:cut])
+    with pytest.raises(CheckpointError, match="short.pt"):
+        load_checkpoint(short)
+
+
+def test_a_non_finite_model_is_never_written_and_the_previous_checkpoint_stays(checkpoint):
+    state = load_checkpoint(checkpoint)
+    before = checkpoint.read_bytes()
+    poisoned = {**state, "model": {k: v.clone() for k, v in state["model"].items()}}
+    name = next(k for k, v in poisoned["model"].items() if v.is_floating_point())
+    poisoned["model"][name].view(-1)[0] = float("nan")
+    with pytest.raises(CheckpointError, match=f"not finite.*{name}"):
+        save_checkpoint(checkpoint, {k: v for k, v in poisoned.items() if k not in ("format", "checksum")})
+    assert checkpoint.read_bytes() == before
+    assert not list(checkpoint.parent.glob("*.part*")) and not list(checkpoint.parent.glob(".*part*"))
+
+
+def test_the_nan_guard_says_how_large_the_last_checkpoints_weights_are(tmp_path):
+    from slamp.checkpoint import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError) as stopped:
+        train(tiny(tmp_path / "run", lr=1e6, epoch_size=8))
+    message = str(stopped.value)
+    assert "finite, largest weight" in message or "no checkpoint was written yet" in message
+    if "largest weight" in message:
+        state = load_checkpoint(tmp_path / "run" / "last.pt")
+        assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+# ---- evaluations refuse non-finite results ---------------------------------------------------------
+def test_evaluate_refuses_a_model_that_predicts_nan(checkpoint, tmp_path, capsys):
+    state = load_checkpoint(checkpoint)
+    state["model"] = {k: (torch.full_like(v, float("nan")) if k.startswith("pixel_decoder.out.") else v)
+                      for k, v in state["model"].items()}
+    content = {k: v for k, v in state.items() if k != "checksum"}
+    bad = tmp_path / "bad.pt"
+    torch.save(content, bad)  # as a run that diverged between two checks would leave it (no checksum)
+    out = tmp_path / "eval"
+    code = cli.main(["evaluate", "--checkpoint", str(bad), "--sequences", "2", "--num-samples", "2",
+                     "--device", "cpu", "--out", str(out)])
+    assert code == 1 and "non-finite scores" in capsys.readouterr().err
+    assert not (out / "summary.json").exists()
+
+
+# ---- signals -----------------------------------------------------------------------------------
+@pytest.mark.slow  # three training runs in subprocesses
+@pytest.mark.parametrize("signal_name, code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_signal_writes_a_checkpoint_and_the_resumed_run_is_the_same_run(tmp_path, signal_name, code):
+    import signal
+
+    settings = ["epochs=1", "epoch_size=24", "batch_size=2", "n_past=2", "n_future=2", "log_every=1", "val_every=0",
+                "checkpoint_every=1000", "workers=0", "scheduled_sampling_k=1.0"]
+    base, sets = [sys.executable, "-m", "slamp", "train", "--preset", "tiny"], ["--set", *settings]
+    stopped = tmp_path / "stopped"
+    process = subprocess.Popen(base + ["--out", str(stopped)] + sets, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=tmp_path)
+    log = stopped / "train.csv"
+    while not (log.is_file() and len(log.read_text().splitlines()) > 4) and process.poll() is None:
+        time.sleep(0.05)  # wait for a few updates
+    process.send_signal(getattr(signal, signal_name))
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == code, err
+    step = load_checkpoint(stopped / "last.pt")["step"]
+    assert 4 <= step < 24 and f"stopped by {signal_name} after update {step}" in err and "last.pt" in err
+    resumed = subprocess.run(base + ["--out", str(stopped), "--resume"] + sets, capture_output=True, text=True,
+                             cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    straight = subprocess.run(base + ["--out", str(tmp_path / "straight")] + sets, capture_output=True, text=True,
+                              cwd=tmp_path)
+    assert straight.returncode == 0, straight.stderr
+    from slamp.runlog import read_log
+
+    a, b = read_log(tmp_path / "straight" / "train.csv"), read_log(stopped / "train.csv")
+    assert list(b["step"]) == list(range(1, 25)) and (a["total"] == b["total"]).all()  # bit for bit
+
+
+# ---- misuse of the command line: refused with exit status 2 and a message ----------------------------
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "--pretrained", "slamp", "--n-past", "0"], "--n-past: must be at least 1"),
+    (["evaluate", "--pretrained", "slamp", "--sequences", "0"], "--sequences: must be at least 1"),
+    (["evaluate", "--pretrained", "slamp", "--num-samples", "two"], "expected a whole number"),
+    (["evaluate", "--reference", "black", "--dataset", "foo"], "unknown dataset 'foo'; choose from bair"),
+    (["evaluate", "--pretrained", "slamp", "--metrics", "psnr", "fid"], "invalid choice: 'fid'"),
+    (["train", "--stop-after", "0"], "--stop-after: must be at least 1"),
+])
+def test_bad_arguments_are_refused_before_anything_runs(argv, message, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv)
+    assert exited.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--resume", "--overwrite"], "choose one"),
+    (["train", "--set", "lr=1e-3", "--set", "lr=2e-3"], "--set gives lr more than once"),
+    (["train", "--out", "a", "--set", "out=b"], "both name the output folder"),
+])
+def test_contradictory_training_options_are_refused(argv, message, capsys):
+    assert cli.main(argv) == 2 and message in capsys.readouterr().err
+
+
+def test_fvd_without_its_weights_stops_before_the_evaluation(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SLAMP_I3D", str(tmp_path / "missing.pt"))
+    started = time.perf_counter()
+    code = cli.main(["evaluate", "--pretrained", "slamp", "--sequences", "2", "--num-samples", "2", "--metrics",
+                     "psnr", "fvd", "--device", "cpu", "--out", str(tmp_path / "eval")])
+    assert code == 1 and "FVD needs the I3D network" in capsys.readouterr().err
+    assert time.perf_counter() - started < 30 and not (tmp_path / "eval").exists()
+
+
+def test_resuming_with_another_model_names_both(checkpoint, capsys):
+    config = tiny(checkpoint.parent, model="svg")
+    with pytest.raises(CheckpointError, match=r"holds a SLAMP \(preset tiny\), but this run trains a SVG \(preset tiny\)"):
+        train(config, resume=True)
+    bigger = tiny(checkpoint.parent, model_preset="cpu")
+    with pytest.raises(CheckpointError, match=r"sizes that differ \(checkpoint, run\): \{'g_dim': \(32, 64\)"):
+        train(bigger, resume=True)
+
+
+def test_a_checkpoint_of_an_unknown_model_class_says_so(checkpoint, tmp_path):
+    from slamp.checkpoint import load_model
+
+    state = load_checkpoint(checkpoint)
+    state["model_class"] = "Foo"
+    content = {k: v for k, v in state.items() if k != "checksum"}
+    foreign = tmp_path / "foo.pt"
+    torch.save(content, foreign)
+    with pytest.raises(CheckpointError, match="holds a model of class 'Foo'.*unknown model"):
+        load_model(foreign)
