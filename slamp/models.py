@@ -150,6 +150,14 @@ class PredictorParts(nn.Module):
         if c.output_bias is not None:
             nn.init.constant_(self.pixel_decoder.out.bias, c.output_bias)
 
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @property
+    def encoder_dtype(self) -> torch.dtype:
+        """The dtype the model computes in (its first parameter's)."""
+        return next(self.parameters()).dtype
+
     @property
     def streams(self) -> tuple[str, ...]:
         """The latent streams: ``("appearance",)``, and ``"motion"`` with a motion stream."""
@@ -184,13 +192,16 @@ def check_backbone(config: ModelConfig) -> None:
         raise ValueError(f"the conv backbone needs an even height and width of at least 32, found {config.image_size}")
 
 
-def check_video(config: ModelConfig, x: torch.Tensor, name: str = "x", min_frames: int = 1) -> None:
+def check_video(config: ModelConfig, x: torch.Tensor, name: str = "x", min_frames: int = 1,
+                dtype: torch.dtype | None = None) -> None:
     """A ``ValueError`` naming what was expected when ``x`` is not a video ``(B, T, C, H, W)`` of
-    ``config``'s frames with at least ``min_frames`` frames."""
+    ``config``'s frames with at least ``min_frames`` frames, finite, in [0, 1], of the model's
+    ``dtype`` (any float under autocast)."""
     height, width = config.image_size
     expected = f"(B, T, {config.channels}, {height}, {width})"
-    if x.ndim != 5:
-        raise ValueError(f"{name} must be a video {expected}, found shape {tuple(x.shape)}")
+    if not torch.is_tensor(x) or x.ndim != 5 or x.shape[0] == 0:
+        found = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+        raise ValueError(f"{name} must be a video {expected} with B >= 1, found {found}")
     if x.shape[2] != config.channels:
         raise ValueError(f"{name} must have {config.channels} channel(s) {expected}, found {x.shape[2]} in {tuple(x.shape)}")
     if tuple(x.shape[-2:]) != (height, width):
@@ -200,6 +211,19 @@ def check_video(config: ModelConfig, x: torch.Tensor, name: str = "x", min_frame
         raise ValueError(f"{name} must have at least {min_frames} frames, found {x.shape[1]}")
     if not x.is_floating_point():
         raise ValueError(f"{name} must be floating point in [0, 1], found {x.dtype}")
+    if dtype is not None and x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+        raise ValueError(f"{name} is {x.dtype} but the model computes in {dtype}: pass {name}.to({dtype})")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} holds {int((~torch.isfinite(x)).sum())} NaN or infinite values")
+    low, high = x.min().item(), x.max().item()
+    if low < -1e-3 or high > 1 + 1e-3:
+        hint = ": it looks like 0-255 pixel values, divide by 255" if high > 2 else ""
+        raise ValueError(f"{name} must be in [0, 1], found values in [{low:.3g}, {high:.3g}]{hint}")
+
+
+def _is_count(value) -> bool:
+    """A whole number (an ``int``, not a ``bool`` or a ``float``)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def stream_kl(stats: dict) -> torch.Tensor:
@@ -304,6 +328,25 @@ def sample_futures(model: PredictorParts, x_past, n_future: int, num_samples: in
     return Prediction(**parts, latents=latents)
 
 
+def batchnorm_statistics(model: nn.Module) -> dict:
+    """A copy of every BatchNorm layer's running statistics, ``{name: tensor}``."""
+    return {name: value.clone() for name, value in model.named_buffers()
+            if name.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+
+
+def restore_batchnorm_statistics(model: nn.Module, saved: dict) -> None:
+    buffers = dict(model.named_buffers())
+    with torch.no_grad():
+        for name, value in saved.items():
+            buffers[name].copy_(value)
+
+
+def is_finite(prediction: Prediction) -> bool:
+    """Whether the frames and the KL terms of ``prediction`` are finite."""
+    return bool(torch.isfinite(prediction.frames).all()) and all(bool(torch.isfinite(kl).all())
+                                                                 for kl in prediction.kl.values())
+
+
 class VideoPredictor(PredictorParts):
     """SVG, SLAMP-Baseline and SLAMP behind one interface: videos ``(B, T, C, H, W)`` in [0, 1]."""
 
@@ -311,9 +354,6 @@ class VideoPredictor(PredictorParts):
     def from_preset(cls, name: str, **overrides) -> "VideoPredictor":
         """The model with a preset's sizes (``slamp.models.PRESETS``), any field overridden by keyword."""
         return cls(replace(ModelConfig.preset(name), **overrides))
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
     def _check_noise(self, noise: dict, shape: tuple) -> None:
         found = {name: tuple(value.shape) for name, value in noise.items()}
@@ -326,15 +366,20 @@ class VideoPredictor(PredictorParts):
         ``teacher_forcing < 1`` (scheduled sampling) a step after the first ``n_past`` reads the
         true previous frame with that probability, else the prediction: the per-step path.
         ``noise``: ε ``{stream: (B, T-1, *latent_shape)}`` (default: fresh draws)."""
-        check_video(self.config, x, min_frames=2)
-        if not 1 <= n_past < x.shape[1]:
-            raise ValueError(f"n_past must be in [1, T-1] = [1, {x.shape[1] - 1}], found {n_past}")
+        check_video(self.config, x, min_frames=2, dtype=self.encoder_dtype)
+        if not _is_count(n_past) or not 1 <= n_past < x.shape[1]:
+            raise ValueError(f"n_past must be in [1, T-1] = [1, {x.shape[1] - 1}] (a whole number), found {n_past!r}")
         if noise is None:
             noise = self.draw_noise(x.shape[0], x.shape[1] - 1, x.device)
         self._check_noise(noise, (x.shape[0], x.shape[1] - 1, *self.latent_shape))
+        saved = batchnorm_statistics(self) if self.training else None
         if teacher_forcing >= 1.0 and not per_step:
-            return teacher_forced(self, x, noise)
-        return rollout(self, x, n_past, x.shape[1] - 1, noise, teacher_forcing)
+            prediction = teacher_forced(self, x, noise)
+        else:
+            prediction = rollout(self, x, n_past, x.shape[1] - 1, noise, teacher_forcing)
+        if saved is not None and not is_finite(prediction):  # one bad batch must not poison later ones
+            restore_batchnorm_statistics(self, saved)
+        return prediction
 
     def loss(self, x, n_past: int = 1, teacher_forcing: float = 1.0, per_step: bool = False,
              noise: dict | None = None):
@@ -352,9 +397,10 @@ class VideoPredictor(PredictorParts):
         batch — the public code kept BatchNorm in training mode here). ``noise`` fixes the draws:
         ``{stream: (B * num_samples, n_past - 1 + n_future, *latent_shape)}``, e.g. to redraw one
         stream and keep the other. Returns a :class:`Prediction` of ``(B, num_samples, n_future, ...)``."""
-        check_video(self.config, x_past, "x_past", min_frames=1)
-        if n_future < 1 or num_samples < 1:
-            raise ValueError(f"n_future and num_samples must be >= 1, found {n_future} and {num_samples}")
+        check_video(self.config, x_past, "x_past", min_frames=1, dtype=self.encoder_dtype)
+        if not (_is_count(n_future) and _is_count(num_samples)) or n_future < 1 or num_samples < 1:
+            raise ValueError(f"n_future and num_samples must be >= 1 (whole numbers), found {n_future!r} and "
+                             f"{num_samples!r}")
         rows, steps = x_past.shape[0] * num_samples, x_past.shape[1] - 1 + n_future
         if noise is None:
             noise = self.draw_noise(rows, steps, x_past.device)
@@ -471,4 +517,4 @@ class SLAMP(VideoPredictor):
     motion_stream = MotionStream
 
 
-__all__ = ['ModelConfig', 'PRESETS', 'Prediction', 'LatentStream', 'PredictorParts', 'check_backbone', 'check_video', 'stream_kl', 'predict_step', 'rollout', 'teacher_forced', 'prediction_loss', 'sample_futures', 'VideoPredictor', 'MODELS', 'register_model', 'model_class', 'SVG', 'SLAMPBaseline', 'IncompatibleWeightsError', 'RENAMED_WEIGHTS', 'load_weights', 'MotionStream', 'SLAMP']
+__all__ = ['ModelConfig', 'PRESETS', 'Prediction', 'LatentStream', 'PredictorParts', 'check_backbone', 'check_video', 'stream_kl', 'predict_step', 'rollout', 'teacher_forced', 'prediction_loss', 'sample_futures', 'batchnorm_statistics', 'restore_batchnorm_statistics', 'is_finite', 'VideoPredictor', 'MODELS', 'register_model', 'model_class', 'SVG', 'SLAMPBaseline', 'IncompatibleWeightsError', 'RENAMED_WEIGHTS', 'load_weights', 'MotionStream', 'SLAMP']

@@ -1,6 +1,7 @@
 """Nothing lost under faults: one run per folder, checkpoints that are good when they say so, and
 evaluations that refuse non-finite results."""
 import json
+import re
 import subprocess
 import sys
 import time
@@ -217,3 +218,45 @@ def test_a_checkpoint_of_an_unknown_model_class_says_so(checkpoint, tmp_path):
     torch.save(content, foreign)
     with pytest.raises(CheckpointError, match="holds a model of class 'Foo'.*unknown model"):
         load_model(foreign)
+
+
+# ---- the model refuses bad input, and a NaN batch leaves no trace --------------------------------
+@pytest.mark.parametrize("make, message", [
+    (lambda x: x * 255, "divide by 255"),
+    (lambda x: x.masked_fill(x > 0.9, float("nan")), "NaN or infinite"),
+    (lambda x: x[:0], "B >= 1"),
+    (lambda x: x.double(), "float64 but the model computes in torch.float32"),
+    (lambda x: x - 0.5, "must be in [0, 1]"),
+])
+def test_the_model_refuses_bad_frames_with_a_clear_error(make, message):
+    from slamp.models import SLAMP
+
+    model, x = SLAMP.from_preset("tiny"), torch.rand(2, 4, 1, 64, 64)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        model.loss(make(x), n_past=2)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        model.eval().generate(make(x)[:, :2], 2)
+
+
+def test_counts_must_be_whole_numbers():
+    from slamp.models import SLAMP
+
+    model, x = SLAMP.from_preset("tiny").eval(), torch.rand(2, 4, 1, 64, 64)
+    with pytest.raises(ValueError, match=r"n_past must be in .*\(a whole number\), found 2.0"):
+        model(x, n_past=2.0)
+    with pytest.raises(ValueError, match=r"\(whole numbers\), found 3 and 1.5"):
+        model.generate(x[:, :2], 3, num_samples=1.5)
+
+
+def test_a_batch_that_turns_to_nan_leaves_the_batchnorm_statistics_untouched():
+    from slamp.models import SLAMP
+
+    torch.manual_seed(0)
+    model, x = SLAMP.from_preset("tiny").train(), torch.rand(2, 4, 1, 64, 64)
+    model.loss(x, n_past=2)
+    before = {name: value.clone() for name, value in model.named_buffers()}
+    with torch.no_grad():
+        next(model.encoder.parameters()).fill_(float("nan"))  # weights blown up inside the model
+    total, _, _ = model.loss(x, n_past=2)
+    assert not torch.isfinite(total)
+    assert all(torch.equal(before[name], value) for name, value in model.named_buffers())
