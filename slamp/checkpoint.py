@@ -6,6 +6,7 @@ Plain Python; 05 says what a checkpoint holds and checks that a resumed run cont
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import random
 from pathlib import Path
@@ -109,7 +110,10 @@ def save_checkpoint(path, state: dict) -> Path:
     content = {"format": CHECKPOINT_FORMAT, **state}
     content["checksum"] = content_sha256(content)
     with atomic_path(path) as temporary:
-        torch.save(content, temporary)
+        try:
+            torch.save(content, temporary)
+        except RuntimeError as error:  # torch's zip writer reports a full disk as "unexpected pos ..."
+            raise OSError(errno.ENOSPC, f"torch.save failed ({error}); is the disk full?") from error
         load_checkpoint(temporary, complete=False)  # read back and verified before it replaces anything
     return Path(path)
 

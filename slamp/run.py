@@ -39,7 +39,7 @@ from slamp.data.stream import epoch_loader, training_sequences, validation_video
 from slamp.distributed import Distributed, global_noise, synchronise_batchnorm
 from slamp.evaluate import validate
 from slamp.models import VideoPredictor, load_weights
-from slamp.runlock import RunLock
+from slamp.runlock import RunLock, folder_error
 from slamp.runlog import CSVLog, sample_figure, save_figure, tensorboard_writer
 from slamp.runtime import autocast_dtype, seed_everything, select_device
 
@@ -114,11 +114,23 @@ class TrainingRun:
         # One run per folder, before anything in it is read or removed (the main process holds it).
         self.lock = RunLock(self.out, self.say).acquire() if place.is_main else None
         try:
+            if place.is_main:
+                self._remove_unfinished_writes()
             self._set_up(resume, overwrite)
             self._catch_signals()
         except BaseException:
             self.close()
             raise
+
+    def _remove_unfinished_writes(self) -> None:
+        """Temporary files of writes that a killed run never finished (``.<name>.<random>.part``);
+        safe to remove: this run holds the folder's lock."""
+        unfinished = sorted(self.out.glob(".*.part"))
+        for path in unfinished:
+            path.unlink(missing_ok=True)
+        if unfinished:
+            self.say(f"removed {len(unfinished)} unfinished file(s) of an interrupted write in {self.out}: "
+                     + ", ".join(p.name for p in unfinished[:3]))
 
     def close(self) -> None:
         """Give back the signal handlers and release the folder's lock (the run is over, or failed)."""
@@ -213,7 +225,11 @@ class TrainingRun:
         if not self.place.is_main:
             return
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        try:
+            with atomic_path(self.out / "config.json") as temporary:
+                temporary.write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        except OSError as error:
+            raise folder_error(self.out, error, "config.json") from None
         since = self.step if resumed else None
         self.train_log = CSVLog(self.out / "train.csv", ["step", "epoch", "teacher_forcing", "total", *self.terms,
                                                          "updates_per_second"], since)
@@ -265,7 +281,10 @@ class TrainingRun:
             return
         numbers = dict(zip(["total", *self.terms], values.tolist()))
         row = {"step": self.step, "epoch": epoch, "teacher_forcing": p_true, **numbers, "updates_per_second": rate}
-        self.train_log.append(row)
+        try:
+            self.train_log.append(row)
+        except OSError as error:
+            raise folder_error(self.out, error, "train.csv") from None
         progress.set_postfix({k: f"{v:.3g}" for k, v in numbers.items()}, refresh=False)
         if self.writer is not None:
             for name, value in numbers.items():
@@ -348,6 +367,12 @@ class TrainingRun:
             self.best_psnr = best.item()
 
     def checkpoint(self, path):
+        try:
+            self._checkpoint(path)
+        except OSError as error:  # a full disk: the previous checkpoint is still there
+            raise folder_error(self.out, error, Path(path).name) from None
+
+    def _checkpoint(self, path):
         if self.place.is_main:
             c = self.config
             save_checkpoint(path, {
@@ -369,8 +394,11 @@ class TrainingRun:
                    "best": str(self.out / "best.pt") if (self.out / "best.pt").is_file() else None,
                    "device": str(self.device), "processes": self.place.world_size}
         if self.place.is_main:
-            with atomic_path(self.out / "summary.json") as temporary:
-                temporary.write_text(json.dumps(summary, indent=2) + "\n")
+            try:
+                with atomic_path(self.out / "summary.json") as temporary:
+                    temporary.write_text(json.dumps(summary, indent=2) + "\n")
+            except OSError as error:
+                raise folder_error(self.out, error, "summary.json") from None
             if self.writer is not None:
                 self.writer.close()
         return summary

@@ -23,6 +23,25 @@ class RunLockedError(RuntimeError):
     """Another process is training into the same folder; the message names it."""
 
 
+class RunFolderError(RuntimeError):
+    """The run folder cannot be written (permissions, a full disk); the message names the folder."""
+
+
+def folder_error(folder, error: OSError, writing: str = "") -> RunFolderError:
+    """A :class:`RunFolderError` for ``error`` met while writing in ``folder``, with the free space."""
+    import shutil
+
+    folder = Path(folder)
+    probe = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    try:
+        free = f"{shutil.disk_usage(probe).free / 1e6:,.0f} MB free on its disk"
+    except OSError:
+        free = "free space unknown"
+    what = f" ({writing})" if writing else ""
+    return RunFolderError(f"cannot write in the run folder {folder}{what}: {error.strerror or error}; {free}. "
+                          f"Nothing half-written was left; free some space or choose another --out")
+
+
 class RunLock:
     """``with RunLock(folder): ...`` holds the folder's lock for the block (or call ``acquire()``
     and ``release()``). ``previous`` is what the file said before, when a dead run left it."""
@@ -33,8 +52,11 @@ class RunLock:
     def acquire(self) -> "RunLock":
         import fcntl
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")
+        try:  # before anything is built: an unwritable folder fails here, with its name
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path, "a+")
+        except OSError as error:
+            raise folder_error(self.path.parent, error, "taking its lock") from None
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -85,4 +107,4 @@ def _describe(holder: dict) -> str:
     return f"PID {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}"
 
 
-__all__ = ["LOCK_NAME", "RunLockedError", "RunLock"]
+__all__ = ["LOCK_NAME", "RunLockedError", "RunFolderError", "folder_error", "RunLock"]

@@ -260,3 +260,47 @@ def test_a_batch_that_turns_to_nan_leaves_the_batchnorm_statistics_untouched():
     total, _, _ = model.loss(x, n_past=2)
     assert not torch.isfinite(total)
     assert all(torch.equal(before[name], value) for name, value in model.named_buffers())
+
+
+# ---- folders and disks -----------------------------------------------------------------------------
+def test_an_unwritable_folder_fails_before_anything_is_built(tmp_path, monkeypatch):
+    from slamp.runlock import RunFolderError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")  # a folder cannot be made under a file, even by root
+    built = []
+    monkeypatch.setattr("slamp.run.build_model", lambda config: built.append(config))
+    with pytest.raises(RunFolderError, match=r"cannot write in the run folder .*a-file/run .*MB free"):
+        train(tiny(blocker / "run"))
+    assert not built
+    assert cli.main(["train", "--preset", "tiny", "--out", str(blocker / "run"), "--set", "epochs=1"]) == 1
+
+
+def test_a_full_disk_while_writing_a_checkpoint_names_the_folder_and_keeps_the_last_one(tmp_path, monkeypatch):
+    import errno
+
+    from slamp.runlock import RunFolderError
+
+    folder = tmp_path / "run"
+    train(tiny(folder, epoch_size=2))
+    before = (folder / "last.pt").read_bytes()
+    real_save = torch.save
+
+    def full_disk(obj, file, *args, **kwargs):
+        Path(file).write_bytes(b"PK\x03\x04 the first bytes of a zip")  # what a full disk leaves
+        raise RuntimeError("[enforce fail at inline_container.cc] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(RunFolderError, match=r"cannot write in the run folder .*run \(last.pt\).*MB free"):
+        train(tiny(folder, epoch_size=4), resume=True)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert (folder / "last.pt").read_bytes() == before and not list(folder.glob(".*.part"))
+    assert errno.ENOSPC  # the error above is reported as a full disk (ENOSPC), see slamp.checkpoint
+
+
+def test_unfinished_writes_of_a_killed_run_are_removed_on_the_next_start(tmp_path, capsys):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / ".last.pt.x1y2z3.part").write_bytes(b"half")
+    train(tiny(folder))
+    assert not list(folder.glob(".*.part")) and "removed 1 unfinished file(s)" in capsys.readouterr().err
