@@ -28,6 +28,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # the commands write files; they never need a display
 
+from slamp.data.files import atomic_path  # noqa: E402
 from slamp.demo import NUM_SAMPLES, SEQUENCES, comparison_line, run_demo  # noqa: E402  (the demo: slamp/demo.py)
 
 
@@ -221,13 +222,68 @@ def _evaluate(args) -> int:
     _check_metrics_available(args.metrics, device)
     torch.manual_seed(args.seed)
     started = time.perf_counter()
-    result = evaluate(model, DataLoader(test_set, batch_size=args.batch_size), n_past, n_future, args.num_samples,
-                      metrics=per_frame, heads=tuple(heads), max_batch=args.max_batch, device=device)
     source = args.pretrained and f"pretrained:{args.pretrained}" or str(args.checkpoint)
+
+    def run_part(part):
+        return evaluate(model, DataLoader(part, batch_size=args.batch_size), n_past, n_future, args.num_samples,
+                        metrics=per_frame, heads=tuple(heads), max_batch=args.max_batch, device=device)
+
+    settings = {"source": source, "dataset": dataset, "sequences": len(test_set), "n_past": n_past,
+                "n_future": n_future, "num_samples": args.num_samples, "metrics": list(per_frame),
+                "heads": list(heads), "batch_size": args.batch_size, "max_batch": args.max_batch, "seed": args.seed}
+    result = _evaluate_in_parts(run_part, test_set, Path(args.out), args.batch_size, settings)
     _save_evaluation(result, args, args.out, test_set, dataset, device, started, source,
                      f"{type(model).__name__} on {dataset}: {len(test_set)} sequences, {n_past} -> {n_future} "
                      f"frames, best of {args.num_samples} samples")
     return 0
+
+
+EVALUATION_PART = 256  # test sequences per saved part of a long evaluation (rounded to whole batches)
+
+
+def _evaluate_in_parts(run_part, test_set, out: Path, batch_size: int, settings: dict):
+    """``run_part(subset)`` over ``test_set`` in parts of about ``EVALUATION_PART`` sequences, each
+    part's scores and the random state after it saved in ``<out>/.progress/``; the same command
+    run again continues after the last saved part and gives what one uninterrupted run gives. The
+    parts are merged into one ``Evaluation``, and the progress folder is removed."""
+    import shutil
+
+    import torch
+    from torch.utils.data import Subset
+
+    from slamp.evaluate import Evaluation
+
+    progress = out / ".progress"
+    recorded = progress / "settings.json"
+    if recorded.is_file() and json.loads(recorded.read_text()) != settings:
+        print(f"slamp evaluate: {progress} holds a different evaluation; starting again", file=sys.stderr)
+        shutil.rmtree(progress)
+    progress.mkdir(parents=True, exist_ok=True)
+    recorded.write_text(json.dumps(settings, indent=2) + "\n")
+    size = max(batch_size, EVALUATION_PART // batch_size * batch_size)  # whole batches: the same random draws
+    starts = list(range(0, len(test_set), size))
+    parts = []
+    for number, start in enumerate(starts):
+        path = progress / f"part_{number:05d}.pt"
+        if path.is_file():
+            saved = torch.load(path, weights_only=True)
+            torch.set_rng_state(saved.pop("rng"))
+            if not parts:
+                print(f"slamp evaluate: continuing a saved evaluation in {progress}", file=sys.stderr)
+            parts.append(Evaluation(**saved))
+            continue
+        result = run_part(Subset(test_set, range(start, min(start + size, len(test_set)))))
+        with atomic_path(path) as temporary:
+            torch.save({"curves": result.curves, "best_frames": result.best_frames, "settings": result.settings,
+                        "diversity": result.diversity, "rng": torch.get_rng_state()}, temporary)
+        parts.append(result)
+    merged = Evaluation({head: {metric: torch.cat([p.curves[head][metric] for p in parts]) for metric in metrics}
+                         for head, metrics in parts[0].curves.items()},
+                        None if parts[0].best_frames is None else torch.cat([p.best_frames for p in parts]),
+                        parts[0].settings, {head: torch.cat([p.diversity[head] for p in parts])
+                                            for head in parts[0].diversity})
+    shutil.rmtree(progress)
+    return merged
 
 
 def _save_evaluation(result, args, out: Path, test_set, dataset: str, device, started: float, source: str,

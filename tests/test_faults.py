@@ -304,3 +304,33 @@ def test_unfinished_writes_of_a_killed_run_are_removed_on_the_next_start(tmp_pat
     (folder / ".last.pt.x1y2z3.part").write_bytes(b"half")
     train(tiny(folder))
     assert not list(folder.glob(".*.part")) and "removed 1 unfinished file(s)" in capsys.readouterr().err
+
+
+# ---- a long evaluation saves its progress ------------------------------------------------------------
+def test_an_interrupted_evaluation_continues_and_gives_the_uninterrupted_result(tmp_path, monkeypatch, capsys):
+    import slamp.evaluate
+
+    monkeypatch.setattr(cli, "EVALUATION_PART", 2)  # parts of 2 sequences (one batch each)
+    argv = ["evaluate", "--pretrained", "slamp", "--sequences", "6", "--num-samples", "3", "--batch-size", "2",
+            "--n-future", "4", "--device", "cpu"]
+    assert cli.main(argv + ["--out", str(tmp_path / "straight")]) == 0
+    real, calls = slamp.evaluate.evaluate, []
+
+    def stopped_on_the_third_part(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the evaluation is killed during its third part
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(slamp.evaluate, "evaluate", stopped_on_the_third_part)
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(argv + ["--out", str(tmp_path / "resumed")])
+    assert len(list((tmp_path / "resumed" / ".progress").glob("part_*.pt"))) == 2
+    monkeypatch.setattr(slamp.evaluate, "evaluate", real)
+    capsys.readouterr()
+    assert cli.main(argv + ["--out", str(tmp_path / "resumed")]) == 0
+    assert "continuing a saved evaluation" in capsys.readouterr().err
+    straight = json.loads((tmp_path / "straight" / "summary.json").read_text())
+    resumed = json.loads((tmp_path / "resumed" / "summary.json").read_text())
+    assert resumed["results"] == straight["results"] and not (tmp_path / "resumed" / ".progress").exists()
+    assert (tmp_path / "resumed" / "per_sequence.csv").read_text() == (tmp_path / "straight" / "per_sequence.csv").read_text()
