@@ -334,3 +334,59 @@ def test_an_interrupted_evaluation_continues_and_gives_the_uninterrupted_result(
     resumed = json.loads((tmp_path / "resumed" / "summary.json").read_text())
     assert resumed["results"] == straight["results"] and not (tmp_path / "resumed" / ".progress").exists()
     assert (tmp_path / "resumed" / "per_sequence.csv").read_text() == (tmp_path / "straight" / "per_sequence.csv").read_text()
+
+
+# ---- every file the package reads: damaged, truncated, empty -----------------------------------------
+def _damage(data: bytes, how: str) -> bytes:
+    if how == "empty":
+        return b""
+    if how == "truncated":
+        return data[:len(data) // 2]
+    damaged = bytearray(data)
+    for k in range(200):  # flipped bytes in the middle of the file (the tensors' or arrays' data)
+        damaged[len(damaged) // 4 + 997 * k % (len(damaged) // 2)] ^= 0x5A
+    return bytes(damaged)
+
+
+@pytest.mark.parametrize("how", ["flipped", "truncated", "empty"])
+def test_a_damaged_shipped_model_is_refused_with_how_to_restore_it(tmp_path, monkeypatch, how):
+    import shutil
+
+    import slamp.pretrained as pretrained
+
+    folder = tmp_path / "pretrained"
+    shutil.copytree(pretrained.FOLDER, folder, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    (folder / "svg.pt").write_bytes(_damage((folder / "svg.pt").read_bytes(), how))
+    monkeypatch.setattr(pretrained, "FOLDER", folder)
+    with pytest.raises(pretrained.PretrainedError, match=r"svg.pt .*(damaged|empty|cannot read).*git checkout"):
+        pretrained.load("svg")
+    assert pretrained.load("slamp") is not None  # the others still load
+
+
+@pytest.mark.parametrize("how", ["flipped", "truncated", "empty"])
+def test_a_damaged_cached_test_set_is_refused_and_names_the_file(tmp_path, how):
+    from slamp.data import MovingMNISTTestSet
+    from slamp.data.files import DataError
+    from slamp.data.mnist import load_digits
+
+    path = tmp_path / "test_set.npz"
+    MovingMNISTTestSet.generate(load_digits("test", "sklearn"), num_sequences=8, n_frames=6).save(path)
+    path.write_bytes(_damage(path.read_bytes(), how))
+    with pytest.raises(DataError, match="test_set.npz"):
+        MovingMNISTTestSet.load(path)
+
+
+@pytest.mark.parametrize("how", ["flipped", "truncated", "empty"])
+def test_damaged_prepared_mnist_digits_are_refused_and_name_the_file(tmp_path, how, isolated_data):
+    from slamp.data.files import DataError
+    from slamp.data.mnist import DIGITS_FILE, load_mnist_digits
+
+    source = next((p for p in (Path.home() / ".cache" / "slamp" / "mnist" / DIGITS_FILE,
+                               ROOT / "data" / "mnist" / DIGITS_FILE) if p.is_file()), None)
+    if source is None:
+        pytest.skip("MNIST is not prepared here (`slamp prepare mnist`)")
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    (folder / DIGITS_FILE).write_bytes(_damage(source.read_bytes(), how))
+    with pytest.raises(DataError, match=DIGITS_FILE):
+        load_mnist_digits("test", path=folder / DIGITS_FILE)

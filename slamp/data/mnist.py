@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -58,7 +59,7 @@ def read_idx(path) -> np.ndarray:
             data = file.read()
     except FileNotFoundError as err:
         raise MissingDataError(f"idx file {path} does not exist") from err
-    except (OSError, EOFError) as err:  # a truncated .gz ends in EOFError
+    except (OSError, EOFError, zlib.error) as err:  # a truncated .gz ends in EOFError, a damaged one in zlib.error
         raise DataError(f"cannot read idx file {path}: {err}") from err
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
         raise DataError(f"{path} is not an idx file: expected 2 zero bytes, a type code and a rank, found {data[:4]!r}")
@@ -111,7 +112,7 @@ def read_mnist_pickle(path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             parts = _ArraysOnlyUnpickler(file, encoding="latin1").load()
     except FileNotFoundError as err:
         raise MissingDataError(f"{path} does not exist") from err
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError) as err:
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, zlib.error) as err:
         raise DataError(f"cannot read {path} as the MNIST pickle ({err})") from err
     if not (isinstance(parts, tuple) and len(parts) == 3 and all(len(p) == 2 for p in parts)):
         raise DataError(f"{path}: expected a pickle of 3 (images, labels) pairs (train, validation, test)")
@@ -189,7 +190,7 @@ def _read_source(kind: str, path: str, stamp: float) -> dict[str, tuple[np.ndarr
         try:
             with np.load(path, allow_pickle=False) as data:
                 return {split: (data[f"{split}_images"], data[f"{split}_labels"]) for split in IDX_FILES}
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as err:  # zlib: flipped bytes
             raise DataError(f"cannot read prepared digits {path} ({err}); delete it and run "
                             "`slamp prepare mnist` again") from err
     if kind == "pickle":

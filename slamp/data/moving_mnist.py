@@ -7,6 +7,7 @@ import itertools
 import json
 import math
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -375,7 +376,7 @@ class MovingMNISTTestSet(Dataset):
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {key: data[key] for key in TEST_SET_KEYS}
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:  # .npz files are zips
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as err:  # .npz: zips
             raise DataError(f"cannot read the Moving MNIST test set {path} ({err}); expected an .npz "
                             f"with {', '.join(TEST_SET_KEYS)}: delete it and generate it again") from err
         config = json.loads(str(arrays.pop("config")))

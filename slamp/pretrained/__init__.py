@@ -11,6 +11,7 @@ Plain glue: no notebook teaches this module.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -32,10 +33,32 @@ def available() -> list[str]:
     return sorted(p.stem for p in FOLDER.glob("*.pt"))
 
 
+SUMS = "SHA256SUMS"  # beside the models: "<sha256>  <file>" per shipped model, written by export_checkpoint
+
+
+def file_sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def recorded_sums(folder=None) -> dict[str, str]:
+    """``{file name: SHA-256}`` of the shipped models, as recorded when they were exported."""
+    sums = Path(folder or FOLDER) / SUMS
+    if not sums.is_file():
+        return {}
+    return {line.split()[1]: line.split()[0] for line in sums.read_text().splitlines() if line.strip()}
+
+
 def _read(name: str) -> dict:
     path = FOLDER / f"{name}.pt"
     if not path.is_file():
         raise PretrainedError(f"no shipped model named {name!r} (expected {path}); available: {available() or 'none'}")
+    restore = f"restore it with `git checkout -- slamp/pretrained/{path.name}` (or reinstall slamp)"
+    if path.stat().st_size == 0:
+        raise PretrainedError(f"{path} is empty (0 bytes): {restore}")
+    expected = recorded_sums(path.parent).get(path.name)
+    if expected is not None and file_sha256(path) != expected:
+        raise PretrainedError(f"{path} is damaged: its SHA-256 is not the one recorded in {SUMS} when it was "
+                              f"exported (flipped bytes, a truncated copy, or a Git LFS pointer); {restore}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a Git LFS pointer, a truncated file, not a torch file
@@ -78,6 +101,9 @@ def export_checkpoint(checkpoint, name: str, metrics: dict | None = None, folder
     path = Path(folder) / f"{name}.pt"
     with atomic_path(path) as temporary:
         torch.save(shipped, temporary)
+    sums = {**recorded_sums(folder), path.name: file_sha256(path)}
+    with atomic_path(Path(folder) / SUMS) as temporary:
+        temporary.write_text("".join(f"{digest}  {file}\n" for file, digest in sorted(sums.items())))
     return path
 
 
