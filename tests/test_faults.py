@@ -390,3 +390,41 @@ def test_damaged_prepared_mnist_digits_are_refused_and_name_the_file(tmp_path, h
     (folder / DIGITS_FILE).write_bytes(_damage(source.read_bytes(), how))
     with pytest.raises(DataError, match=DIGITS_FILE):
         load_mnist_digits("test", path=folder / DIGITS_FILE)
+
+
+# ---- kill -9, again and again ---------------------------------------------------------------------------
+@pytest.mark.slow  # several training processes
+def test_repeated_kill_9_then_resume_is_the_same_run_bit_for_bit(tmp_path):
+    import random
+    import signal
+
+    settings = ["epochs=1", "epoch_size=30", "batch_size=2", "n_past=2", "n_future=2", "log_every=1", "val_every=0",
+                "checkpoint_every=1", "workers=0", "scheduled_sampling_k=1.0"]
+    base, sets = [sys.executable, "-m", "slamp", "train", "--preset", "tiny"], ["--set", *settings]
+    killed, rng, kills = tmp_path / "killed", random.Random(0), 0
+    while True:
+        resume = ["--resume"] if (killed / "last.pt").is_file() else []
+        process = subprocess.Popen(base + ["--out", str(killed)] + resume + sets, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        if kills < 4:
+            start = (load_checkpoint(killed / "last.pt")["step"] if resume else 0)
+            log = killed / "train.csv"
+            while process.poll() is None and not (log.is_file() and len(log.read_text().splitlines()) > start + 2):
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0, 0.4))  # anywhere in an update, a log append or a checkpoint write
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        _, err = process.communicate(timeout=300)
+        if process.returncode == 0:
+            break
+        assert process.returncode == -signal.SIGKILL, err
+    straight = subprocess.run(base + ["--out", str(tmp_path / "straight")] + sets, capture_output=True, text=True,
+                              cwd=tmp_path)
+    assert straight.returncode == 0, straight.stderr
+    from slamp.runlog import read_log
+
+    a, b = read_log(tmp_path / "straight" / "train.csv"), read_log(killed / "train.csv")
+    assert kills == 4 and list(b["step"]) == list(range(1, 31)) and (a["total"] == b["total"]).all()
+    assert not list(killed.glob(".*.part"))
+    final_a, final_b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(killed / "last.pt")
+    assert all(torch.equal(final_a["model"][k], final_b["model"][k]) for k in final_a["model"])
