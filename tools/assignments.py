@@ -55,6 +55,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 import assignment_checks as checks  # noqa: E402  (the checks and their hints, beside this file)
 import literate  # noqa: E402
 
+from slamp.notebook import STUDENT_MARKER  # noqa: E402  (what slamp.notebook.use looks for)
+
 
 BEGIN = re.compile(r"^(?P<indent>\s*)# BEGIN SOLUTION(?:\s+(?P<name>\S+))?\s*$")
 END = re.compile(r"^\s*# END SOLUTION\s*$")
@@ -128,7 +130,7 @@ def student_package(out: Path, notebooks: Path = NOTEBOOKS, package: Path = ROOT
             sources.append(copy)
         for path, text in literate.export(sources, target, Path(folder)).items():
             path.write_text(text)
-    (target / "STUDENT_PACKAGE").write_text(
+    (target / STUDENT_MARKER).write_text(
         "A student package (tools/assignments.py make): every exercise raises NotImplementedError until the\n"
         "student's notebook answers it; use(answer) in the notebook then writes the answer here, so that the\n"
         "later notebooks run it.\n")
