@@ -422,6 +422,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from slamp.data.files import atomic_path, save_tensors
 from slamp.metrics import lpips, mean_confidence_interval, psnr, ssim
 from slamp.models import Prediction
 
@@ -508,26 +509,28 @@ class Evaluation:
     def save(self, folder) -> Path:
         """Write ``summary.json``, ``per_frame.csv``, ``per_sequence.csv`` (each sequence's score, the
         mean over frames: what paired comparisons between predictors need) and (if kept)
-        ``best_samples.pt`` to ``folder``."""
+        ``best_samples.pt`` to ``folder``. Each file is written beside its name and renamed into
+        place when complete, so a full disk leaves earlier files as they were, never half a file."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
         summary = self.summary()
-        (folder / "summary.json").write_text(json.dumps({"settings": self.settings, "results": summary}, indent=2) + "\n")
-        with open(folder / "per_frame.csv", "w", newline="") as file:
+        with atomic_path(folder / "summary.json") as temporary:
+            temporary.write_text(json.dumps({"settings": self.settings, "results": summary}, indent=2) + "\n")
+        with atomic_path(folder / "per_frame.csv") as temporary, open(temporary, "w", newline="") as file:
             writer = csv.writer(file)
             writer.writerow(["head", "metric", "frame", "mean", "ci95"])
             for head, metrics in summary.items():
                 for metric, values in metrics.items():
                     for t, (m, h) in enumerate(zip(values["per_frame"], values["per_frame_ci95"])):
                         writer.writerow([head, metric, t + 1, f"{m:.6f}", f"{h:.6f}"])
-        with open(folder / "per_sequence.csv", "w", newline="") as file:
+        with atomic_path(folder / "per_sequence.csv") as temporary, open(temporary, "w", newline="") as file:
             writer = csv.writer(file)
             writer.writerow(["head", "metric", "sequence", "score"])
             for head, metrics in self.curves.items():
                 for metric, curve in metrics.items():
                     writer.writerows([head, metric, i, f"{v:.6f}"] for i, v in enumerate(curve.mean(1).tolist()))
         if self.best_frames is not None:
-            torch.save(self.best_frames.to(torch.float16), folder / "best_samples.pt")
+            with atomic_path(folder / "best_samples.pt") as temporary:
+                save_tensors(self.best_frames.to(torch.float16), temporary)
         return folder
 
 

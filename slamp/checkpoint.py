@@ -6,7 +6,6 @@ Plain Python; 05 says what a checkpoint holds and checks that a resumed run cont
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import random
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 
 from slamp.config import ConfigError, TrainConfig
-from slamp.data.files import atomic_path
+from slamp.data.files import atomic_path, save_tensors
 from slamp.models import ModelConfig, VideoPredictor, load_weights, model_class
 
 
@@ -110,10 +109,7 @@ def save_checkpoint(path, state: dict) -> Path:
     content = {"format": CHECKPOINT_FORMAT, **state}
     content["checksum"] = content_sha256(content)
     with atomic_path(path) as temporary:
-        try:
-            torch.save(content, temporary)
-        except RuntimeError as error:  # torch's zip writer reports a full disk as "unexpected pos ..."
-            raise OSError(errno.ENOSPC, f"torch.save failed ({error}); is the disk full?") from error
+        save_tensors(content, temporary)  # a full disk: OSError(ENOSPC)
         load_checkpoint(temporary, complete=False)  # read back and verified before it replaces anything
     return Path(path)
 

@@ -28,7 +28,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # the commands write files; they never need a display
 
-from slamp.data.files import atomic_path  # noqa: E402
+from slamp.data.files import atomic_path, save_tensors  # noqa: E402
 from slamp.demo import NUM_SAMPLES, SEQUENCES, comparison_line, run_demo  # noqa: E402  (the demo: slamp/demo.py)
 
 
@@ -141,8 +141,19 @@ def _train(args) -> int:
 def _prepare(args) -> int:
     """``slamp prepare <dataset>``: the official download (MNIST: fetched) -> the data folder."""
     from slamp.data import data_home
+    from slamp.runlock import check_writable, folder_error
 
     out = Path(args.out).expanduser() if args.out is not None else data_home() / args.dataset
+    check_writable(out, "data folder")  # before a download or a conversion of hours
+    try:
+        return _prepare_into(args, out)
+    except OSError as error:  # each file is written whole or not at all (atomic_path): say which folder, how full
+        if isinstance(error, FileNotFoundError) and not str(error.filename or "").startswith(str(out)):
+            raise  # a missing source, not a disk problem
+        raise folder_error(out, error, kind="data folder") from None
+
+
+def _prepare_into(args, out: Path) -> int:
     started = time.perf_counter()
     if args.dataset == "mnist":
         from slamp.data.mnist import load_mnist_digits, prepare_mnist
@@ -206,8 +217,10 @@ def _evaluate(args) -> int:
 
     from slamp.evaluate import evaluate
     from slamp.registry import dataset_spec
+    from slamp.runlock import check_writable
     from slamp.runtime import select_device
 
+    check_writable(args.out, "evaluation folder")  # before hours of sampling whose results would go nowhere
     if args.reference is not None:
         return _evaluate_references(args)
     model, dataset = _load_for_evaluation(args)
@@ -243,40 +256,45 @@ EVALUATION_PART = 256  # test sequences per saved part of a long evaluation (rou
 
 def _evaluate_in_parts(run_part, test_set, out: Path, batch_size: int, settings: dict):
     """``run_part(subset)`` over ``test_set`` in parts of about ``EVALUATION_PART`` sequences, each
-    part's scores and the random state after it saved in ``<out>/.progress/``; the same command
-    run again continues after the last saved part and gives what one uninterrupted run gives. The
-    parts are merged into one ``Evaluation``, and the progress folder is removed."""
+    part's scores and the random state after it saved in ``<out>/.progress/`` (with a checksum of
+    its content); the same command run again continues after the last saved part and gives what
+    one uninterrupted run gives. A damaged part is computed again. The parts are merged into one
+    ``Evaluation``, and the progress folder is removed."""
     import shutil
 
     import torch
     from torch.utils.data import Subset
 
+    from slamp.checkpoint import content_sha256
     from slamp.evaluate import Evaluation
+    from slamp.runlock import folder_error
 
     progress = out / ".progress"
-    recorded = progress / "settings.json"
-    if recorded.is_file() and json.loads(recorded.read_text()) != settings:
+    if _recorded_settings(progress) not in (None, settings):
         print(f"slamp evaluate: {progress} holds a different evaluation; starting again", file=sys.stderr)
         shutil.rmtree(progress)
-    progress.mkdir(parents=True, exist_ok=True)
-    recorded.write_text(json.dumps(settings, indent=2) + "\n")
     size = max(batch_size, EVALUATION_PART // batch_size * batch_size)  # whole batches: the same random draws
-    starts = list(range(0, len(test_set), size))
     parts = []
-    for number, start in enumerate(starts):
-        path = progress / f"part_{number:05d}.pt"
-        if path.is_file():
-            saved = torch.load(path, weights_only=True)
-            torch.set_rng_state(saved.pop("rng"))
-            if not parts:
-                print(f"slamp evaluate: continuing a saved evaluation in {progress}", file=sys.stderr)
-            parts.append(Evaluation(**saved))
-            continue
-        result = run_part(Subset(test_set, range(start, min(start + size, len(test_set)))))
-        with atomic_path(path) as temporary:
-            torch.save({"curves": result.curves, "best_frames": result.best_frames, "settings": result.settings,
-                        "diversity": result.diversity, "rng": torch.get_rng_state()}, temporary)
-        parts.append(result)
+    try:
+        with atomic_path(progress / "settings.json") as temporary:
+            temporary.write_text(json.dumps(settings, indent=2) + "\n")
+        for number, start in enumerate(range(0, len(test_set), size)):
+            path = progress / f"part_{number:05d}.pt"
+            saved = _read_part(path, content_sha256)
+            if saved is not None:
+                torch.set_rng_state(saved.pop("rng"))
+                if not parts:
+                    print(f"slamp evaluate: continuing a saved evaluation in {progress}", file=sys.stderr)
+                parts.append(Evaluation(**saved))
+                continue
+            result = run_part(Subset(test_set, range(start, min(start + size, len(test_set)))))
+            content = {"curves": result.curves, "best_frames": result.best_frames, "settings": result.settings,
+                       "diversity": result.diversity, "rng": torch.get_rng_state()}
+            with atomic_path(path) as temporary:
+                save_tensors({**content, "checksum": content_sha256(content)}, temporary)
+            parts.append(result)
+    except OSError as error:  # a full disk: the parts saved so far stay, and the next run continues there
+        raise folder_error(out, error, ".progress", kind="evaluation folder") from None
     merged = Evaluation({head: {metric: torch.cat([p.curves[head][metric] for p in parts]) for metric in metrics}
                          for head, metrics in parts[0].curves.items()},
                         None if parts[0].best_frames is None else torch.cat([p.best_frames for p in parts]),
@@ -284,6 +302,34 @@ def _evaluate_in_parts(run_part, test_set, out: Path, batch_size: int, settings:
                                             for head in parts[0].diversity})
     shutil.rmtree(progress)
     return merged
+
+
+def _recorded_settings(progress: Path) -> dict | None:
+    """The settings of the evaluation saved in ``progress`` (``{}`` when unreadable), or None."""
+    try:
+        return json.loads((progress / "settings.json").read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}
+
+
+def _read_part(path: Path, checksum) -> dict | None:
+    """A saved part of an evaluation, or None when there is none or it is damaged (then said so)."""
+    import torch
+
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, weights_only=True)
+        good = isinstance(saved, dict) and saved.pop("checksum", None) == checksum(saved)
+    except Exception:  # truncated, empty or not a torch file
+        good = False
+    if not good:
+        print(f"slamp evaluate: {path} is damaged (truncated or flipped bytes); computing that part again",
+              file=sys.stderr)
+        return None
+    return saved
 
 
 def _save_evaluation(result, args, out: Path, test_set, dataset: str, device, started: float, source: str,
@@ -306,7 +352,12 @@ def _save_evaluation(result, args, out: Path, test_set, dataset: str, device, st
     result.settings.update({"dataset": dataset, "sequences": len(test_set), "seed": args.seed,
                             "seconds": round(time.perf_counter() - started, 1), "device": str(device),
                             "source": source})
-    result.save(out)
+    try:
+        result.save(out)
+    except OSError as error:  # a full disk: each file is whole or absent
+        from slamp.runlock import folder_error
+
+        raise folder_error(out, error, "the results", kind="evaluation folder") from None
     print(f"{title} ({result.settings['seconds']} s)")
     for head, metrics in result.summary().items():
         cells = "  ".join(f"{name} {v['mean']:.4f} ± {v['ci95']:.4f}" for name, v in metrics.items())
@@ -464,8 +515,8 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as stopped:  # SIGTERM / Ctrl-C: a checkpoint was written
         print(f"slamp {args.command}: {stopped}", file=sys.stderr)
         return stopped.exit_code
-    except (CheckpointError, NonFiniteLossError, DataError, ToolMissingError, FileExistsError, ValueError,
-            RuntimeError) as error:
+    except (CheckpointError, NonFiniteLossError, DataError, ToolMissingError, OSError, ValueError,
+            RuntimeError) as error:  # OSError: a file it needed, named, without a traceback
         # Also LPIPSUnavailable, FVDUnavailable and PretrainedError (RuntimeErrors that say what to do).
         print(f"slamp {args.command}: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_FAILED

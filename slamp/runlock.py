@@ -27,8 +27,10 @@ class RunFolderError(RuntimeError):
     """The run folder cannot be written (permissions, a full disk); the message names the folder."""
 
 
-def folder_error(folder, error: OSError, writing: str = "") -> RunFolderError:
-    """A :class:`RunFolderError` for ``error`` met while writing in ``folder``, with the free space."""
+def folder_error(folder, error: OSError, writing: str = "", kind: str = "run folder", option: str = "--out"
+                 ) -> RunFolderError:
+    """A :class:`RunFolderError` for ``error`` met while writing in ``folder`` (a ``kind``: the run
+    folder, the evaluation folder, the data folder), with the free space on its disk."""
     import shutil
 
     folder = Path(folder)
@@ -38,8 +40,33 @@ def folder_error(folder, error: OSError, writing: str = "") -> RunFolderError:
     except OSError:
         free = "free space unknown"
     what = f" ({writing})" if writing else ""
-    return RunFolderError(f"cannot write in the run folder {folder}{what}: {error.strerror or error}; {free}. "
-                          f"Nothing half-written was left; free some space or choose another --out")
+    return RunFolderError(f"cannot write in the {kind} {folder}{what}: {error.strerror or error}; {free}. "
+                          f"Nothing half-written was left; free some space or choose another {option}")
+
+
+def check_writable(folder, kind: str = "run folder", option: str = "--out") -> Path:
+    """Check, before any work whose result would go to ``folder``, that it can be made and written:
+    a :class:`RunFolderError` naming the folder and its free space when not. Leaves no trace: a
+    small file is written and removed, and the folders made for it are removed again."""
+    import tempfile
+
+    folder = Path(folder)
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder) as probe:
+            probe.write(b"slamp checks that this folder can be written\n" * 16)
+            probe.flush()
+            os.fsync(probe.fileno())  # a full disk may only say so when the data reaches it
+    except OSError as error:
+        raise folder_error(folder, error, kind=kind, option=option) from None
+    finally:
+        for made in missing:  # innermost first
+            try:
+                made.rmdir()
+            except OSError:
+                break
+    return folder
 
 
 class RunLock:
@@ -68,11 +95,14 @@ class RunLock:
         if self.previous:  # the file outlived its process: that run was killed
             self.say(f"taking over the lock of a run that did not finish ({_describe(self.previous)}): "
                      f"its process no longer holds {self.path}")
-        handle.seek(0)
-        handle.truncate()
-        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n")
-        handle.flush()
+        holder = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                             "started": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n"
+        try:  # unbuffered: on a full disk the write fails here, not again when the file is closed
+            os.ftruncate(handle.fileno(), 0)
+            os.write(handle.fileno(), holder.encode())
+        except OSError as error:  # a full disk: not even the lock's few bytes fit
+            handle.close()
+            raise folder_error(self.path.parent, error, "taking its lock") from None
         self._file = handle
         return self
 
@@ -107,4 +137,4 @@ def _describe(holder: dict) -> str:
     return f"PID {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}"
 
 
-__all__ = ["LOCK_NAME", "RunLockedError", "RunFolderError", "folder_error", "RunLock"]
+__all__ = ["LOCK_NAME", "RunLockedError", "RunFolderError", "folder_error", "check_writable", "RunLock"]

@@ -104,7 +104,7 @@ def test_short_videos_are_named_or_skipped(tmp_path):
         VideoClips([], 4, (8, 8), 1, layout="<layout>")
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "deleted"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "deleted", "flipped", "empty"])
 def test_a_corrupt_or_vanished_frame_is_named_when_read(tmp_path, damage):
     videos, _ = make_videos(tmp_path, lengths=(6,))
     bad = videos[0].frames[2]
@@ -112,6 +112,12 @@ def test_a_corrupt_or_vanished_frame_is_named_when_read(tmp_path, damage):
         bad.write_bytes(bad.read_bytes()[:60])
     elif damage == "garbage":
         bad.write_bytes(b"this is not an image")
+    elif damage == "flipped":  # one bit of the pixel data: PNG's per-chunk CRC finds it
+        data = bytearray(bad.read_bytes())
+        data[data.index(b"IDAT") + 12] ^= 0x10
+        bad.write_bytes(bytes(data))
+    elif damage == "empty":
+        bad.write_bytes(b"")
     else:
         bad.unlink()
     clips = VideoClips(videos, 3, (8, 8), 1)

@@ -307,7 +307,8 @@ def test_unfinished_writes_of_a_killed_run_are_removed_on_the_next_start(tmp_pat
 
 
 # ---- a long evaluation saves its progress ------------------------------------------------------------
-def test_an_interrupted_evaluation_continues_and_gives_the_uninterrupted_result(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("how", ["flipped", "truncated", "empty"])
+def test_an_interrupted_evaluation_continues_and_gives_the_uninterrupted_result(tmp_path, monkeypatch, capsys, how):
     import slamp.evaluate
 
     monkeypatch.setattr(cli, "EVALUATION_PART", 2)  # parts of 2 sequences (one batch each)
@@ -326,10 +327,13 @@ def test_an_interrupted_evaluation_continues_and_gives_the_uninterrupted_result(
     with pytest.raises(KeyboardInterrupt):
         cli.main(argv + ["--out", str(tmp_path / "resumed")])
     assert len(list((tmp_path / "resumed" / ".progress").glob("part_*.pt"))) == 2
+    second = tmp_path / "resumed" / ".progress" / "part_00001.pt"
+    second.write_bytes(_damage(second.read_bytes(), how))  # and the disk damaged the second part
     monkeypatch.setattr(slamp.evaluate, "evaluate", real)
     capsys.readouterr()
     assert cli.main(argv + ["--out", str(tmp_path / "resumed")]) == 0
-    assert "continuing a saved evaluation" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert "continuing a saved evaluation" in said and f"{second} is damaged" in said
     straight = json.loads((tmp_path / "straight" / "summary.json").read_text())
     resumed = json.loads((tmp_path / "resumed" / "summary.json").read_text())
     assert resumed["results"] == straight["results"] and not (tmp_path / "resumed" / ".progress").exists()
@@ -428,3 +432,236 @@ def test_repeated_kill_9_then_resume_is_the_same_run_bit_for_bit(tmp_path):
     assert not list(killed.glob(".*.part"))
     final_a, final_b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(killed / "last.pt")
     assert all(torch.equal(final_a["model"][k], final_b["model"][k]) for k in final_a["model"])
+
+
+@pytest.mark.slow  # several training processes
+@pytest.mark.parametrize("moment", ["while writing", "before the rename"])
+def test_a_kill_during_a_checkpoint_write_loses_nothing_and_resumes_bit_for_bit(tmp_path, moment):
+    """The third checkpoint's write is killed (SIGKILL) half-way through the file, or once written
+    but before it replaces the second; the second stays, and the resumed run is the same run."""
+    driver = tmp_path / "killed_at_the_third_checkpoint.py"
+    driver.write_text(KILLED_AT_A_CHECKPOINT)
+    folder = tmp_path / "killed"
+    settings = ["--set", "epochs=1", "epoch_size=6", "batch_size=2", "n_past=2", "n_future=2", "log_every=1",
+                "val_every=0", "checkpoint_every=1", "workers=0", "scheduled_sampling_k=1.0"]
+    command = ["train", "--preset", "tiny"] + settings
+    killed = subprocess.run([sys.executable, str(driver), moment, "3", *command, "--out", str(folder)],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert killed.returncode == -9, killed.stderr
+    assert not (folder / "summary.json").exists()
+    assert load_checkpoint(folder / "last.pt")["step"] == 2  # the second checkpoint, whole and verified
+    assert len(list(folder.glob(".*.part"))) == 1  # what the killed write left
+    resumed = subprocess.run([sys.executable, "-m", "slamp", *command, "--out", str(folder), "--resume"],
+                             capture_output=True, text=True, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "removed 1 unfinished file(s)" in resumed.stderr and not list(folder.glob(".*.part"))
+    straight = subprocess.run([sys.executable, "-m", "slamp", *command, "--out", str(tmp_path / "straight")],
+                              capture_output=True, text=True, cwd=tmp_path)
+    assert straight.returncode == 0, straight.stderr
+    from slamp.runlog import read_log
+
+    a, b = read_log(tmp_path / "straight" / "train.csv"), read_log(folder / "train.csv")
+    assert list(b["step"]) == list(range(1, 7)) and (a["total"] == b["total"]).all()
+    final_a, final_b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(folder / "last.pt")
+    assert all(torch.equal(final_a["model"][k], final_b["model"][k]) for k in final_a["model"])
+
+
+KILLED_AT_A_CHECKPOINT = """
+import io, os, signal, sys
+
+import torch
+
+import slamp.checkpoint
+from slamp import cli
+
+moment, nth, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+real_save, real_verify, writes = torch.save, slamp.checkpoint.load_checkpoint, []
+
+
+def save(obj, file, *args, **kwargs):
+    writes.append(file)
+    if moment == "while writing" and len(writes) == nth:
+        data = io.BytesIO()
+        real_save(obj, data)
+        with open(file, "wb") as half:  # half the file reaches the disk, then the process dies
+            half.write(data.getvalue()[: len(data.getvalue()) // 2])
+            half.flush()
+            os.fsync(half.fileno())
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_save(obj, file, *args, **kwargs)
+
+
+def verify(path, *args, **kwargs):
+    if moment == "before the rename" and len(writes) == nth:
+        os.kill(os.getpid(), signal.SIGKILL)  # written whole, not yet verified nor renamed
+    return real_verify(path, *args, **kwargs)
+
+
+torch.save, slamp.checkpoint.load_checkpoint = save, verify
+sys.exit(cli.main(argv))
+"""
+
+
+@pytest.mark.slow  # two training processes at once
+def test_two_runs_started_together_in_one_folder_one_runs_and_the_other_is_refused(tmp_path):
+    folder = tmp_path / "run"
+    settings = ["epochs=1", "epoch_size=40", "batch_size=2", "n_past=2", "n_future=2", "log_every=1", "val_every=0",
+                "checkpoint_every=20", "workers=0"]
+    runs = [subprocess.Popen([sys.executable, "-m", "slamp", "train", "--preset", "tiny", "--out", str(folder),
+                              "--set", *settings, f"seed={seed}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True, cwd=tmp_path) for seed in (1, 2)]
+    errors = [run.communicate(timeout=600)[1] for run in runs]
+    codes = [run.returncode for run in runs]
+    assert sorted(codes) == [0, 1], errors
+    winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
+    assert f"is in use by another training run (PID {runs[winner].pid} on " in errors[loser]
+    from slamp.runlog import read_log
+
+    seed = json.loads((folder / "config.json").read_text())["seed"]
+    assert seed == winner + 1 and load_checkpoint(folder / "last.pt")["config"]["seed"] == seed
+    assert list(read_log(folder / "train.csv")["step"]) == list(range(1, 41))  # one run's rows, each once
+
+
+# ---- a real full disk: a small tmpfs in a user namespace ------------------------------------------------
+SMALL_DISK = """
+import json, os, shutil, subprocess, sys
+
+disk, size, keep, steps = json.loads(sys.argv[1])
+subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", disk], check=True)
+filler, results = os.path.join(disk, "filler"), []
+for step in steps:
+    if step[0] == "fill":  # fill the disk, then give back `leave` bytes
+        with open(filler, "wb") as file:
+            try:
+                while True:
+                    file.write(bytes(65536))
+                    file.flush()
+            except OSError:
+                pass
+        with open(filler, "r+b") as file:
+            file.truncate(max(0, os.path.getsize(filler) - step[1]))
+    elif step[0] == "free":
+        os.remove(filler)
+    else:
+        run = subprocess.run([sys.executable, "-m", "slamp", *step], capture_output=True, text=True)
+        results.append({"code": run.returncode, "err": run.stderr, "out": run.stdout})
+if os.path.exists(filler):
+    os.remove(filler)
+shutil.copytree(disk, os.path.join(keep, "disk"))
+with open(os.path.join(keep, "results.json"), "w") as file:
+    json.dump(results, file)
+"""
+
+
+def _small_disk_unavailable() -> str | None:
+    import shutil
+
+    if shutil.which("unshare") is None or shutil.which("mount") is None:
+        return "no unshare/mount here"
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                            "mount -t tmpfs -o size=64k tmpfs /mnt || mount -t tmpfs -o size=64k tmpfs /tmp"],
+                           capture_output=True, text=True)
+    return None if probe.returncode == 0 else f"cannot mount a tmpfs in a user namespace: {probe.stderr.strip()}"
+
+
+def on_a_small_disk(tmp_path, size: str, steps: list) -> tuple[Path, list[dict]]:
+    """Run ``steps`` (``slamp`` argument lists, ``["fill", bytes_left]``, ``["free"]``) on a tmpfs of
+    ``size`` mounted at ``tmp_path/disk`` in a user namespace: a disk that really fills up
+    (ENOSPC from the kernel, in every library's write path). Returns the disk's final content
+    (copied out) and each command's exit code and messages."""
+    why = _small_disk_unavailable()
+    if why:
+        pytest.skip(why)
+    disk, keep = tmp_path / "disk", tmp_path / "kept"
+    disk.mkdir()
+    keep.mkdir()
+    spec = json.dumps([str(disk), size, str(keep), steps])
+    done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", sys.executable, "-c", SMALL_DISK, spec],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return keep / "disk", json.loads((keep / "results.json").read_text())
+
+
+TINY_RUN = ["epochs=1", "batch_size=2", "n_past=2", "n_future=2", "log_every=1", "val_every=0", "workers=0",
+            "scheduled_sampling_k=1.0"]
+
+
+@pytest.mark.slow  # three training processes
+def test_a_disk_that_fills_during_training_stops_it_keeps_the_last_checkpoint_and_the_run_resumes(tmp_path):
+    """30 MB hold one checkpoint of the tiny model (19 MB) but not a second beside it: the second
+    write fails, the message names the folder and its free space, and the first checkpoint, the
+    log and the config stay; resumed on a larger disk, the run is the uninterrupted run."""
+    sets = ["--set", *TINY_RUN, "epoch_size=4", "checkpoint_every=2"]
+    disk, (run,) = on_a_small_disk(tmp_path, "30m", [["train", "--preset", "tiny", "--out", str(tmp_path / "disk" / "run"),
+                                                      *sets]])
+    assert run["code"] == 1, run["err"]
+    assert re.search(r"cannot write in the run folder \S+/disk/run \(last.pt\): No space left on device; \d+ MB free",
+                     run["err"]), run["err"]
+    assert "Traceback" not in run["err"]
+    folder = disk / "run"
+    assert load_checkpoint(folder / "last.pt")["step"] == 2 and not list(folder.glob(".*.part"))
+    assert json.loads((folder / "config.json").read_text())["epoch_size"] == 4
+    base = [sys.executable, "-m", "slamp", "train", "--preset", "tiny"]
+    resumed = subprocess.run(base + ["--out", str(folder), "--resume"] + sets, capture_output=True, text=True)
+    straight = subprocess.run(base + ["--out", str(tmp_path / "straight")] + sets, capture_output=True, text=True)
+    assert resumed.returncode == 0 and straight.returncode == 0, resumed.stderr + straight.stderr
+    final_a, final_b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(folder / "last.pt")
+    assert final_b["step"] == 4 and all(torch.equal(final_a["model"][k], final_b["model"][k]) for k in final_a["model"])
+
+
+def _kitti_source(folder, frames=6):
+    """One KITTI raw drive (two colour cameras) of noise frames, which PNG cannot compress."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for camera in ("image_02", "image_03"):
+        data = folder / "2011_09_26" / "2011_09_26_drive_0001_sync" / camera / "data"
+        data.mkdir(parents=True)
+        for t in range(frames):
+            Image.fromarray(rng.integers(0, 256, (92, 310, 3), dtype=np.uint8)).save(data / f"{t:010d}.png")
+    return folder
+
+
+def test_a_full_disk_stops_each_command_before_it_starts_and_leaves_nothing(tmp_path):
+    source = _kitti_source(tmp_path / "kitti_raw", frames=1)
+    disk = tmp_path / "disk"
+    commands = [["train", "--preset", "tiny", "--out", str(disk / "run"), "--set", *TINY_RUN, "epoch_size=2"],
+                ["evaluate", "--pretrained", "svg", "--sequences", "2", "--num-samples", "2", "--device", "cpu",
+                 "--out", str(disk / "eval")],
+                ["prepare", "kitti", "--source", str(source), "--out", str(disk / "kitti")]]
+    kept, results = on_a_small_disk(tmp_path, "1m", [["fill", 0], *commands])
+    expected = [r"run folder \S+/disk/run \(taking its lock\)", r"evaluation folder \S+/disk/eval",
+                r"data folder \S+/disk/kitti"]
+    for result, folder in zip(results, expected):
+        assert result["code"] == 1 and "Traceback" not in result["err"], result["err"]
+        assert re.search(f"cannot write in the {folder}: No space left on device; 0 MB free", result["err"]), result["err"]
+    left = sorted(str(p.relative_to(kept)) for p in kept.rglob("*"))
+    assert left in ([], ["run", "run/.lock"]), left  # no config.json of 0 bytes, no half-written file
+
+
+@pytest.mark.parametrize("command", ["evaluate", "prepare"])
+def test_a_disk_that_fills_during_evaluate_or_prepare_keeps_whole_files_and_the_next_run_finishes(tmp_path, command):
+    disk = tmp_path / "disk"
+    if command == "evaluate":
+        argv = ["evaluate", "--pretrained", "svg", "--sequences", "4", "--num-samples", "2", "--batch-size", "2",
+                "--device", "cpu", "--out", str(disk / "eval")]
+        leave = 48 * 1024  # the probe and the settings fit, a part of the progress (with its frames) does not
+    else:
+        argv = ["prepare", "kitti", "--source", str(_kitti_source(tmp_path / "kitti_raw")), "--out", str(disk / "kitti")]
+        leave = 300 * 1024  # three of the twelve noise frames (85 KB each)
+    kept, (full, again) = on_a_small_disk(tmp_path, "4m", [["fill", leave], argv, ["free"], argv])
+    kind = "evaluation folder" if command == "evaluate" else "data folder"
+    assert full["code"] == 1 and "Traceback" not in full["err"], full["err"]
+    assert re.search(f"cannot write in the {kind} .*No space left on device; 0 MB free", full["err"]), full["err"]
+    assert again["code"] == 0, again["err"]
+    assert not list(kept.rglob(".*.part"))
+    if command == "evaluate":
+        summary = json.loads((kept / "eval" / "summary.json").read_text())
+        assert summary["settings"]["sequences"] == 4 and not (kept / "eval" / ".progress").exists()
+    else:
+        from PIL import Image
+
+        frames = sorted(kept.rglob("*.png"))
+        assert len(frames) == 12 and all(Image.open(p).size == (310, 92) for p in frames)
+        assert "wrote 12 frames" not in again["out"]  # the second run only wrote what the first could not

@@ -50,6 +50,19 @@ def atomic_path(path):
         temporary.unlink(missing_ok=True)
 
 
+def save_tensors(obj, path) -> None:
+    """``torch.save(obj, path)``, with a full disk reported as what it is: torch's zip writer says
+    ``unexpected pos ...`` (a ``RuntimeError``) where a plain write says ``OSError(ENOSPC)``."""
+    import errno
+
+    try:
+        torch.save(obj, path)
+    except RuntimeError as error:
+        if "unexpected pos" not in str(error) and "write" not in str(error):
+            raise  # not a write that failed
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from error
+
+
 def natural_key(path) -> list:
     """Sort key for file names with numbers: ``frame-2.png`` comes before ``frame-10.png``."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", Path(path).name)]
@@ -165,4 +178,4 @@ def dataset_root(name: str, root=None) -> Path:
     return found
 
 
-__all__ = ['IMAGE_SUFFIXES', 'DataError', 'MissingDataError', 'ToolMissingError', 'atomic_path', 'natural_key', 'list_images', 'read_frame', 'to_video_tensor', 'DATA_ENVIRONMENT', 'CLONE_DATA', 'user_cache', 'data_roots', 'data_home', 'find_data', 'searched', 'dataset_root']
+__all__ = ['IMAGE_SUFFIXES', 'DataError', 'MissingDataError', 'ToolMissingError', 'atomic_path', 'save_tensors', 'natural_key', 'list_images', 'read_frame', 'to_video_tensor', 'DATA_ENVIRONMENT', 'CLONE_DATA', 'user_cache', 'data_roots', 'data_home', 'find_data', 'searched', 'dataset_root']

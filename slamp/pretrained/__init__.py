@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from slamp.data.files import atomic_path
+from slamp.data.files import atomic_path, save_tensors
 from slamp.models import IncompatibleWeightsError, ModelConfig, VideoPredictor, load_weights, model_class
 
 
@@ -100,7 +100,7 @@ def export_checkpoint(checkpoint, name: str, metrics: dict | None = None, folder
     }
     path = Path(folder) / f"{name}.pt"
     with atomic_path(path) as temporary:
-        torch.save(shipped, temporary)
+        save_tensors(shipped, temporary)
     sums = {**recorded_sums(folder), path.name: file_sha256(path)}
     with atomic_path(Path(folder) / SUMS) as temporary:
         temporary.write_text("".join(f"{digest}  {file}\n" for file, digest in sorted(sums.items())))
