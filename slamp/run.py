@@ -225,16 +225,17 @@ class TrainingRun:
         if not self.place.is_main:
             return
         self.out.mkdir(parents=True, exist_ok=True)
+        since, writing = (self.step if resumed else None), "config.json"
         try:
             with atomic_path(self.out / "config.json") as temporary:
                 temporary.write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+            writing = "the logs"
+            self.train_log = CSVLog(self.out / "train.csv", ["step", "epoch", "teacher_forcing", "total", *self.terms,
+                                                             "updates_per_second"], since, self.say)
+            self.val_log = CSVLog(self.out / "validation.csv", ["step", "epoch", "psnr_best", "psnr_mean",
+                                                                "ssim_best", "ssim_mean", "seconds"], since, self.say)
         except OSError as error:
-            raise folder_error(self.out, error, "config.json") from None
-        since = self.step if resumed else None
-        self.train_log = CSVLog(self.out / "train.csv", ["step", "epoch", "teacher_forcing", "total", *self.terms,
-                                                         "updates_per_second"], since)
-        self.val_log = CSVLog(self.out / "validation.csv", ["step", "epoch", "psnr_best", "psnr_mean",
-                                                            "ssim_best", "ssim_mean", "seconds"], since)
+            raise folder_error(self.out, error, writing) from None
         self.writer = tensorboard_writer(self.out / "tensorboard")
 
     def say(self, message: str) -> None:

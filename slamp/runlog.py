@@ -52,12 +52,14 @@ class CSVLog:
     """Rows appended to a CSV file, flushed at once. With ``resume_step``, an existing file keeps
     its rows up to that step; otherwise it is started afresh."""
 
-    def __init__(self, path, columns: list[str], resume_step: int | None = None):
+    def __init__(self, path, columns: list[str], resume_step: int | None = None, say=print):
         self.path, self.columns = Path(path), list(columns)
         kept = []
         if resume_step is not None and self.path.is_file():
-            with open(self.path, newline="") as file:
-                kept = [row for row in csv.DictReader(file) if int(row["step"]) <= resume_step]
+            kept, damaged = rows_until(self.path, resume_step)
+            if damaged:  # the checkpoint holds the run's state; these rows are only its record
+                say(f"{self.path}: dropped {len(damaged)} damaged row(s) (line(s) {', '.join(map(str, damaged[:5]))}"
+                    f"{' ...' if len(damaged) > 5 else ''}) while resuming; the training state is unaffected")
         with atomic_path(self.path) as temporary, open(temporary, "w", newline="") as file:
             writer = csv.DictWriter(file, self.columns, extrasaction="ignore")
             writer.writeheader()
@@ -67,6 +69,24 @@ class CSVLog:
         with open(self.path, "a", newline="") as file:
             csv.DictWriter(file, self.columns, extrasaction="ignore").writerow(
                 {k: repr(v) if isinstance(v, float) else v for k, v in row.items()})  # repr: exact round trip
+
+
+def rows_until(path, last_step: int) -> tuple[list[dict], list[int]]:
+    """The complete rows of a CSV log up to ``last_step`` and the line numbers of damaged ones (a
+    field missing or extra, or a step that is not a whole number: flipped bytes, a cut line)."""
+    kept, damaged = [], []
+    with open(path, newline="", errors="replace") as file:
+        reader = csv.DictReader(file)
+        for row in reader:
+            try:
+                whole = None not in row and None not in row.values() and int(row["step"]) >= 0
+            except (KeyError, ValueError):
+                whole = False
+            if not whole:
+                damaged.append(reader.line_num)
+            elif int(row["step"]) <= last_step:
+                kept.append(row)
+    return kept, damaged
 
 
 def read_log(path) -> dict[str, np.ndarray]:
@@ -117,4 +137,4 @@ def plot_training(run, smooth: int = 1) -> Figure:
     return figure
 
 
-__all__ = ["sample_figure", "save_figure", "CSVLog", "read_log", "tensorboard_writer", "plot_training"]
+__all__ = ["sample_figure", "save_figure", "CSVLog", "rows_until", "read_log", "tensorboard_writer", "plot_training"]

@@ -396,6 +396,30 @@ def test_damaged_prepared_mnist_digits_are_refused_and_name_the_file(tmp_path, h
         load_mnist_digits("test", path=folder / DIGITS_FILE)
 
 
+@pytest.mark.parametrize("how", ["cut", "flipped", "empty"])
+def test_a_damaged_log_loses_only_its_damaged_rows_when_the_run_resumes(tmp_path, capsys, how):
+    from slamp.runlog import read_log
+
+    folder = tmp_path / "run"
+    train(tiny(folder, epoch_size=3))
+    log = folder / "train.csv"
+    lines = log.read_text().splitlines(keepends=True)
+    if how == "cut":  # the row of update 1 cut short, as a write interrupted by a crash leaves it
+        lines[1] = lines[1][:12] + "\n"
+    elif how == "flipped":
+        lines[1] = "\x01" + lines[1][1:]  # its step is no longer a number
+    log.write_text("" if how == "empty" else "".join(lines))
+    capsys.readouterr()
+    summary = train(tiny(folder, epoch_size=5), resume=True)
+    said = capsys.readouterr().err
+    assert summary["updates"] == 5
+    if how == "empty":
+        assert list(read_log(log)["step"]) == [4, 5]
+    else:
+        assert f"{log}: dropped 1 damaged row(s) (line(s) 2)" in said
+        assert list(read_log(log)["step"]) == [2, 3, 4, 5]
+
+
 # ---- kill -9, again and again ---------------------------------------------------------------------------
 @pytest.mark.slow  # several training processes
 def test_repeated_kill_9_then_resume_is_the_same_run_bit_for_bit(tmp_path):
