@@ -497,10 +497,10 @@ class MotionStream(nn.Module):
         """One step from frame ``x_in`` ``(B, C, H, W)`` (``target`` None: the future): features
         ``(B, 1, g)``, Gaussians, memory."""
         memory = memory or {}
-        history = memory.get("history")
-        if history is None:
-            history = self.encoder(x_in, x_in)  # zero motion before the first step
         current = self.encoder(x_in, target) if target is not None else None
+        history = memory.get("history")
+        if history is None:  # zero motion before the first step; encoded after the real pair, as in
+            history = self.encoder(x_in, x_in)  # the public code (BatchNorm's running statistics see them in that order)
         g_flow, stats, state = self.latent(history[:, None], None if current is None else current[:, None],
                                            noise, memory.get("state"))
         return g_flow, stats, {"history": history, "current": current, "state": state}

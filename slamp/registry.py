@@ -95,9 +95,10 @@ def _moving_mnist_clips(split: str, n_frames: int, root=None, seed: int = 0, dig
 VALIDATION_SEED = 2021  # Moving MNIST validation trajectories: unlike the test set's (seed 42)
 
 
-def real_dataset_clips(name: str, loader: Callable) -> Callable:
-    """``clips`` for a dataset read from disk by ``loader(root, split, seq_len=...)``. It has no
-    validation split: validation reads the test split (what the public code validated on)."""
+def real_dataset_clips(name: str, loader: Callable, validation: str = "val") -> Callable:
+    """``clips`` for a dataset read from disk by ``loader(root, split, seq_len=...)``; validation
+    reads the loader's ``validation`` split (KTH, BAIR: SRVP's 5% fold of the training videos;
+    KITTI: the training drives, and Cityscapes: the test split, what the public code validated on)."""
 
     def clips(split: str, n_frames: int, root=None, seed: int = 0, digits=None, count=None):
         from slamp.data.files import dataset_root
@@ -105,13 +106,13 @@ def real_dataset_clips(name: str, loader: Callable) -> Callable:
         if split not in ("train", "val", "test"):
             raise ValueError(f"split must be train, val or test, found {split!r}")
         folder = dataset_root(name, None if root is None else Path(root))
-        return loader(folder, "test" if split == "val" else split, seq_len=n_frames)
+        return loader(folder, validation if split == "val" else split, seq_len=n_frames)
 
     clips.__doc__ = f"Clips of {name} from its prepared folder (see data/README.md)."
     return clips
 
 
-def _real(name: str, class_name: str) -> Callable:
+def _real(name: str, class_name: str, validation: str = "val") -> Callable:
     """The loader class ``slamp.data.<class_name>``, imported when first used."""
 
     def loader(root, split, seq_len):
@@ -119,7 +120,14 @@ def _real(name: str, class_name: str) -> Callable:
 
         return getattr(slamp.data, class_name)(root, split, seq_len=seq_len)
 
-    return real_dataset_clips(name, loader)
+    return real_dataset_clips(name, loader, validation)
+
+
+def _kth(root, split, seq_len):
+    """KTH's clips; its test split is SRVP's test set, read from (or written to) svg_test_set_40.npz."""
+    from slamp.data.kth import KTH, KTHTestSet
+
+    return KTHTestSet.cached(root, seq_len) if split == "test" else KTH(root, split, seq_len=seq_len)
 
 
 _PAPER = "the paper (Sec. 4, App. C.3) and the public code's README"
@@ -128,13 +136,13 @@ _PAPER = "the paper (Sec. 4, App. C.3) and the public code's README"
 for _spec in (
     DatasetSpec("mnist", 1, (64, 64), (5, 10), (5, 20), "mnist", _moving_mnist_clips,
                 {"batch_size": 32, "lr": 3e-4}, _PAPER),
-    DatasetSpec("kth", 1, (64, 64), (10, 10), (10, 30), "kth", _real("kth", "KTH"),
+    DatasetSpec("kth", 1, (64, 64), (10, 10), (10, 30), "kth", real_dataset_clips("kth", _kth),
                 {"batch_size": 20, "lr": 1e-4, "scheduled_sampling_k": 25.0}, _PAPER),
     DatasetSpec("bair", 3, (64, 64), (2, 10), (2, 28), "bair", _real("bair", "BAIR"),
                 {"batch_size": 20, "lr": 1e-4, "scheduled_sampling_k": 25.0}, _PAPER),
     DatasetSpec("kitti", 3, (92, 310), (10, 10), (10, 20), "kitti", _real("kitti", "KITTI"),
                 {"batch_size": 8, "lr": 1e-4, "epochs": 300}, _PAPER),
-    DatasetSpec("cityscapes", 3, (128, 256), (10, 10), (10, 20), "cityscapes", _real("cityscapes", "Cityscapes"),
+    DatasetSpec("cityscapes", 3, (128, 256), (10, 10), (10, 20), "cityscapes", _real("cityscapes", "Cityscapes", "test"),
                 {"batch_size": 7, "lr": 1e-4, "epochs": 343}, _PAPER),
 ):
     register_dataset(_spec)

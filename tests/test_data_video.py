@@ -23,7 +23,7 @@ from slamp.data.bair import (
     write_tfrecords,
 )
 from slamp.data.cityscapes import Cityscapes, prepare_cityscapes
-from slamp.data.files import DataError, MissingDataError, ToolMissingError, natural_key
+from slamp.data.files import DataError, MissingDataError, ToolMissingError, list_images, natural_key
 from slamp.data.kitti import KITTI, KITTI_DRIVES, prepare_kitti
 from slamp.data.kth import KTH, decode_video, prepare_kth
 from slamp.data.video import Video, VideoClips
@@ -154,22 +154,49 @@ def make_kth(root, persons=(1, 2, 21), actions=("walking", "boxing"), n=12):
     return arrays
 
 
-def test_kth_splits_by_person_and_reads_grey_64x64(tmp_path):
+def test_kth_splits_by_person_and_srvp_fold_and_reads_grey_64x64(tmp_path):
     arrays = make_kth(tmp_path)
     train = KTH(tmp_path, "train", seq_len=10, actions=("walking", "boxing"))
-    assert len(train) == 2 * 2 * 3  # 2 actions x persons 1, 2 x 3 starts
-    assert all("person21" not in v.name for v in train.videos)
-    assert torch.equal(train[0], as_clip(arrays["person01_walking_d1"][:10])) or \
-        torch.equal(train[0], as_clip(arrays["person01_boxing_d1"][:10]))
-    assert train[0].shape == (10, 1, 64, 64)
-    test = KTH(tmp_path, "test", seq_len=10, actions=("walking", "boxing"))
-    assert len(test) == 2 * 3 and all("person21" in v.name for v in test.videos)
-    assert KTH(tmp_path, "test", seq_len=10, actions=("walking",), num_clips=2, seed=0).clips == \
-        KTH(tmp_path, "test", seq_len=10, actions=("walking",), num_clips=2, seed=0).clips
+    val = KTH(tmp_path, "val", seq_len=10, actions=("walking", "boxing"))
+    # 4 videos of persons 1-2: SRVP's fold keeps int(0.95 * 4) = 3 for training, 1 for validation
+    assert len(train.videos) == 3 and len(val.videos) == 1 and len(train) == 3 * 3
+    assert {v.name for v in train.videos} | {v.name for v in val.videos} == \
+        {str(tmp_path / "processed_64" / a / f"person0{p}_{a}_d1") for a in ("walking", "boxing") for p in (1, 2)}
+    assert all("person21" not in v.name for v in train.videos + val.videos)
+    first = train.videos[0].name.rsplit("/", 1)[-1]
+    assert torch.equal(train[0], as_clip(arrays[first][:10])) and train[0].shape == (10, 1, 64, 64)
+    with pytest.raises(MissingDataError, match="SRVP's KTH test set draws person2[1-5]_"):
+        KTH(tmp_path, "test", seq_len=10)  # it needs every video of persons 21-25
     older = KTH(tmp_path, "test", seq_len=10, actions=("walking",), persons=range(2, 26))  # another protocol
-    assert len(older.videos) == 2
-    direct = KTH(tmp_path / "processed_64", "train", seq_len=10, actions=("walking",))  # root = processed_64
-    assert len(direct) == 2 * 3
+    assert len(older.videos) == 2 and len(older) == 2 * 3
+    direct = KTH(tmp_path / "processed_64", "train", seq_len=10, actions=("walking",), persons=(1, 2))
+    assert len(direct) == 2 * 3  # root = processed_64
+
+
+def test_srvp_validation_fold_of_the_479_kth_training_videos():
+    """SRVP's fold of KTH's 479 training videos (persons 1-20, one missing): its 24 validation
+    positions, from SRVP's get_fold run on that count."""
+    from slamp.data.mnist import fold_indices
+
+    assert fold_indices(479, "val").tolist() == [20, 71, 87, 99, 102, 106, 121, 130, 149, 151, 188, 214, 257, 270,
+                                                 308, 330, 343, 348, 359, 372, 435, 458, 466, 478]
+    assert len(fold_indices(479, "train")) == 455
+
+
+def test_the_training_stream_draws_kth_by_video_then_start(tmp_path):
+    """SRVP draws a video uniformly, then a start: a long video is not drawn more often."""
+    from slamp.data.stream import TrainingSequences
+
+    long, short = frames(60, 8, 8, seed=1), frames(6, 8, 8, seed=2)
+    videos = [Video(name, tuple(list_images(write_video(tmp_path / name, video))))
+              for name, video in (("long", long), ("short", short))]
+    clips = VideoClips(videos, 4, (8, 8), 1)
+    assert len(clips) == 57 + 3
+    clips.sampling = "video"
+    stream = TrainingSequences(clips, seed=0, sequences_per_epoch=400)
+    from_short = sum(any(torch.equal(stream[(0, i)], as_clip(short[s:s + 4])) for s in range(3)) for i in range(400))
+    assert 160 < from_short < 240  # about half, where clip-uniform sampling gives 3 in 60 (20 of 400)
+    assert torch.equal(stream[(0, 7)], TrainingSequences(clips, seed=0, sequences_per_epoch=400)[(0, 7)])
 
 
 def test_kth_layout_errors_name_the_path(tmp_path):
@@ -182,10 +209,10 @@ def test_kth_layout_errors_name_the_path(tmp_path):
     with pytest.raises(MissingDataError, match="boxing does not exist"):
         KTH(tmp_path / "kth")
     with pytest.raises(DataError, match="person01_walking_d1 has 12 frames, fewer than the 20"):
-        KTH(tmp_path / "kth", actions=("walking",))
+        KTH(tmp_path / "kth", actions=("walking",), persons=(1, 2), on_short="error")
     (tmp_path / "kth" / "processed_64" / "walking" / "person03_walking_d1").mkdir()
     with pytest.raises(DataError, match="person03_walking_d1 has 0 frames"):
-        KTH(tmp_path / "kth", seq_len=10, actions=("walking",))
+        KTH(tmp_path / "kth", seq_len=10, actions=("walking",), persons=(1, 2, 3), on_short="error")
 
 
 def test_prepare_kth_converts_videos_from_folders_and_zips(tmp_path):
@@ -206,7 +233,7 @@ def test_prepare_kth_converts_videos_from_folders_and_zips(tmp_path):
     folder = tmp_path / "kth" / "processed_64" / "boxing" / "person22_boxing_d3"
     assert [p.name for p in sorted(folder.iterdir())] == [f"image-{t:03d}.png" for t in range(1, 6)]
     assert prepare_kth(source, tmp_path / "kth", decode=fake_decode) == 0  # resumes: nothing left to do
-    clips = KTH(tmp_path / "kth", "test", seq_len=5, actions=("boxing",))
+    clips = KTH(tmp_path / "kth", "test", seq_len=5, actions=("boxing",), persons=(22,))
     assert torch.equal(clips[0][:, 0], torch.from_numpy(frames(5, 64, 64, seed=2)[..., 0]).float() / 255)
     with pytest.raises(MissingDataError, match="no KTH videos"):
         prepare_kth(tmp_path / "kth", tmp_path / "out", decode=fake_decode)
@@ -273,20 +300,32 @@ def make_bair_source(folder, n_train=2, n_test=1):
 
 @pytest.mark.parametrize("packed", [False, True])
 def test_bair_converts_tfrecords_from_a_folder_or_a_tar_and_loads_exact_pixels(tmp_path, packed):
-    videos = make_bair_source(tmp_path)
+    videos = make_bair_source(tmp_path, n_train=3)
     source = tmp_path / "softmotion30_44k"
     if packed:
         with tarfile.open(tmp_path / "bair.tar", "w") as archive:
             archive.add(source, arcname="softmotion30_44k")
         source = tmp_path / "bair.tar"
-    assert prepare_bair(source, tmp_path / "bair") == {"train": 2, "test": 1}
-    assert (tmp_path / "bair" / "processed_data" / "train" / "traj_0_to_255" / "001" / "29.png").is_file()
+    assert prepare_bair(source, tmp_path / "bair") == {"train": 3, "test": 1}
+    record = tmp_path / "bair" / "processed_data" / "train" / "traj_0_to_255"
+    assert sorted(p.name for p in record.iterdir()) == ["001", "002", "003"]  # SRVP's numbering
+    assert [p.name for p in list_images(record / "001")] == [f"{t:03d}.png" for t in range(30)]
     test = BAIR(tmp_path / "bair", "test")
     assert len(test) == 1 and torch.equal(test[0], as_clip(videos["test"][0]))
-    train = BAIR(tmp_path / "bair", "train")
-    assert len(train) == 2 * (30 - 12 + 1) and train[0].shape == (12, 3, 64, 64)
+    train, val = BAIR(tmp_path / "bair", "train"), BAIR(tmp_path / "bair", "val")
+    # SRVP's fold of 3 sequences: int(0.95 * 3) = 2 for training (RandomState(42) leaves 0, 1, 2 in place), 1 for validation
+    assert [v.name[-3:] for v in train.videos] == ["001", "002"] and [v.name[-3:] for v in val.videos] == ["003"]
+    assert len(train) == 2 * (30 - 12 + 1) and train[0].shape == (12, 3, 64, 64) and train.sampling == "video"
     assert torch.equal(train[len(train) - 1], as_clip(videos["train"][1][18:30]))
-    assert prepare_bair(source, tmp_path / "bair") == {"train": 2, "test": 1}  # re-run: skips, same counts
+    assert torch.equal(val[0], as_clip(videos["train"][2][:12]))
+    assert prepare_bair(source, tmp_path / "bair") == {"train": 3, "test": 1}  # re-run: skips, same counts
+
+
+def test_bair_reads_the_older_numbering_too(tmp_path):
+    older = tmp_path / "processed_data" / "test" / "traj_0_to_255"
+    video = frames(30, 64, 64, 3, seed=3)
+    write_video(older / "000", video, name="{:02d}.png")  # sequences from 000, frames 00.png .. 29.png
+    assert torch.equal(BAIR(tmp_path, "test")[0], as_clip(video))
 
 
 def test_bair_errors_name_the_file_and_the_layout(tmp_path):
@@ -303,7 +342,7 @@ def test_bair_errors_name_the_file_and_the_layout(tmp_path):
     with pytest.raises(DataError, match="neither a folder nor a tar"):
         prepare_bair(tmp_path / "not.tar", tmp_path / "out")
     with pytest.raises(ValueError, match="split"):
-        BAIR(tmp_path, "val")
+        BAIR(tmp_path, "validation")
     assert bair_frames(parse_example(bair_example(frames(30, 64, 64, 3))), "").shape == (30, 64, 64, 3)
 
 
@@ -319,13 +358,16 @@ def test_kitti_reads_the_raw_layout_split_by_drive(tmp_path):
     make_kitti(tmp_path)
     with pytest.warns(UserWarning, match="31 of the 32 KITTI drives"):
         train = KITTI(tmp_path, "train", seq_len=20)
-    assert len(train) == 2 * (32 - 20 + 1) and all(TRAIN_DRIVE in v.name for v in train.videos)
+    # the public code's starts: a clip needs the frame after it too, so 32 - 20 starts, not 32 - 20 + 1
+    assert len(train) == 2 * (32 - 20) and all(TRAIN_DRIVE in v.name for v in train.videos)
     assert train[0].shape == (20, 3, 92, 310)
     with pytest.warns(UserWarning):
         test = KITTI(tmp_path, "test")
     assert test.clips == [(0, 0), (1, 0)] and {v.name.split("/")[-2] for v in test.videos} == {"image_02", "image_03"}
     left = KITTI(tmp_path, [TEST_DRIVE], seq_len=5, cameras=("image_02",))
-    assert len(left) == 32 - 5 + 1
+    assert len(left) == 32 - 5
+    every_window = KITTI(tmp_path, [TEST_DRIVE], seq_len=5, cameras=("image_02",), end_margin=0)
+    assert len(every_window) == 32 - 5 + 1
 
 
 def test_kitti_static_frames_are_left_out(tmp_path):
@@ -333,7 +375,7 @@ def test_kitti_static_frames_are_left_out(tmp_path):
     ranges = tmp_path / "static.txt"
     ranges.write_text(f"2011_09_26 {TEST_DRIVE} 0000000000 until 0000000003\n")
     clips = KITTI(tmp_path, [TEST_DRIVE], seq_len=20, cameras=("image_02",), static_ranges=ranges)
-    assert [s for _, s in clips.clips] == [4, 5]
+    assert [s for _, s in clips.clips] == [4]  # frames 4-23, and 24 after it; 5-24 has no frame after it
     first = KITTI(tmp_path, [TEST_DRIVE], seq_len=20, cameras=("image_02",), static_ranges=ranges, stride=None)
     assert first.clips == [(0, 4)]
 
@@ -347,7 +389,10 @@ def test_kitti_errors_name_the_path(tmp_path):
     (tmp_path / TEST_DRIVE[:10] / TEST_DRIVE / "image_03" / "data" / "0000000031.png").unlink()
     (tmp_path / TEST_DRIVE[:10] / TEST_DRIVE / "image_03" / "data" / "0000000030.png").unlink()
     with pytest.raises(DataError, match="image_03/data has 30 frames, fewer than the 31"), pytest.warns(UserWarning):
-        KITTI(tmp_path, "test", seq_len=31)
+        KITTI(tmp_path, "test", seq_len=31, on_short="error")
+    with pytest.warns(UserWarning):  # by default a drive too short for a clip is left out, as the public code does
+        short = KITTI(tmp_path, "test", seq_len=31)
+    assert len(short) == 1 and short.skipped == [str(tmp_path / TEST_DRIVE[:10] / TEST_DRIVE / "image_03" / "data")]
     with pytest.raises(MissingDataError, match="image_04/data does not exist"), pytest.warns(UserWarning):
         KITTI(tmp_path, "test", cameras=("image_04",))
 
@@ -364,8 +409,8 @@ def test_prepare_kitti_resizes_colour_frames_out_of_drive_zips(tmp_path):
     assert len(written) == 6 and all(Image.open(p).size == (310, 92) for p in written)
     assert prepare_kitti(archive, tmp_path / "kitti") == 0
     assert prepare_kitti(tmp_path / "raw", tmp_path / "kitti_from_folder") == 6
-    clips = KITTI(tmp_path / "kitti", [TEST_DRIVE], seq_len=3)
-    assert len(clips) == 2 and clips[0].shape == (3, 3, 92, 310)
+    clips = KITTI(tmp_path / "kitti", [TEST_DRIVE], seq_len=2)
+    assert len(clips) == 2 and clips[0].shape == (2, 3, 92, 310)
 
 
 # ---------------------------------------------------------------- Cityscapes

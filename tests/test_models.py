@@ -348,3 +348,19 @@ def test_weights_of_the_older_motion_stream_layout_load_under_their_new_names():
     assert any(k.startswith("motion_encoder.") for k in renamed) and not any(".latent." in k for k in renamed)
     fresh = load_weights(SLAMP.from_preset("tiny"), renamed)
     assert all(torch.equal(a + 1, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))
+
+
+def test_at_the_first_step_the_motion_encoder_sees_the_real_pair_before_the_zero_pair():
+    """As in the public code (helpers.py, train_step and eval_step): the pair (x_1, x_2) is encoded
+    first, then (x_1, x_1), the zero motion the prior reads at the first step; in training mode
+    BatchNorm's running statistics are updated in that order."""
+    model = SLAMP.from_preset("tiny").train()
+    x = torch.rand(2, 3, 1, 64, 64)
+    seen = []
+    hook = model.motion.encoder.register_forward_pre_hook(
+        lambda module, inputs: seen.append("zero" if torch.equal(inputs[0], inputs[1]) else "real"))
+    try:
+        model(x, n_past=1, per_step=True)
+    finally:
+        hook.remove()
+    assert seen == ["real", "zero", "real"]  # step 1: real then zero; step 2: the real pair (x_2, x_3)

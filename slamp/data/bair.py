@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from slamp.data.files import DataError, MissingDataError, dataset_root, list_images, natural_key
+from slamp.data.mnist import fold_indices
 from slamp.data.video import Video, VideoClips, split_stride
 
 
@@ -17,8 +18,9 @@ BAIR_FRAMES = 30
 BAIR_SIZE = 64
 BAIR_SEQ_LEN = {"train": 12, "test": 30}  # 2 + 10 for training, 2 -> 28 for testing
 BAIR_FEATURE = "{t}/image_aux1/encoded"
-BAIR_LAYOUT = ("<root>/processed_data/{train,test}/<tfrecord name>/<sequence>/<t>.png "
-               "(written by `slamp prepare bair`)")
+BAIR_LAYOUT = ("<root>/processed_data/{train,test}/<tfrecord name>/<sequence>/<t>.png, SRVP's layout: sequences "
+               "001, 002, ... and frames 000.png ... 029.png (written by `slamp prepare bair` and by SRVP's "
+               "convert.py; older slamp's 000/00.png numbering is read too)")
 
 
 def _crc32c_table() -> list[int]:
@@ -177,8 +179,9 @@ def _tfrecord_files(source: Path):
 
 def prepare_bair(source, output, verify: bool = False) -> dict[str, int]:
     """Convert BAIR's TFRecords (the official tar, or the extracted ``softmotion30_44k`` folder) to
-    ``output/processed_data/<split>/<tfrecord stem>/<k>/<t>.png``; returns sequences per split.
-    Sequences already converted are skipped."""
+    ``output/processed_data/<split>/<tfrecord stem>/<k>/<t>.png`` as SRVP's ``convert.py`` numbers
+    them (the k-th record of a file in folder ``001`` onwards, frames ``000.png`` to ``029.png``);
+    returns sequences per split. Sequences already converted are skipped."""
     source, output = Path(source), Path(output)
     if not source.exists():
         raise MissingDataError(f"{source} does not exist; expected BAIR's bair_robot_pushing_dataset_v0.tar "
@@ -186,7 +189,7 @@ def prepare_bair(source, output, verify: bool = False) -> dict[str, int]:
     counts: dict[str, int] = {}
     for split, stem, file in _tfrecord_files(source):
         for k, record in enumerate(read_tfrecords(file, f"{source}:{split}/{stem}", verify)):
-            folder = output / "processed_data" / split / stem / f"{k:03d}"
+            folder = output / "processed_data" / split / stem / f"{k + 1:03d}"
             counts[split] = counts.get(split, 0) + 1
             if folder.is_dir():
                 continue
@@ -195,7 +198,7 @@ def prepare_bair(source, output, verify: bool = False) -> dict[str, int]:
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
             for t, frame in enumerate(frames):
-                Image.fromarray(frame).save(partial / f"{t:02d}.png")
+                Image.fromarray(frame).save(partial / f"{t:03d}.png")
             partial.rename(folder)
     if not counts:
         raise MissingDataError(f"no .tfrecords files in {source}")
@@ -236,32 +239,42 @@ def write_tfrecords(path, records) -> Path:
 
 
 def bair_videos(root, split: str) -> list[Video]:
-    """The sequence folders of ``split`` under ``root/processed_data`` (or ``root`` if it is that folder)."""
+    """The sequence folders of ``split`` under ``root/processed_data`` (or ``root`` if it is that
+    folder), in SRVP's order: record folders, then sequence folders, sorted by name as strings (the
+    order its 5% validation fold is drawn over); frames in numeric order."""
     root = Path(root)
     base = root / "processed_data" if (root / "processed_data").is_dir() else root
     folder = base / split
     if not folder.is_dir():
         raise MissingDataError(f"{folder} does not exist; expected {BAIR_LAYOUT}")
     videos = [Video(str(sequence), tuple(list_images(sequence)))
-              for record in sorted(folder.iterdir(), key=natural_key) if record.is_dir()
-              for sequence in sorted(record.iterdir(), key=natural_key) if sequence.is_dir()]
+              for record in sorted(folder.iterdir()) if record.is_dir()
+              for sequence in sorted(record.iterdir()) if sequence.is_dir()]
     if not videos:
         raise MissingDataError(f"no sequence folders in {folder}; expected {BAIR_LAYOUT}")
     return videos
 
 
 class BAIR(VideoClips):
-    """BAIR clips ``(T, 3, 64, 64)``: ``split="train"`` every clip of ``seq_len`` (default 12) of the
-    30-frame sequences; ``"test"`` one clip of ``seq_len`` (default 30) per sequence, from frame 0.
-    ``stride`` (see :class:`VideoClips`) overrides the split's default ("auto")."""
+    """BAIR clips ``(T, 3, 64, 64)`` as SRVP splits them: ``split="train"``, SRVP's 95% fold of the
+    training sequences, every clip of ``seq_len`` (default 12; the training stream draws a sequence,
+    then a start, as SRVP does); ``"val"``, the other 5%; ``"test"``, one clip of ``seq_len``
+    (default 30) per test sequence, from frame 0. ``stride`` (see :class:`VideoClips`) overrides the
+    split's default ("auto")."""
+
+    sampling = "video"
 
     def __init__(self, root=None, split: str = "train", seq_len: int | None = None, stride: int | None | str = "auto",
                  on_short: str = "error"):
         root = dataset_root("bair", root)
-        if split not in BAIR_SEQ_LEN:
-            raise ValueError(f"split must be 'train' or 'test', found {split!r}")
-        super().__init__(bair_videos(root, split), seq_len or BAIR_SEQ_LEN[split], (BAIR_SIZE, BAIR_SIZE), 3,
-                         stride=split_stride(stride, split == "train"), on_short=on_short, layout=BAIR_LAYOUT)
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be 'train', 'val' or 'test', found {split!r}")
+        videos = bair_videos(root, "test" if split == "test" else "train")
+        if split != "test":
+            videos = [videos[i] for i in fold_indices(len(videos), split)]
+        super().__init__(videos, seq_len or BAIR_SEQ_LEN["test" if split == "test" else "train"],
+                         (BAIR_SIZE, BAIR_SIZE), 3, stride=split_stride(stride, split != "test"), on_short=on_short,
+                         layout=BAIR_LAYOUT)
 
 
 __all__ = ['BAIR_FRAMES', 'BAIR_SIZE', 'BAIR_SEQ_LEN', 'BAIR_FEATURE', 'BAIR_LAYOUT', 'crc32c', 'masked_crc32c', 'read_tfrecords', 'protobuf_fields', 'parse_example', 'bair_frames', 'prepare_bair', 'encode_example', 'write_tfrecords', 'bair_videos', 'BAIR']

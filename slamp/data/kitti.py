@@ -21,10 +21,11 @@ KITTI_DRIVES = {split: tuple(f"{date}_drive_{n:04d}_sync" for date, numbers in d
 
 
 def read_static_ranges(path) -> dict[str, list[tuple[int, int]]]:
-    """Frames to leave out, from lines ``<date> <drive> <first> until <last>``: ``{drive: [(first, last)]}``."""
+    """Frames to leave out, from lines ``<date> <drive> <first> until <last>`` (inclusive; ``#``
+    starts a comment line): ``{drive: [(first, last)]}``."""
     ranges: dict[str, list[tuple[int, int]]] = {}
     for line in Path(path).read_text().splitlines():
-        if line.strip():
+        if line.strip() and not line.lstrip().startswith("#"):
             _, drive, first, _, last = line.split()
             ranges.setdefault(drive, []).append((int(first), int(last)))
     return ranges
@@ -55,20 +56,33 @@ def kitti_videos(root, drives, cameras=KITTI_CAMERAS, static_ranges=None) -> lis
     return videos
 
 
+STATIC_RANGES = Path(__file__).with_name("kitti_static_ranges.txt")  # the public SLAMP code's list
+
+
 class KITTI(VideoClips):
-    """KITTI clips ``(T, 3, 92, 310)``. ``split`` is "train" (every clip, ``seq_len`` 20), "test"
-    (one clip per drive and camera, ``seq_len`` 30) or a list of drive names (every clip).
-    ``static_ranges``: a file of frames to leave out (see :func:`read_static_ranges`)."""
+    """KITTI clips ``(T, 3, 92, 310)`` as the public SLAMP code forms them. ``split``: "train" (every
+    clip of ``seq_len`` 20 of the 32 training drives), "val" (the training drives again, one clip
+    per drive and camera: what the public code validated on), "test" (one clip of ``seq_len`` 30
+    per test drive and camera, at its first usable frame) or a list of drive names (every clip).
+
+    As in the public code: frames where the car stands still (``static_ranges``, by default its
+    list, shipped as ``kitti_static_ranges.txt``; None keeps every frame) are in no clip; a clip
+    also needs the frame after it (``end_margin=1``: the public code's starts stop one short of
+    every window that fits); drives shorter than a clip are left out (test drive 0048 has 22
+    frames), as are drives whose still-free stretches are all too short (0052)."""
 
     def __init__(self, root=None, split="train", seq_len: int | None = None, size=KITTI_SIZE, cameras=KITTI_CAMERAS,
-                 stride: int | None | str = "auto", static_ranges=None, on_short: str = "error"):
+                 stride: int | None | str = "auto", static_ranges=STATIC_RANGES, on_short: str = "skip",
+                 end_margin: int = 1):
         root = dataset_root("kitti", root)
-        if isinstance(split, str) and split not in KITTI_DRIVES:
-            raise ValueError(f"split must be 'train', 'test' or a list of drive names, found {split!r}")
-        drives = KITTI_DRIVES[split] if isinstance(split, str) else tuple(split)
-        test = split == "test"
-        super().__init__(kitti_videos(root, drives, cameras, static_ranges), seq_len or KITTI_SEQ_LEN["test" if test else "train"],
-                         size, 3, stride=split_stride(stride, not test), on_short=on_short, layout=KITTI_LAYOUT)
+        if isinstance(split, str) and split not in ("train", "val", "test"):
+            raise ValueError(f"split must be 'train', 'val', 'test' or a list of drive names, found {split!r}")
+        drives = KITTI_DRIVES["test" if split == "test" else "train"] if isinstance(split, str) else tuple(split)
+        one_clip = split in ("val", "test")
+        super().__init__(kitti_videos(root, drives, cameras, static_ranges),
+                         seq_len or KITTI_SEQ_LEN["test" if split == "test" else "train"], size, 3,
+                         stride=split_stride(stride, not one_clip), on_short=on_short, layout=KITTI_LAYOUT,
+                         end_margin=end_margin)
 
 
 def prepare_kitti(sources, output, size=KITTI_SIZE, cameras=KITTI_CAMERAS) -> int:
@@ -78,4 +92,4 @@ def prepare_kitti(sources, output, size=KITTI_SIZE, cameras=KITTI_CAMERAS) -> in
     return copy_resized_frames(sources, output, size, pattern)
 
 
-__all__ = ['KITTI_SIZE', 'KITTI_CAMERAS', 'KITTI_SEQ_LEN', 'KITTI_LAYOUT', 'KITTI_DRIVES', 'read_static_ranges', 'kitti_videos', 'KITTI', 'prepare_kitti']
+__all__ = ['KITTI_SIZE', 'KITTI_CAMERAS', 'KITTI_SEQ_LEN', 'KITTI_LAYOUT', 'KITTI_DRIVES', 'read_static_ranges', 'kitti_videos', 'STATIC_RANGES', 'KITTI', 'prepare_kitti']

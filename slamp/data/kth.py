@@ -1,23 +1,40 @@
-"""KTH human actions (Schuldt et al., 2004) at 64x64 grey, split by person as in SVG and SRVP."""
+"""KTH human actions (Schuldt et al., 2004) at 64x64 grey, as SRVP prepares it (and SLAMP follows):
+split by person (1-20 train, 21-25 test), SRVP's 5% validation fold of the training videos, its
+training sampling (a video, then a start) and its test set of 1,000 clips of 40 frames."""
 
+import hashlib
 import re
 import shutil
 import subprocess
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
+from torch.utils.data import Dataset
 
-from slamp.data.files import DataError, MissingDataError, ToolMissingError, dataset_root, list_images, natural_key
+from slamp.data.files import (
+    DataError,
+    MissingDataError,
+    ToolMissingError,
+    atomic_path,
+    dataset_root,
+    list_images,
+    natural_key,
+    read_frame,
+    to_video_tensor,
+)
+from slamp.data.mnist import fold_indices
 from slamp.data.video import Video, VideoClips
 
 
 KTH_ACTIONS = ("boxing", "handclapping", "handwaving", "jogging", "running", "walking")
 KTH_TRAIN_PERSONS = tuple(range(1, 21))
 KTH_TEST_PERSONS = tuple(range(21, 26))
-KTH_SEQ_LEN = {"train": 20, "test": 40}  # 10 + 10 for training, 10 -> 30 for testing
+KTH_SEQ_LEN = {"train": 20, "val": 30, "test": 40}  # 10 + 10 for training, 10 -> 20 / 30 for validation / testing
 KTH_LAYOUT = ("<root>/processed_<size>/<action>/person<NN>_<action>_d<K>/<frame>.png, actions "
               + ", ".join(KTH_ACTIONS) + " (written by `slamp prepare kth`)")
 _KTH_NAME = re.compile(r"person(\d+)_([a-z]+)_d(\d+)")
@@ -46,21 +63,134 @@ def kth_videos(root, persons, actions=KTH_ACTIONS, size: int = 64) -> list[Video
 
 
 class KTH(VideoClips):
-    """KTH clips ``(T, 1, 64, 64)``. ``split="train"``: every clip of persons 1-20 (``seq_len`` 20);
-    ``"test"``: 1,000 clips of persons 21-25 (``seq_len`` 40) drawn with ``seed``. ``persons``
-    overrides the split's persons."""
+    """KTH clips ``(T, 1, 64, 64)`` of persons 1-20 as SRVP splits them: ``split="train"``, SRVP's
+    95% fold of their videos (every clip of ``seq_len`` 20; the training stream draws a video
+    uniformly, then a start, as SRVP does); ``"val"``, the other 5% (every clip of ``seq_len`` 30).
+    ``"test"``: SRVP's 1,000 test clips of 40 frames (:func:`srvp_test_clips`; in the data folder
+    the same clips are read from ``svg_test_set_40.npz``, see :class:`KTHTestSet`). ``persons``
+    overrides the split's persons (no fold is then taken)."""
+
+    sampling = "video"
 
     def __init__(self, root=None, split: str = "train", seq_len: int | None = None, persons=None,
                  actions=KTH_ACTIONS, size: int = 64, stride: int | None = 1, num_clips: int | None = None,
-                 seed: int = 42, on_short: str = "error"):
+                 seed: int = 42, on_short: str = "skip"):
         root = dataset_root("kth", root)
         if split not in KTH_SEQ_LEN:
-            raise ValueError(f"split must be 'train' or 'test', found {split!r}")
-        train = split == "train"
-        persons = persons if persons is not None else (KTH_TRAIN_PERSONS if train else KTH_TEST_PERSONS)
-        num_clips = num_clips if num_clips is not None or train else 1000
-        super().__init__(kth_videos(root, persons, actions, size), seq_len or KTH_SEQ_LEN[split], (size, size), 1,
-                         stride=stride, num_clips=num_clips, seed=seed, on_short=on_short, layout=KTH_LAYOUT)
+            raise ValueError(f"split must be 'train', 'val' or 'test', found {split!r}")
+        seq_len = seq_len or KTH_SEQ_LEN[split]
+        if split == "test" and persons is None:
+            videos, clips, _, _ = srvp_test_clips(root, seq_len=seq_len, seed=seed, actions=actions, image_size=size)
+            super().__init__(videos, seq_len, (size, size), 1, stride=None, layout=KTH_LAYOUT)
+            self.clips = clips  # with replacement, in SRVP's order
+            return
+        videos = kth_videos(root, persons if persons is not None else KTH_TRAIN_PERSONS, actions, size)
+        if persons is None:
+            videos = [videos[i] for i in fold_indices(len(videos), split)]
+        super().__init__(videos, seq_len, (size, size), 1, stride=stride, num_clips=num_clips, seed=seed,
+                         on_short=on_short, layout=KTH_LAYOUT)
+
+
+def srvp_test_clips(root, size: int = 1000, seq_len: int = 40, seed: int = 42, actions=KTH_ACTIONS,
+                    image_size: int = 64):
+    """SRVP's KTH test set (its ``make_test_set.py``), drawn the same way: with numpy's legacy
+    ``RandomState(seed)``, for each clip an action ``randint(6)``, a person ``randint(21, 26)``, a
+    scenario ``randint(1, 5)``, then a start ``randint(n - seq_len + 1)`` in that video of ``n``
+    frames; with replacement (a clip may repeat). Returns the videos, the clips ``(video, start)``,
+    and each clip's person and action. A drawn video that is missing or too short stops with an
+    error naming it (SRVP's script stops there too, and writes nothing)."""
+    root = Path(root)
+    base = root / f"processed_{image_size}" if (root / f"processed_{image_size}").is_dir() else root
+    rng = np.random.RandomState(seed)
+    videos, index, clips, persons, names = [], {}, [], [], []
+    for _ in range(size):
+        action = KTH_ACTIONS[rng.randint(len(KTH_ACTIONS))]
+        person, scenario = rng.randint(21, 26), rng.randint(1, 5)
+        folder = base / action / f"person{person:02d}_{action}_d{scenario}"
+        if folder not in index:
+            if not folder.is_dir():
+                raise MissingDataError(f"SRVP's KTH test set draws {folder.name}, which is not under {base / action}; "
+                                       f"the test set needs every video of persons 21-25 (expected {KTH_LAYOUT})")
+            index[folder] = len(videos)
+            videos.append(Video(str(folder), tuple(list_images(folder))))
+        video = videos[index[folder]]
+        if len(video.frames) < seq_len:
+            raise DataError(f"{folder} has {len(video.frames)} frames, fewer than the {seq_len} of a test clip")
+        clips.append((index[folder], int(rng.randint(len(video.frames) - seq_len + 1))))
+        persons.append(int(person))
+        names.append(action)
+    if actions != KTH_ACTIONS:
+        raise ValueError("SRVP's test set draws from all six actions; pass actions=KTH_ACTIONS")
+    return videos, clips, np.array(persons, dtype=np.int64), np.array(names)
+
+
+TEST_SET_FILE = "svg_test_set_{seq_len}.npz"  # SRVP's name (after SVG's), in the KTH data folder
+
+
+class KTHTestSet(Dataset):
+    """SRVP's KTH test set in memory: ``sequences`` uint8 ``(N, T, 64, 64)``, with each clip's
+    ``persons`` and ``actions``; item ``i`` is ``(T, 1, 64, 64)`` float32 in [0, 1]. The file
+    format is SRVP's ``svg_test_set_40.npz`` (keys ``sequences``, ``persons``, ``actions``): a file
+    made by SRVP's script is read as is, and :meth:`cached` writes one when there is none."""
+
+    def __init__(self, sequences: np.ndarray, persons: np.ndarray, actions: np.ndarray, source: str = ""):
+        self.sequences, self.persons, self.actions, self.source = sequences, persons, actions, source
+
+    @classmethod
+    def build(cls, root=None, seq_len: int = 40, size: int = 1000, seed: int = 42) -> "KTHTestSet":
+        """Draw SRVP's clips (:func:`srvp_test_clips`) and read their frames."""
+        from tqdm.auto import tqdm
+
+        root = dataset_root("kth", root)
+        videos, clips, persons, actions = srvp_test_clips(root, size, seq_len, seed)
+        frames = np.stack([np.stack([read_frame(f, (64, 64), 1)[..., 0] for f in videos[k].frames[start:start + seq_len]])
+                           for k, start in tqdm(clips, desc="KTH test set", unit="clip", leave=False)])
+        return cls(frames, persons, actions, f"drawn from {root}")
+
+    @classmethod
+    def load(cls, path) -> "KTHTestSet":
+        """Read a set in SRVP's format; a ``DataError`` naming the file when it is damaged."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                sequences, persons, actions = data["sequences"], data["persons"], data["actions"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+            raise DataError(f"cannot read the KTH test set {path} ({err}); expected SRVP's svg_test_set .npz with "
+                            f"sequences, persons, actions: delete it to draw it again from the frames") from err
+        if sequences.dtype != np.uint8 or sequences.ndim != 4:
+            raise DataError(f"{path}: sequences should be uint8 (N, T, H, W), found {sequences.dtype} {sequences.shape}")
+        return cls(sequences, persons, actions, str(path))
+
+    @classmethod
+    def cached(cls, root=None, seq_len: int = 40) -> "KTHTestSet":
+        """The set in ``<root>/svg_test_set_<seq_len>.npz`` (SRVP's, or one written here), else drawn
+        from the frames and written there (when the folder can be written)."""
+        root = dataset_root("kth", root)
+        path = root / TEST_SET_FILE.format(seq_len=seq_len)
+        if path.is_file():
+            return cls.load(path)
+        test_set = cls.build(root, seq_len)
+        try:
+            test_set.save(path)
+        except OSError:  # a read-only data folder: use it without keeping it
+            pass
+        return test_set
+
+    def save(self, path) -> Path:
+        """Write the set as SRVP does (``np.savez_compressed``), atomically."""
+        with atomic_path(path) as temporary, open(temporary, "wb") as file:
+            np.savez_compressed(file, sequences=self.sequences, persons=self.persons, actions=self.actions)
+        return Path(path)
+
+    def sha256(self) -> str:
+        """SHA-256 of ``sequences`` (uint8 ``(N, T, H, W)``, C order)."""
+        return hashlib.sha256(np.ascontiguousarray(self.sequences, dtype=np.uint8).tobytes()).hexdigest()
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return to_video_tensor(self.sequences[index])
 
 
 def decode_video(path, size: int = 64) -> np.ndarray:
@@ -131,4 +261,4 @@ def prepare_kth(source, output, size: int = 64, decode=decode_video) -> int:
     return converted
 
 
-__all__ = ['KTH_ACTIONS', 'KTH_TRAIN_PERSONS', 'KTH_TEST_PERSONS', 'KTH_SEQ_LEN', 'KTH_LAYOUT', 'kth_videos', 'KTH', 'decode_video', 'prepare_kth']
+__all__ = ['KTH_ACTIONS', 'KTH_TRAIN_PERSONS', 'KTH_TEST_PERSONS', 'KTH_SEQ_LEN', 'KTH_LAYOUT', 'kth_videos', 'KTH', 'srvp_test_clips', 'TEST_SET_FILE', 'KTHTestSet', 'decode_video', 'prepare_kth']

@@ -20,7 +20,8 @@ class TrainingSequences(Dataset):
     ``(T, C, H, W)`` in [0, 1], a function of the seed, ``epoch`` and ``i`` alone.
 
     ``source`` is a generator such as ``StochasticMovingMNIST`` (``set_epoch``, ``sample``) or a dataset of clips,
-    walked through one seeded random permutation per pass."""
+    walked through one seeded random permutation per pass, or, when its ``sampling`` is
+    ``"video"``, drawn video first (``source.draw``) with a generator seeded by the position."""
 
     def __init__(self, source, seed: int, sequences_per_epoch: int):
         self.source, self.seed, self.sequences_per_epoch = source, seed, sequences_per_epoch
@@ -35,6 +36,8 @@ class TrainingSequences(Dataset):
             self.source.set_epoch(epoch)
             return to_video_tensor(self.source.sample(index).frames)
         position = epoch * self.sequences_per_epoch + index  # in the run-long stream
+        if getattr(self.source, "sampling", "clip") == "video":  # SRVP: a video uniformly, then a start
+            return self.source.draw(np.random.default_rng([self.seed, position]))
         lap, position = divmod(position, len(self.source))
         if lap != self._pass:  # one permutation per pass over the clips, cached per worker
             self._pass, self._order = lap, np.random.default_rng([self.seed, lap]).permutation(len(self.source))
@@ -85,9 +88,10 @@ def validation_videos(config: TrainConfig) -> torch.Tensor:
     """Up to ``val_sequences`` held-out clips ``(N, n_past + val_n_future, C, H, W)``: the dataset
     spec's ``val`` split, spread evenly. Moving MNIST: fresh trajectories of SRVP's validation fold
     of the training digits (5%, never in the training stream), so choosing the best model never
-    looks at the test set. The real datasets' specs have no validation split and read the test
-    split (what the public code validated on), so ``best.pt`` is chosen on test data there;
-    ``last.pt`` is not."""
+    looks at the test set. KTH and BAIR: SRVP's 5% fold of the training videos (never in the
+    training stream). KITTI: the training drives, one clip per drive and camera, and Cityscapes:
+    the test split, what the public SLAMP code validated on; so ``best.pt`` is chosen on training
+    data for KITTI and on test data for Cityscapes (``last.pt`` is neither)."""
     length = config.n_past + config.val_n_future
     clips = dataset_spec(config.dataset).clips("val", length, config.data_root, seed=config.seed,
                                                digits=config.digits, count=config.val_sequences)

@@ -30,19 +30,29 @@ class VideoClips(Dataset):
 
     Clips start every ``stride`` frames (``stride=None``: one clip per video, at its first usable
     frame). ``num_clips`` keeps that many of them, drawn without replacement with ``seed``.
-    Videos shorter than ``seq_len`` are an error (``on_short="error"``) or left out ("skip")."""
+    Videos shorter than ``seq_len`` are an error (``on_short="error"``) or left out ("skip", named
+    in ``skipped``). ``end_margin``: frames after a clip that must exist and not be excluded
+    either (the public SLAMP code's KITTI clips: 1, see :class:`slamp.data.KITTI`).
+
+    ``sampling`` says how the training stream draws from them: ``"clip"``, every clip equally
+    often (a long video gives more clips), or ``"video"``, a video uniformly and then one of its
+    clips uniformly (:meth:`draw`; SRVP's KTH and BAIR training)."""
+
+    sampling = "clip"
 
     def __init__(self, videos: list[Video], seq_len: int, size: tuple[int, int], channels: int, *,
                  stride: int | None = 1, num_clips: int | None = None, seed: int = 0,
-                 on_short: str = "error", layout: str = ""):
+                 on_short: str = "error", layout: str = "", end_margin: int = 0):
         if seq_len < 1 or (stride is not None and stride < 1) or channels not in (1, 3):
             raise ValueError(f"need seq_len >= 1, stride >= 1 or None, channels 1 or 3; found {seq_len}, {stride}, {channels}")
         if on_short not in ("error", "skip"):
             raise ValueError(f"on_short must be 'error' or 'skip', found {on_short!r}")
         self.seq_len, self.size, self.channels, self.layout = seq_len, tuple(size), channels, layout
+        self.end_margin = end_margin
         if not videos:
             raise MissingDataError(f"no videos found; expected {layout}")
         short = [v for v in videos if len(v.frames) < seq_len]
+        self.skipped = [v.name for v in short] if on_short == "skip" else []
         if short and on_short == "error":
             video = short[0]
             raise DataError(f"{video.name} has {len(video.frames)} frames, fewer than the {seq_len} requested "
@@ -59,16 +69,29 @@ class VideoClips(Dataset):
             self.clips = [self.clips[i] for i in np.sort(keep)]
 
     def _starts(self, video: Video, stride: int | None) -> list[int]:
-        """First frames of the clips of one video that contain no excluded frame."""
+        """First frames of the clips of one video that contain no excluded frame (nor do the
+        ``end_margin`` frames after them)."""
         excluded = np.zeros(len(video.frames) + 1, dtype=np.int64)
         excluded[[e + 1 for e in video.excluded if 0 <= e < len(video.frames)]] = 1
         seen = np.cumsum(excluded)  # seen[s] = excluded frames before s
-        starts = np.arange(len(video.frames) - self.seq_len + 1)
-        usable = starts[seen[starts + self.seq_len] == seen[starts]].tolist()
+        span = self.seq_len + self.end_margin
+        starts = np.arange(max(0, len(video.frames) - span + 1))
+        usable = starts[seen[starts + span] == seen[starts]].tolist()
         return usable[:1] if stride is None else [s for s in usable if s % stride == 0]
 
     def __len__(self) -> int:
         return len(self.clips)
+
+    def draw(self, rng: np.random.Generator) -> torch.Tensor:
+        """A clip ``(T, C, H, W)`` of a video drawn uniformly, from a start drawn uniformly among
+        that video's clips."""
+        if not hasattr(self, "_by_video"):
+            by_video: dict[int, list[int]] = {}
+            for index, (video, _) in enumerate(self.clips):
+                by_video.setdefault(video, []).append(index)
+            self._by_video = list(by_video.values())
+        clips = self._by_video[int(rng.integers(len(self._by_video)))]
+        return self[clips[int(rng.integers(len(clips)))]]
 
     def __getitem__(self, index: int) -> torch.Tensor:
         video, start = self.clips[index]
