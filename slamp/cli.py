@@ -169,8 +169,18 @@ def _prepare_into(args, out: Path) -> int:
     from slamp.data import prepare_bair, prepare_cityscapes, prepare_kitti, prepare_kth
 
     if args.dataset == "kth":
+        from slamp.data.files import MissingDataError
+        from slamp.data.kth import TEST_SET_FILE, KTHTestSet
+
         count = prepare_kth(args.source[0], out, args.size)
         print(f"KTH: converted {count} videos into {out / f'processed_{args.size}'}")
+        try:  # SRVP's make_test_set.py (64x64 frames), once: evaluation then reads the file
+            if args.size != 64:
+                raise MissingDataError("SRVP's test set is made of the 64x64 frames")
+            test_set = KTHTestSet.cached(out)
+            print(f"SRVP's test set: {out / TEST_SET_FILE.format(seq_len=40)}, SHA-256 {test_set.sha256()[:16]}...")
+        except MissingDataError as missing:
+            print(f"SRVP's test set not made: {missing}")
     elif args.dataset == "bair":
         counts = prepare_bair(args.source[0], out, verify=args.verify)
         print(f"BAIR: sequences per split {counts} in {out / 'processed_data'}")
