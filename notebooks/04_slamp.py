@@ -132,7 +132,7 @@ assert pairs == [[0, 0], [0, 1], [1, 2], [2, 3]]
 
 # %%
 #| export
-from slamp.models import LatentStream, ModelConfig
+from slamp.models import LatentStream, ModelConfig, encode_shared
 from slamp.nn import BACKBONES, MotionEncoder, previous_frames
 
 
@@ -154,14 +154,14 @@ class MotionStream(nn.Module):
         g_flow, stats, _ = self.latent(motion[:, :-1], motion[:, 1:], noise)  # prior: t-2 -> t-1
         return g_flow, stats
 
-    def step(self, x_in, target, noise, memory=None):
+    def step(self, x_in, target, noise, memory=None, shared: int = 1):
         """One step from frame ``x_in`` ``(B, C, H, W)`` (``target`` None: the future): features
-        ``(B, 1, g)``, Gaussians, memory."""
+        ``(B, 1, g)``, Gaussians, memory. ``shared``: see :func:`encode_shared`."""
         memory = memory or {}
-        current = self.encoder(x_in, target) if target is not None else None
+        current = encode_shared(self.encoder, x_in, target, shared=shared) if target is not None else None
         history = memory.get("history")
-        if history is None:  # zero motion before the first step; encoded after the real pair, as in
-            history = self.encoder(x_in, x_in)  # the public code (BatchNorm's running statistics see them in that order)
+        if history is None:  # zero motion before the first step, encoded after the real pair as the public
+            history = encode_shared(self.encoder, x_in, x_in, shared=shared)  # code does (BatchNorm sees that order)
         g_flow, stats, state = self.latent(history[:, None], None if current is None else current[:, None],
                                            noise, memory.get("state"))
         return g_flow, stats, {"history": history, "current": current, "state": state}

@@ -234,28 +234,48 @@ def stream_kl(stats: dict) -> torch.Tensor:
     return kl_loss(mu_q.flatten(2), logvar_q.flatten(2), mu_p.flatten(2), logvar_p.flatten(2))
 
 
-def predict_step(model: PredictorParts, x_in, target, noise: dict, memory: dict):
+def encode_shared(encoder, *frames, shared: int = 1):
+    """``encoder(*frames)`` for frames ``(B, ...)`` whose rows come in groups of ``shared``
+    identical rows (the samples of one sequence reading its true frames): each group is encoded
+    once and its outputs repeated. Only in evaluation mode, where a row's output does not depend on
+    the others; in training mode BatchNorm's statistics would see fewer rows."""
+    if shared == 1 or encoder.training:
+        return encoder(*frames)
+    return repeat_rows(encoder(*(f[::shared] for f in frames)), shared)
+
+
+def repeat_rows(value, times: int):
+    """Every row (first axis) of a tensor, or of each tensor in (nested) lists and tuples, ``times`` times."""
+    if torch.is_tensor(value):
+        return value.repeat_interleave(times, 0)
+    return type(value)(repeat_rows(item, times) for item in value)
+
+
+def predict_step(model: PredictorParts, x_in, target, noise: dict, memory: dict, shared: int = 1):
     """Step features of frame ``x_in`` ``(B, C, H, W)`` (and ``target``, or None for the future):
     ``(g_pixel, g_flow)`` ``(B, 1, g)``, ``{stream: Gaussians}``, skips of ``x_in``, new ``memory``.
-    ``noise``: ε of this step, ``{stream: (B, 1, *latent_shape)}``."""
-    h_in, skips = model.encoder(x_in)
-    h_target = model.encoder(target)[0][:, None] if target is not None else None
+    ``noise``: ε of this step, ``{stream: (B, 1, *latent_shape)}``. ``shared``: the rows of
+    ``x_in`` and ``target`` come in groups of that many identical rows (see :func:`encode_shared`)."""
+    h_in, skips = encode_shared(model.encoder, x_in, shared=shared)
+    h_target = encode_shared(model.encoder, target, shared=shared)[0][:, None] if target is not None else None
     g_pixel, stats, state = model.appearance(h_in[:, None], h_target, noise["appearance"], memory.get("appearance"))
     memory, step_stats = {**memory, "appearance": state}, {"appearance": stats}
     g_flow = g_pixel
     if model.motion is not None:
         g_flow, step_stats["motion"], memory["motion"] = model.motion.step(x_in, target, noise["motion"],
-                                                                          memory.get("motion"))
+                                                                          memory.get("motion"), shared)
     return g_pixel, g_flow, step_stats, skips, memory
 
 
 def rollout(model: PredictorParts, x, n_past: int, steps: int, noise: dict, teacher_forcing: float = 1.0,
-            posterior_steps: int | None = None, decode_from: int = 1) -> Prediction:
+            posterior_steps: int | None = None, decode_from: int = 1, shared: int = 1) -> Prediction:
     """Predict ``steps`` frames of ``x`` ``(B, T, C, H, W)`` one at a time (see above). Frames are
-    decoded from step ``decode_from`` on (generation skips the conditioning steps' frames)."""
+    decoded from step ``decode_from`` on (generation skips the conditioning steps' frames).
+    ``shared``: the rows of ``x`` come in groups of that many copies (the samples of a sequence),
+    so true frames are encoded once per group."""
     posterior_steps = steps if posterior_steps is None else posterior_steps
     memory, skip_sum, outputs, kls, latents = {}, None, [], {}, {}
-    x_in = x[:, 0]
+    x_in, use_truth = x[:, 0], True
     for t in range(1, steps + 1):
         if t > 1:
             coin = teacher_forcing >= 1 or bool(torch.rand(()) < teacher_forcing)
@@ -263,7 +283,8 @@ def rollout(model: PredictorParts, x, n_past: int, steps: int, noise: dict, teac
             x_in = x[:, t - 1] if use_truth else outputs[-1]["frames"].detach()
         target = x[:, t] if t <= posterior_steps else None
         step_noise = {name: eps[:, t - 1:t] for name, eps in noise.items()}
-        g_pixel, g_flow, step_stats, skips, memory = predict_step(model, x_in, target, step_noise, memory)
+        g_pixel, g_flow, step_stats, skips, memory = predict_step(model, x_in, target, step_noise, memory,
+                                                                  shared if use_truth else 1)
         skip_sum = skips if skip_sum is None else [a + b for a, b in zip(skip_sum, skips)]
         for name, stats in step_stats.items():
             latents.setdefault(name, []).append(stats["z"])
@@ -319,7 +340,7 @@ def sample_futures(model: PredictorParts, x_past, n_future: int, num_samples: in
     batch, n_past = x_past.shape[:2]
     x = x_past.repeat_interleave(num_samples, 0)  # sample s of sequence b is row b*S + s
     prediction = rollout(model, x, n_past, n_past - 1 + n_future, noise, teacher_forcing=0.0,
-                         posterior_steps=n_past - 1, decode_from=n_past)
+                         posterior_steps=n_past - 1, decode_from=n_past, shared=num_samples)
     parts = {}
     for key in ("frames", "appearance", "motion", "mask", "flow"):
         value = getattr(prediction, key)
@@ -493,14 +514,14 @@ class MotionStream(nn.Module):
         g_flow, stats, _ = self.latent(motion[:, :-1], motion[:, 1:], noise)  # prior: t-2 -> t-1
         return g_flow, stats
 
-    def step(self, x_in, target, noise, memory=None):
+    def step(self, x_in, target, noise, memory=None, shared: int = 1):
         """One step from frame ``x_in`` ``(B, C, H, W)`` (``target`` None: the future): features
-        ``(B, 1, g)``, Gaussians, memory."""
+        ``(B, 1, g)``, Gaussians, memory. ``shared``: see :func:`encode_shared`."""
         memory = memory or {}
-        current = self.encoder(x_in, target) if target is not None else None
+        current = encode_shared(self.encoder, x_in, target, shared=shared) if target is not None else None
         history = memory.get("history")
-        if history is None:  # zero motion before the first step; encoded after the real pair, as in
-            history = self.encoder(x_in, x_in)  # the public code (BatchNorm's running statistics see them in that order)
+        if history is None:  # zero motion before the first step, encoded after the real pair as the public
+            history = encode_shared(self.encoder, x_in, x_in, shared=shared)  # code does (BatchNorm sees that order)
         g_flow, stats, state = self.latent(history[:, None], None if current is None else current[:, None],
                                            noise, memory.get("state"))
         return g_flow, stats, {"history": history, "current": current, "state": state}
@@ -518,4 +539,4 @@ class SLAMP(VideoPredictor):
     motion_stream = MotionStream
 
 
-__all__ = ['ModelConfig', 'PRESETS', 'Prediction', 'LatentStream', 'PredictorParts', 'check_backbone', 'check_video', 'stream_kl', 'predict_step', 'rollout', 'teacher_forced', 'prediction_loss', 'sample_futures', 'batchnorm_statistics', 'restore_batchnorm_statistics', 'is_finite', 'VideoPredictor', 'MODELS', 'register_model', 'model_class', 'SVG', 'SLAMPBaseline', 'IncompatibleWeightsError', 'RENAMED_WEIGHTS', 'load_weights', 'MotionStream', 'SLAMP']
+__all__ = ['ModelConfig', 'PRESETS', 'Prediction', 'LatentStream', 'PredictorParts', 'check_backbone', 'check_video', 'stream_kl', 'encode_shared', 'repeat_rows', 'predict_step', 'rollout', 'teacher_forced', 'prediction_loss', 'sample_futures', 'batchnorm_statistics', 'restore_batchnorm_statistics', 'is_finite', 'VideoPredictor', 'MODELS', 'register_model', 'model_class', 'SVG', 'SLAMPBaseline', 'IncompatibleWeightsError', 'RENAMED_WEIGHTS', 'load_weights', 'MotionStream', 'SLAMP']

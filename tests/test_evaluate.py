@@ -246,3 +246,34 @@ def test_a_reference_is_a_model_with_generate():
     assert futures.shape == (2, 5, 4, 1, 8, 8) and torch.equal(futures[:, 4, 3], past[:, -1])
     with pytest.raises(ValueError, match="unknown reference"):
         ReferencePredictor("mean")
+
+
+def test_the_fast_sampler_chooses_what_the_one_at_a_time_protocol_chooses_for_the_same_noise():
+    """evaluate samples from a copy with BatchNorm folded into the convolutions, all samples of a
+    sequence in one call with its true frames encoded once; the public code draws one sample per
+    call on the model as trained. For the same noise: the same futures (to rounding), the same best
+    samples, the same scores."""
+    from slamp.evaluate import best_of_n, fold_batchnorm, score_frames
+    from slamp.models import SLAMP
+
+    torch.manual_seed(0)
+    model = SLAMP.from_preset("tiny").eval()
+    for module in model.modules():  # statistics a trained model would have: folding them is not a no-op
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1), module.running_var.uniform_(0.5, 1.5)
+    videos, samples = torch.rand(2, 7, 1, 64, 64), 5
+    noise = model.draw_noise(2 * samples, 3 - 1 + 4)
+    with torch.inference_mode():
+        fast = fold_batchnorm(model).generate(videos[:, :3], 4, samples, noise=noise).frames
+    with torch.no_grad():
+        looped = torch.cat([model.generate(videos[:, :3], 4, 1, noise={k: v[s::samples] for k, v in noise.items()}).frames
+                            for s in range(samples)], 1)
+    assert fast.shape == looped.shape == (2, samples, 4, 1, 64, 64)
+    assert torch.allclose(fast, looped, atol=1e-5) and not torch.equal(fast[:, 0], fast[:, 1])
+    (index_fast, curve_fast), (index_looped, curve_looped) = (best_of_n(score_frames(f, videos[:, 3:], "psnr"), True)
+                                                              for f in (fast, looped))
+    assert torch.equal(index_fast, index_looped) and torch.allclose(curve_fast, curve_looped, atol=1e-3)
+    def norms(net):
+        return sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+
+    assert norms(fold_batchnorm(model)) == 0 and norms(model) > 10  # every one folded, in a copy
