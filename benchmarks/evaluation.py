@@ -40,7 +40,7 @@ from _common import (  # noqa: E402
     write_json,
 )
 
-from slamp.evaluate import best_of_n, evaluate, fold_batchnorm, score_frames  # noqa: E402
+from slamp.evaluate import best_of_n, evaluate, fast_sampler, score_frames  # noqa: E402
 from slamp.models import PRESETS  # noqa: E402
 
 
@@ -64,7 +64,7 @@ def batched(model, videos, num_samples, n_past, n_future, noise=None):
     """``slamp.evaluate``'s sampler (shared encoding, folded BatchNorm, inference mode), with ``noise``."""
     past, target = videos[:, :n_past], videos[:, n_past:n_past + n_future]
     with torch.inference_mode():
-        frames = fold_batchnorm(model).generate(past, n_future, num_samples, noise=noise).frames.float()
+        frames = fast_sampler(model, videos.device).generate(past, n_future, num_samples, noise=noise).frames.float()
         scores = score_frames(frames, target, "psnr")
         score_frames(frames, target, "ssim")
     index, curve = best_of_n(scores, True)
@@ -94,7 +94,7 @@ def parse_args(argv=None):
     parser.add_argument("--n-past", type=int, default=5)
     parser.add_argument("--n-future", type=int, default=20)
     parser.add_argument("--max-batch", type=int, default=None,
-                        help="futures per generate call of the batched run (default: all of them, sequences x samples)")
+                        help="futures per generate call of slamp.evaluate (default: its device default, MAX_BATCH)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="auto | cpu | cuda")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
@@ -103,7 +103,6 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     args.sequences = args.sequences or (4 if args.quick else 16)
     args.num_samples = args.num_samples or (10 if args.quick else 100)
-    args.max_batch = args.max_batch or args.sequences * args.num_samples
     args.out = args.out or default_out("evaluation", args.quick)
     return args, resolve_device(args.device)
 

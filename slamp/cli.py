@@ -469,7 +469,8 @@ def parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--heads", nargs="+", default=None,
                             help="final appearance motion average (default: all the model has)")
     evaluation.add_argument("--batch-size", type=_positive, default=16, help="test sequences per batch")
-    evaluation.add_argument("--max-batch", type=_positive, default=2048, help="futures generated per call")
+    evaluation.add_argument("--max-batch", type=_positive, default=None,
+                            help="futures generated per call (default: 2048 on a GPU, 64 on a CPU)")
     evaluation.add_argument("--device", default="auto")
     evaluation.add_argument("--seed", type=int, default=0)
     evaluation.add_argument("--out", type=Path, default=Path("results/eval"))

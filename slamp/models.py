@@ -294,7 +294,7 @@ def rollout(model: PredictorParts, x, n_past: int, steps: int, noise: dict, teac
         if t >= decode_from:
             outputs.append(model.decode(g_pixel[:, 0], g_flow[:, 0], [s / t for s in skip_sum], x_in))
             frame = outputs[-1]["frames"]
-        if model.motion is not None:  # the next step's motion history: observed, or into the prediction
+        if model.motion is not None and t < steps:  # the next step's motion history: observed, or into the prediction
             memory["motion"] = model.motion.after_step(x_in, frame, memory["motion"])
     stacked = {k: torch.stack([o[k] for o in outputs], 1) for k in outputs[0]}
     latents = {name: torch.cat(z, 1)[:, decode_from - 1:] for name, z in latents.items()}  # decoded steps

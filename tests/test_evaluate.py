@@ -253,7 +253,7 @@ def test_the_fast_sampler_chooses_what_the_one_at_a_time_protocol_chooses_for_th
     sequence in one call with its true frames encoded once; the public code draws one sample per
     call on the model as trained. For the same noise: the same futures (to rounding), the same best
     samples, the same scores."""
-    from slamp.evaluate import best_of_n, fold_batchnorm, score_frames
+    from slamp.evaluate import best_of_n, fast_sampler, fold_batchnorm, score_frames
     from slamp.models import SLAMP
 
     torch.manual_seed(0)
@@ -264,7 +264,7 @@ def test_the_fast_sampler_chooses_what_the_one_at_a_time_protocol_chooses_for_th
     videos, samples = torch.rand(2, 7, 1, 64, 64), 5
     noise = model.draw_noise(2 * samples, 3 - 1 + 4)
     with torch.inference_mode():
-        fast = fold_batchnorm(model).generate(videos[:, :3], 4, samples, noise=noise).frames
+        fast = fast_sampler(model, "cpu").generate(videos[:, :3], 4, samples, noise=noise).frames
     with torch.no_grad():
         looped = torch.cat([model.generate(videos[:, :3], 4, 1, noise={k: v[s::samples] for k, v in noise.items()}).frames
                             for s in range(samples)], 1)
