@@ -190,9 +190,16 @@ def evaluate(model, videos, n_past: int, n_future: int, num_samples: int = 100, 
         best_score = torch.full((len(batch),), -float("inf"), device=device)
         best = torch.zeros_like(target) if keep_best else None
         spread = {head: SampleSpread() for head in heads}
+        # Every sample's noise drawn at once, so the futures do not depend on how they are chunked
+        # (a reference predictor draws none).
+        noise = {name: eps.unflatten(0, (len(batch), num_samples)) for name, eps in
+                 sampler.draw_noise(len(batch) * num_samples, n_past - 1 + n_future, device).items()
+                 } if hasattr(sampler, "draw_noise") else None
         for start in range(0, num_samples, chunk):
+            size = min(chunk, num_samples - start)
+            drawn = {} if noise is None else {"noise": {k: v[:, start:start + size].flatten(0, 1) for k, v in noise.items()}}
             with torch.inference_mode():
-                prediction = sampler.generate(past, n_future, min(chunk, num_samples - start))
+                prediction = sampler.generate(past, n_future, size, **drawn)
             for head in heads:
                 frames = head_frames(prediction, head).float()
                 spread[head].add(frames)

@@ -277,3 +277,18 @@ def test_the_fast_sampler_chooses_what_the_one_at_a_time_protocol_chooses_for_th
         return sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
 
     assert norms(fold_batchnorm(model)) == 0 and norms(model) > 10  # every one folded, in a copy
+
+
+def test_the_scores_do_not_depend_on_how_the_samples_are_chunked():
+    """All of a batch's noise is drawn at once: 2 futures per call or all 12 give the same result
+    (the default chunk differs between a CPU and a GPU)."""
+    from slamp.models import SLAMP
+
+    model = SLAMP.from_preset("tiny").eval()
+    videos = torch.rand(2, 6, 1, 64, 64)
+    results = []
+    for max_batch in (2, 12):
+        torch.manual_seed(3)
+        results.append(evaluate(model, [videos], 3, 3, 6, metrics=("psnr",), max_batch=max_batch, progress=False))
+    assert torch.allclose(results[0].curves["final"]["psnr"], results[1].curves["final"]["psnr"], atol=1e-4)
+    assert torch.allclose(results[0].best_frames, results[1].best_frames, atol=1e-5)
