@@ -575,7 +575,10 @@ assert torch.allclose(spread.std(), frames.std(1, unbiased=False).mean((2, 3, 4)
 # folded into that convolution's weights and bias (PyTorch's `fuse_conv_bn_eval`): the same
 # function up to rounding, with one pass over every activation map fewer. Sampling 100 futures
 # per test sequence runs the decoders thousands of times, so the evaluation samples from a folded
-# copy; the model itself is left as it is.
+# copy (on a CPU also in channels-last layout, which oneDNN's convolutions run faster on); the
+# model itself is left as it is. The samples of a batch come in chunks (`MAX_BATCH` futures per
+# call: large batches pay on a GPU, on a CPU they only spill the caches), with all their noise
+# drawn at once, so the scores do not depend on the chunk size.
 
 # %%
 #| export evaluate
@@ -592,6 +595,25 @@ def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
                 block[i] = fuse_conv_bn_eval(conv, norm, transpose=isinstance(conv, torch.nn.ConvTranspose2d))
                 block[i + 1] = torch.nn.Identity()
     return folded
+
+
+MAX_BATCH = {"cuda": 2048, "cpu": 64}  # futures per generate call by default (benchmarks/evaluation.py)
+
+
+def sampled_chunks(sampler, past, n_future: int, num_samples: int, chunk: int):
+    """``num_samples`` futures of ``past`` ``(B, n_past, C, H, W)``, ``chunk`` samples per call:
+    yields each call's :class:`Prediction`. Every sample's noise is drawn at once, so the futures
+    do not depend on the chunk size (a reference predictor, without ``draw_noise``, draws none)."""
+    batch, steps = len(past), past.shape[1] - 1 + n_future
+    noise = None
+    if hasattr(sampler, "draw_noise"):
+        noise = {name: eps.unflatten(0, (batch, num_samples))
+                 for name, eps in sampler.draw_noise(batch * num_samples, steps, past.device).items()}
+    for start in range(0, num_samples, chunk):
+        size = min(chunk, num_samples - start)
+        drawn = {} if noise is None else {"noise": {k: v[:, start:start + size].flatten(0, 1) for k, v in noise.items()}}
+        with torch.inference_mode():
+            yield sampler.generate(past, n_future, size, **drawn)
 
 
 def fast_sampler(model: torch.nn.Module, device) -> torch.nn.Module:
@@ -622,9 +644,6 @@ print("folded == unfolded, max difference", f"{(folded(images) - net(images)).ab
 
 # %%
 #| export evaluate
-MAX_BATCH = {"cuda": 2048, "cpu": 64}  # futures per generate call by default (benchmarks/evaluation.py)
-
-
 @torch.no_grad()
 def evaluate(model, videos, n_past: int, n_future: int, num_samples: int = 100, metrics=("psnr", "ssim"),
              heads=("final",), max_batch: int | None = None, device=None, keep_best: bool = True,
@@ -660,16 +679,7 @@ def evaluate(model, videos, n_past: int, n_future: int, num_samples: int = 100, 
         best_score = torch.full((len(batch),), -float("inf"), device=device)
         best = torch.zeros_like(target) if keep_best else None
         spread = {head: SampleSpread() for head in heads}
-        # Every sample's noise drawn at once, so the futures do not depend on how they are chunked
-        # (a reference predictor draws none).
-        noise = {name: eps.unflatten(0, (len(batch), num_samples)) for name, eps in
-                 sampler.draw_noise(len(batch) * num_samples, n_past - 1 + n_future, device).items()
-                 } if hasattr(sampler, "draw_noise") else None
-        for start in range(0, num_samples, chunk):
-            size = min(chunk, num_samples - start)
-            drawn = {} if noise is None else {"noise": {k: v[:, start:start + size].flatten(0, 1) for k, v in noise.items()}}
-            with torch.inference_mode():
-                prediction = sampler.generate(past, n_future, size, **drawn)
+        for prediction in sampled_chunks(sampler, past, n_future, num_samples, chunk):
             for head in heads:
                 frames = head_frames(prediction, head).float()
                 spread[head].add(frames)

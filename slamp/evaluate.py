@@ -143,6 +143,25 @@ def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
     return folded
 
 
+MAX_BATCH = {"cuda": 2048, "cpu": 64}  # futures per generate call by default (benchmarks/evaluation.py)
+
+
+def sampled_chunks(sampler, past, n_future: int, num_samples: int, chunk: int):
+    """``num_samples`` futures of ``past`` ``(B, n_past, C, H, W)``, ``chunk`` samples per call:
+    yields each call's :class:`Prediction`. Every sample's noise is drawn at once, so the futures
+    do not depend on the chunk size (a reference predictor, without ``draw_noise``, draws none)."""
+    batch, steps = len(past), past.shape[1] - 1 + n_future
+    noise = None
+    if hasattr(sampler, "draw_noise"):
+        noise = {name: eps.unflatten(0, (batch, num_samples))
+                 for name, eps in sampler.draw_noise(batch * num_samples, steps, past.device).items()}
+    for start in range(0, num_samples, chunk):
+        size = min(chunk, num_samples - start)
+        drawn = {} if noise is None else {"noise": {k: v[:, start:start + size].flatten(0, 1) for k, v in noise.items()}}
+        with torch.inference_mode():
+            yield sampler.generate(past, n_future, size, **drawn)
+
+
 def fast_sampler(model: torch.nn.Module, device) -> torch.nn.Module:
     """What :func:`evaluate` samples from: ``model`` with BatchNorm folded and, on a CPU, its
     weights in channels-last layout (oneDNN's convolutions run faster on it; same function)."""
@@ -150,9 +169,6 @@ def fast_sampler(model: torch.nn.Module, device) -> torch.nn.Module:
     if torch.device(device).type == "cpu":
         sampler = sampler.to(memory_format=torch.channels_last)
     return sampler
-
-
-MAX_BATCH = {"cuda": 2048, "cpu": 64}  # futures per generate call by default (benchmarks/evaluation.py)
 
 
 @torch.no_grad()
@@ -190,16 +206,7 @@ def evaluate(model, videos, n_past: int, n_future: int, num_samples: int = 100, 
         best_score = torch.full((len(batch),), -float("inf"), device=device)
         best = torch.zeros_like(target) if keep_best else None
         spread = {head: SampleSpread() for head in heads}
-        # Every sample's noise drawn at once, so the futures do not depend on how they are chunked
-        # (a reference predictor draws none).
-        noise = {name: eps.unflatten(0, (len(batch), num_samples)) for name, eps in
-                 sampler.draw_noise(len(batch) * num_samples, n_past - 1 + n_future, device).items()
-                 } if hasattr(sampler, "draw_noise") else None
-        for start in range(0, num_samples, chunk):
-            size = min(chunk, num_samples - start)
-            drawn = {} if noise is None else {"noise": {k: v[:, start:start + size].flatten(0, 1) for k, v in noise.items()}}
-            with torch.inference_mode():
-                prediction = sampler.generate(past, n_future, size, **drawn)
+        for prediction in sampled_chunks(sampler, past, n_future, num_samples, chunk):
             for head in heads:
                 frames = head_frames(prediction, head).float()
                 spread[head].add(frames)
@@ -360,4 +367,4 @@ def evaluate_reference(name: str, videos, n_past: int, n_future: int, metrics=("
     return result
 
 
-__all__ = ['METRICS', 'HEADS', 'score_frames', 'best_of_n', 'head_frames', 'Evaluation', 'SampleSpread', 'fold_batchnorm', 'fast_sampler', 'MAX_BATCH', 'evaluate', 'validate', 'REFERENCES', 'reference_frames', 'MEAN_FRAME_CLIPS', 'mean_training_frame', 'ReferencePredictor', 'evaluate_reference']
+__all__ = ['METRICS', 'HEADS', 'score_frames', 'best_of_n', 'head_frames', 'Evaluation', 'SampleSpread', 'fold_batchnorm', 'MAX_BATCH', 'sampled_chunks', 'fast_sampler', 'evaluate', 'validate', 'REFERENCES', 'reference_frames', 'MEAN_FRAME_CLIPS', 'mean_training_frame', 'ReferencePredictor', 'evaluate_reference']
