@@ -67,6 +67,8 @@ def parse_args(argv=None):
     parser.add_argument("--n-future", type=int, default=None, help="predicted frames (default: the preset's training value)")
     parser.add_argument("--amp", nargs="+", default=["off"], choices=["off", "bf16", "fp16"],
                         help="autocast dtypes to compare (CPU autocast supports bf16; it is fast only with AVX-512 BF16/AMX)")
+    parser.add_argument("--memory-format", nargs="+", default=["contiguous"], choices=["contiguous", "channels_last"],
+                        help="the model's weights (and so its activations) in this layout; several values compare them")
     parser.add_argument("--compile", nargs="+", default=["off"], choices=["off", "on"],
                         help="torch.compile the loss (off, on or both); a failure is recorded, not raised")
     parser.add_argument("--flops", action="store_true",
@@ -104,8 +106,8 @@ def settings_for(preset: str, args, device) -> dict:
     return settings
 
 
-def run_one(model_name, preset, path, amp, compile_, settings, device, args) -> dict:
-    row = {"model": model_name, "preset": preset, "path": path, "amp": amp, "compile": compile_ == "on",
+def run_one(model_name, preset, path, amp, compile_, settings, device, args, layout="contiguous") -> dict:
+    row = {"model": model_name, "preset": preset, "path": path, "amp": amp, "compile": compile_ == "on", "layout": layout,
            "batch_size": settings["batch_size"], "n_past": settings["n_past"], "n_future": settings["n_future"],
            "warmup": max(settings["warmup"], int(compile_ == "on")), "repeats": args.repeats}
     seed_everything(args.seed)
@@ -113,6 +115,8 @@ def run_one(model_name, preset, path, amp, compile_, settings, device, args) -> 
         torch._dynamo.reset()
     try:
         model = model_class(model_name).from_preset(preset).to(device)
+        if layout == "channels_last":  # oneDNN's (and cuDNN's) convolutions prefer it; measured, not assumed
+            model = model.to(memory_format=torch.channels_last)
         row["parameters_m"] = model.num_parameters() / 1e6
         c = model.config
         x = torch.rand(settings["batch_size"], settings["n_past"] + settings["n_future"], c.channels, *c.image_size,
@@ -141,7 +145,7 @@ def run_one(model_name, preset, path, amp, compile_, settings, device, args) -> 
 def speedups(rows) -> list[dict]:
     """batched over per_step throughput for every configuration that has both."""
     out = []
-    key = lambda r: (r["model"], r["preset"], r["amp"], r["compile"], r["batch_size"])  # noqa: E731
+    key = lambda r: (r["model"], r["preset"], r["amp"], r["compile"], r["batch_size"], r.get("layout"))  # noqa: E731
     by_key = {}
     for r in rows:
         if r.get("error") is None:
@@ -149,7 +153,7 @@ def speedups(rows) -> list[dict]:
     for k, paths in by_key.items():
         if {"batched", "per_step"} <= paths.keys():
             b, p = paths["batched"], paths["per_step"]
-            out.append({"model": k[0], "preset": k[1], "amp": k[2], "compile": k[3], "batch_size": k[4],
+            out.append({"model": k[0], "preset": k[1], "amp": k[2], "compile": k[3], "batch_size": k[4], "layout": k[5],
                         "batched_seq_per_s": b["sequences_per_s"], "per_step_seq_per_s": p["sequences_per_s"],
                         "speedup": b["sequences_per_s"] / p["sequences_per_s"],
                         "memory_ratio": (p["delta_mib"] / b["delta_mib"]) if b["delta_mib"] > 0 else None})
@@ -161,17 +165,18 @@ def main(argv=None) -> dict:
     info = start_run(args.threads, device)
     print(f"training step on {info['device_name']} ({device}), torch {info['torch']}, {info['torch_threads']} threads, "
           f"load average {info['load_average_1_5_15']}", flush=True)
-    plan = [(m, p, path, amp, comp) for p in args.presets for m in args.models
-            for amp, comp in itertools.product(args.amp, args.compile) for path in args.paths]
+    plan = [(m, p, path, amp, comp, layout) for p in args.presets for m in args.models
+            for amp, comp, layout in itertools.product(args.amp, args.compile, args.memory_format) for path in args.paths]
     rows = []
-    for model_name, preset, path, amp, compile_ in tqdm(plan, desc="configurations", disable=len(plan) < 2):
-        row = run_one(model_name, preset, path, amp, compile_, settings_for(preset, args, device), device, args)
+    for model_name, preset, path, amp, compile_, layout in tqdm(plan, desc="configurations", disable=len(plan) < 2):
+        row = run_one(model_name, preset, path, amp, compile_, settings_for(preset, args, device), device, args, layout)
         rows.append(row)
-        tqdm.write(f"  {model_name:>13} {preset:>5} {path:>8} amp={amp} compile={compile_}: "
+        tqdm.write(f"  {model_name:>13} {preset:>5} {path:>8} amp={amp} compile={compile_} {layout}: "
                    + (f"{row['sequences_per_s']:.3g} seq/s, {row['median_s']:.3g} s/step, +{row['delta_mib']:.0f} MiB"
                       if row["error"] is None else f"FAILED {row['error']}"))
     columns = [("model", "model", ""), ("preset", "preset", ""), ("path", "path", ""), ("amp", "amp", ""),
-               ("compile", "compile", ""), ("batch_size", "batch", "d"), ("parameters_m", "params M", ".2f"),
+               ("compile", "compile", ""), ("layout", "layout", ""), ("batch_size", "batch", "d"),
+               ("parameters_m", "params M", ".2f"),
                ("median_s", "s/step", ".3f"), ("sequences_per_s", "seq/s", ".3g"), ("first_call_s", "1st call s", ".2f"),
                ("delta_mib", "step MiB", ".0f"), ("peak_mib", "peak MiB", ".0f")]
     if args.flops:
@@ -183,7 +188,7 @@ def main(argv=None) -> dict:
     if ratios:
         print("\nbatched over per-step:")
         print(format_table(ratios, [("model", "model", ""), ("preset", "preset", ""), ("amp", "amp", ""),
-                                    ("compile", "compile", ""), ("batch_size", "batch", "d"),
+                                    ("compile", "compile", ""), ("layout", "layout", ""), ("batch_size", "batch", "d"),
                                     ("speedup", "speed-up", ".2f"), ("memory_ratio", "per-step/batched memory", ".2f")]))
     measure = next((r["memory_measure"] for r in rows if r.get("memory_measure")), None)
     print(f"\nmemory: {measure}")
