@@ -21,6 +21,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 
@@ -110,6 +111,9 @@ def plot_scaling(result):
             if axis == "resolution":
                 for r, x, y in zip(rows, xs, ys):
                     ax.annotate(r.get("size", ""), (x, y), fontsize=7, textcoords="offset points", xytext=(3, -9))
+            else:  # the measured sizes as plain numbers, not 2x10^0, 3x10^0, ... crowding each other
+                ax.set_xticks(xs, [f"{x:g}" for x in xs])
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel(names.get(axis, axis))
             ax.set_ylabel(label)
             ax.legend(fontsize=8)
