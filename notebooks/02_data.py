@@ -132,12 +132,9 @@ assert "val fold" in val_fold.source and val_fold.is_mnist == train_digits.is_mn
 #| export
 """Stochastic Moving MNIST (Denton & Fergus 2018, in the form of Franceschi et al. 2020): MNIST
 digits bouncing in a 64x64 frame, drawing a new random velocity at every bounce."""
-import hashlib
 import itertools
 import json
 import math
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,7 +142,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from slamp.data.files import DataError, MissingDataError, atomic_path, data_home, find_data, to_video_tensor
+from slamp.data.files import (NPZ_READ_ERRORS, DataError, MissingDataError, atomic_path, data_home, find_data,
+                              to_video_tensor, uint8_sha256)
 from slamp.data.mnist import Digits, load_digits
 
 _WALL_TOLERANCE = 1e-9  # two walls reached within this time count as one corner hit
@@ -774,7 +772,7 @@ def digits_tag(digits: Digits) -> str:
 
 def digits_sha256(digits: Digits) -> str:
     """SHA-256 of the digit images (uint8, ``(N, h, w)`` in C order)."""
-    return hashlib.sha256(np.ascontiguousarray(digits.images, dtype=np.uint8).tobytes()).hexdigest()
+    return uint8_sha256(digits.images)
 
 
 def test_set_name(num_digits: int = 2, n_frames: int = 25, seed: int = 42, protocol: str = "srvp",
@@ -856,7 +854,7 @@ class MovingMNISTTestSet(Dataset):
 
     def sha256(self) -> str:
         """SHA-256 of the frames: ``sequences`` uint8 ``(N, T, H, W)``, C order (see the notebook)."""
-        return hashlib.sha256(np.ascontiguousarray(self.sequences, dtype=np.uint8).tobytes()).hexdigest()
+        return uint8_sha256(self.sequences)
 
     def save(self, path) -> Path:
         """Write the set to ``path`` (a compressed ``.npz``), atomically."""
@@ -874,7 +872,7 @@ class MovingMNISTTestSet(Dataset):
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {key: data[key] for key in TEST_SET_KEYS}
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as err:  # .npz: zips
+        except NPZ_READ_ERRORS as err:  # .npz files are zips
             raise DataError(f"cannot read the Moving MNIST test set {path} ({err}); expected an .npz "
                             f"with {', '.join(TEST_SET_KEYS)}: delete it and generate it again") from err
         config = json.loads(str(arrays.pop("config")))

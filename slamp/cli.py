@@ -174,11 +174,10 @@ def _prepare_into(args, out: Path) -> int:
 
         count = prepare_kth(args.source[0], out, args.size)
         print(f"KTH: converted {count} videos into {out / f'processed_{args.size}'}")
-        try:  # SRVP's make_test_set.py (64x64 frames), once: evaluation then reads the file
-            if args.size != 64:
-                raise MissingDataError("SRVP's test set is made of the 64x64 frames")
-            test_set = KTHTestSet.cached(out)
-            print(f"SRVP's test set: {out / TEST_SET_FILE.format(seq_len=40)}, SHA-256 {test_set.sha256()[:16]}...")
+        try:  # SRVP's make_test_set.py, once: evaluation then reads the file
+            if args.size == 64:  # it is drawn from the 64x64 frames
+                test_set = KTHTestSet.cached(out)
+                print(f"SRVP's test set: {out / TEST_SET_FILE.format(seq_len=40)}, SHA-256 {test_set.sha256()[:16]}...")
         except MissingDataError as missing:
             print(f"SRVP's test set not made: {missing}")
     elif args.dataset == "bair":
@@ -277,7 +276,7 @@ def _evaluate_in_parts(run_part, test_set, out: Path, batch_size: int, settings:
 
     from slamp.checkpoint import content_sha256
     from slamp.evaluate import Evaluation
-    from slamp.runlock import folder_error
+    from slamp.runlock import writing_in
 
     progress = out / ".progress"
     if _recorded_settings(progress) not in (None, settings):
@@ -285,7 +284,7 @@ def _evaluate_in_parts(run_part, test_set, out: Path, batch_size: int, settings:
         shutil.rmtree(progress)
     size = max(batch_size, EVALUATION_PART // batch_size * batch_size)  # whole batches: the same random draws
     parts = []
-    try:
+    with writing_in(out, ".progress", kind="evaluation folder"):  # a full disk: the saved parts stay for the next run
         with atomic_path(progress / "settings.json") as temporary:
             temporary.write_text(json.dumps(settings, indent=2) + "\n")
         for number, start in enumerate(range(0, len(test_set), size)):
@@ -303,8 +302,6 @@ def _evaluate_in_parts(run_part, test_set, out: Path, batch_size: int, settings:
             with atomic_path(path) as temporary:
                 save_tensors({**content, "checksum": content_sha256(content)}, temporary)
             parts.append(result)
-    except OSError as error:  # a full disk: the parts saved so far stay, and the next run continues there
-        raise folder_error(out, error, ".progress", kind="evaluation folder") from None
     merged = Evaluation({head: {metric: torch.cat([p.curves[head][metric] for p in parts]) for metric in metrics}
                          for head, metrics in parts[0].curves.items()},
                         None if parts[0].best_frames is None else torch.cat([p.best_frames for p in parts]),
@@ -362,12 +359,10 @@ def _save_evaluation(result, args, out: Path, test_set, dataset: str, device, st
     result.settings.update({"dataset": dataset, "sequences": len(test_set), "seed": args.seed,
                             "seconds": round(time.perf_counter() - started, 1), "device": str(device),
                             "source": source})
-    try:
-        result.save(out)
-    except OSError as error:  # a full disk: each file is whole or absent
-        from slamp.runlock import folder_error
+    from slamp.runlock import writing_in
 
-        raise folder_error(out, error, "the results", kind="evaluation folder") from None
+    with writing_in(out, "the results", kind="evaluation folder"):  # a full disk: each file is whole or absent
+        result.save(out)
     print(f"{title} ({result.settings['seconds']} s)")
     for head, metrics in result.summary().items():
         cells = "  ".join(f"{name} {v['mean']:.4f} ± {v['ci95']:.4f}" for name, v in metrics.items())

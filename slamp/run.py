@@ -39,7 +39,7 @@ from slamp.data.stream import epoch_loader, training_sequences, validation_video
 from slamp.distributed import Distributed, global_noise, synchronise_batchnorm
 from slamp.evaluate import validate
 from slamp.models import VideoPredictor, load_weights
-from slamp.runlock import RunLock, folder_error
+from slamp.runlock import RunLock, writing_in
 from slamp.runlog import CSVLog, sample_figure, save_figure, tensorboard_writer
 from slamp.runtime import autocast_dtype, seed_everything, select_device
 
@@ -225,17 +225,14 @@ class TrainingRun:
         if not self.place.is_main:
             return
         self.out.mkdir(parents=True, exist_ok=True)
-        since, writing = (self.step if resumed else None), "config.json"
-        try:
-            with atomic_path(self.out / "config.json") as temporary:
-                temporary.write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
-            writing = "the logs"
+        since = self.step if resumed else None
+        with writing_in(self.out, "config.json"), atomic_path(self.out / "config.json") as temporary:
+            temporary.write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        with writing_in(self.out, "the logs"):
             self.train_log = CSVLog(self.out / "train.csv", ["step", "epoch", "teacher_forcing", "total", *self.terms,
                                                              "updates_per_second"], since, self.say)
             self.val_log = CSVLog(self.out / "validation.csv", ["step", "epoch", "psnr_best", "psnr_mean",
                                                                 "ssim_best", "ssim_mean", "seconds"], since, self.say)
-        except OSError as error:
-            raise folder_error(self.out, error, writing) from None
         self.writer = tensorboard_writer(self.out / "tensorboard")
 
     def say(self, message: str) -> None:
@@ -282,10 +279,8 @@ class TrainingRun:
             return
         numbers = dict(zip(["total", *self.terms], values.tolist()))
         row = {"step": self.step, "epoch": epoch, "teacher_forcing": p_true, **numbers, "updates_per_second": rate}
-        try:
+        with writing_in(self.out, "train.csv"):
             self.train_log.append(row)
-        except OSError as error:
-            raise folder_error(self.out, error, "train.csv") from None
         progress.set_postfix({k: f"{v:.3g}" for k, v in numbers.items()}, refresh=False)
         if self.writer is not None:
             for name, value in numbers.items():
@@ -368,22 +363,18 @@ class TrainingRun:
             self.best_psnr = best.item()
 
     def checkpoint(self, path):
-        try:
-            self._checkpoint(path)
-        except OSError as error:  # a full disk: the previous checkpoint is still there
-            raise folder_error(self.out, error, Path(path).name) from None
-
-    def _checkpoint(self, path):
         if self.place.is_main:
             c = self.config
-            save_checkpoint(path, {
+            state = {
                 "step": self.step, "config": c.to_dict(), "model_class": type(self.model).__name__,
                 "model_config": asdict(self.model.config), "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                 "rng": rng_state(), "best_psnr": self.best_psnr, "world_size": self.place.world_size,
                 # The stream is a function of the step; recorded so a reader can see where it stood.
                 "data": {"epoch": self.step // c.epoch_size, "update_in_epoch": self.step % c.epoch_size,
-                         "sequences_seen": self.step * c.batch_size}})
+                         "sequences_seen": self.step * c.batch_size}}
+            with writing_in(self.out, Path(path).name):  # a full disk: the previous checkpoint is still there
+                save_checkpoint(path, state)
         if self.place.enabled:
             dist.barrier()
 
@@ -395,11 +386,8 @@ class TrainingRun:
                    "best": str(self.out / "best.pt") if (self.out / "best.pt").is_file() else None,
                    "device": str(self.device), "processes": self.place.world_size}
         if self.place.is_main:
-            try:
-                with atomic_path(self.out / "summary.json") as temporary:
-                    temporary.write_text(json.dumps(summary, indent=2) + "\n")
-            except OSError as error:
-                raise folder_error(self.out, error, "summary.json") from None
+            with writing_in(self.out, "summary.json"), atomic_path(self.out / "summary.json") as temporary:
+                temporary.write_text(json.dumps(summary, indent=2) + "\n")
             if self.writer is not None:
                 self.writer.close()
         return summary

@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -42,6 +43,16 @@ def folder_error(folder, error: OSError, writing: str = "", kind: str = "run fol
     what = f" ({writing})" if writing else ""
     return RunFolderError(f"cannot write in the {kind} {folder}{what}: {error.strerror or error}; {free}. "
                           f"Nothing half-written was left; free some space or choose another {option}")
+
+
+@contextmanager
+def writing_in(folder, writing: str = "", kind: str = "run folder"):
+    """``with writing_in(folder, "summary.json"): ...``: an ``OSError`` in the block (a full disk,
+    no permission) becomes the :class:`RunFolderError` of :func:`folder_error`."""
+    try:
+        yield
+    except OSError as error:
+        raise folder_error(folder, error, writing, kind=kind) from None
 
 
 def check_writable(folder, kind: str = "run folder", option: str = "--out") -> Path:
@@ -137,4 +148,4 @@ def _describe(holder: dict) -> str:
     return f"PID {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}"
 
 
-__all__ = ["LOCK_NAME", "RunLockedError", "RunFolderError", "folder_error", "check_writable", "RunLock"]
+__all__ = ["LOCK_NAME", "RunLockedError", "RunFolderError", "folder_error", "writing_in", "check_writable", "RunLock"]

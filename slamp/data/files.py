@@ -1,8 +1,11 @@
 """Files on disk: the error every loader raises, atomic writes, and reading frames with PIL."""
 
+import hashlib
 import os
 import re
 import tempfile
+import zipfile
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -61,6 +64,16 @@ def save_tensors(obj, path) -> None:
         if "unexpected pos" not in str(error) and "write" not in str(error):
             raise  # not a write that failed
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from error
+
+
+# What reading a damaged .npz (a zip) can raise: a truncated or foreign file, a missing key, and
+# flipped bytes inside a compressed member (zlib's own error, not an OSError).
+NPZ_READ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def uint8_sha256(array: np.ndarray) -> str:
+    """SHA-256 of an array's bytes as uint8 in C order (how test sets and digit sets are pinned)."""
+    return hashlib.sha256(np.ascontiguousarray(array, dtype=np.uint8).tobytes()).hexdigest()
 
 
 def natural_key(path) -> list:
@@ -178,4 +191,4 @@ def dataset_root(name: str, root=None) -> Path:
     return found
 
 
-__all__ = ['IMAGE_SUFFIXES', 'DataError', 'MissingDataError', 'ToolMissingError', 'atomic_path', 'save_tensors', 'natural_key', 'list_images', 'read_frame', 'to_video_tensor', 'DATA_ENVIRONMENT', 'CLONE_DATA', 'user_cache', 'data_roots', 'data_home', 'find_data', 'searched', 'dataset_root']
+__all__ = ['IMAGE_SUFFIXES', 'DataError', 'MissingDataError', 'ToolMissingError', 'atomic_path', 'save_tensors', 'NPZ_READ_ERRORS', 'uint8_sha256', 'natural_key', 'list_images', 'read_frame', 'to_video_tensor', 'DATA_ENVIRONMENT', 'CLONE_DATA', 'user_cache', 'data_roots', 'data_home', 'find_data', 'searched', 'dataset_root']

@@ -2,13 +2,11 @@
 split by person (1-20 train, 21-25 test), SRVP's 5% validation fold of the training videos, its
 training sampling (a video, then a start) and its test set of 1,000 clips of 40 frames."""
 
-import hashlib
 import re
 import shutil
 import subprocess
 import tempfile
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from slamp.data.files import (
+    NPZ_READ_ERRORS,
     DataError,
     MissingDataError,
     ToolMissingError,
@@ -26,6 +25,7 @@ from slamp.data.files import (
     natural_key,
     read_frame,
     to_video_tensor,
+    uint8_sha256,
 )
 from slamp.data.mnist import fold_indices
 from slamp.data.video import Video, VideoClips
@@ -99,6 +99,8 @@ def srvp_test_clips(root, size: int = 1000, seq_len: int = 40, seed: int = 42, a
     frames; with replacement (a clip may repeat). Returns the videos, the clips ``(video, start)``,
     and each clip's person and action. A drawn video that is missing or too short stops with an
     error naming it (SRVP's script stops there too, and writes nothing)."""
+    if tuple(actions) != KTH_ACTIONS:
+        raise ValueError("SRVP's test set draws from all six actions; pass actions=KTH_ACTIONS")
     root = Path(root)
     base = root / f"processed_{image_size}" if (root / f"processed_{image_size}").is_dir() else root
     rng = np.random.RandomState(seed)
@@ -119,8 +121,6 @@ def srvp_test_clips(root, size: int = 1000, seq_len: int = 40, seed: int = 42, a
         clips.append((index[folder], int(rng.randint(len(video.frames) - seq_len + 1))))
         persons.append(int(person))
         names.append(action)
-    if actions != KTH_ACTIONS:
-        raise ValueError("SRVP's test set draws from all six actions; pass actions=KTH_ACTIONS")
     return videos, clips, np.array(persons, dtype=np.int64), np.array(names)
 
 
@@ -154,7 +154,7 @@ class KTHTestSet(Dataset):
         try:
             with np.load(path, allow_pickle=False) as data:
                 sequences, persons, actions = data["sequences"], data["persons"], data["actions"]
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        except NPZ_READ_ERRORS as err:
             raise DataError(f"cannot read the KTH test set {path} ({err}); expected SRVP's svg_test_set .npz with "
                             f"sequences, persons, actions: delete it to draw it again from the frames") from err
         if sequences.dtype != np.uint8 or sequences.ndim != 4:
@@ -184,7 +184,7 @@ class KTHTestSet(Dataset):
 
     def sha256(self) -> str:
         """SHA-256 of ``sequences`` (uint8 ``(N, T, H, W)``, C order)."""
-        return hashlib.sha256(np.ascontiguousarray(self.sequences, dtype=np.uint8).tobytes()).hexdigest()
+        return uint8_sha256(self.sequences)
 
     def __len__(self) -> int:
         return len(self.sequences)

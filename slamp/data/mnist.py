@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slamp.data.files import DataError, MissingDataError, atomic_path, data_home, data_roots, searched
+from slamp.data.files import NPZ_READ_ERRORS, DataError, MissingDataError, atomic_path, data_home, data_roots, searched
 
 
 DIGITS_ENVIRONMENT = "SLAMP_DIGITS"  # "sklearn": scikit-learn's stand-in digits, chosen explicitly
@@ -190,7 +190,7 @@ def _read_source(kind: str, path: str, stamp: float) -> dict[str, tuple[np.ndarr
         try:
             with np.load(path, allow_pickle=False) as data:
                 return {split: (data[f"{split}_images"], data[f"{split}_labels"]) for split in IDX_FILES}
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as err:  # zlib: flipped bytes
+        except NPZ_READ_ERRORS as err:
             raise DataError(f"cannot read prepared digits {path} ({err}); delete it and run "
                             "`slamp prepare mnist` again") from err
     if kind == "pickle":
