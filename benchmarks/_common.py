@@ -264,12 +264,36 @@ def train_defaults(preset: str) -> dict:
 def measure_step(step, device: torch.device, warmup: int, repeats: int) -> dict:
     """Time ``warmup`` untimed calls of ``step`` (the first is reported on its own as
     ``first_call_s``: it includes compilation and oneDNN/cuDNN set-up), then ``repeats`` timed
-    calls, recording the peak memory over those. With ``warmup=0`` the first call is a timed one."""
+    calls. With ``warmup=0`` the first call is a timed one. Peak memory: over the timed calls on
+    CUDA; on the CPU over one more, untimed call, because measuring trims the heap first (see
+    :class:`PeakMemory`) and a trimmed heap would make a timed call fault its memory in anew."""
     warm = time_calls(step, warmup, device)
-    meter = PeakMemory(device).start()
-    seconds = time_calls(step, repeats, device)
-    memory = meter.stop()
+    if device.type == "cuda":
+        meter = PeakMemory(device).start()
+        seconds = time_calls(step, repeats, device)
+        memory = meter.stop()
+    else:
+        seconds = time_calls(step, repeats, device)
+        meter = PeakMemory(device).start()
+        time_calls(step, 1, device)
+        memory = meter.stop()
     return {"first_call_s": (warm or seconds)[0], **summarize_seconds(seconds), **memory}
+
+
+ALLOCATORS = ("settled", "keep")
+
+
+def use_allocator(name: str) -> bool:
+    """Set the C allocator's policy for the steps that follow (a compared setting, Linux/glibc):
+    ``keep`` is what ``slamp train`` does on a CPU (:func:`slamp.runtime.keep_freed_memory`);
+    ``settled`` is glibc's own policy as a process running these models settles into it (the
+    public code's), after handing back what ``keep`` held. False where it cannot be set."""
+    from slamp.runtime import keep_freed_memory
+
+    ok = keep_freed_memory(name == "keep")
+    if name == "settled":
+        _trim_heap()
+    return ok
 
 
 def count_flops(step) -> float:

@@ -11,7 +11,9 @@ same noise both choose the same samples with the same scores.
 
 - `one sample at a time`: a loop of `model.generate(x_past, n_future, num_samples=1)` on the model
   itself under `torch.no_grad` (the sequences of the batch still go together, as in the public code);
-- `slamp.evaluate`: `evaluate(model, ...)`.
+- `slamp.evaluate`: `evaluate(model, ...)`, with the C allocator keeping freed memory for reuse as
+  `slamp evaluate` sets it on a CPU (`--allocator`; the loop runs with glibc's own policy, as the
+  public code does).
 
 The test clips are random pixels (the cost of sampling and scoring does not depend on them); the
 model's BatchNorm statistics are perturbed so that folding them is not a no-op.
@@ -29,6 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
+    ALLOCATORS,
     MODEL_NAMES,
     default_out,
     format_table,
@@ -37,6 +40,7 @@ from _common import (  # noqa: E402
     seed_everything,
     start_run,
     synchronize,
+    use_allocator,
     write_json,
 )
 
@@ -98,6 +102,9 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="auto | cpu | cuda")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--allocator", default="keep", choices=ALLOCATORS,
+                        help="the C allocator's policy for slamp.evaluate's turns (keep: as `slamp evaluate` sets it "
+                             "on a CPU); the loop's turns always run with glibc's settled policy")
     parser.add_argument("--rounds", type=int, default=3, help="alternating timed runs of each way (the median ratio)")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/results/evaluation[_quick].json)")
     args = parser.parse_args(argv)
@@ -133,8 +140,10 @@ def main(argv=None) -> dict:
     score_difference = float((looped_curve - batched_curve).abs().max())
     times = {"one sample at a time": [], "slamp.evaluate": []}
     for _ in range(args.rounds):  # alternating, so both see the same machine
+        use_allocator("settled")
         times["one sample at a time"].append(seconds(lambda: one_sample_at_a_time(model, videos, num_samples, n_past,
                                                                                    n_future)))
+        use_allocator(args.allocator)
         times["slamp.evaluate"].append(seconds(lambda: evaluate(model, [videos], n_past, n_future, num_samples,
                                                                 metrics=("psnr", "ssim"), max_batch=args.max_batch,
                                                                 keep_best=False, progress=False)))
@@ -148,7 +157,7 @@ def main(argv=None) -> dict:
               "seconds": times, "speedup": speedup, "speedups": ratios, "same_choice": same_choice,
               "max_score_difference_db": score_difference,
               "benchmark": "evaluation", "quick": args.quick, "model": args.model, "max_batch": args.max_batch,
-              "args": vars(args), "machine": info}
+              "allocator": args.allocator, "args": vars(args), "machine": info}
     print(f"{args.model} preset {args.preset} on {info['device_name']} ({device}, {info['torch_threads']} threads): "
           f"best of {num_samples}, {sequences} sequences, {n_past} + {n_future} frames, PSNR and SSIM, "
           f"median of {args.rounds} alternating rounds")

@@ -51,6 +51,8 @@ def parse_args(argv=None):
     parser.add_argument("--n-future", type=int, default=None)
     parser.add_argument("--per-step", action="store_true", help="profile the per-step path instead of the batched one")
     parser.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
+    parser.add_argument("--memory-format", default="contiguous", choices=["contiguous", "channels_last"],
+                        help="the model's weights (and so its activations) in this layout")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--steps", type=int, default=1, help="profiled steps")
     parser.add_argument("--warmup", type=int, default=1, help="unprofiled steps first")
@@ -134,12 +136,14 @@ def main(argv=None) -> dict:
             settings[key] = getattr(args, key)
     seed_everything(args.seed)
     model = model_class(args.model).from_preset(args.preset).to(device)
+    if args.memory_format == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
     c = model.config
     x = torch.rand(settings["batch_size"], settings["n_past"] + settings["n_future"], c.channels, *c.image_size,
                    device=device)
     step = PhasedStep(model, x, settings["n_past"], per_step=args.per_step, amp=args.amp, lr=settings["lr"])
     path = "per_step" if args.per_step else "batched"
-    title = (f"{args.model} preset {args.preset}, {path} path, batch {settings['batch_size']}, "
+    title = (f"{args.model} preset {args.preset}, {path} path, batch {settings['batch_size']}, {args.memory_format}, "
              f"{settings['n_past']} + {settings['n_future']} frames, amp {args.amp}, on {info['device_name']} "
              f"({device}, {info['torch_threads']} threads), torch {info['torch']}")
     print(f"profiling {title}", flush=True)

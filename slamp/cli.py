@@ -227,7 +227,7 @@ def _evaluate(args) -> int:
     from slamp.evaluate import evaluate
     from slamp.registry import dataset_spec
     from slamp.runlock import check_writable
-    from slamp.runtime import select_device
+    from slamp.runtime import keep_freed_memory, select_device
 
     check_writable(args.out, "evaluation folder")  # before hours of sampling whose results would go nowhere
     if args.reference is not None:
@@ -238,6 +238,8 @@ def _evaluate(args) -> int:
     n_past, n_future = args.n_past or default_past, args.n_future or default_future
     device = select_device(args.device)
     model.to(device)
+    if device.type == "cpu":  # hours of sampling: no page faults for memory freed a moment ago
+        keep_freed_memory()
     test_set = _test_videos(dataset, args.data_root, args.sequences, n_past + n_future)
     heads = args.heads or _heads(model)
     per_frame = tuple(m for m in args.metrics if m != "fvd") or ("psnr",)  # FVD scores sets, not frames

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from slamp.data.mnist import DIGIT_SOURCES
 from slamp.models import MODELS, PRESETS, ModelConfig
 from slamp.registry import DATASETS, DatasetSpec
-from slamp.runtime import AMP_MODES, is_device_name
+from slamp.runtime import AMP_MODES, MEMORY_FORMATS, is_device_name
 
 
 class ConfigError(ValueError):
@@ -50,6 +50,9 @@ class TrainConfig:
     device: str = "auto"  # auto (cuda if present, else cpu) | cpu | cuda | cuda:N
     amp: str = "auto"  # auto (bf16, or fp16 before Ampere, on GPU; off on CPU) | off | bf16 | fp16
     compile: bool = False  # torch.compile the training step
+    # auto: channels_last on a CPU (oneDNN's convolutions are faster on it: benchmarks/training.py), contiguous on GPU
+    memory_format: str = "auto"  # auto | contiguous | channels_last
+    keep_freed_memory: bool = True  # on a CPU: reuse freed tensors' memory, no page faults (slamp.runtime)
     sync_batchnorm: bool = True  # DDP: BatchNorm statistics over the global batch, as on one GPU
     workers: int = 4  # DataLoader worker processes
     # Logs, validation and checkpoints.
@@ -127,6 +130,7 @@ def _value_problems(c: TrainConfig) -> list[str]:
         (c.scheduled_sampling_k >= 0, f"scheduled_sampling_k must be >= 0 (0: off), found {c.scheduled_sampling_k}"),
         (c.seed >= 0, f"seed must be >= 0, found {c.seed}"),
         (c.amp in AMP_MODES, f"amp must be one of {list(AMP_MODES)}, found {c.amp!r}"),
+        (c.memory_format in MEMORY_FORMATS, f"memory_format must be one of {list(MEMORY_FORMATS)}, found {c.memory_format!r}"),
         (is_device_name(c.device), f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', found {c.device!r}"),
         (c.workers >= 0, f"workers must be >= 0, found {c.workers}"),
         (c.log_every >= 1 and c.checkpoint_every >= 1,

@@ -41,7 +41,7 @@ from slamp.evaluate import validate
 from slamp.models import VideoPredictor, load_weights
 from slamp.runlock import RunLock, writing_in
 from slamp.runlog import CSVLog, sample_figure, save_figure, tensorboard_writer
-from slamp.runtime import autocast_dtype, seed_everything, select_device
+from slamp.runtime import autocast_dtype, keep_freed_memory, memory_format, seed_everything, select_device
 
 
 class TrainingObjective(nn.Module):
@@ -148,7 +148,9 @@ class TrainingRun:
             synchronise_batchnorm(self.model, self.device)
         if checkpoint is None and config.init_from:
             initialise_from(self.model, config.init_from)
-        self.model.to(self.device)
+        self.model.to(self.device, memory_format=memory_format(config.memory_format, self.device))
+        if self.device.type == "cpu" and config.keep_freed_memory:
+            keep_freed_memory()
         self.optimizer = adam(self.model.parameters(), config.lr, config.betas, config.adam_eps)
         self.scaler = _grad_scaler(self.device, self.dtype)
         self.step, self.best_psnr = 0, -math.inf

@@ -61,4 +61,55 @@ def autocast_dtype(amp: str, device):
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
-__all__ = ["seed_everything", "select_device", "is_device_name", "AMP_MODES", "autocast_dtype"]
+MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
+
+
+def memory_format(name: str, device):
+    """The ``torch.memory_format`` of a model's weights (and so of its activations) for ``name``
+    (one of ``MEMORY_FORMATS``) on ``device``. ``auto``: channels-last on the CPU, where oneDNN's
+    convolutions run faster on it (``benchmarks/training.py --memory-format``); contiguous on a GPU,
+    where it has not been measured."""
+    import torch
+
+    if name == "auto":
+        name = "channels_last" if device.type == "cpu" else "contiguous"
+    return {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}[name]
+
+
+# glibc's mallopt parameters, and the thresholds its dynamic policy settles at on a 64-bit system
+# once a tensor of 32 MB or more has been freed (what a process training these models runs with).
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+GLIBC_SETTLED = {"mmap_threshold": 32 << 20, "trim_threshold": 64 << 20}
+
+
+def keep_freed_memory(enabled: bool = True) -> bool:
+    """Let the C allocator keep the memory of freed tensors for the next ones (Linux with glibc).
+
+    By default glibc gives every block of 32 MB or more (one activation of a training step at the
+    paper's sizes) its own ``mmap`` and hands it back to the kernel when the tensor is freed, so the
+    next step's tensors fault in fresh, zeroed pages one 4 KiB page at a time: millions of page
+    faults per step, measured at up to half of a CPU training step (``benchmarks/training.py
+    --allocator``). Enabled, blocks up to 1 GiB come from the heap and freed memory is never
+    returned, so from the second or third step on a step reuses the memory of the one before
+    without a page fault. The price: the process keeps its peak memory until it exits.
+    ``enabled=False`` sets glibc's settled defaults (``GLIBC_SETTLED``) back. Returns whether the
+    setting took (False where the C library is not glibc, e.g. macOS or Windows: nothing changes)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # musl and other C libraries
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    if enabled:  # -1 as a size_t: never trim the heap
+        mmap_threshold, trim_threshold = 1 << 30, -1
+    else:
+        mmap_threshold, trim_threshold = GLIBC_SETTLED["mmap_threshold"], GLIBC_SETTLED["trim_threshold"]
+    return bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(M_TRIM_THRESHOLD, trim_threshold))
+
+
+__all__ = ["seed_everything", "select_device", "is_device_name", "AMP_MODES", "autocast_dtype", "MEMORY_FORMATS", "memory_format",
+           "keep_freed_memory"]
