@@ -214,6 +214,8 @@ def check_video(config: ModelConfig, x: torch.Tensor, name: str = "x", min_frame
         raise ValueError(f"{name} must be floating point in [0, 1], found {x.dtype}")
     if dtype is not None and x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
         raise ValueError(f"{name} is {x.dtype} but the model computes in {dtype}: pass {name}.to({dtype})")
+    if torch.compiler.is_compiling():  # reading values back would split a torch.compile graph (and stall a
+        return                         # CUDA graph); the shapes above are checked while tracing
     low, high = (value.item() for value in torch.aminmax(x))  # one pass; NaN and inf show in the extremes
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError(f"{name} holds {int((~torch.isfinite(x)).sum())} NaN or infinite values")
@@ -246,8 +248,8 @@ def encode_shared(encoder, *frames, shared: int = 1):
 
 def repeat_rows(value, times: int):
     """Every row (first axis) of a tensor, or of each tensor in (nested) lists and tuples, ``times`` times."""
-    if torch.is_tensor(value):
-        return value.repeat_interleave(times, 0)
+    if torch.is_tensor(value):  # a view expanded, then one copy: repeat_interleave's result, without an index
+        return value.unsqueeze(1).expand(-1, times, *value.shape[1:]).flatten(0, 1)  # kernel (CUDA-graph safe)
     return type(value)(repeat_rows(item, times) for item in value)
 
 
@@ -338,7 +340,7 @@ def sample_futures(model: PredictorParts, x_past, n_future: int, num_samples: in
     ``noise``: ε ``{stream: (B * num_samples, n_past - 1 + n_future, ...)}``. Returns tensors
     ``(B, num_samples, n_future, ...)``."""
     batch, n_past = x_past.shape[:2]
-    x = x_past.repeat_interleave(num_samples, 0)  # sample s of sequence b is row b*S + s
+    x = repeat_rows(x_past, num_samples)  # sample s of sequence b is row b*S + s
     prediction = rollout(model, x, n_past, n_past - 1 + n_future, noise, teacher_forcing=0.0,
                          posterior_steps=n_past - 1, decode_from=n_past, shared=num_samples)
     parts = {}
