@@ -119,8 +119,11 @@ def plot_scaling(result):
             ax.legend(fontsize=8)
             ax.grid(True, which="both", alpha=0.3)
         axes[0, col].set_title(axis)
-    fig.suptitle(f"one {result.get('model', '')} training step ({result.get('path', '')} path)\n{_subtitle(result)}",
-                 fontsize=10)
+    args = result.get("args", {})
+    settings = ", ".join(f"{value} {name}" for name, value in (("layout", args.get("layout")),
+                                                              ("allocator", args.get("allocator"))) if value)
+    fig.suptitle(f"one {result.get('model', '')} training step ({result.get('path', '')} path"
+                 f"{', ' + settings if settings else ''})\n{_subtitle(result)}", fontsize=10)
     fig.tight_layout()
     return fig
 

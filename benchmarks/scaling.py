@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
+    ALLOCATORS,
     MODEL_NAMES,
     TrainStep,
     default_out,
@@ -40,10 +41,12 @@ from _common import (  # noqa: E402
     seed_everything,
     start_run,
     train_defaults,
+    use_allocator,
     write_json,
 )
 
 from slamp.models import PRESETS, ModelConfig  # noqa: E402
+from slamp.runtime import MEMORY_FORMATS, memory_format  # noqa: E402
 
 
 AXES = ("batch", "length", "resolution")
@@ -83,6 +86,10 @@ def parse_args(argv=None):
                         help="first-layer and mask-net width of the resolution axis's conv model (default 32; --quick: 8)")
     parser.add_argument("--per-step", action="store_true", help="time the per-step path instead of the batched one")
     parser.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
+    parser.add_argument("--memory-format", default="auto", choices=MEMORY_FORMATS,
+                        help="the weights' layout (auto: as `slamp train` sets it, channels-last on a CPU)")
+    parser.add_argument("--allocator", default="keep", choices=ALLOCATORS,
+                        help="the C allocator's policy on a CPU (keep: as `slamp train` sets it; settled: glibc's own)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed steps per point (default 3 on CPU, 10 on CUDA; --quick: 1)")
@@ -139,7 +146,7 @@ def measure(point, device, args) -> dict:
     row.update(backbone=c.backbone, image_size=list(c.image_size))
     seed_everything(args.seed)
     try:
-        model = model_class(args.model)(c).to(device)
+        model = model_class(args.model)(c).to(device).to(memory_format=memory_format(args.memory_format, device))
         row["parameters_m"] = model.num_parameters() / 1e6
         x = torch.rand(point["batch_size"], point["length"], c.channels, *c.image_size, device=device)
         n_past = max(1, point["length"] // 3)  # under teacher forcing the cost does not depend on it
@@ -173,8 +180,11 @@ def fit_axes(rows) -> dict:
 def main(argv=None) -> dict:
     args, device = parse_args(argv)
     info = start_run(args.threads, device)
+    args.allocator = args.allocator if use_allocator(args.allocator) else "unchanged (not glibc)"
+    args.layout = "channels_last" if memory_format(args.memory_format, device) == torch.channels_last else "contiguous"
     path = "per_step" if args.per_step else "batched"
-    print(f"{args.model} training step ({path} path, amp {args.amp}) on {info['device_name']} ({device}), "
+    print(f"{args.model} training step ({path} path, amp {args.amp}, {args.layout} layout, {args.allocator} "
+          f"allocator) on {info['device_name']} ({device}), "
           f"{info['torch_threads']} threads, torch {info['torch']}", flush=True)
     plan = points(args)
     rows = []

@@ -44,6 +44,7 @@ def results(tmp_path_factory):
         "scaling": SMALL + ["--batch-sizes", "2", "4", "--lengths", "3", "5", "--resolutions", "32", "32x64",
                             "--base-length", "3"],
         "profile_step": SMALL + ["--batch-size", "2", "--n-past", "2", "--n-future", "2", "--rows", "10"],
+        "gpu": ["--quick", "--device", "cpu", "--parts", "training", "sampling", "evaluation"],
     }
     out = {}
     try:
@@ -171,9 +172,40 @@ def test_profile_lists_hot_operators_and_model_parts(results):
     assert result["gflop_per_step"] > 0
 
 
+def test_gpu_run_measures_every_part_on_any_device(results):
+    result, path = results["gpu"]
+    assert json.loads(path.read_text())["training"]["over_per_step"] == result["training"]["over_per_step"]
+    ratios = result["training"]["over_per_step"]
+    assert {(r["path"], r["amp"], r["layout"]) for r in ratios} == {
+        (p, a, f) for p in ("batched", "per_step") for a in ("off", "bf16") for f in ("contiguous", "channels_last")}
+    base = next(r for r in ratios if (r["path"], r["amp"], r["layout"]) == ("per_step", "off", "contiguous"))
+    assert base["time_ratio"] == 1 and all(r["time_ratio"] > 0 and r["updates_per_s"] > 0 for r in ratios)
+    rows = {r["way"]: r for r in result["sampling"]["rows"]}
+    assert all(r["error"] is None and r["futures_per_s"] > 0 and r["peak_mib"] > 0 for r in rows.values())
+    assert not any("CUDA graph" in way for way in rows)  # graphs only where there is a GPU
+    assert rows["one at a time (model as trained)"]["speedup"] == 1
+    assert rows["all at once"]["max_abs_difference"] == 0  # the reference is drawn the same way
+    assert rows["all at once, bf16 autocast"]["max_abs_difference"] < 0.05  # bf16 rounding, the same futures
+    assert result["evaluation"]["same_choice"] is True
+    assert "compile" not in result and result["sampling_seconds"] > 0
+
+
+def test_gpu_run_keeps_the_other_parts_when_one_fails(tmp_path, monkeypatch):
+    gpu = load("gpu")
+
+    def broken(*args):
+        raise RuntimeError("CUDA error: out of memory")
+    monkeypatch.setattr(gpu, "run_training", broken)
+    monkeypatch.setattr(gpu, "run_evaluation", lambda *args: {"speedup": 2.0})
+    out = tmp_path / "gpu.json"
+    result = gpu.main(["--quick", "--device", "cpu", "--parts", "training", "evaluation", "--out", str(out)])
+    assert "out of memory" in result["training"]["error"] and result["evaluation"] == {"speedup": 2.0}
+    assert json.loads(out.read_text())["evaluation"] == {"speedup": 2.0}
+
+
 def test_plot_draws_every_result(results, tmp_path):
     folder = next(iter(results.values()))[1].parent
     written = load("plot").main(["--results", str(folder), "--quick", "--out-dir", str(tmp_path)])
-    assert sorted(p.name for p in written) == sorted(f"{name}_quick.png" for name in results)
+    assert sorted(p.name for p in written) == sorted(f"{name}_quick.png" for name in results if name != "gpu")
     for png in written:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

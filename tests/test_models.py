@@ -2,7 +2,17 @@
 import pytest
 import torch
 
-from slamp.models import PRESETS, SLAMP, SVG, IncompatibleWeightsError, ModelConfig, SLAMPBaseline, load_weights
+from slamp.models import (
+    PRESETS,
+    SLAMP,
+    SVG,
+    IncompatibleWeightsError,
+    ModelConfig,
+    SLAMPBaseline,
+    check_video,
+    load_weights,
+    repeat_rows,
+)
 from slamp.nn import (
     ConvDecoder,
     ConvEncoder,
@@ -229,6 +239,24 @@ def test_generate_with_given_noise_redraws_only_the_stream_whose_noise_changes()
     assert not torch.allclose(redrawn.latents["appearance"][:, :, 0], first.latents["appearance"][:, :, 0])
     with pytest.raises(ValueError, match=r"noise must hold \['appearance', 'motion'\], each of shape \(2, 6, 8\)"):
         model.generate(past, n_future=4, num_samples=2, noise={"appearance": noise["appearance"]})
+
+
+def test_repeat_rows_is_repeat_interleave_in_any_layout_and_nesting():
+    x = torch.rand(3, 4, 5, 6).to(memory_format=torch.channels_last)
+    assert torch.equal(repeat_rows(x, 4), x.repeat_interleave(4, 0))
+    nested = repeat_rows((x[:, 0], [x, x[:2]]), 2)
+    assert torch.equal(nested[0], x[:, 0].repeat_interleave(2, 0)) and torch.equal(nested[1][1], x[:2].repeat_interleave(2, 0))
+    assert torch.equal(repeat_rows(x, 1), x)
+
+
+def test_check_video_checks_values_eagerly_and_only_shapes_while_compiling(monkeypatch):
+    config = ModelConfig.preset("tiny")
+    with pytest.raises(ValueError, match="must be in"):
+        check_video(config, torch.full((1, 2, 1, 64, 64), 255.0))
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # as while torch.compile traces
+    check_video(config, torch.full((1, 2, 1, 64, 64), 255.0))  # no value read back: no graph break
+    with pytest.raises(ValueError, match="must have 1 channel"):
+        check_video(config, torch.rand(1, 2, 3, 64, 64))
 
 
 def test_generate_from_one_frame():
