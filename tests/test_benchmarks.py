@@ -45,6 +45,7 @@ def results(tmp_path_factory):
                             "--base-length", "3"],
         "profile_step": SMALL + ["--batch-size", "2", "--n-past", "2", "--n-future", "2", "--rows", "10"],
         "gpu": ["--quick", "--device", "cpu", "--parts", "training", "sampling", "evaluation"],
+        "sampling_parts": SMALL + ["--n-future", "3", "--warmup", "1"],
     }
     out = {}
     try:
@@ -138,6 +139,7 @@ def test_evaluation_compares_with_the_one_at_a_time_protocol_and_chooses_the_sam
     assert result["one_sample_at_a_time_seq_per_s"] > 0 and result["batched_seq_per_s"] > 0
     assert len(result["speedups"]) == result["rounds"] and result["speedup"] == sorted(result["speedups"])[1]
     assert result["same_choice"] is True and result["max_score_difference_db"] < 1e-3
+    assert result["warmup"] == 1  # each way timed on a grown heap, as a long evaluation runs
 
 
 def test_scaling_fits_each_axis(results):
@@ -190,6 +192,20 @@ def test_gpu_run_measures_every_part_on_any_device(results):
     assert "compile" not in result and result["sampling_seconds"] > 0
 
 
+def test_sampling_parts_time_and_count_every_part(results):
+    result, path = results["sampling_parts"]
+    machine_ok(result["machine"])
+    rows = {r["part"]: r for r in result["rows"]}
+    assert set(rows) == {"encoder", "appearance", "pixel_decoder", "flow_decoder", "mask_net", "motion.encoder",
+                         "motion.latent", "rest (Python, warp, blend, stacking)"}
+    assert sum(r["seconds"] for r in rows.values()) == pytest.approx(result["seconds"])
+    for name in ("encoder", "pixel_decoder", "flow_decoder", "mask_net", "motion.encoder"):
+        assert rows[name]["seconds"] > 0 and rows[name]["gflop"] > 0 and rows[name]["gflop_per_s"] > 0
+    # Both decoders run the same layers on the same frames: the same arithmetic, within the flow head's 2 channels.
+    assert rows["flow_decoder"]["gflop"] == pytest.approx(rows["pixel_decoder"]["gflop"], rel=0.1)
+    assert result["convolution_gflop_per_s"] > 0
+
+
 def test_gpu_run_keeps_the_other_parts_when_one_fails(tmp_path, monkeypatch):
     gpu = load("gpu")
 
@@ -206,6 +222,6 @@ def test_gpu_run_keeps_the_other_parts_when_one_fails(tmp_path, monkeypatch):
 def test_plot_draws_every_result(results, tmp_path):
     folder = next(iter(results.values()))[1].parent
     written = load("plot").main(["--results", str(folder), "--quick", "--out-dir", str(tmp_path)])
-    assert sorted(p.name for p in written) == sorted(f"{name}_quick.png" for name in results if name != "gpu")
+    assert sorted(p.name for p in written) == sorted(f"{name}_quick.png" for name in results if name not in ("gpu", "sampling_parts"))
     for png in written:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
