@@ -19,7 +19,7 @@ command that writes a single JSON (after each part, so that a run cut short keep
 4. `compile`: the batched bf16 update under `torch.compile`, in a child process with a time limit
    (`--compile-timeout`), last because compiling can take minutes.
 
-    python benchmarks/gpu.py                                   # on a GPU (about 5 minutes on an H200)
+    python benchmarks/gpu.py                                   # on a GPU (planned for about 5 minutes on an H200; not yet run on one)
     python benchmarks/gpu.py --quick --device cpu              # the same code on a CPU, tiny sizes (no CUDA graphs)
     python benchmarks/gpu.py --parts sampling evaluation
 """
