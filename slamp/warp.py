@@ -55,7 +55,8 @@ def warp(frames: torch.Tensor, flow: torch.Tensor, padding: str = "zeros") -> to
     *lead, channels, height, width = frames.shape
     dtype = torch.promote_types(frames.dtype, torch.float32)  # bf16/fp16 -> fp32, fp64 stays
     images = frames.reshape(-1, channels, height, width).to(dtype)
-    size = torch.tensor([width - 1, height - 1], device=frames.device, dtype=dtype).view(1, 2, 1, 1)
+    size = torch.empty(1, 2, 1, 1, device=frames.device, dtype=dtype)  # filled on the device: a copy from
+    size[:, 0], size[:, 1] = width - 1, height - 1                     # Python data would stop a CUDA graph
     coords = pixel_grid(height, width, frames.device, dtype) + flow.reshape(-1, 2, height, width).to(dtype)
     grid = (2 * coords / size - 1).permute(0, 2, 3, 1)  # (N, H, W, 2), x first, as grid_sample wants
     out = F.grid_sample(images, grid, mode="bilinear", padding_mode=padding, align_corners=True)

@@ -137,3 +137,18 @@ def test_bad_input_names_what_was_expected(frames, flow, message):
 def test_unknown_padding_is_rejected():
     with pytest.raises(ValueError, match="padding must be one of"):
         warp(torch.rand(1, 1, 4, 4), torch.zeros(1, 2, 4, 4), padding="wrap")
+
+
+def test_warp_builds_no_tensor_from_python_data(monkeypatch):
+    # A copy from host data mid-rollout would stop a CUDA graph from recording the sampler
+    # (benchmarks/gpu.py's GraphedSampler); the values must not change for it.
+    frames, flow = torch.rand(2, 3, 6, 7), torch.randn(2, 2, 6, 7)
+    size = torch.tensor([6.0, 5.0]).view(1, 2, 1, 1)  # the normalisation as it was: (W - 1, H - 1)
+    grid = (2 * (pixel_grid(6, 7) + flow) / size - 1).permute(0, 2, 3, 1)
+    expected = F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+    def no_host_data(*args, **kwargs):
+        raise AssertionError("warp made a tensor from Python data")
+    monkeypatch.setattr(torch, "tensor", no_host_data)
+    assert torch.equal(warp(frames, flow, padding="border"), expected)
+    warp(frames, flow)  # zero padding too
