@@ -12,6 +12,7 @@ from slamp.models import (
     check_video,
     load_weights,
     repeat_rows,
+    sample_futures,
 )
 from slamp.nn import (
     ConvDecoder,
@@ -257,6 +258,21 @@ def test_check_video_checks_values_eagerly_and_only_shapes_while_compiling(monke
     check_video(config, torch.full((1, 2, 1, 64, 64), 255.0))  # no value read back: no graph break
     with pytest.raises(ValueError, match="must have 1 channel"):
         check_video(config, torch.rand(1, 2, 3, 64, 64))
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
+def test_sampling_reads_no_value_back_to_the_host(cls):
+    # On the meta device a tensor has no values: reading one (item, bool, a branch on data) fails.
+    # A rollout that runs there can be recorded as a CUDA graph (benchmarks/gpu.py) or compiled
+    # without graph breaks.
+    from slamp.evaluate import fast_sampler
+    sampler = fast_sampler(cls.from_preset("tiny").eval(), "meta").to("meta")
+    past = torch.rand(2, 3, 1, 64, 64, device="meta")
+    noise = {s: torch.randn(2 * 4, 2 + 3, 8, device="meta") for s in sampler.streams}
+    with torch.inference_mode():
+        assert sample_futures(sampler, past, 3, 4, noise).frames.shape == (2, 4, 3, 1, 64, 64)
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        bool(past.sum() > 0)  # what the test would catch
 
 
 def test_generate_from_one_frame():
