@@ -125,7 +125,6 @@ class GraphedSampler:
     overwritten by the next call."""
 
     def __init__(self, sampler, past, n_future: int, num_samples: int, noise: dict, warmup: int = 2):
-        self.args = (n_future, num_samples)
         self.past = past.clone()
         self.noise = {name: eps.clone() for name, eps in noise.items()}
         side = torch.cuda.Stream()  # warm up off the default stream, as torch.cuda.graph asks
@@ -147,8 +146,8 @@ class GraphedSampler:
 
 
 def sampling_ways(model, past, n_future: int, num_samples: int, noise: dict, device) -> dict:
-    """name -> (set-up, a call generating all ``num_samples`` futures of every sequence of ``past``).
-    The set-up (folding BatchNorm, recording a graph) runs once, untimed."""
+    """name -> a set-up that returns a call generating all ``num_samples`` futures of every sequence
+    of ``past``. The set-up (folding BatchNorm, recording a graph) runs once, untimed."""
     rows_per_call = len(past)
 
     def one_at_a_time(generate):  # sample s of sequence b takes noise row b*S + s, as in evaluation.py

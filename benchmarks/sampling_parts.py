@@ -16,6 +16,7 @@ import argparse
 import sys
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -66,54 +67,56 @@ def parse_args(argv=None):
     return args, resolve_device(args.device)
 
 
-def time_parts(sampler, call, device) -> tuple[float, dict]:
-    """Seconds of one ``call()`` and of each part of ``sampler`` in it (inclusive, wall clock)."""
-    seconds, started, hooks = defaultdict(float), {}, []
+@contextmanager
+def around_parts(sampler, on_enter, on_leave):
+    """Call ``on_enter(name)`` and ``on_leave(name)`` around every forward of each part in
+    :data:`PARTS` that ``sampler`` has (SVG has no motion head, SLAMP-Baseline no motion stream)."""
+    hooks = []
     for name in PARTS:
         try:
             module = sampler.get_submodule(name)
-        except AttributeError:  # SVG has no motion head, SLAMP-Baseline no motion stream
+        except AttributeError:
             continue
-
-        def before(module, inputs, name=name):
-            synchronize(device)
-            started[name] = time.perf_counter()
-
-        def after(module, inputs, output, name=name):
-            synchronize(device)
-            seconds[name] += time.perf_counter() - started[name]
-        hooks += [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
+        hooks += [module.register_forward_pre_hook(lambda m, i, name=name: on_enter(name)),
+                  module.register_forward_hook(lambda m, i, o, name=name: on_leave(name))]
     try:
-        synchronize(device)
-        start = time.perf_counter()
-        call()
-        synchronize(device)
-        return time.perf_counter() - start, dict(seconds)
+        yield
     finally:
         for hook in hooks:
             hook.remove()
 
 
+def time_parts(sampler, call, device) -> tuple[float, dict]:
+    """Seconds of one ``call()`` and of each part of ``sampler`` in it (inclusive, wall clock)."""
+    seconds, started = defaultdict(float), {}
+
+    def enter(name):
+        synchronize(device)
+        started[name] = time.perf_counter()
+
+    def leave(name):
+        synchronize(device)
+        seconds[name] += time.perf_counter() - started[name]
+    with around_parts(sampler, enter, leave):
+        synchronize(device)
+        start = time.perf_counter()
+        call()
+        synchronize(device)
+        return time.perf_counter() - start, dict(seconds)
+
+
 def count_part_flops(sampler, call) -> dict:
     """Floating-point operations of each part in one ``call()``: the counter's running total read
     on entering and leaving each part (its module names would merge the two decoders)."""
-    flops, entered, hooks = defaultdict(float), {}, []
+    flops, entered = defaultdict(float), {}
     with FlopCounterMode(display=False) as counter:
-        for name in PARTS:
-            try:
-                module = sampler.get_submodule(name)
-            except AttributeError:
-                continue
-            hooks += [module.register_forward_pre_hook(
-                          lambda m, i, name=name: entered.__setitem__(name, counter.get_total_flops())),
-                      module.register_forward_hook(
-                          lambda m, i, o, name=name: flops.__setitem__(
-                              name, flops[name] + counter.get_total_flops() - entered[name]))]
-        try:
+        def enter(name):
+            entered[name] = counter.get_total_flops()
+
+        def leave(name):
+            flops[name] += counter.get_total_flops() - entered[name]
+        with around_parts(sampler, enter, leave):
             call()
-        finally:
-            for hook in hooks:
-                hook.remove()
     return dict(flops)
 
 

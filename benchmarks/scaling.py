@@ -146,7 +146,7 @@ def measure(point, device, args) -> dict:
     row.update(backbone=c.backbone, image_size=list(c.image_size))
     seed_everything(args.seed)
     try:
-        model = model_class(args.model)(c).to(device).to(memory_format=memory_format(args.memory_format, device))
+        model = model_class(args.model)(c).to(device).to(memory_format=memory_format(args.layout, device))
         row["parameters_m"] = model.num_parameters() / 1e6
         x = torch.rand(point["batch_size"], point["length"], c.channels, *c.image_size, device=device)
         n_past = max(1, point["length"] // 3)  # under teacher forcing the cost does not depend on it
