@@ -108,7 +108,10 @@ use(psnr)  # from here on the package runs this psnr: in a student's notebook, y
 # agree with it. The window is a separable Gaussian, so filtering is two 1-D passes; a "valid"
 # 1-D pass over an axis of length $n$ is a product with an $n \times (n - 10)$ banded matrix, so
 # the whole filter is $G_h^\top X G_w$: one batched matrix product (4× faster on a CPU than two
-# grouped convolutions, which matters when best-of-100 scores millions of frames).
+# grouped convolutions, which matters when best-of-100 scores millions of frames). Best of 100
+# also compares every target frame with 100 samples: `ssim_of_samples` filters the target's
+# $\mu_y$ and $y^2$ once per target instead of once per sample, three maps per sample instead of
+# five (1.6× faster, the same numbers: `benchmarks/evaluation_kernels.py`).
 
 # %%
 #| export
@@ -132,19 +135,42 @@ def _filter(images: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
     return _banded(images.shape[-2], window).t() @ images @ _banded(images.shape[-1], window)
 
 
+def _ssim_map(mu_x, mu_y, xx, yy, xy):
+    """SSIM at every window position from the filtered ``x``, ``y``, ``x²``, ``y²`` and ``xy``."""
+    var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+
+
+def _check_window(images: torch.Tensor, window_size: int) -> None:
+    if min(images.shape[-2:]) < window_size:
+        raise ValueError(f"images must be at least {window_size}x{window_size} for SSIM, found {tuple(images.shape[-2:])}")
+
+
 def ssim(prediction: torch.Tensor, target: torch.Tensor, window_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """Structural similarity of each image ``(N, C, H, W)`` in [0, 1] → ``(N,)``, with a Gaussian
     window (11, σ = 1.5), averaged over valid window positions and channels (as scikit-image)."""
     _check_pair(prediction, target)
-    if min(prediction.shape[-2:]) < window_size:
-        raise ValueError(f"images must be at least {window_size}x{window_size} for SSIM, found {tuple(prediction.shape[-2:])}")
+    _check_window(prediction, window_size)
     x, y = prediction.float(), target.float()
     window = _gaussian_window(window_size, sigma, x.device)
     mu_x, mu_y, xx, yy, xy = _filter(torch.stack([x, y, x * x, y * y, x * y]), window)  # one product for all five
-    var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
-    c1, c2 = 0.01**2, 0.03**2
-    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return s.flatten(1).mean(1)
+    return _ssim_map(mu_x, mu_y, xx, yy, xy).flatten(1).mean(1)
+
+
+def ssim_of_samples(samples: torch.Tensor, target: torch.Tensor, window_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """:func:`ssim` of every sample ``(B, S, T, C, H, W)`` against its sequence's target
+    ``(B, T, C, H, W)`` → ``(B, S, T)``, with the target's local means and variances filtered once
+    per target frame instead of once per sample (best of 100 compares each target 100 times)."""
+    if samples.ndim != 6 or samples.shape[:1] + samples.shape[2:] != target.shape:
+        raise ValueError(f"samples (B, S, T, C, H, W) {tuple(samples.shape)} do not match target (B, T, C, H, W) "
+                         f"{tuple(target.shape)}")
+    _check_window(target, window_size)
+    x, y = samples.float(), target.float()[:, None]  # the target broadcast over samples
+    window = _gaussian_window(window_size, sigma, x.device)
+    mu_y, yy = _filter(torch.stack([y, y * y]), window)
+    mu_x, xx, xy = _filter(torch.stack([x, x * x, x * y]), window)
+    return _ssim_map(mu_x, mu_y, xx, yy, xy).flatten(3).mean(3)
 
 
 # %%
@@ -153,6 +179,11 @@ noisy = (frames + 0.1 * torch.randn_like(frames)).clamp(0, 1)
 print("PSNR identical", psnr(frames, frames).tolist()[:2], " noisy", [round(v, 2) for v in psnr(noisy, frames).tolist()])
 print("SSIM identical", [round(v, 4) for v in ssim(frames, frames).tolist()], " noisy", [round(v, 3) for v in ssim(noisy, frames).tolist()])
 assert torch.allclose(ssim(frames, frames), torch.ones(4)) and (psnr(noisy, frames) < 25).all()
+
+# Every sample against its sequence's target, the target's statistics filtered once: the same values.
+samples = torch.stack([noisy, frames, frames.flip(-1)], 1)[:, :, None]  # (B=4, S=3, T=1, C, H, W)
+shared = ssim_of_samples(samples, frames[:, None])
+assert shared.shape == (4, 3, 1) and torch.allclose(shared[:, 0, 0], ssim(noisy, frames), atol=1e-6)
 
 # %% [markdown]
 # A check against scikit-image (when it is installed; it is part of the `[dev]` extra):
@@ -421,10 +452,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from slamp.data.files import atomic_path, save_tensors
-from slamp.metrics import lpips, mean_confidence_interval, psnr, ssim
+from slamp.metrics import lpips, mean_confidence_interval, psnr, ssim, ssim_of_samples
 from slamp.models import Prediction
 
 METRICS = {"psnr": (psnr, True), "ssim": (ssim, True), "lpips": (lpips, False)}  # name: (function, higher is better)
@@ -439,6 +471,8 @@ def score_frames(samples: torch.Tensor, target: torch.Tensor, metric: str) -> to
     batch, num_samples, length = samples.shape[:3]
     if samples.shape[:1] + samples.shape[2:] != target.shape:
         raise ValueError(f"samples (B, S, T, C, H, W) {tuple(samples.shape)} do not match target (B, T, C, H, W) {tuple(target.shape)}")
+    if metric == "ssim":  # the targets' statistics once, not once per sample
+        return ssim_of_samples(samples, target)
     expanded = target[:, None].expand_as(samples)
     return METRICS[metric][0](samples.flatten(0, 2), expanded.flatten(0, 2)).view(batch, num_samples, length)
 
@@ -578,7 +612,11 @@ assert torch.allclose(spread.std(), frames.std(1, unbiased=False).mean((2, 3, 4)
 # copy (on a CPU also in channels-last layout, which oneDNN's convolutions run faster on); the
 # model itself is left as it is. The samples of a batch come in chunks (`MAX_BATCH` futures per
 # call: large batches pay on a GPU, on a CPU they only spill the caches), with all their noise
-# drawn at once, so the scores do not depend on the chunk size.
+# drawn at once, so the scores do not depend on the chunk size. Thin layers are rewritten on a CPU:
+# the decoders' output layers, transposed convolutions to 1–3 channels, on which oneDNN runs far
+# below its speed on wide layers; as one matrix product and a `fold` (col2im) they run up to 3.2×
+# as fast, and so does the paper's 64-channel mask net's last convolution, to one channel, folded
+# the same way (`benchmarks/evaluation_kernels.py`).
 
 # %%
 #| export evaluate
@@ -616,12 +654,62 @@ def sampled_chunks(sampler, past, n_future: int, num_samples: int, chunk: int):
             yield sampler.generate(past, n_future, size, **drawn)
 
 
+class FoldedTransposedConv(torch.nn.Module):
+    """A transposed convolution as one matrix product and ``F.fold`` (col2im): the weights times
+    each input pixel's ``C_in`` values give its ``C_out × k × k`` contributions to the output, and
+    ``fold`` adds up the overlapping ones. For the decoders' output layers on a CPU this is 1.3–3.2×
+    as fast as oneDNN's transposed convolution at 1 or 2 output channels and 0.96–1.2× at 3
+    (``benchmarks/evaluation_kernels.py``); for wide outputs it is slower."""
+
+    def __init__(self, conv: torch.nn.ConvTranspose2d):
+        super().__init__()
+        if conv.groups != 1 or conv.dilation != (1, 1) or conv.padding_mode != "zeros":
+            raise ValueError(f"only plain transposed convolutions can be folded, found {conv}")
+        self.kernel, self.stride, self.padding = conv.kernel_size, conv.stride, conv.padding
+        self.output_padding = conv.output_padding
+        weight = conv.weight.detach().flatten(1).t().contiguous()  # (C_out·k·k, C_in)
+        self.weight = torch.nn.Parameter(weight, requires_grad=False)
+        self.bias = None if conv.bias is None else torch.nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
+
+    def forward(self, x, output_size=None):
+        height, width = x.shape[-2:]
+        if output_size is None:
+            output_size = [(n - 1) * s - 2 * p + k + o for n, s, p, k, o in
+                           zip((height, width), self.stride, self.padding, self.kernel, self.output_padding)]
+        columns = torch.matmul(self.weight, x.flatten(2))  # (B, C_out·k·k, H·W), one matrix product per frame
+        out = F.fold(columns, tuple(output_size)[-2:], self.kernel, padding=self.padding, stride=self.stride)
+        return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
+
+
+def folded_convolution(conv: torch.nn.Conv2d) -> FoldedTransposedConv:
+    """A stride-1 convolution as a :class:`FoldedTransposedConv`: it is the transposed convolution
+    with the kernel flipped, input and output channels swapped and padding ``k - 1 - p``."""
+    if conv.stride != (1, 1) or isinstance(conv.padding, str):
+        raise ValueError(f"only stride-1 convolutions with numeric padding can be folded, found {conv}")
+    transposed = torch.nn.ConvTranspose2d(conv.in_channels, conv.out_channels, conv.kernel_size,
+                                          padding=tuple(k - 1 - p for k, p in zip(conv.kernel_size, conv.padding)),
+                                          bias=conv.bias is not None, groups=conv.groups, dilation=conv.dilation)
+    with torch.no_grad():
+        transposed.weight.copy_(conv.weight.flip(-2, -1).transpose(0, 1))
+        if conv.bias is not None:
+            transposed.bias.copy_(conv.bias)
+    return FoldedTransposedConv(transposed)
+
+
 def fast_sampler(model: torch.nn.Module, device) -> torch.nn.Module:
     """What :func:`evaluate` samples from: ``model`` with BatchNorm folded and, on a CPU, its
-    weights in channels-last layout (oneDNN's convolutions run faster on it; same function)."""
+    weights in channels-last layout (oneDNN's convolutions run faster on it) and the output layers
+    of its decoders (and of a mask net of 32 channels or more) as a matrix product and a fold
+    (:class:`FoldedTransposedConv`). The same function, up to rounding."""
     sampler = fold_batchnorm(model)
     if torch.device(device).type == "cpu":
         sampler = sampler.to(memory_format=torch.channels_last)
+        for decoder in (getattr(sampler, name, None) for name in ("pixel_decoder", "flow_decoder")):
+            if decoder is not None:  # the output layer, to 1-3 channels
+                decoder.out = FoldedTransposedConv(decoder.out)
+        mask_net = getattr(sampler, "mask_net", None)
+        if mask_net is not None and mask_net.net[-2].in_channels >= 32:  # to one channel: 1.9x faster folded
+            mask_net.net[-2] = folded_convolution(mask_net.net[-2])    # at 64 channels, 0.8-1.3x at 16 and 8
     return sampler
 
 
@@ -635,6 +723,12 @@ folded = fold_batchnorm(net)
 assert isinstance(folded[1], torch.nn.Identity) and isinstance(net[1], torch.nn.BatchNorm2d)  # a copy
 assert torch.allclose(folded(images), net(images), atol=1e-5)
 print("folded == unfolded, max difference", f"{(folded(images) - net(images)).abs().max().item():.1e}")
+
+transposed = torch.nn.ConvTranspose2d(8, 1, 4, 2, 1)  # a DCGAN decoder's output layer, to one channel
+features = torch.randn(2, 8, 16, 16)
+assert torch.allclose(FoldedTransposedConv(transposed)(features), transposed(features), atol=1e-5)
+convolution = torch.nn.Conv2d(8, 1, 3, 1, 1)  # a mask net's last layer
+assert torch.allclose(folded_convolution(convolution)(features), convolution(features), atol=1e-5)
 
 # %% [markdown]
 # The loop: for each batch of test sequences, draw the samples in chunks, score every head and

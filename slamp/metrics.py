@@ -47,19 +47,42 @@ def _filter(images: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
     return _banded(images.shape[-2], window).t() @ images @ _banded(images.shape[-1], window)
 
 
+def _ssim_map(mu_x, mu_y, xx, yy, xy):
+    """SSIM at every window position from the filtered ``x``, ``y``, ``x²``, ``y²`` and ``xy``."""
+    var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+
+
+def _check_window(images: torch.Tensor, window_size: int) -> None:
+    if min(images.shape[-2:]) < window_size:
+        raise ValueError(f"images must be at least {window_size}x{window_size} for SSIM, found {tuple(images.shape[-2:])}")
+
+
 def ssim(prediction: torch.Tensor, target: torch.Tensor, window_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """Structural similarity of each image ``(N, C, H, W)`` in [0, 1] → ``(N,)``, with a Gaussian
     window (11, σ = 1.5), averaged over valid window positions and channels (as scikit-image)."""
     _check_pair(prediction, target)
-    if min(prediction.shape[-2:]) < window_size:
-        raise ValueError(f"images must be at least {window_size}x{window_size} for SSIM, found {tuple(prediction.shape[-2:])}")
+    _check_window(prediction, window_size)
     x, y = prediction.float(), target.float()
     window = _gaussian_window(window_size, sigma, x.device)
     mu_x, mu_y, xx, yy, xy = _filter(torch.stack([x, y, x * x, y * y, x * y]), window)  # one product for all five
-    var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
-    c1, c2 = 0.01**2, 0.03**2
-    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return s.flatten(1).mean(1)
+    return _ssim_map(mu_x, mu_y, xx, yy, xy).flatten(1).mean(1)
+
+
+def ssim_of_samples(samples: torch.Tensor, target: torch.Tensor, window_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """:func:`ssim` of every sample ``(B, S, T, C, H, W)`` against its sequence's target
+    ``(B, T, C, H, W)`` → ``(B, S, T)``, with the target's local means and variances filtered once
+    per target frame instead of once per sample (best of 100 compares each target 100 times)."""
+    if samples.ndim != 6 or samples.shape[:1] + samples.shape[2:] != target.shape:
+        raise ValueError(f"samples (B, S, T, C, H, W) {tuple(samples.shape)} do not match target (B, T, C, H, W) "
+                         f"{tuple(target.shape)}")
+    _check_window(target, window_size)
+    x, y = samples.float(), target.float()[:, None]  # the target broadcast over samples
+    window = _gaussian_window(window_size, sigma, x.device)
+    mu_y, yy = _filter(torch.stack([y, y * y]), window)
+    mu_x, xx, xy = _filter(torch.stack([x, x * x, x * y]), window)
+    return _ssim_map(mu_x, mu_y, xx, yy, xy).flatten(3).mean(3)
 
 
 class LPIPSUnavailable(RuntimeError):
@@ -192,4 +215,4 @@ def mean_confidence_interval(values, confidence: float = 0.95) -> tuple[float, f
     return mean, sem * stats.t.ppf((1 + confidence) / 2, values.numel() - 1)
 
 
-__all__ = ['psnr', 'ssim', 'LPIPSUnavailable', 'lpips', 'I3D_URL', 'FVDUnavailable', 'frechet_distance', 'I3D_FILE', 'i3d_path', 'i3d_features', 'fvd', 'mean_confidence_interval']
+__all__ = ['psnr', 'ssim', 'ssim_of_samples', 'LPIPSUnavailable', 'lpips', 'I3D_URL', 'FVDUnavailable', 'frechet_distance', 'I3D_FILE', 'i3d_path', 'i3d_features', 'fvd', 'mean_confidence_interval']

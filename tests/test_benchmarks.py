@@ -46,6 +46,8 @@ def results(tmp_path_factory):
         "profile_step": SMALL + ["--batch-size", "2", "--n-past", "2", "--n-future", "2", "--rows", "10"],
         "gpu": ["--quick", "--device", "cpu", "--parts", "training", "sampling", "evaluation"],
         "sampling_parts": SMALL + ["--n-future", "3", "--warmup", "1"],
+        "evaluation_kernels": ["--quick", "--threads", "1", "--presets", "tiny", "kth", "--futures", "3",
+                               "--sequences", "2", "--samples", "3", "--frames", "2", "--repeats", "1"],
     }
     out = {}
     try:
@@ -206,6 +208,20 @@ def test_sampling_parts_time_and_count_every_part(results):
     assert result["convolution_gflop_per_s"] > 0
 
 
+def test_evaluation_kernels_compare_each_kernel_with_what_it_replaces(results):
+    result, path = results["evaluation_kernels"]
+    machine_ok(result["machine"])
+    saved = json.loads(path.read_text())
+    layers = {(preset, r["part"]): r for preset, rows in saved["output_layers"].items() for r in rows}
+    assert set(layers) == {(p, d) for p in ("tiny", "kth") for d in ("pixel_decoder", "flow_decoder", "mask_net")}
+    assert layers["tiny", "pixel_decoder"]["layer"] == "32->1, 4x4/2, 64x64"  # DCGAN: to 1 channel, stride 2
+    assert layers["kth", "flow_decoder"]["layer"] == "64->2, 3x3/1, 64x64"  # VGG: to 2 channels, stride 1
+    assert layers["kth", "mask_net"]["layer"] == "64->1, 3x3/1, 64x64"
+    for row in layers.values():
+        assert row["max_difference"] < 1e-4 and row["speedup"] == pytest.approx(row["onednn_seconds"] / row["fold_seconds"])
+    assert saved["ssim"]["max_difference"] < 1e-6 and saved["ssim"]["shared_seconds"] > 0
+
+
 def test_gpu_run_keeps_the_other_parts_when_one_fails(tmp_path, monkeypatch):
     gpu = load("gpu")
 
@@ -222,6 +238,6 @@ def test_gpu_run_keeps_the_other_parts_when_one_fails(tmp_path, monkeypatch):
 def test_plot_draws_every_result(results, tmp_path):
     folder = next(iter(results.values()))[1].parent
     written = load("plot").main(["--results", str(folder), "--quick", "--out-dir", str(tmp_path)])
-    assert sorted(p.name for p in written) == sorted(f"{name}_quick.png" for name in results if name not in ("gpu", "sampling_parts"))
+    assert sorted(p.name for p in written) == sorted(f"{name}_quick.png" for name in results if name not in ("gpu", "sampling_parts", "evaluation_kernels"))
     for png in written:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -250,11 +250,15 @@ def test_a_reference_is_a_model_with_generate():
 
 def test_the_fast_sampler_chooses_what_the_one_at_a_time_protocol_chooses_for_the_same_noise():
     """evaluate samples from a copy with BatchNorm folded into the convolutions, all samples of a
-    sequence in one call with its true frames encoded once; the public code draws one sample per
-    call on the model as trained. For the same noise: the same futures (to rounding), the same best
-    samples, the same scores."""
-    from slamp.evaluate import best_of_n, fast_sampler, fold_batchnorm, score_frames
+    sequence in one call with its true frames encoded once, on a CPU its decoders' output layers
+    folded; the public code draws one sample per call on the model as trained. For the same noise:
+    the same futures (to rounding), the same best samples, the same scores."""
+    from slamp.evaluate import FoldedTransposedConv, best_of_n, fast_sampler, fold_batchnorm, score_frames
     from slamp.models import SLAMP
+
+    sampler = fast_sampler(SLAMP.from_preset("tiny"), "cpu")
+    assert isinstance(sampler.pixel_decoder.out, FoldedTransposedConv) and isinstance(sampler.flow_decoder.out, FoldedTransposedConv)
+    assert isinstance(fast_sampler(SLAMP.from_preset("tiny"), "cuda").pixel_decoder.out, torch.nn.ConvTranspose2d)
 
     torch.manual_seed(0)
     model = SLAMP.from_preset("tiny").eval()
@@ -277,6 +281,55 @@ def test_the_fast_sampler_chooses_what_the_one_at_a_time_protocol_chooses_for_th
         return sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
 
     assert norms(fold_batchnorm(model)) == 0 and norms(model) > 10  # every one folded, in a copy
+
+
+@pytest.mark.parametrize("layer, height, width, output_size", [
+    (dict(in_channels=8, out_channels=1, kernel_size=4, stride=2, padding=1), 8, 8, None),  # DCGAN
+    (dict(in_channels=8, out_channels=2, kernel_size=4, stride=2, padding=1, bias=False), 8, 8, None),
+    (dict(in_channels=8, out_channels=3, kernel_size=3, stride=1, padding=1), 9, 7, None),  # VGG
+    (dict(in_channels=8, out_channels=3, kernel_size=3, stride=2, padding=1), 5, 8, (10, 15)),  # conv, odd size
+], ids=["dcgan", "no-bias", "vgg", "conv"])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["contiguous", "channels-last"])
+def test_a_folded_transposed_convolution_is_the_transposed_convolution(layer, height, width, output_size, layout):
+    from slamp.evaluate import FoldedTransposedConv
+
+    torch.manual_seed(0)
+    conv = torch.nn.ConvTranspose2d(**layer)
+    x = torch.randn(3, layer["in_channels"], height, width).contiguous(memory_format=layout)
+    expected = conv(x, output_size=output_size)
+    folded = FoldedTransposedConv(conv)(x, output_size=output_size)
+    assert folded.shape == expected.shape and torch.allclose(folded, expected, atol=1e-5)
+    assert not torch.equal(expected, torch.zeros_like(expected))
+
+
+@pytest.mark.parametrize("layer", [dict(in_channels=8, out_channels=1, kernel_size=3, padding=1),  # a mask net's last
+                                   dict(in_channels=4, out_channels=2, kernel_size=5, padding=1, bias=False)],
+                         ids=["mask", "5x5-no-bias"])
+def test_a_folded_convolution_is_the_convolution(layer):
+    from slamp.evaluate import folded_convolution
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(**layer)
+    x = torch.randn(3, layer["in_channels"], 9, 12).contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(folded_convolution(conv)(x), conv(x), atol=1e-5)
+    with pytest.raises(ValueError, match="only stride-1"):
+        folded_convolution(torch.nn.Conv2d(4, 1, 3, stride=2))
+
+
+def test_the_fast_sampler_folds_the_mask_nets_last_layer_from_32_channels():
+    from slamp.evaluate import FoldedTransposedConv, fast_sampler
+    from slamp.models import SLAMP
+
+    wide = fast_sampler(SLAMP.from_preset("tiny", mask_width=32), "cpu").mask_net.net[-2]
+    narrow = fast_sampler(SLAMP.from_preset("tiny"), "cpu").mask_net.net[-2]  # 16 channels: oneDNN is faster
+    assert isinstance(wide, FoldedTransposedConv) and isinstance(narrow, torch.nn.Conv2d)
+
+
+def test_only_plain_transposed_convolutions_fold():
+    from slamp.evaluate import FoldedTransposedConv
+
+    with pytest.raises(ValueError, match="only plain"):
+        FoldedTransposedConv(torch.nn.ConvTranspose2d(4, 2, 3, groups=2))
 
 
 def test_the_scores_do_not_depend_on_how_the_samples_are_chunked():

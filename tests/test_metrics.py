@@ -16,6 +16,7 @@ from slamp.metrics import (
     mean_confidence_interval,
     psnr,
     ssim,
+    ssim_of_samples,
 )
 
 
@@ -53,6 +54,22 @@ def test_ssim_of_identical_images_is_one_and_falls_with_noise():
     small = ssim((target + 0.05 * torch.randn_like(target)).clamp(0, 1), target)
     large = ssim((target + 0.3 * torch.randn_like(target)).clamp(0, 1), target)
     assert 1 > small > large
+
+
+@pytest.mark.parametrize("channels, size", [(1, 32), (3, 23)])
+def test_ssim_of_samples_against_a_shared_target_is_ssim_of_every_pair(channels, size):
+    generator = torch.Generator().manual_seed(size)
+    target = torch.rand(2, 4, channels, size, size, generator=generator)  # (B, T, C, H, W)
+    noise = torch.tensor([0.05, 0.2, 0.5]).view(1, 3, 1, 1, 1, 1)  # one level per sample
+    samples = (target[:, None] + noise * torch.randn(2, 3, 4, channels, size, size, generator=generator)).clamp(0, 1)
+    shared = ssim_of_samples(samples, target)
+    pairs = ssim(samples.flatten(0, 2), target[:, None].expand_as(samples).flatten(0, 2)).view(2, 3, 4)
+    assert shared.shape == (2, 3, 4) and torch.allclose(shared, pairs, atol=1e-6)
+    assert (shared[:, 0] > shared[:, 1]).all() and (shared[:, 1] > shared[:, 2]).all()  # each sample its own score
+    with pytest.raises(ValueError, match=r"\(B, S, T, C, H, W\)"):
+        ssim_of_samples(samples[:, :, :3], target)
+    with pytest.raises(ValueError, match="at least 11x11"):
+        ssim_of_samples(torch.rand(1, 2, 1, 1, 8, 8), torch.rand(1, 1, 1, 8, 8))
 
 
 @pytest.mark.parametrize("metric", [psnr, ssim])
