@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import default_out, format_table, model_class, seed_everything, start_run, write_json  # noqa: E402
 

@@ -85,7 +85,7 @@ def plot_evaluation(result):
     ax.margins(y=0.15)
     ax.set_ylabel("test sequences / s")
     ax.set_title(f"best of {result['num_samples']}, {result.get('model', 'SLAMP')} {result['preset']}: "
-                 f"speed-up {result['speedup']:.1f}x\n{_subtitle(result)}", fontsize=9)
+                 f"speed-up {result['speedup']:.2f}x (median of {result.get('rounds', 1)} rounds)\n{_subtitle(result)}", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -145,9 +145,9 @@ PLOTTERS = {"training": plot_training, "evaluation": plot_evaluation, "scaling":
 
 def kind_of(path: Path, result: dict) -> str | None:
     kind = result.get("benchmark")
-    if kind in PLOTTERS:
-        return kind
-    stem = path.stem
+    if kind is not None:  # a result that names its benchmark: plotted if there is a plot for it
+        return kind if kind in PLOTTERS else None
+    stem = path.stem  # older results name none: their file names tell
     return next((k for k in ("training", "evaluation", "scaling") if stem.startswith(k)), None)
 
 
