@@ -612,11 +612,7 @@ assert torch.allclose(spread.std(), frames.std(1, unbiased=False).mean((2, 3, 4)
 # copy (on a CPU also in channels-last layout, which oneDNN's convolutions run faster on); the
 # model itself is left as it is. The samples of a batch come in chunks (`MAX_BATCH` futures per
 # call: large batches pay on a GPU, on a CPU they only spill the caches), with all their noise
-# drawn at once, so the scores do not depend on the chunk size. Thin layers are rewritten on a CPU:
-# the decoders' output layers, transposed convolutions to 1–3 channels, on which oneDNN runs far
-# below its speed on wide layers; as one matrix product and a `fold` (col2im) they run up to 3.2×
-# as fast, and so does the paper's 64-channel mask net's last convolution, to one channel, folded
-# the same way (`benchmarks/evaluation_kernels.py`).
+# drawn at once, so the scores do not depend on the chunk size.
 
 # %%
 #| export evaluate
@@ -654,6 +650,27 @@ def sampled_chunks(sampler, past, n_future: int, num_samples: int, chunk: int):
             yield sampler.generate(past, n_future, size, **drawn)
 
 
+# %%
+torch.manual_seed(0)
+net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, bias=False), torch.nn.BatchNorm2d(8), torch.nn.LeakyReLU(0.2))
+net[1].running_mean.uniform_(-1, 1), net[1].running_var.uniform_(0.5, 2), net[1].weight.data.uniform_(0.5, 2)
+net.eval()
+images = torch.rand(4, 3, 16, 16)
+folded = fold_batchnorm(net)
+assert isinstance(folded[1], torch.nn.Identity) and isinstance(net[1], torch.nn.BatchNorm2d)  # a copy
+assert torch.allclose(folded(images), net(images), atol=1e-5)
+print("folded == unfolded, max difference", f"{(folded(images) - net(images)).abs().max().item():.1e}")
+
+# %% [markdown]
+# **Thin layers.** A convolution to one or two channels runs on oneDNN far below its speed on
+# wide layers. On a CPU the sampler computes the decoders' output layers (transposed convolutions
+# to 1–3 channels) as one matrix product and a `fold` (col2im), up to 3.2× as fast, and the
+# paper's 64-channel mask net's last convolution (to one channel) the same way, as the transposed
+# convolution it equals (`benchmarks/evaluation_kernels.py`). `fast_sampler` puts the pieces
+# together.
+
+# %%
+#| export evaluate
 class FoldedTransposedConv(torch.nn.Module):
     """A transposed convolution as one matrix product and ``F.fold`` (col2im): the weights times
     each input pixel's ``C_in`` values give its ``C_out × k × k`` contributions to the output, and
@@ -714,16 +731,6 @@ def fast_sampler(model: torch.nn.Module, device) -> torch.nn.Module:
 
 
 # %%
-torch.manual_seed(0)
-net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, bias=False), torch.nn.BatchNorm2d(8), torch.nn.LeakyReLU(0.2))
-net[1].running_mean.uniform_(-1, 1), net[1].running_var.uniform_(0.5, 2), net[1].weight.data.uniform_(0.5, 2)
-net.eval()
-images = torch.rand(4, 3, 16, 16)
-folded = fold_batchnorm(net)
-assert isinstance(folded[1], torch.nn.Identity) and isinstance(net[1], torch.nn.BatchNorm2d)  # a copy
-assert torch.allclose(folded(images), net(images), atol=1e-5)
-print("folded == unfolded, max difference", f"{(folded(images) - net(images)).abs().max().item():.1e}")
-
 transposed = torch.nn.ConvTranspose2d(8, 1, 4, 2, 1)  # a DCGAN decoder's output layer, to one channel
 features = torch.randn(2, 8, 16, 16)
 assert torch.allclose(FoldedTransposedConv(transposed)(features), transposed(features), atol=1e-5)
