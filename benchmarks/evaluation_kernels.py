@@ -4,6 +4,8 @@
   `fast_sampler` on a CPU): each preset's output layers (pixels: `channels`; flow: 2) as oneDNN's
   transposed convolution against one matrix product and `F.fold`, channels-last as the sampler
   runs them, with the largest difference between the two.
+- **Decoder head as a linear layer** (the same class): the DCGAN and VGG decoders' first layer, a
+  transposed convolution from the 1x1 features to 4x4, computed as the linear layer it is.
 - **Mask net's last convolution, folded** (`slamp.evaluate.folded_convolution`, used by
   `fast_sampler` from 32 mask channels on): the 3x3 convolution to one channel, the same way.
 - **SSIM against a shared target** (`slamp.metrics.ssim_of_samples`, used by `score_frames`):
@@ -101,6 +103,13 @@ def output_layer_rows(model, futures: int, repeats: int) -> list[dict]:
         seconds = compare({"oneDNN": lambda: conv(x, output_size=size), "fold": lambda: fold(x, output_size=size)},
                           repeats)
         rows.append(layer_row(name, conv, size, seconds, difference))
+    head = folded.pixel_decoder.head[0]  # from the features (1x1) to 4x4: a linear layer folded
+    x = torch.rand(futures, head.in_channels, 1, 1).contiguous(memory_format=torch.channels_last)
+    fold = FoldedTransposedConv(head)
+    with torch.inference_mode():
+        difference = float((head(x) - fold(x)).abs().max())
+    seconds = compare({"oneDNN": lambda: head(x), "fold": lambda: fold(x)}, repeats)
+    rows.append(layer_row("pixel_decoder.head", head, list(head.kernel_size), seconds, difference))
     conv = folded.mask_net.net[-2]  # the mask net's last convolution, to one channel
     x = torch.rand(futures, conv.in_channels, *model.config.image_size).contiguous(memory_format=torch.channels_last)
     fold = folded_convolution(conv)
@@ -154,7 +163,8 @@ def main(argv=None) -> dict:
             rows.append({"preset": preset, **row})
         result["output_layers"][preset] = [r for r in rows if r["preset"] == preset]
         write_json(args.out, result)  # after each preset: a long run keeps what it measured
-    print(f"\nOutput layers (decoders; mask net, used folded from 32 channels), {args.futures} futures per call:")
+    print(f"\nOutput layers (decoders; mask net, used folded from 32 channels) and the decoder head, "
+          f"{args.futures} futures per call:")
     print(format_table([{**r, "onednn_ms": r["onednn_seconds"] * 1e3, "fold_ms": r["fold_seconds"] * 1e3} for r in rows],
                        [("preset", "preset", ""), ("part", "part", ""), ("layer", "layer", ""),
                         ("onednn_ms", "oneDNN ms", ".2f"), ("fold_ms", "fold ms", ".2f"), ("speedup", "ratio", ".2f"),

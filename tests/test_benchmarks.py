@@ -213,7 +213,9 @@ def test_evaluation_kernels_compare_each_kernel_with_what_it_replaces(results):
     machine_ok(result["machine"])
     saved = json.loads(path.read_text())
     layers = {(preset, r["part"]): r for preset, rows in saved["output_layers"].items() for r in rows}
-    assert set(layers) == {(p, d) for p in ("tiny", "kth") for d in ("pixel_decoder", "flow_decoder", "mask_net")}
+    assert set(layers) == {(p, d) for p in ("tiny", "kth") for d in ("pixel_decoder", "flow_decoder", "mask_net",
+                                                                      "pixel_decoder.head")}
+    assert layers["tiny", "pixel_decoder.head"]["layer"] == "32->128, 4x4/1, 4x4"
     assert layers["tiny", "pixel_decoder"]["layer"] == "32->1, 4x4/2, 64x64"  # DCGAN: to 1 channel, stride 2
     assert layers["kth", "flow_decoder"]["layer"] == "64->2, 3x3/1, 64x64"  # VGG: to 2 channels, stride 1
     assert layers["kth", "mask_net"]["layer"] == "64->1, 3x3/1, 64x64"

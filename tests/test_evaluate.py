@@ -258,6 +258,7 @@ def test_the_fast_sampler_chooses_what_the_one_at_a_time_protocol_chooses_for_th
 
     sampler = fast_sampler(SLAMP.from_preset("tiny"), "cpu")
     assert isinstance(sampler.pixel_decoder.out, FoldedTransposedConv) and isinstance(sampler.flow_decoder.out, FoldedTransposedConv)
+    assert isinstance(sampler.pixel_decoder.head[0], FoldedTransposedConv)  # from 1x1: a linear layer
     assert isinstance(fast_sampler(SLAMP.from_preset("tiny"), "cuda").pixel_decoder.out, torch.nn.ConvTranspose2d)
 
     torch.manual_seed(0)
@@ -288,7 +289,8 @@ def test_the_fast_sampler_chooses_what_the_one_at_a_time_protocol_chooses_for_th
     (dict(in_channels=8, out_channels=2, kernel_size=4, stride=2, padding=1, bias=False), 8, 8, None),
     (dict(in_channels=8, out_channels=3, kernel_size=3, stride=1, padding=1), 9, 7, None),  # VGG
     (dict(in_channels=8, out_channels=3, kernel_size=3, stride=2, padding=1), 5, 8, (10, 15)),  # conv, odd size
-], ids=["dcgan", "no-bias", "vgg", "conv"])
+    (dict(in_channels=8, out_channels=6, kernel_size=4, stride=1, padding=0), 1, 1, None),  # a head: 1x1 in
+], ids=["dcgan", "no-bias", "vgg", "conv", "head"])
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["contiguous", "channels-last"])
 def test_a_folded_transposed_convolution_is_the_transposed_convolution(layer, height, width, output_size, layout):
     from slamp.evaluate import FoldedTransposedConv
