@@ -7,7 +7,7 @@
 - **Decoder head as a linear layer** (the same class): the DCGAN and VGG decoders' first layer, a
   transposed convolution from the 1x1 features to 4x4, computed as the linear layer it is.
 - **Mask net's last convolution, folded** (`slamp.evaluate.folded_convolution`, used by
-  `fast_sampler` from 32 mask channels on): the 3x3 convolution to one channel, the same way.
+  `fast_sampler` from 16 mask channels on): the 3x3 convolution to one channel, the same way.
 - **SSIM against a shared target** (`slamp.metrics.ssim_of_samples`, used by `score_frames`):
   `--samples` futures of each sequence scored against its target, the target's local statistics
   filtered once per target frame, against `ssim` on every (sample, target) pair.
@@ -163,7 +163,7 @@ def main(argv=None) -> dict:
             rows.append({"preset": preset, **row})
         result["output_layers"][preset] = [r for r in rows if r["preset"] == preset]
         write_json(args.out, result)  # after each preset: a long run keeps what it measured
-    print(f"\nOutput layers (decoders; mask net, used folded from 32 channels) and the decoder head, "
+    print(f"\nOutput layers (decoders; mask net, used folded from 16 channels) and the decoder head, "
           f"{args.futures} futures per call:")
     print(format_table([{**r, "onednn_ms": r["onednn_seconds"] * 1e3, "fold_ms": r["fold_seconds"] * 1e3} for r in rows],
                        [("preset", "preset", ""), ("part", "part", ""), ("layer", "layer", ""),

@@ -111,7 +111,7 @@ use(psnr)  # from here on the package runs this psnr: in a student's notebook, y
 # grouped convolutions, which matters when best-of-100 scores millions of frames). Best of 100
 # also compares every target frame with 100 samples: `ssim_of_samples` filters the target's
 # $\mu_y$ and $y^2$ once per target instead of once per sample, three maps per sample instead of
-# five (1.6× faster, the same numbers: `benchmarks/evaluation_kernels.py`).
+# five (1.56× faster, the same numbers: `benchmarks/evaluation_kernels.py`).
 
 # %%
 #| export
@@ -665,7 +665,7 @@ print("folded == unfolded, max difference", f"{(folded(images) - net(images)).ab
 # **Thin layers.** A convolution to one or two channels runs on oneDNN far below its speed on
 # wide layers. On a CPU the sampler computes the decoders' output layers (transposed convolutions
 # to 1–3 channels) as one matrix product and a `fold` (col2im), up to 3.2× as fast, and the
-# paper's 64-channel mask net's last convolution (to one channel) the same way, as the transposed
+# mask net's last convolution (to one channel, from 16 channels on) the same way, as the transposed
 # convolution it equals, and the decoders' head (from the 1×1 features to 4×4) as the linear layer
 # it is (`benchmarks/evaluation_kernels.py`).
 
@@ -733,7 +733,7 @@ assert torch.allclose(folded_convolution(convolution)(features), convolution(fea
 def fast_sampler(model: torch.nn.Module, device) -> torch.nn.Module:
     """What :func:`evaluate` samples from: ``model`` with BatchNorm folded and, on a CPU, its
     weights in channels-last layout (oneDNN's convolutions run faster on it) and the output layers
-    of its decoders (and of a mask net of 32 channels or more) as a matrix product and a fold
+    of its decoders (and of a mask net of 16 channels or more) as a matrix product and a fold
     (:class:`FoldedTransposedConv`). The same function, up to rounding."""
     sampler = fold_batchnorm(model)
     if torch.device(device).type == "cpu":
@@ -744,8 +744,8 @@ def fast_sampler(model: torch.nn.Module, device) -> torch.nn.Module:
             if decoder is not None and isinstance(decoder.head[0], torch.nn.ConvTranspose2d):  # DCGAN, VGG: 1x1 in
                 decoder.head[0] = FoldedTransposedConv(decoder.head[0])
         mask_net = getattr(sampler, "mask_net", None)
-        if mask_net is not None and mask_net.net[-2].in_channels >= 32:  # to one channel: 1.9x faster folded
-            mask_net.net[-2] = folded_convolution(mask_net.net[-2])    # at 64 channels, 0.8-1.3x at 16 and 8
+        if mask_net is not None and mask_net.net[-2].in_channels >= 16:  # to one channel: faster folded
+            mask_net.net[-2] = folded_convolution(mask_net.net[-2])    # from 16 channels, slower at 8
     return sampler
 
 

@@ -215,7 +215,7 @@ def folded_convolution(conv: torch.nn.Conv2d) -> FoldedTransposedConv:
 def fast_sampler(model: torch.nn.Module, device) -> torch.nn.Module:
     """What :func:`evaluate` samples from: ``model`` with BatchNorm folded and, on a CPU, its
     weights in channels-last layout (oneDNN's convolutions run faster on it) and the output layers
-    of its decoders (and of a mask net of 32 channels or more) as a matrix product and a fold
+    of its decoders (and of a mask net of 16 channels or more) as a matrix product and a fold
     (:class:`FoldedTransposedConv`). The same function, up to rounding."""
     sampler = fold_batchnorm(model)
     if torch.device(device).type == "cpu":
@@ -226,8 +226,8 @@ def fast_sampler(model: torch.nn.Module, device) -> torch.nn.Module:
             if decoder is not None and isinstance(decoder.head[0], torch.nn.ConvTranspose2d):  # DCGAN, VGG: 1x1 in
                 decoder.head[0] = FoldedTransposedConv(decoder.head[0])
         mask_net = getattr(sampler, "mask_net", None)
-        if mask_net is not None and mask_net.net[-2].in_channels >= 32:  # to one channel: 1.9x faster folded
-            mask_net.net[-2] = folded_convolution(mask_net.net[-2])    # at 64 channels, 0.8-1.3x at 16 and 8
+        if mask_net is not None and mask_net.net[-2].in_channels >= 16:  # to one channel: faster folded
+            mask_net.net[-2] = folded_convolution(mask_net.net[-2])    # from 16 channels, slower at 8
     return sampler
 
 
