@@ -91,36 +91,28 @@ def output_layer_input(model, conv, futures: int) -> tuple[torch.Tensor, list[in
 
 
 def output_layer_rows(model, futures: int, repeats: int) -> list[dict]:
-    """Each decoder's output layer of ``model`` and its mask net's last convolution: oneDNN vs the fold."""
+    """Each decoder's output layer of ``model``, its head and its mask net's last convolution:
+    oneDNN vs the rewritten layer."""
     rows = []
     folded = fold_batchnorm(model).to(memory_format=torch.channels_last)
     for name in ("pixel_decoder", "flow_decoder"):
         conv = getattr(folded, name).out
         x, size = output_layer_input(model, conv, futures)
-        fold = FoldedTransposedConv(conv)
-        with torch.inference_mode():
-            difference = float((conv(x, output_size=size) - fold(x, output_size=size)).abs().max())
-        seconds = compare({"oneDNN": lambda: conv(x, output_size=size), "fold": lambda: fold(x, output_size=size)},
-                          repeats)
-        rows.append(layer_row(name, conv, size, seconds, difference))
-    head = folded.pixel_decoder.head[0]  # from the features (1x1) to 4x4: a linear layer folded
+        rows.append(layer_row(name, conv, FoldedTransposedConv(conv), x, size, repeats, output_size=size))
+    head = folded.pixel_decoder.head[0]  # from the features (1x1) to 4x4: a linear layer
     x = torch.rand(futures, head.in_channels, 1, 1).contiguous(memory_format=torch.channels_last)
-    fold = FoldedTransposedConv(head)
-    with torch.inference_mode():
-        difference = float((head(x) - fold(x)).abs().max())
-    seconds = compare({"oneDNN": lambda: head(x), "fold": lambda: fold(x)}, repeats)
-    rows.append(layer_row("pixel_decoder.head", head, list(head.kernel_size), seconds, difference))
+    rows.append(layer_row("pixel_decoder.head", head, FoldedTransposedConv(head), x, list(head.kernel_size), repeats))
     conv = folded.mask_net.net[-2]  # the mask net's last convolution, to one channel
     x = torch.rand(futures, conv.in_channels, *model.config.image_size).contiguous(memory_format=torch.channels_last)
-    fold = folded_convolution(conv)
-    with torch.inference_mode():
-        difference = float((conv(x) - fold(x)).abs().max())
-    seconds = compare({"oneDNN": lambda: conv(x), "fold": lambda: fold(x)}, repeats)
-    rows.append(layer_row("mask_net", conv, list(model.config.image_size), seconds, difference))
+    rows.append(layer_row("mask_net", conv, folded_convolution(conv), x, list(model.config.image_size), repeats))
     return rows
 
 
-def layer_row(name, conv, size, seconds, difference) -> dict:
+def layer_row(name: str, conv, rewritten, x, size: list[int], repeats: int, **call) -> dict:
+    """``conv`` (as oneDNN runs it) against ``rewritten`` on ``x`` (``call``: their keyword arguments)."""
+    with torch.inference_mode():
+        difference = float((conv(x, **call) - rewritten(x, **call)).abs().max())
+    seconds = compare({"oneDNN": lambda: conv(x, **call), "fold": lambda: rewritten(x, **call)}, repeats)
     return {"part": name, "layer": f"{conv.in_channels}->{conv.out_channels}, {conv.kernel_size[0]}x"
             f"{conv.kernel_size[1]}/{conv.stride[0]}, {size[0]}x{size[1]}", "onednn_seconds": seconds["oneDNN"],
             "fold_seconds": seconds["fold"], "speedup": seconds["oneDNN"] / seconds["fold"], "max_difference": difference}

@@ -184,16 +184,17 @@ class FoldedTransposedConv(torch.nn.Module):
 
     def forward(self, x, output_size=None):
         height, width = x.shape[-2:]
-        natural = [(n - 1) * s - 2 * p + k + o for n, s, p, k, o in
-                   zip((height, width), self.stride, self.padding, self.kernel, self.output_padding)]
-        output_size = natural if output_size is None else list(output_size)[-2:]
-        if height == width == 1 and self.padding == (0, 0) and output_size == list(self.kernel):
+        if output_size is None:
+            output_size = [(n - 1) * s - 2 * p + k + o for n, s, p, k, o in
+                           zip((height, width), self.stride, self.padding, self.kernel, self.output_padding)]
+        output_size = tuple(output_size)[-2:]
+        if height == width == 1 and self.padding == (0, 0) and output_size == self.kernel:
             # One pixel in (a decoder's head): each frame's output is its k × k block, a linear layer.
-            out = F.linear(x.flatten(1), self.weight, None).view(len(x), -1, *self.kernel)
+            out = F.linear(x.flatten(1), self.weight).view(len(x), -1, *self.kernel)
             out = out.contiguous(memory_format=torch.channels_last)  # as the convolutions after it read it
-            return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
-        columns = torch.matmul(self.weight, x.flatten(2))  # (B, C_out·k·k, H·W), one matrix product per frame
-        out = F.fold(columns, tuple(output_size)[-2:], self.kernel, padding=self.padding, stride=self.stride)
+        else:
+            columns = torch.matmul(self.weight, x.flatten(2))  # (B, C_out·k·k, H·W), one product per frame
+            out = F.fold(columns, output_size, self.kernel, padding=self.padding, stride=self.stride)
         return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
 
 
@@ -221,9 +222,10 @@ def fast_sampler(model: torch.nn.Module, device) -> torch.nn.Module:
     if torch.device(device).type == "cpu":
         sampler = sampler.to(memory_format=torch.channels_last)
         for decoder in (getattr(sampler, name, None) for name in ("pixel_decoder", "flow_decoder")):
-            if decoder is not None:  # the output layer, to 1-3 channels
-                decoder.out = FoldedTransposedConv(decoder.out)
-            if decoder is not None and isinstance(decoder.head[0], torch.nn.ConvTranspose2d):  # DCGAN, VGG: 1x1 in
+            if decoder is None:
+                continue
+            decoder.out = FoldedTransposedConv(decoder.out)  # the output layer, to 1-3 channels
+            if isinstance(decoder.head[0], torch.nn.ConvTranspose2d):  # DCGAN, VGG: from the 1x1 features
                 decoder.head[0] = FoldedTransposedConv(decoder.head[0])
         mask_net = getattr(sampler, "mask_net", None)
         if mask_net is not None and mask_net.net[-2].in_channels >= 16:  # to one channel: faster folded
