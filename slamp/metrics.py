@@ -215,4 +215,12 @@ def mean_confidence_interval(values, confidence: float = 0.95) -> tuple[float, f
     return mean, sem * stats.t.ppf((1 + confidence) / 2, values.numel() - 1)
 
 
-__all__ = ['psnr', 'ssim', 'ssim_of_samples', 'LPIPSUnavailable', 'lpips', 'I3D_URL', 'FVDUnavailable', 'frechet_distance', 'I3D_FILE', 'i3d_path', 'i3d_features', 'fvd', 'mean_confidence_interval']
+def channel_psnr(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """PSNR as the public SLAMP code computes it: per channel, then the mean over channels; images
+    ``(N, C, H, W)`` in [0, 1] → ``(N,)`` (each channel capped at 100 dB like :func:`psnr`)."""
+    _check_pair(prediction, target)
+    mse = ((prediction.float() - target.float()) ** 2).flatten(2).mean(2)  # (N, C)
+    return (10 * torch.log10(1 / mse.clamp_min(1e-10))).mean(1)
+
+
+__all__ = ['psnr', 'ssim', 'ssim_of_samples', 'LPIPSUnavailable', 'lpips', 'I3D_URL', 'FVDUnavailable', 'frechet_distance', 'I3D_FILE', 'i3d_path', 'i3d_features', 'fvd', 'mean_confidence_interval', 'channel_psnr']
