@@ -63,7 +63,9 @@ torch.manual_seed(0)
 # ## The motion encoder
 #
 # The same backbone encoder as for frames, with twice the input channels: the earlier and the later
-# frame of a pair. A frame paired with itself is the "no motion" input of the first step.
+# frame of a pair. A frame paired with itself is the "no motion" input of the first step. With the
+# conv backbone (KITTI, Cityscapes) the pair is the two frames' maps from the shared image encoder
+# of `03_slamp_baseline`, and the motion encoder is a spatial encoder on them ($4g$ channels in).
 
 # %%
 #| export nn
@@ -124,38 +126,42 @@ assert pairs == [[0, 0], [0, 1], [1, 2], [2, 3]]
 #   one batch: `motion[:, i]` is $h^f$ of the motion into `x[:, i]`, and `motion[:, 0]` zero motion;
 #   the prior and predictor of a step read the pair before the one its posterior reads;
 # * `step(x_in, target, noise, memory)` does the same for one step;
-# * `after_step(x_in, frame, memory)` sets the next step's history: the observed motion when the
-#   target was known, else the motion from the input to the *generated* frame.
+# * `after_step(generated, memory)` sets the next step's history: the observed motion when the
+#   target was known, else the motion from the step's input to the *generated* frame.
 #
-# The flow decoder reads the motion predictor, but keeps the *appearance* encoder's skips, as in
-# the public code.
+# What the stream pairs is what the model's `encode` hands it: frames, or with the conv backbone
+# their image maps (the image encoder runs once per frame for both streams, as in the public
+# code). The flow decoder reads the motion predictor, but keeps the *appearance* encoder's skips,
+# as in the public code.
 
 # %%
 #| export
-from slamp.models import LatentStream, ModelConfig, encode_shared
+from slamp.models import LatentStream, ModelConfig, encode_shared, encoded_channels
 from slamp.nn import BACKBONES, MotionEncoder, previous_frames
 
 
 class MotionStream(nn.Module):
     """SLAMP's motion stream z^f: a motion encoder on frame pairs and a :class:`LatentStream` over
     motion features. Its posterior reads the motion t-1 → t, its prior and predictor the motion
-    history t-2 → t-1 (zero motion, a frame paired with itself, at the first step)."""
+    history t-2 → t-1 (zero motion, a frame paired with itself, at the first step). It pairs
+    frames, or with the conv backbone their image maps (``PredictorParts.encode``)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         Encoder = BACKBONES[config.backbone][0]
-        self.encoder = MotionEncoder(Encoder(config.g_dim, 2 * config.channels, config.width))
+        self.encoder = MotionEncoder(Encoder(config.g_dim, 2 * encoded_channels(config), config.width))
         self.latent = LatentStream(config)
 
     def teacher_forced(self, x, noise):
-        """Flow-decoder features ``(B, T-1, g)`` and Gaussians for a whole video ``x`` ``(B, T, C, H, W)``."""
+        """Flow-decoder features ``(B, T-1, g)`` and Gaussians for a whole video ``x`` ``(B, T, C, H, W)``
+        (or its image maps)."""
         batch, length = x.shape[:2]
         motion = self.encoder(previous_frames(x).flatten(0, 1), x.flatten(0, 1)).unflatten(0, (batch, length))
         g_flow, stats, _ = self.latent(motion[:, :-1], motion[:, 1:], noise)  # prior: t-2 -> t-1
         return g_flow, stats
 
     def step(self, x_in, target, noise, memory=None, shared: int = 1):
-        """One step from frame ``x_in`` ``(B, C, H, W)`` (``target`` None: the future): features
+        """One step from frame ``x_in`` ``(B, C, H, W)`` or its image map (``target`` None: the future): features
         ``(B, 1, g)``, Gaussians, memory. ``shared``: see :func:`encode_shared`."""
         memory = memory or {}
         current = encode_shared(self.encoder, x_in, target, shared=shared) if target is not None else None
@@ -164,12 +170,13 @@ class MotionStream(nn.Module):
             history = encode_shared(self.encoder, x_in, x_in, shared=shared)  # code does (BatchNorm sees that order)
         g_flow, stats, state = self.latent(history[:, None], None if current is None else current[:, None],
                                            noise, memory.get("state"))
-        return g_flow, stats, {"history": history, "current": current, "state": state}
+        return g_flow, stats, {"history": history, "current": current, "state": state, "input": x_in}
 
-    def after_step(self, x_in, frame, memory):
-        """The next step's motion history: observed if the target was known, else into ``frame``."""
+    def after_step(self, generated, memory):
+        """The next step's motion history: observed if the target was known, else the motion from
+        this step's input into the ``generated`` frame (paired as ``step`` pairs)."""
         current = memory["current"]
-        return {**memory, "history": current if current is not None else self.encoder(x_in, frame)}
+        return {**memory, "history": current if current is not None else self.encoder(memory["input"], generated)}
 
 
 # %% [markdown]
@@ -240,13 +247,15 @@ assert torch.allclose(x_hat, batched.frames[:, 0], atol=1e-5)
 # ## Checking SLAMP
 #
 # **Sizes.** The second stream adds a motion encoder and three LSTMs. At the MNIST preset SLAMP has
-# 25,366,628 parameters, at KTH 45,726,932 and at BAIR 45,769,798: exactly the public code's counts.
+# 25,366,628 parameters, at KTH 45,726,932, at BAIR 45,769,798 and at KITTI and Cityscapes
+# 50,221,382 each: exactly the public code's counts.
 
 # %%
 for preset in ["mnist", "kth", "bair", "kitti", "cityscapes", "tiny"]:
     counts = {cls.__name__: cls.from_preset(preset).num_parameters() for cls in (SVG, SLAMPBaseline, SLAMP)}
     print(f"{preset:>10}: " + "   ".join(f"{name} {n / 1e6:6.2f} M" for name, n in counts.items()))
-public_code = {"mnist": 25_366_628, "kth": 45_726_932, "bair": 45_769_798}  # kaanakan/slamp, instantiated
+public_code = {"mnist": 25_366_628, "kth": 45_726_932, "bair": 45_769_798,  # kaanakan/slamp, instantiated
+               "kitti": 50_221_382, "cityscapes": 50_221_382}
 assert all(SLAMP.from_preset(name).num_parameters() == n for name, n in public_code.items())
 
 # %% [markdown]
@@ -346,16 +355,20 @@ print(f"the 3 futures of the squares differ by {spread(futures.frames[0]):.4f} (
 
 # %% [markdown]
 # The samples agree, as they should. Stochastic futures are for uncertain ones: in Stochastic
-# Moving MNIST a digit that reaches a wall leaves in a *random* new direction. Here is the SLAMP
-# that ships with the package (`slamp.pretrained`, trained on Stochastic Moving MNIST, see the
-# README), conditioned on 5 frames of a test sequence whose digits bounce during the predicted
-# frames: from the bounce on, its samples go different ways.
+# Moving MNIST a digit that reaches a wall leaves in a *random* new direction. Here is a trained
+# SLAMP, conditioned on 5 frames of a test sequence whose digits bounce during the predicted
+# frames: from the bounce on, its samples go different ways. Which SLAMP: the paper's own (the
+# public release's weights, 25 M parameters) when its file is in the data folder — set
+# `PAPER_MODEL = "download"` to fetch it once (about 100 MB) — else the small one that ships with
+# the package (`slamp.pretrained`, trained on two CPU cores; see the README). The figure's title
+# says which.
 
 # %%
 from slamp.data import MovingMNISTTestSet
-from slamp.pretrained import load
+from slamp.pretrained import paper_or_shipped
 
-trained = load("slamp")
+PAPER_MODEL = os.environ.get("SLAMP_PAPER_MODEL", "auto")  # "auto": the paper's if found; "download"; "off"
+trained, trained_name = paper_or_shipped("slamp", "cpu", PAPER_MODEL)
 test_set = MovingMNISTTestSet.generate(num_sequences=16, n_frames=15, seed=42, protocol="srvp")
 index = next(i for i in range(len(test_set)) if test_set.bounces[i, :, 5:].any())  # a bounce after frame 5
 video = test_set[index][None]  # (1, 15, 1, 64, 64)
@@ -363,7 +376,7 @@ torch.manual_seed(0)
 with torch.no_grad():
     sampled = trained.generate(video[:, :5], n_future=10, num_samples=3).frames[0]  # (3, 10, 1, 64, 64)
 fig = show_futures(video[0, 5:], sampled, frame_size=1.0)
-fig.suptitle(f"test sequence {index}, frames 6-15 predicted from frames 1-5", fontsize=9)
+fig.suptitle(f"{trained_name}: test sequence {index}, frames 6-15 predicted from frames 1-5", fontsize=9)
 fig.tight_layout()
 bounced = sorted({t + 1 for t in range(5, 15) if test_set.bounces[index, :, t].any()})
 print(f"bounces at frames {bounced}; the 3 futures differ by {spread(sampled):.4f} (per-pixel std), "

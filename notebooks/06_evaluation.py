@@ -1192,17 +1192,18 @@ fig.tight_layout()
 # (`slamp.pretrained`: the `cpu` sizes, trained on two CPU cores; the README's "Trained models"
 # says how, for how long, and shows its learning curves). It is small and briefly trained next to
 # the paper's, so its numbers are far from the paper's; the floors, scored on the same sequences
-# and printed beside it, say what it has learned.
+# and printed beside it, say what it has learned. With the paper's own weights in the data folder
+# (`slamp download public mnist`, or `PAPER_MODEL = "download"` here) the same cells evaluate the
+# paper's model instead; the printout and the figures name the model they show.
 
 # %%
 from torch.utils.data import Subset
 
-from slamp.pretrained import info, load
+from slamp.pretrained import paper_or_shipped
 
-model = load("slamp", device)
-trained_for = info("slamp")["metrics"].get("updates_in_all", info("slamp")["updates"])  # over every run
-print(f"{type(model).__name__}: {model.num_parameters() / 1e6:.2f} M parameters, trained for "
-      f"{trained_for} updates ({info('slamp')['train_config']['model_preset']} preset)")
+PAPER_MODEL = os.environ.get("SLAMP_PAPER_MODEL", "auto")  # "auto": the paper's if found; "download"; "off"
+model, model_name = paper_or_shipped("slamp", device, PAPER_MODEL)
+print(f"{model_name}: {model.num_parameters() / 1e6:.2f} M parameters")
 
 # %%
 test_set = Subset(floor_set, range(16 if SMOKE else (256 if device == "cuda" else 32)))  # the first sequences
@@ -1237,8 +1238,7 @@ PAPER = {  # Akan et al., ICCV 2021, tables 4–6: best-of-100, mean over the te
 }
 for (dataset, name), values in PAPER.items():
     print(f"{dataset:>24} {name:>6} (paper): " + "  ".join(f"{k.upper()} {v}" for k, v in values.items()))
-print(f"{'Stochastic Moving MNIST':>24} {'ours':>6} ({info('slamp')['train_config']['model_preset']}, "
-      f"{trained_for} updates, {num_samples} samples): "
+print(f"{'Stochastic Moving MNIST':>24} {'ours':>6} ({model_name}, {num_samples} samples): "
       f"PSNR {summary['final']['psnr']['mean']:.2f}  SSIM {summary['final']['ssim']['mean']:.4f}")
 for name, scores in same_floors.items():  # the paper reports no floor; ours, on our sequences
     print(f"{'Stochastic Moving MNIST':>24} {'floor':>6} ({name}, same sequences): "
@@ -1258,6 +1258,7 @@ for ax, metric in zip(axes, ["psnr", "ssim"]):
     ax.axhline(PAPER["Stochastic Moving MNIST", "SLAMP"][metric], color="k", ls="--", lw=1, label="paper SLAMP (mean)")
     ax.set(xlabel="frame", title=f"{metric.upper()} of the best of {num_samples} samples, 95% CI")
 axes[0].legend(fontsize=7)
+fig.suptitle(model_name, fontsize=9)
 fig.tight_layout()
 
 # %% [markdown]
@@ -1283,6 +1284,7 @@ for r, (name, frames) in enumerate(rows.items()):
         axes[r, k].imshow(frames[t, 0].cpu(), cmap="gray", vmin=0, vmax=1)
         axes[r, k].set_axis_off()
     axes[r, 0].set_title(name, fontsize=8, loc="left")
+fig.suptitle(f"{model_name}: test sequence 0, every second predicted frame", fontsize=9)
 fig.tight_layout()
 
 # %% [markdown]

@@ -73,17 +73,20 @@ from slamp.viz import STREAM_TITLES, prediction_parts, stream_images
 
 
 def trained_model(name: str, steps: int = 600, device="cpu", batch_size: int = 16, n_frames: int = 10,
-                  n_past: int = 5, lr: float = 2e-3, seed: int = 0) -> tuple[VideoPredictor, str]:
+                  n_past: int = 5, lr: float = 2e-3, seed: int = 0, paper: str = "off") -> tuple[VideoPredictor, str]:
     """The model ``name`` (``"slamp"``, ``"slamp_baseline"`` or ``"svg"``) in eval mode on ``device``,
-    and a line saying where it came from: the shipped model when :func:`slamp.pretrained.available`
-    lists it, else the ``tiny`` preset trained here for ``steps`` updates (Adam, ``lr``) on
-    Stochastic Moving MNIST videos of ``n_frames`` frames, seeded by ``seed``."""
-    from slamp.pretrained import available, load
+    and a line saying where it came from: for SLAMP the paper's own with ``paper`` ``"auto"`` or
+    ``"download"`` (see :func:`slamp.pretrained.paper_or_shipped`), else the shipped model when
+    :func:`slamp.pretrained.available` lists it, else the ``tiny`` preset trained here for
+    ``steps`` updates (Adam, ``lr``) on Stochastic Moving MNIST videos of ``n_frames`` frames,
+    seeded by ``seed``."""
+    from slamp.pretrained import available, paper_or_shipped
 
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     if name in available():
-        return load(name, device), f"{name}: shipped model (slamp.pretrained)"
+        model, label = paper_or_shipped(name, device, paper)
+        return model.eval(), label
     from torch.utils.data import DataLoader
 
     from slamp.data import StochasticMovingMNIST
@@ -104,11 +107,12 @@ def trained_model(name: str, steps: int = 600, device="cpu", batch_size: int = 1
 from slamp.pretrained import available
 
 steps = 2 if SMOKE else (3000 if device == "cuda" else 600)
-slamp_model, about = trained_model("slamp", steps, device)
-print(about)
+PAPER_MODEL = os.environ.get("SLAMP_PAPER_MODEL", "auto")  # "auto": the paper's SLAMP if found; "download"; "off"
+slamp_model, slamp_about = trained_model("slamp", steps, device, paper=PAPER_MODEL)
+print(slamp_about)
 trained = "slamp" in available() or not SMOKE  # only then is it fair to expect the latents to mean something
-svg_model, about = trained_model("svg", steps, device)
-print(about)
+svg_model, svg_about = trained_model("svg", steps, device)
+print(svg_about)
 
 # %% [markdown]
 # ## The streams of a prediction
@@ -231,11 +235,11 @@ random_sample = (best + 1) % num_samples  # any sample but the best
 
 steps_shown = range(0, n_future, 2)
 fig = show_streams(truth, prediction_parts(futures, 0, best), steps_shown, first_frame=n_past,
-                   title=f"SLAMP, best of {num_samples} samples (by PSNR)")
+                   title=f"{slamp_about}: best of {num_samples} samples (by PSNR)")
 
 # %%
 fig = show_streams(truth, prediction_parts(futures, 0, random_sample), steps_shown, first_frame=n_past,
-                   title="SLAMP, a random sample")
+                   title=f"{slamp_about}: a random sample")
 
 # %% [markdown]
 # The blend is exactly the equation above, and the mask is a probability per pixel:
@@ -712,7 +716,8 @@ def show_tsne(embeddings: dict, labels, names=None, title: str | None = None, cm
 from slamp.viz import show_tsne
 
 embeddings = {name: embed(z[moving]) for name, z in spaces.items()}
-fig = show_tsne(embeddings, direction[moving], DIRECTIONS, title="t-SNE of the posterior latents, coloured by direction of motion")
+fig = show_tsne(embeddings, direction[moving], DIRECTIONS,
+                title=f"t-SNE of the posterior latents, coloured by direction of motion ({slamp_about}; {svg_about})")
 
 # %% [markdown]
 # And the numbers, in the latent spaces themselves (not in the 2-D embeddings). The last column
@@ -800,13 +805,14 @@ print(f"mean squared error, frame average: samples {per_sample.mean():.4f} = mea
       f"+ spread {spread.mean():.4f}")
 assert torch.allclose(per_sample, error_of_mean + spread, atol=1e-6)
 fig = show_diversity(truth, samples, steps_shown, best=best, first_frame=n_past)
+fig.suptitle(slamp_about, fontsize=9)
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 2.6))
 ax.plot(range(n_past, n_past + n_future), spread, label="spread of the samples")
 ax.plot(range(n_past, n_past + n_future), error_of_mean, label="error of their mean")
 ax.plot(range(n_past, n_past + n_future), per_sample, label="mean error of a sample")
-ax.set(xlabel="frame", ylabel="mean squared error", title=f"{num_samples} samples of one sequence")
+ax.set(xlabel="frame", ylabel="mean squared error", title=f"{slamp_about}:\n{num_samples} samples of one sequence")
 ax.legend(fontsize=7)
 fig.tight_layout()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -207,7 +208,9 @@ def initialise_from(model: VideoPredictor, source: str) -> VideoPredictor:
         trained = load(source.removeprefix("pretrained:"))
     else:
         trained, _ = load_model(source)
-    if type(trained) is not type(model) or trained.config != model.config:
+    # β weighs the loss and the output bias is only an initial value: neither is the architecture
+    same = replace(trained.config, beta=model.config.beta, output_bias=model.config.output_bias) == model.config
+    if type(trained) is not type(model) or not same:
         raise ConfigError(f"init_from={source!r} holds a {type(trained).__name__} {trained.config}, "
                           f"but this run trains a {type(model).__name__} {model.config}")
     model.load_state_dict(trained.state_dict())

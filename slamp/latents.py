@@ -12,17 +12,20 @@ from slamp.viz import STREAM_TITLES, prediction_parts, stream_images
 
 
 def trained_model(name: str, steps: int = 600, device="cpu", batch_size: int = 16, n_frames: int = 10,
-                  n_past: int = 5, lr: float = 2e-3, seed: int = 0) -> tuple[VideoPredictor, str]:
+                  n_past: int = 5, lr: float = 2e-3, seed: int = 0, paper: str = "off") -> tuple[VideoPredictor, str]:
     """The model ``name`` (``"slamp"``, ``"slamp_baseline"`` or ``"svg"``) in eval mode on ``device``,
-    and a line saying where it came from: the shipped model when :func:`slamp.pretrained.available`
-    lists it, else the ``tiny`` preset trained here for ``steps`` updates (Adam, ``lr``) on
-    Stochastic Moving MNIST videos of ``n_frames`` frames, seeded by ``seed``."""
-    from slamp.pretrained import available, load
+    and a line saying where it came from: for SLAMP the paper's own with ``paper`` ``"auto"`` or
+    ``"download"`` (see :func:`slamp.pretrained.paper_or_shipped`), else the shipped model when
+    :func:`slamp.pretrained.available` lists it, else the ``tiny`` preset trained here for
+    ``steps`` updates (Adam, ``lr``) on Stochastic Moving MNIST videos of ``n_frames`` frames,
+    seeded by ``seed``."""
+    from slamp.pretrained import available, paper_or_shipped
 
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     if name in available():
-        return load(name, device), f"{name}: shipped model (slamp.pretrained)"
+        model, label = paper_or_shipped(name, device, paper)
+        return model.eval(), label
     from torch.utils.data import DataLoader
 
     from slamp.data import StochasticMovingMNIST

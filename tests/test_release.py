@@ -223,3 +223,35 @@ def test_the_pickle_module_is_not_the_standard_one():
     from slamp.release import _restricted_pickle
 
     assert _restricted_pickle.Unpickler is not pickle.Unpickler
+
+
+def test_init_from_a_release_file_copies_its_weights(public_file):
+    from slamp.checkpoint import initialise_from
+    from slamp.models import SLAMP
+
+    dataset, path = public_file
+    if dataset != "mnist":
+        pytest.skip("one dataset is enough for the plumbing")
+    model = initialise_from(SLAMP.from_preset("mnist", beta=5e-5), str(path))  # the fine-tuning stage's β
+    converted, _ = load_model(path)
+    assert all(torch.equal(value, converted.state_dict()[key]) for key, value in model.state_dict().items())
+
+
+def test_notebooks_and_the_demo_show_the_paper_model_when_its_file_is_there(public_file, isolated_data, capsys):
+    from slamp.pretrained import paper_or_shipped
+
+    dataset, path = public_file
+    if dataset != "mnist":
+        pytest.skip("the notebooks and the demo show Moving MNIST")
+    _, label = paper_or_shipped("slamp", paper="auto")
+    assert label.startswith("shipped SLAMP")  # no file in the data folder: the shipped model
+    assert main(["demo", "--paper", "--out", str(isolated_data / "demo")]) == 1
+    assert "slamp download public mnist" in capsys.readouterr().err
+    (isolated_data / "public").mkdir(parents=True)
+    (isolated_data / "public" / "slamp_mnist.pth").symlink_to(path)
+    model, label = paper_or_shipped("slamp", paper="auto")
+    assert label == "the paper's SLAMP (public release, 290,000 updates)" and model.num_parameters() == 25_366_628
+    assert paper_or_shipped("slamp", paper="off")[1].startswith("shipped SLAMP")
+    assert paper_or_shipped("svg", paper="auto")[1].startswith("shipped SVG")  # the release holds SLAMP only
+    with pytest.raises(ValueError, match="paper must be one of"):
+        paper_or_shipped("slamp", paper="yes")

@@ -87,6 +87,32 @@ def load(name: str, device="cpu") -> VideoPredictor:
     return model.to(device).eval()
 
 
+PAPER_CHOICES = ("auto", "download", "off")
+
+
+def paper_or_shipped(name: str = "slamp", device="cpu", paper: str = "auto") -> tuple[VideoPredictor, str]:
+    """The model a notebook or the demo shows, and a label for its figures: the paper's own MNIST
+    SLAMP (the public release's ``slamp_mnist.pth``, read safely by :mod:`slamp.release`) when
+    ``paper`` is ``"auto"`` and the file is in the data folder, or ``"download"`` (fetched first,
+    about 100 MB, with :func:`slamp.download.download_public`); else the shipped model ``name``
+    (``"off"``, or no file). The release holds SLAMP only: other names are always the shipped ones."""
+    if paper not in PAPER_CHOICES:
+        raise ValueError(f"paper must be one of {PAPER_CHOICES}, found {paper!r}")
+    if name == "slamp" and paper != "off":
+        from slamp.download import download_public, find_public_weights
+        from slamp.release import convert_release, read_release, updates_of
+
+        path = download_public("mnist") if paper == "download" else find_public_weights("mnist")
+        if path is not None:
+            release = read_release(path)
+            return (convert_release(release).to(device),
+                    f"the paper's SLAMP (public release, {updates_of(release):,} updates)")
+    about = info(name)
+    updates = about["metrics"].get("updates_in_all", about["updates"])
+    title = {"slamp": "SLAMP", "slamp_baseline": "SLAMP-Baseline", "svg": "SVG"}.get(name, name)
+    return load(name, device), f"shipped {title} ({about['train_config'].get('model_preset', '?')} preset, {updates:,} updates)"
+
+
 def export_checkpoint(checkpoint, name: str, metrics: dict | None = None, folder=FOLDER) -> Path:
     """Write the model of a training checkpoint (``slamp.train``) as ``<folder>/<name>.pt`` in
     float16, with its config and ``metrics``. Returns the path."""
@@ -107,4 +133,4 @@ def export_checkpoint(checkpoint, name: str, metrics: dict | None = None, folder
     return path
 
 
-__all__ = ["PretrainedError", "available", "info", "load", "export_checkpoint"]
+__all__ = ["PretrainedError", "available", "info", "load", "PAPER_CHOICES", "paper_or_shipped", "export_checkpoint"]
