@@ -60,6 +60,7 @@ class TrainConfig:
     val_every: int = 10_000  # the public code validated every 10 epochs
     val_sequences: int = 256
     val_samples: int = 5  # futures drawn per validation sequence
+    val_seed: int | None = None  # the validation clips' and noise's seed; None: the run's seed
     val_n_future: int = 20  # predicted frames at validation (the paper's test horizon)
     val_batch_size: int = 32  # validation sequences per generate call (times val_samples futures)
     checkpoint_every: int = 1000

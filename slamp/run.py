@@ -340,7 +340,8 @@ class TrainingRun:
         if self.place.is_main:
             c, started = self.config, time.perf_counter()
             metrics, example = validate(self.model, self.validation, c.n_past, c.val_n_future, c.val_samples,
-                                        c.val_batch_size, self.device, self.dtype, seed=c.seed)
+                                        c.val_batch_size, self.device, self.dtype,
+                                        seed=c.seed if c.val_seed is None else c.val_seed)
             seconds = time.perf_counter() - started
             epoch = (self.step - 1) // c.epoch_size
             self.val_log.append({"step": self.step, "epoch": epoch, **metrics, "seconds": seconds})

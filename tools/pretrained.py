@@ -12,6 +12,10 @@
                                           # docs/per_frame_scores.png, each predicted frame's scores
     python tools/pretrained.py table      # the README's table, from slamp/pretrained/results.json
     python tools/pretrained.py check      # the small evaluation that tests/test_pretrained.py repeats
+    python tools/pretrained.py train-on --model slamp --lr 1e-3 --hours 8
+                                          # train on from the shipped weights (or training/<model>.pt)
+                                          # in runs/continue/<model>, one chunk per process, writing the
+                                          # snapshot training/<model>.pt after every chunk
 
 Every step goes through the public commands (`slamp train`, `slamp evaluate`), with fixed seeds.
 Training can be spread over sessions: `train --continue` starts new runs from the shipped weights
@@ -395,10 +399,116 @@ def paired_table() -> str:
     return "\n".join(lines)
 
 
+# ---- training on from the shipped weights, in the background (issue 35) -------------------------
+CONTINUE = RUNS.parent / "continue"  # runs/continue/<model>: one run, resumed chunk by chunk
+SNAPSHOTS = ROOT / "training"         # committed as it goes: the weights so far and their record
+VAL_SEED = 6750                       # the validation clips and noise of every continued run
+CONTINUE_SETTINGS = ["val_every=500", "val_sequences=96", "val_samples=10", f"val_seed={VAL_SEED}", "epochs=3000"]
+
+
+def _continue_start(model: str) -> tuple[str, dict]:
+    """Where a continuation starts: the last committed snapshot (``training/<model>.pt``), else the
+    shipped model; and that model's record (updates, curve, CPU time of the continuation so far)."""
+    from slamp.pretrained import info
+
+    snapshot = SNAPSHOTS / f"{model}.pt"
+    source = str(snapshot) if snapshot.is_file() else model
+    return f"pretrained:{source}", info(source)
+
+
+def train_on(model: str, hours: float, lr: float, chunk: int = 500, batch_size: int | None = None) -> None:
+    """Train ``model`` on from the shipped (or snapshot) weights until ``hours`` CPU-hours of
+    continuation are spent, ``chunk`` updates per process; after every chunk write the snapshot
+    ``training/<model>.pt`` (float16, its learning curve extended) and the budget. The run
+    resumes exactly where ``runs/continue/<model>/last.pt`` is; a new machine starts a new run
+    from the snapshot (fresh Adam, another seed: the record says so)."""
+    import resource
+    import subprocess
+    import time
+
+    out = CONTINUE / model
+    out.mkdir(parents=True, exist_ok=True)
+    state_file = out / "continuation.json"
+    if state_file.is_file():  # the same run, resumed exactly
+        state = json.loads(state_file.read_text())
+    else:  # a new run from the snapshot or the shipped weights
+        source, start = _continue_start(model)
+        state = {"init_from": source, "seed": start["metrics"]["updates_in_all"], "start": start["metrics"],
+                 "cpu_seconds_before": start["metrics"].get("continuation_cpu_seconds", 0.0), "lr": lr,
+                 "batch_size": batch_size}
+        state_file.write_text(json.dumps(state, indent=2) + "\n")
+    settings = [f"model={model}", f"init_from={state['init_from']}", f"seed={state['seed']}", f"lr={state['lr']}",
+                *CONTINUE_SETTINGS] + ([f"batch_size={state['batch_size']}"] if state["batch_size"] else [])
+    budget = out / "budget.csv"  # update reached, wall seconds, CPU seconds (user + system) of the chunk
+    while True:
+        spent = state["cpu_seconds_before"] + sum(float(line.split(",")[2]) for line in
+                                                   (budget.read_text().splitlines() if budget.is_file() else []))
+        if spent >= hours * 3600:
+            print(f"{model}: {spent / 3600:.2f} CPU-hours of continuation spent; stopping", flush=True)
+            return
+        done = _updates_in(out)
+        argv = [sys.executable, "-m", "slamp", "train", "--preset", PRESET, "--set", *settings, "--out", str(out),
+                "--stop-after", str(done + chunk)] + (["--resume"] if (out / "last.pt").is_file() else [])
+        print("$", " ".join(argv[2:]), flush=True)
+        before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+        with open(out / "train.log", "a") as log:
+            if subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode != 0:
+                sys.exit(f"training {model} failed: see {out / 'train.log'}")
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        with open(budget, "a") as record:
+            record.write(f"{_updates_in(out)},{time.perf_counter() - started:.0f},{cpu:.0f}\n")
+        snapshot(model)
+
+
+def _updates_in(out: Path) -> int:
+    log = out / "train.csv"
+    rows = log.read_text().splitlines()[1:] if log.is_file() else []
+    return int(rows[-1].split(",")[0]) if rows else 0
+
+
+def snapshot(model: str) -> Path:
+    """``training/<model>.pt``: the continuation's last checkpoint in float16, with the learning curve
+    of the shipped model extended by the continuation's validation points (updates, CPU-minutes)."""
+    import csv
+
+    from slamp.pretrained import export_checkpoint
+
+    out = CONTINUE / model
+    state = json.loads((out / "continuation.json").read_text())
+    start = state["start"]
+    curve = {key: list(value) for key, value in start["learning_curve"].items()}
+    rows = list(csv.DictReader(open(out / "validation.csv"))) if (out / "validation.csv").is_file() else []
+    chunks = [line.split(",") for line in (out / "budget.csv").read_text().splitlines()]
+    seconds = {int(reached): float(cpu) for reached, _, cpu in chunks}
+    base_updates, base_minutes = start["updates_in_all"], start["cpu_minutes"]
+    curve.setdefault("continued_from", len(curve["updates"]))  # index of the first point of the continuation
+    for row in rows:
+        step = int(row["step"])
+        curve["updates"].append(base_updates + step)
+        curve["cpu_minutes"].append(round(base_minutes + _minutes_at(step, seconds) + state["cpu_seconds_before"] / 60, 1))
+        for key in ("psnr_best", "ssim_best", "psnr_mean", "ssim_mean"):
+            curve[key].append(round(float(row[key]), 4))
+    cpu_seconds = state["cpu_seconds_before"] + sum(seconds.values())
+    done = _updates_in(out)
+    SNAPSHOTS.mkdir(exist_ok=True)
+    path = export_checkpoint(out / "last.pt", model, folder=SNAPSHOTS, metrics={
+        "updates_in_all": base_updates + done, "cpu_minutes": round(base_minutes + cpu_seconds / 60, 1),
+        "continuation_cpu_seconds": cpu_seconds, "continued_from_shipped": True, "device": "cpu",
+        "continuation": {"init_from": state["init_from"], "seed": state["seed"], "lr": state["lr"],
+                         "batch_size": state["batch_size"], "val_seed": VAL_SEED, "settings": CONTINUE_SETTINGS},
+        "learning_curve": curve})
+    print(f"wrote {path.relative_to(ROOT)}: {base_updates + done} updates in all, "
+          f"{cpu_seconds / 3600:.2f} CPU-hours of continuation", flush=True)
+    return path
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", choices=["train", "export", "evaluate", "references", "record", "curves", "table",
-                                         "check", "all"])
+                                         "check", "all", "train-on", "snapshot"])
+    parser.add_argument("--model", default="slamp", choices=MODELS, help="train-on, snapshot: which model")
+    parser.add_argument("--hours", type=float, default=8.0, help="train-on: CPU-hours of continuation in all")
     parser.add_argument("--updates", type=int, default=750,
                         help="train: updates of each model (default 750, what the shipped models had)")
     parser.add_argument("--chunk", type=int, default=CHUNK, help=f"train: updates per turn of the round robin (default {CHUNK})")
@@ -427,6 +537,10 @@ def main(argv=None) -> int:
         print(table())
         print()
         print(paired_table())
+    if step == "train-on":
+        train_on(args.model, args.hours, args.lr or 1e-3, args.chunk if args.chunk != CHUNK else 500)
+    if step == "snapshot":
+        snapshot(args.model)
     if step == "check":
         print(json.dumps(check_results(), indent=2))
     return 0

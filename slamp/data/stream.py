@@ -93,7 +93,8 @@ def validation_videos(config: TrainConfig) -> torch.Tensor:
     the test split, what the public SLAMP code validated on; so ``best.pt`` is chosen on training
     data for KITTI and on test data for Cityscapes (``last.pt`` is neither)."""
     length = config.n_past + config.val_n_future
-    clips = dataset_spec(config.dataset).clips("val", length, config.data_root, seed=config.seed,
+    seed = config.seed if config.val_seed is None else config.val_seed
+    clips = dataset_spec(config.dataset).clips("val", length, config.data_root, seed=seed,
                                                digits=config.digits, count=config.val_sequences)
     keep = np.unique(np.linspace(0, len(clips) - 1, min(config.val_sequences, len(clips))).round().astype(int))
     return torch.stack([clips[int(i)] for i in keep])

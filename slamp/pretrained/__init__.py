@@ -49,10 +49,14 @@ def recorded_sums(folder=None) -> dict[str, str]:
 
 
 def _read(name: str) -> dict:
-    path = FOLDER / f"{name}.pt"
+    """A shipped model's file by ``name``, or a file in the same format by its path (``*.pt``)."""
+    shipped = not (name.endswith(".pt") or "/" in name)
+    path = FOLDER / f"{name}.pt" if shipped else Path(name)
     if not path.is_file():
-        raise PretrainedError(f"no shipped model named {name!r} (expected {path}); available: {available() or 'none'}")
-    restore = f"restore it with `git checkout -- slamp/pretrained/{path.name}` (or reinstall slamp)"
+        raise PretrainedError(f"no shipped model named {name!r} (expected {path}); available: {available() or 'none'}"
+                              if shipped else f"no file at {path}")
+    restore = (f"restore it with `git checkout -- slamp/pretrained/{path.name}` (or reinstall slamp)" if shipped
+               else "restore it from where it came from")
     if path.stat().st_size == 0:
         raise PretrainedError(f"{path} is empty (0 bytes): {restore}")
     expected = recorded_sums(path.parent).get(path.name)
@@ -63,20 +67,22 @@ def _read(name: str) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a Git LFS pointer, a truncated file, not a torch file
         raise PretrainedError(f"cannot read {path} ({type(error).__name__}); if it is a Git LFS pointer or was "
-                              f"cut short, restore it with `git checkout -- {path.relative_to(FOLDER.parents[1])}`") from error
+                              f"cut short, {restore}") from error
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise PretrainedError(f"{path} is not a slamp.pretrained file (format {FORMAT!r})")
     return state
 
 
 def info(name: str) -> dict:
-    """What is known about a shipped model: class, sizes, training config, updates, metrics."""
+    """What is known about a shipped model (or a file of this format, by path): class, sizes,
+    training config, updates, metrics."""
     state = _read(name)
     return {key: value for key, value in state.items() if key != "model"}
 
 
 def load(name: str, device="cpu") -> VideoPredictor:
-    """The shipped model ``name`` (see :func:`available`), float32, in eval mode, on ``device``."""
+    """The shipped model ``name`` (see :func:`available`; or a file of this format, by path ``*.pt``),
+    float32, in eval mode, on ``device``."""
     state = _read(name)
     model = model_class(state["model_class"])(ModelConfig(**state["model_config"]))
     weights = {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}
