@@ -186,7 +186,9 @@ class TrainingRun:
         """A checkpoint of another model class or other sizes: one clear error instead of hundreds
         of lines of ``load_state_dict`` mismatches. β and the output bias may change on resume."""
         ours = {k: v for k, v in asdict(self.model.config).items() if k not in ("beta", "output_bias")}
-        theirs = {k: v for k, v in checkpoint["model_config"].items() if k in ours}
+        # a field added since the checkpoint was written holds its default there
+        defaults = asdict(type(self.model.config)())
+        theirs = {k: checkpoint["model_config"].get(k, defaults[k]) for k in ours}
         ours = {k: list(v) if isinstance(v, tuple) else v for k, v in ours.items()}
         theirs = {k: list(v) if isinstance(v, tuple) else v for k, v in theirs.items()}
         if checkpoint["model_class"] == type(self.model).__name__ and theirs == ours:
