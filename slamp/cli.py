@@ -255,7 +255,7 @@ def _test_videos(dataset: str, data_root, sequences: int | None, n_frames: int):
 
 def _evaluate(args) -> int:
     import torch
-    from torch.utils.data import DataLoader, Subset
+    from torch.utils.data import DataLoader
 
     from slamp.evaluate import evaluate
     from slamp.registry import dataset_spec
@@ -281,13 +281,13 @@ def _evaluate(args) -> int:
     started = time.perf_counter()
     source = args.pretrained and f"pretrained:{args.pretrained}" or str(args.checkpoint)
 
-    public = args.protocol == "public-code"  # its batches of 20, the last incomplete one dropped
+    public = args.protocol == "public-code"  # its batches of 20, which must divide the test set
     batch_size = args.batch_size or (PUBLIC_CODE_BATCH if public else 16)
-    if public:
-        if len(test_set) < batch_size:
-            raise ValueError(f"--protocol public-code drops an incomplete last batch: {len(test_set)} sequences "
-                             f"make no batch of {batch_size}; pass more --sequences or a smaller --batch-size")
-        test_set = Subset(test_set, range(len(test_set) // batch_size * batch_size))
+    if public and len(test_set) % batch_size:  # BatchNorm sees the batch: an odd last one would change scores
+        near = sorted((d for d in range(2, len(test_set) + 1) if len(test_set) % d == 0), key=lambda d: abs(d - 20))[:3]
+        raise ValueError(f"--protocol public-code needs a batch size that divides the {len(test_set)} test sequences, "
+                         f"as the public code's loader asserts (BatchNorm normalises over each batch); "
+                         f"{batch_size} does not: pass --batch-size {' or '.join(map(str, sorted(near)))}")
 
     def run_part(part):
         return evaluate(model, DataLoader(part, batch_size=batch_size), n_past, n_future, args.num_samples,
@@ -524,7 +524,7 @@ def parser() -> argparse.ArgumentParser:
                             help="slamp (default): BatchNorm on its running statistics, PSNR of the mean squared "
                                  "error; public-code: as the public SLAMP evaluate.py, which made the paper's numbers "
                                  "(BatchNorm on each batch's statistics, one sample at a time, per-channel PSNR, "
-                                 "batches of 20, a last incomplete batch dropped)")
+                                 "batches of 20 that must divide the test set)")
     evaluation.add_argument("--max-batch", type=_positive, default=None,
                             help="futures generated per call (default: 2048 on a GPU, 64 on a CPU)")
     evaluation.add_argument("--device", default="auto")

@@ -12,12 +12,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from slamp.data.files import atomic_path, save_tensors
-from slamp.metrics import channel_psnr, lpips, mean_confidence_interval, psnr, ssim, ssim_of_samples
+from slamp.metrics import at_least_float32, channel_psnr, lpips, mean_confidence_interval, psnr, ssim, ssim_of_samples
 from slamp.models import Prediction, batchnorm_statistics, restore_batchnorm_statistics
 
 
 METRICS = {"psnr": (psnr, True), "ssim": (ssim, True), "lpips": (lpips, False)}  # name: (function, higher is better)
 HEADS = ("final", "appearance", "motion", "average")  # x̂, x^p, x^f, (x^p + x^f) / 2
+PROTOCOLS = ("slamp", "public-code")  # slamp's protocol, or the public code's evaluate.py (see below)
 
 
 def score_frames(samples: torch.Tensor, target: torch.Tensor, metric: str, protocol: str = "slamp") -> torch.Tensor:
@@ -34,6 +35,16 @@ def score_frames(samples: torch.Tensor, target: torch.Tensor, metric: str, proto
     expanded = target[:, None].expand_as(samples)
     function = channel_psnr if (metric, protocol) == ("psnr", "public-code") else METRICS[metric][0]
     return function(samples.flatten(0, 2), expanded.flatten(0, 2)).view(batch, num_samples, length)
+
+
+def check_settings(n_past: int, n_future: int, num_samples: int, metrics, heads, protocol: str = "slamp") -> None:
+    """A ``ValueError`` naming the first setting of an evaluation that cannot be run."""
+    if n_past < 1 or n_future < 1 or num_samples < 1:
+        raise ValueError(f"n_past, n_future and num_samples must be >= 1, found {n_past}, {n_future}, {num_samples}")
+    for name, value, choices in [("protocol", protocol, PROTOCOLS), *[("metric", m, METRICS) for m in metrics],
+                                 *[("head", h, HEADS) for h in heads]]:
+        if value not in choices:
+            raise ValueError(f"unknown {name} {value!r}; choose from {sorted(choices)}")
 
 
 def best_of_n(scores: torch.Tensor, higher_is_better: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -207,7 +218,8 @@ def folded_convolution(conv: torch.nn.Conv2d) -> FoldedTransposedConv:
         raise ValueError(f"only stride-1 convolutions with numeric padding can be folded, found {conv}")
     transposed = torch.nn.ConvTranspose2d(conv.in_channels, conv.out_channels, conv.kernel_size,
                                           padding=tuple(k - 1 - p for k, p in zip(conv.kernel_size, conv.padding)),
-                                          bias=conv.bias is not None, groups=conv.groups, dilation=conv.dilation)
+                                          bias=conv.bias is not None, groups=conv.groups, dilation=conv.dilation,
+                                          dtype=conv.weight.dtype, device=conv.weight.device)
     with torch.no_grad():
         transposed.weight.copy_(conv.weight.flip(-2, -1).transpose(0, 1))
         if conv.bias is not None:
@@ -246,16 +258,7 @@ def evaluate(model, videos, n_past: int, n_future: int, num_samples: int = 100, 
     ``MAX_BATCH`` of the device: large batches pay on a GPU, on a CPU they only fill the caches). Returns an
     :class:`Evaluation`; ``best_frames`` holds each sequence's best sample (first head, first metric).
     ``protocol="public-code"``: as the public code's ``evaluate.py`` (see :class:`PublicCodeSampler`)."""
-    if n_past < 1 or n_future < 1 or num_samples < 1:
-        raise ValueError(f"n_past, n_future and num_samples must be >= 1, found {n_past}, {n_future}, {num_samples}")
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")
-    for metric in metrics:
-        if metric not in METRICS:
-            raise ValueError(f"unknown metric {metric!r}; choose from {sorted(METRICS)}")
-    for head in heads:
-        if head not in HEADS:
-            raise ValueError(f"unknown head {head!r}; choose from {HEADS}")
+    check_settings(n_past, n_future, num_samples, metrics, heads, protocol)
     device = torch.device(device or next(model.parameters()).device)
     max_batch = max_batch or MAX_BATCH.get(device.type, 2048)
     model.eval()
@@ -275,7 +278,7 @@ def evaluate(model, videos, n_past: int, n_future: int, num_samples: int = 100, 
         spread = {head: SampleSpread() for head in heads}
         for prediction in sampled_chunks(sampler, past, n_future, num_samples, chunk):
             for head in heads:
-                frames = head_frames(prediction, head).float()
+                frames = at_least_float32(head_frames(prediction, head))
                 spread[head].add(frames)
                 for metric in metrics:
                     scores[head][metric].append(score_frames(frames, target, metric, protocol))
@@ -332,21 +335,23 @@ def validate(model, videos: torch.Tensor, n_past: int, n_future: int, num_sample
     return metrics, example
 
 
-PROTOCOLS = ("slamp", "public-code")
-
-
 class PublicCodeSampler:
     """Samples ``model``'s futures as the public code's ``evaluate.py`` does: one sample at a time
     over the whole batch of sequences, with BatchNorm in training mode (the statistics of the batch
     in hand); the model's running statistics are put back afterwards."""
 
     def __init__(self, model):
-        self.model = model
+        self.model, self.batch_size = model, None
 
     def draw_noise(self, batch: int, steps: int, device="cpu") -> dict:
         return self.model.draw_noise(batch, steps, device)
 
     def generate(self, past, n_future: int, num_samples: int = 1, noise: dict | None = None) -> Prediction:
+        self.batch_size = self.batch_size or len(past)
+        if len(past) != self.batch_size:  # BatchNorm normalises over the batch: a smaller one scores otherwise
+            raise ValueError(f"protocol='public-code' needs batches of one size, as the public code's loader "
+                             f"asserts: {self.batch_size} sequences, then {len(past)} (use a batch size that "
+                             f"divides the test set)")
         saved = batchnorm_statistics(self.model)
         self.model.train()  # BatchNorm on the batch; the LSTMs have neither BatchNorm nor dropout
         try:
@@ -464,4 +469,4 @@ def evaluate_reference(name: str, videos, n_past: int, n_future: int, metrics=("
     return result
 
 
-__all__ = ['METRICS', 'HEADS', 'score_frames', 'best_of_n', 'head_frames', 'Evaluation', 'SampleSpread', 'fold_batchnorm', 'MAX_BATCH', 'sampled_chunks', 'FoldedTransposedConv', 'folded_convolution', 'fast_sampler', 'evaluate', 'validate', 'PROTOCOLS', 'PublicCodeSampler', 'REFERENCES', 'reference_frames', 'MEAN_FRAME_CLIPS', 'mean_training_frame', 'ReferencePredictor', 'evaluate_reference']
+__all__ = ['METRICS', 'HEADS', 'PROTOCOLS', 'score_frames', 'check_settings', 'best_of_n', 'head_frames', 'Evaluation', 'SampleSpread', 'fold_batchnorm', 'MAX_BATCH', 'sampled_chunks', 'FoldedTransposedConv', 'folded_convolution', 'fast_sampler', 'evaluate', 'validate', 'PublicCodeSampler', 'REFERENCES', 'reference_frames', 'MEAN_FRAME_CLIPS', 'mean_training_frame', 'ReferencePredictor', 'evaluate_reference']

@@ -11,6 +11,11 @@ import torch.nn.functional as F
 from scipy import linalg, stats
 
 
+def at_least_float32(images: torch.Tensor) -> torch.Tensor:
+    """``images`` in float32, or float64 if they are: scores are computed at the frames' precision."""
+    return images.to(torch.promote_types(images.dtype, torch.float32))
+
+
 def _check_pair(prediction: torch.Tensor, target: torch.Tensor) -> None:
     if prediction.ndim != 4 or prediction.shape != target.shape:
         raise ValueError(f"prediction and target must both be (N, C, H, W) of one shape, found "
@@ -27,8 +32,8 @@ def psnr(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(1 / mse.clamp_min(1e-10))
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5, device=None) -> torch.Tensor:
-    x = torch.arange(size, device=device, dtype=torch.float32) - size // 2
+def _gaussian_window(size: int = 11, sigma: float = 1.5, device=None, dtype=torch.float32) -> torch.Tensor:
+    x = torch.arange(size, device=device, dtype=dtype) - size // 2
     window = torch.exp(-(x**2) / (2 * sigma**2))
     return window / window.sum()
 
@@ -64,8 +69,8 @@ def ssim(prediction: torch.Tensor, target: torch.Tensor, window_size: int = 11, 
     window (11, σ = 1.5), averaged over valid window positions and channels (as scikit-image)."""
     _check_pair(prediction, target)
     _check_window(prediction, window_size)
-    x, y = prediction.float(), target.float()
-    window = _gaussian_window(window_size, sigma, x.device)
+    x, y = at_least_float32(prediction), at_least_float32(target)
+    window = _gaussian_window(window_size, sigma, x.device, x.dtype)
     mu_x, mu_y, xx, yy, xy = _filter(torch.stack([x, y, x * x, y * y, x * y]), window)  # one product for all five
     return _ssim_map(mu_x, mu_y, xx, yy, xy).flatten(1).mean(1)
 
@@ -78,8 +83,8 @@ def ssim_of_samples(samples: torch.Tensor, target: torch.Tensor, window_size: in
         raise ValueError(f"samples (B, S, T, C, H, W) {tuple(samples.shape)} do not match target (B, T, C, H, W) "
                          f"{tuple(target.shape)}")
     _check_window(target, window_size)
-    x, y = samples.float(), target.float()[:, None]  # the target broadcast over samples
-    window = _gaussian_window(window_size, sigma, x.device)
+    x, y = at_least_float32(samples), at_least_float32(target)[:, None]  # the target broadcast over samples
+    window = _gaussian_window(window_size, sigma, x.device, x.dtype)
     mu_y, yy = _filter(torch.stack([y, y * y]), window)
     mu_x, xx, xy = _filter(torch.stack([x, x * x, x * y]), window)
     return _ssim_map(mu_x, mu_y, xx, yy, xy).flatten(3).mean(3)
@@ -219,8 +224,8 @@ def channel_psnr(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     """PSNR as the public SLAMP code computes it: per channel, then the mean over channels; images
     ``(N, C, H, W)`` in [0, 1] → ``(N,)`` (each channel capped at 100 dB like :func:`psnr`)."""
     _check_pair(prediction, target)
-    mse = ((prediction.float() - target.float()) ** 2).flatten(2).mean(2)  # (N, C)
+    mse = ((at_least_float32(prediction) - at_least_float32(target)) ** 2).flatten(2).mean(2)  # (N, C)
     return (10 * torch.log10(1 / mse.clamp_min(1e-10))).mean(1)
 
 
-__all__ = ['psnr', 'ssim', 'ssim_of_samples', 'LPIPSUnavailable', 'lpips', 'I3D_URL', 'FVDUnavailable', 'frechet_distance', 'I3D_FILE', 'i3d_path', 'i3d_features', 'fvd', 'mean_confidence_interval', 'channel_psnr']
+__all__ = ['at_least_float32', 'psnr', 'ssim', 'ssim_of_samples', 'LPIPSUnavailable', 'lpips', 'I3D_URL', 'FVDUnavailable', 'frechet_distance', 'I3D_FILE', 'i3d_path', 'i3d_features', 'fvd', 'mean_confidence_interval', 'channel_psnr']
