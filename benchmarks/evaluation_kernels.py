@@ -78,9 +78,9 @@ def compare(ways: dict, repeats: int) -> dict:
 
 def output_layer_input(model, conv, futures: int) -> tuple[torch.Tensor, list[int]]:
     """What a decoder's output layer reads (channels-last) and the size it writes, per backbone:
-    DCGAN and conv double the finest skip's size, VGG keeps the frame size."""
+    DCGAN doubles the finest skip's size, VGG and conv keep the frame size."""
     size = list(model.config.image_size)
-    if model.config.backbone == "vgg":
+    if model.config.backbone in ("vgg", "conv"):
         finer = size
     else:
         with torch.inference_mode():

@@ -41,7 +41,7 @@ from slamp.evaluate import fast_sampler  # noqa: E402
 from slamp.runtime import keep_freed_memory  # noqa: E402
 
 
-PARTS = ("encoder", "appearance", "pixel_decoder", "flow_decoder", "mask_net", "motion.encoder", "motion.latent")
+PARTS = ("image_encoder", "encoder", "appearance", "pixel_decoder", "flow_decoder", "mask_net", "motion.encoder", "motion.latent")
 
 
 def parse_args(argv=None):

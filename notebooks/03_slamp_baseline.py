@@ -206,30 +206,43 @@ for Encoder, Decoder in [(DCGANEncoder, DCGANDecoder), (VGGEncoder, VGGDecoder)]
 # what SVG's loop over `nn.LSTMCell`s computes. A single step is a sequence of length 1 with the
 # state carried over, so the batched path (teacher forcing) and the step-by-step path
 # (generation) share weights and code.
+#
+# Over feature maps (`spatial=True`, the KITTI and Cityscapes models below) the linear layers are
+# $3\times3$ convolutions and the LSTM is a `ConvLSTM`. There the public code's Gaussian networks
+# feed their input to the LSTM directly: they hold an embedding that their forward never calls.
+# We keep it, frozen (no gradient, never read), so that the public weights map onto ours tensor
+# for tensor and the parameter count is the public one.
 
 # %%
 #| export nn
+def _feature_layer(cin, cout, spatial):
+    """A linear layer over features, or (``spatial``) a 3×3 convolution over feature maps."""
+    return nn.Conv2d(cin, cout, 3, 1, 1) if spatial else nn.Linear(cin, cout)
+
+
 class RecurrentNet(nn.Module):
-    """Linear embedding → stacked LSTM → output head, over ``(B, T, input)`` sequences, or over
-    feature maps ``(B, T, input, h, w)`` with ``spatial=True`` (then the linear layers act on the
-    channels, i.e. they are 1×1 convolutions, and the LSTM is a :class:`ConvLSTM`).
+    """Embedding → stacked LSTM → output head, over ``(B, T, input)`` sequences, or over feature
+    maps ``(B, T, input, h, w)`` with ``spatial=True`` (the layers are then 3×3 convolutions and
+    the LSTM a :class:`ConvLSTM`). ``embedded=False``: the LSTM reads the input itself, and the
+    embedding is kept frozen and unused (the public code's Gaussian ConvLSTMs).
 
     ``nn.LSTM`` runs a whole sequence in one call (cuDNN on GPU) and is the same computation as
     SVG's loop of stacked ``LSTMCell``s; a step at a time is a sequence of length 1 with the
     state carried over, so both paths share one set of weights."""
 
-    def __init__(self, input_size: int, hidden: int, layers: int, spatial: bool = False):
+    def __init__(self, input_size: int, hidden: int, layers: int, spatial: bool = False, embedded: bool = True):
         super().__init__()
-        self.spatial = spatial
-        self.embed = nn.Linear(input_size, hidden)
-        self.lstm = ConvLSTM(hidden, hidden, layers) if spatial else nn.LSTM(hidden, hidden, layers, batch_first=True)
+        self.spatial, self.embedded = spatial, embedded
+        self.embed = _feature_layer(input_size, hidden, spatial).requires_grad_(embedded)
+        size = hidden if embedded else input_size
+        self.lstm = ConvLSTM(size, hidden, layers) if spatial else nn.LSTM(size, hidden, layers, batch_first=True)
 
-    def per_channel(self, layer, x):
-        """Apply a linear ``layer`` to the features (axis 2) of ``(B, T, F)`` or ``(B, T, F, h, w)``."""
-        return layer(x.movedim(2, -1)).movedim(-1, 2) if self.spatial else layer(x)
+    def per_step(self, layer, x):
+        """Apply ``layer`` to every step of ``(B, T, F)`` or ``(B, T, F, h, w)``."""
+        return layer(x.flatten(0, 1)).unflatten(0, x.shape[:2]) if self.spatial else layer(x)
 
     def recur(self, x, state=None):
-        return self.lstm(self.per_channel(self.embed, x), state)
+        return self.lstm(self.per_step(self.embed, x) if self.embedded else x, state)
 
 
 class PredictorLSTM(RecurrentNet):
@@ -237,24 +250,24 @@ class PredictorLSTM(RecurrentNet):
 
     def __init__(self, input_size: int, output_size: int, hidden: int = 256, layers: int = 2, spatial: bool = False):
         super().__init__(input_size, hidden, layers, spatial)
-        self.out = nn.Linear(hidden, output_size)
+        self.out = _feature_layer(hidden, output_size, spatial)
 
     def forward(self, x, state=None):
         h, state = self.recur(x, state)
-        return torch.tanh(self.per_channel(self.out, h)), state
+        return torch.tanh(self.per_step(self.out, h)), state
 
 
 class GaussianLSTM(RecurrentNet):
     """A posterior or learned prior: ``(B, T, input)`` → mean and log-variance ``(B, T, z)``."""
 
     def __init__(self, input_size: int, z_dim: int, hidden: int = 256, layers: int = 1, spatial: bool = False):
-        super().__init__(input_size, hidden, layers, spatial)
-        self.mu = nn.Linear(hidden, z_dim)
-        self.logvar = nn.Linear(hidden, z_dim)
+        super().__init__(input_size, hidden, layers, spatial, embedded=not spatial)
+        self.mu = _feature_layer(hidden, z_dim, spatial)
+        self.logvar = _feature_layer(hidden, z_dim, spatial)
 
     def forward(self, x, state=None):
         h, state = self.recur(x, state)
-        return self.per_channel(self.mu, h), self.per_channel(self.logvar, h), state
+        return self.per_step(self.mu, h), self.per_step(self.logvar, h), state
 
 
 # %%
@@ -361,28 +374,25 @@ def running_mean(skips):
 
 
 # %% [markdown]
-# ## Larger frames: a convolutional backbone and ConvLSTMs
+# ## Larger frames: the public code's convolutional backbone and ConvLSTMs
 #
-# For KITTI ($92\times310$) and Cityscapes ($128\times256$) the paper keeps the *spatial layout*
-# of the features instead of squeezing a frame into one vector: the encoder stops at a small
-# feature map (five stride-2 convolutions: $4\times8$ for Cityscapes, $3\times10$ for KITTI), the
-# latents $z_t$ are maps too, and the LSTMs are **convolutional LSTMs** (Shi et al., 2015), whose
-# gates are $3\times3$ convolutions of the input and the hidden map:
+# For KITTI ($92\times310$) and Cityscapes ($128\times256$) the public code keeps the *spatial
+# layout* of the features instead of squeezing a frame into one vector. The latents $z_t$ are
+# maps of 32 channels on a small grid ($4\times4$ for KITTI, $4\times8$ for Cityscapes), and
+# every LSTM is a **convolutional LSTM** (Shi et al., 2015) of 256 channels, whose gates are
+# $3\times3$ convolutions of the input and the hidden map:
 #
-# $$[i, f, g, o] = W * [x_t, h_{t-1}], \quad c_t = \sigma(f)\odot c_{t-1} + \sigma(i)\odot\tanh(g),
+# $$[i, f, o, g] = W * [x_t, h_{t-1}], \quad c_t = \sigma(f)\odot c_{t-1} + \sigma(i)\odot\tanh(g),
 #   \quad h_t = \sigma(o)\odot\tanh(c_t).$$
 #
-# Everything else — streams, decoders, warp, mask, loss — is unchanged: the recurrent networks
-# above take `spatial=True`, and the backbone `"conv"` works for any even frame size. (The public
-# code shares one down-sampling encoder between the pixel and motion encoders; here each has its
-# own, as for the 64×64 backbones.)
+# The recurrent networks above take `spatial=True`; streams, warp, mask and loss are unchanged.
 
 # %%
 #| export nn
 class ConvLSTM(nn.Module):
     """Stacked convolutional LSTMs over ``(B, T, C, h, w)``, called like ``nn.LSTM(batch_first=True)``:
     returns the last layer's outputs ``(B, T, hidden, h, w)`` and the state ``(h, c)``, each
-    ``(layers, B, hidden, h, w)``."""
+    ``(layers, B, hidden, h, w)``. Gates in the public code's order: input, forget, output, cell."""
 
     def __init__(self, input_size: int, hidden: int, layers: int, kernel: int = 3):
         super().__init__()
@@ -400,74 +410,133 @@ class ConvLSTM(nn.Module):
         for t in range(length):
             layer_input = x[:, t]
             for k, gates in enumerate(self.gates):
-                i, f, g, o = gates(torch.cat([layer_input, hidden[k]], 1)).chunk(4, 1)
+                i, f, o, g = gates(torch.cat([layer_input, hidden[k]], 1)).chunk(4, 1)
                 cell[k] = torch.sigmoid(f) * cell[k] + torch.sigmoid(i) * torch.tanh(g)
                 hidden[k] = layer_input = torch.sigmoid(o) * torch.tanh(cell[k])
             outputs.append(layer_input)
         return torch.stack(outputs, 1), (torch.stack(hidden), torch.stack(cell))
 
 
-def _level_widths(width: int, levels: int) -> list[int]:
-    return [width * min(2**k, 8) for k in range(levels)]
-
 # %% [markdown]
-# The encoder halves the resolution at each of its five levels (the width doubling, up to 8× the
-# base width), keeps every level's map as a skip, and ends in a feature map in $[-1, 1]$; the
-# decoder mirrors it, reading the skip of each level.
+# A frame first goes through one **image encoder**, shared by the two streams: five levels of
+# $3\times3$ conv-BN-LeakyReLU (2, 2, 3, 3, 3 layers of 64, 96, 128, 192, 256 channels), the
+# first layer of each strided, each level's map kept as a skip, then two layers to a map of
+# $2g = 128$ channels. Cityscapes' levels are stride-2 halvings ($64\times128$ down to
+# $4\times8$). KITTI's are max-pooled to sizes the public code fixes ($46\times156$,
+# $24\times80$, $12\times40$, $6\times20$), and its last level pools $6\times20$ to
+# $4\times4$ instead of striding: `ModelConfig.conv_levels` holds them.
 
 # %%
 #| export nn
-class ConvEncoder(nn.Module):
-    """Encoder for frames of any even size: ``(N, C, H, W)`` → a feature map
-    ``(N, dim, ⌈H/32⌉, ⌈W/32⌉)`` in [−1, 1] and five skips (at 1/2 … 1/32 of the size)."""
+def _conv_widths(width: int) -> list[int]:
+    return [width, width * 3 // 2, 2 * width, 3 * width, 4 * width]  # 64, 96, 128, 192, 256 at width 64
 
-    def __init__(self, dim: int, channels: int = 3, width: int = 64, levels: int = 5):
+
+def _conv_stage(widths, stride=1):
+    """3×3 conv-BN-LeakyReLU layers through ``widths`` (input first), the first with ``stride``."""
+    return nn.Sequential(*(_conv_block(cin, cout, 3, stride if k == 0 else 1, 1)
+                           for k, (cin, cout) in enumerate(zip(widths, widths[1:]))))
+
+
+class ConvEncoder(nn.Module):
+    """The image encoder: frames ``(N, C, H, W)`` → a feature map ``(N, dim, h, w)`` and five skips.
+
+    ``levels``: ``(stride, height, width)`` of each level, its map max-pooled to that size (the
+    public KITTI model); None: stride 2 and no pooling, so the map is ``(⌈H/32⌉, ⌈W/32⌉)``."""
+
+    def __init__(self, dim: int, channels: int = 3, width: int = 64, levels=None):
         super().__init__()
-        widths = _level_widths(width, levels)
-        self.blocks = nn.ModuleList(_conv_block(cin, cout, 3, 2, 1)
-                                    for cin, cout in zip([channels] + widths[:-1], widths))
-        self.head = nn.Sequential(nn.Conv2d(widths[-1], dim, 3, 1, 1, bias=False), nn.BatchNorm2d(dim), nn.Tanh())
+        widths, depths = [channels] + _conv_widths(width), [2, 2, 3, 3, 3]
+        levels = levels or [(2, None, None)] * 5
+        self.stages = nn.ModuleList(_conv_stage([widths[k]] + [widths[k + 1]] * depths[k], levels[k][0])
+                                    for k in range(5))
+        self.pools = nn.ModuleList(nn.Identity() if h is None else nn.AdaptiveMaxPool2d((h, w)) for _, h, w in levels)
+        self.head = _conv_stage([widths[-1], dim, dim])
 
     def forward(self, x):
         skips = []
-        for block in self.blocks:
-            x = block(x)
+        for stage, pool in zip(self.stages, self.pools):
+            x = pool(stage(x))
             skips.append(x)
         return self.head(x), skips
 
 
-class ConvDecoder(nn.Module):
-    """The mirror of :class:`ConvEncoder`: a feature map and the skips → ``(N, channels, H, W)``,
-    each transposed convolution told the size of the skip it meets (odd sizes round-trip)."""
+# %% [markdown]
+# On these maps the appearance encoder and the motion encoder are small **spatial encoders**
+# at the latent map's size: six conv-BN-LeakyReLU layers (256, 256 | 256, 128 | 64, $g$
+# channels) with a squeeze-excitation gate after the first two pairs. The appearance encoder
+# reads one frame's map ($2g$ channels), the motion encoder two frames' maps stacked ($4g$), and
+# both give maps of $g = 64$ channels. They have no skips of their own.
 
-    def __init__(self, dim: int, channels: int = 3, width: int = 64, output: str | None = "sigmoid", levels: int = 5):
+# %%
+#| export nn
+class SpatialEncoder(nn.Module):
+    """Image-encoder maps ``(N, channels, h, w)`` → features ``(N, dim, h, w)`` at the same size, and
+    no skips (``[]``): the decoders read the image encoder's."""
+
+    def __init__(self, dim: int, channels: int, width: int = 64):
         super().__init__()
-        widths = _level_widths(width, levels)
-        self.head = _conv_block(dim, widths[-1], 3, 1, 1)
-        self.ups = nn.ModuleList(nn.ConvTranspose2d(2 * widths[k], widths[k - 1], 3, 2, 1, bias=False) for k in range(levels - 1, 0, -1))
-        self.norms = nn.ModuleList(nn.Sequential(nn.BatchNorm2d(widths[k - 1]), nn.LeakyReLU(0.2, inplace=True))
-                                   for k in range(levels - 1, 0, -1))
-        self.out = nn.ConvTranspose2d(2 * widths[0], channels, 3, 2, 1)
+        w = width
+        self.net = nn.Sequential(
+            _conv_block(channels, 4 * w, 3, 1, 1), _conv_block(4 * w, 4 * w, 3, 1, 1), SqueezeExcitation(4 * w),
+            _conv_block(4 * w, 4 * w, 3, 1, 1), _conv_block(4 * w, 2 * w, 3, 1, 1), SqueezeExcitation(2 * w),
+            _conv_block(2 * w, w, 3, 1, 1), _conv_block(w, dim, 3, 1, 1))
+
+    def forward(self, x):
+        return self.net(x), []
+
+
+# %% [markdown]
+# The decoder climbs back through the image encoder's levels: at each it concatenates its map
+# with that level's (running-mean) skip, applies two or three conv-BN-LeakyReLU layers and
+# upsamples bilinearly to the next level's size, the last time to the frame's size; a
+# conv-BN-LeakyReLU layer and a $3\times3$ transposed convolution then give the image (sigmoid)
+# or the flow (no activation).
+
+# %%
+#| export nn
+class ConvDecoder(nn.Module):
+    """Features ``(N, dim, h, w)`` and the image encoder's five skips → ``(N, channels, *size)``."""
+
+    def __init__(self, dim: int, channels: int = 3, width: int = 64, output: str | None = "sigmoid", *,
+                 size: tuple[int, int]):
+        super().__init__()
+        self.size = tuple(size)
+        w = _conv_widths(width)  # the channels of the skips, finest first
+        self.head = _conv_stage([dim, w[4], w[4]])
+        depths = [2, 2, 2, 3, 3]
+        self.stages = nn.ModuleList(_conv_stage([2 * w[k]] + [w[k]] * (depths[k] - 1) + [w[max(k - 1, 0)]])
+                                    for k in range(4, -1, -1))
+        self.last = _conv_block(w[0], w[0], 3, 1, 1)
+        self.out = nn.ConvTranspose2d(w[0], channels, 3, 1, 1)
         self.activation = nn.Sigmoid() if output == "sigmoid" else nn.Identity()
 
     def forward(self, h, skips):
         x = self.head(h)
-        for up, norm, skip, finer in zip(self.ups, self.norms, reversed(skips[1:]), reversed(skips[:-1])):
-            x = norm(up(torch.cat([x, skip], 1), output_size=finer.shape[-2:]))
-        size = [2 * n for n in skips[0].shape[-2:]]
-        return self.activation(self.out(torch.cat([x, skips[0]], 1), output_size=size))
+        sizes = [s.shape[-2:] for s in reversed(skips[:-1])] + [self.size]  # where each level upsamples to
+        for stage, skip, size in zip(self.stages, reversed(skips), sizes):
+            x = nn.functional.interpolate(stage(torch.cat([x, skip], 1)), size=size, mode="bilinear",
+                                          align_corners=True)
+        return self.activation(self.out(self.last(x)))
 
 
-BACKBONES["conv"] = (ConvEncoder, ConvDecoder)
+BACKBONES["conv"] = (SpatialEncoder, ConvDecoder)
 
+
+# %% [markdown]
+# The shapes at KITTI's size (with narrow layers): frame → image features and skips → the
+# appearance features on the latent map's $4\times4$ grid → a frame again.
 
 # %%
-from slamp.nn import ConvDecoder, ConvEncoder
+from slamp.nn import ConvDecoder, ConvEncoder, SpatialEncoder
 
-h, skips = ConvEncoder(64, channels=3, width=8)(torch.rand(2, 3, 92, 310))
-frames = ConvDecoder(64, channels=3, width=8)(h, skips)
-print("KITTI-size frames -> feature map", tuple(h.shape), "-> frames", tuple(frames.shape))
-assert h.shape == (2, 64, 3, 10) and frames.shape == (2, 3, 92, 310)
+kitti_levels = ((2, 46, 156), (2, 24, 80), (2, 12, 40), (2, 6, 20), (1, 4, 4))
+features, skips = ConvEncoder(32, channels=3, width=8, levels=kitti_levels)(torch.rand(2, 3, 92, 310))
+h = SpatialEncoder(16, channels=32, width=8)(features)[0]
+frames = ConvDecoder(16, channels=3, width=8, size=(92, 310))(h, skips)
+print("KITTI frames -> image features", tuple(features.shape), "skips", [tuple(s.shape[-2:]) for s in skips])
+print("  -> appearance features", tuple(h.shape), "-> frames", tuple(frames.shape))
+assert h.shape == (2, 16, 4, 4) and frames.shape == (2, 3, 92, 310)
 
 
 # %% [markdown]
@@ -476,10 +545,11 @@ assert h.shape == (2, 64, 3, 10) and frames.shape == (2, 3, 92, 310)
 # SVG's and SLAMP's public code do not keep PyTorch's default initialisation: every convolution
 # (transposed or not) and every linear layer gets weights drawn from $\mathcal N(0, 0.02^2)$ (the
 # DCGAN recipe), every BatchNorm a scale from $\mathcal N(1, 0.02^2)$ and a shift of 0; biases
-# that remain (the output layers) and the LSTM cells keep PyTorch's defaults. Small weights
-# mean that, at the start, the tanh features and the sigmoid outputs sit near their linear range,
-# and the flow decoder predicts displacements close to zero: the warped frame starts as a copy of
-# the previous one.
+# that remain (the output layers) and the LSTM cells keep PyTorch's defaults, as do the ConvLSTM
+# networks of KITTI and Cityscapes entirely (`init_public`). Small weights mean that, at the
+# start, the tanh features and the sigmoid outputs sit near their linear range, and the flow
+# decoder predicts displacements close to zero: the warped frame starts as a copy of the
+# previous one.
 
 # %%
 #| export nn
@@ -492,6 +562,17 @@ def init_weights(module: nn.Module) -> None:
     elif isinstance(module, nn.modules.batchnorm._BatchNorm):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
+
+
+def init_public(model: nn.Module) -> None:
+    """:func:`init_weights` on every module of ``model``, but its ConvLSTM networks keep PyTorch's
+    default initialisation throughout, as in the public code."""
+    model.apply(init_weights)
+    for net in model.modules():
+        if isinstance(net, RecurrentNet) and net.spatial:
+            for layer in net.modules():
+                if isinstance(layer, nn.Conv2d):
+                    layer.reset_parameters()
 
 
 # %%
@@ -509,10 +590,10 @@ assert abs(conv.std() - 0.02) < 0.002 and encoder.blocks[1][0].bias is None
 # One frozen dataclass holds every size. The presets are the paper's: $g = 128$, LSTMs of 256
 # units, prior and posterior of 1 layer, predictor of 2; $z = 20$ for Moving MNIST (DCGAN-64),
 # 50 for KTH and 64 for BAIR (VGG-64); β as in the public training scripts. `kitti` and
-# `cityscapes` use the convolutional backbone and ConvLSTMs; their latent channels, ConvLSTM width
-# and β are our choices (the paper does not list them). `tiny` is ours: the DCGAN architecture
-# about 16× narrower, for laptops and CI; so is `cpu`, the size of the shipped models (4×
-# narrower convolutions than the paper's, an 8-channel mask net, the paper's z = 20).
+# `cityscapes` are the public code's models for those datasets: the convolutional backbone,
+# $g = 64$, latent maps of 32 channels, ConvLSTMs of 256 channels. `tiny` is ours: the DCGAN
+# architecture about 16× narrower, for laptops and CI; so is `cpu`, the size of the shipped
+# models (4× narrower convolutions than the paper's, an 8-channel mask net, the paper's z = 20).
 
 # %%
 #| export
@@ -524,7 +605,7 @@ import torch
 from torch import nn
 
 from slamp.losses import kl_loss, reconstruction_loss, reparameterize
-from slamp.nn import BACKBONES, GaussianLSTM, MaskNet, PredictorLSTM, blend, init_weights, running_mean
+from slamp.nn import BACKBONES, GaussianLSTM, MaskNet, PredictorLSTM, blend, running_mean
 from slamp.warp import warp
 
 
@@ -543,6 +624,9 @@ class ModelConfig:
     predictor_layers: int = 2
     width: int = 64  # first-layer channels of the backbone (64 in the paper)
     mask_width: int = 64
+    # conv backbone: (stride, height, width) of each of the image encoder's five levels, max-pooled to
+    # that size (the public KITTI model); None: stride-2 levels without pooling (Cityscapes)
+    conv_levels: tuple | None = None
     beta: float = 1e-4
     # Initial bias (a logit) of the pixel decoder's output layer; None: PyTorch's default, as in the
     # public code (frames start grey, sigmoid(0) = 0.5). Ours, for short CPU runs: see the `cpu` preset.
@@ -551,6 +635,8 @@ class ModelConfig:
     def __post_init__(self):
         if isinstance(self.image_size, int):  # a square size may be given as one number
             object.__setattr__(self, "image_size", (self.image_size, self.image_size))
+        if self.conv_levels is not None:  # lists (read from JSON) as tuples: configs compare equal
+            object.__setattr__(self, "conv_levels", tuple(tuple(level) for level in self.conv_levels))
 
     @staticmethod
     def preset(name: str) -> "ModelConfig":
@@ -568,10 +654,10 @@ PRESETS = {
     "mnist": ModelConfig(backbone="dcgan", channels=1, z_dim=20, beta=1e-4),
     "kth": ModelConfig(backbone="vgg", channels=1, z_dim=50, beta=1e-6),
     "bair": ModelConfig(backbone="vgg", channels=3, z_dim=64, beta=1e-4),
-    # Feature maps and ConvLSTMs. Latent channels, ConvLSTM width and beta are our choices: the
-    # paper does not list them for these datasets.
-    "kitti": ModelConfig(backbone="conv", channels=3, image_size=(92, 310), z_dim=32, rnn_size=128, beta=1e-4),
-    "cityscapes": ModelConfig(backbone="conv", channels=3, image_size=(128, 256), z_dim=32, rnn_size=128, beta=1e-4),
+    # The public code's models (README: g 64, z 32; the ConvLSTMs 256 channels; beta its default).
+    "kitti": ModelConfig(backbone="conv", channels=3, image_size=(92, 310), g_dim=64, z_dim=32, beta=1e-4,
+                         conv_levels=((2, 46, 156), (2, 24, 80), (2, 12, 40), (2, 6, 20), (1, 4, 4))),
+    "cityscapes": ModelConfig(backbone="conv", channels=3, image_size=(128, 256), g_dim=64, z_dim=32, beta=1e-4),
     # ~100x cheaper than "mnist": for CPU, CI and the README's demo.
     "tiny": ModelConfig(backbone="dcgan", channels=1, g_dim=32, z_dim=8, rnn_size=64, width=16,
                         mask_width=16, beta=1e-4),
@@ -662,14 +748,19 @@ class LatentStream(nn.Module):
 #
 # A video predictor is a handful of modules: the frame **encoder**, the appearance
 # **`LatentStream`**, the **pixel decoder** and, with a motion head, the **flow decoder** and the
-# **mask net**. SLAMP adds a **motion stream** (`04_slamp`); here it is `None`. `PredictorParts`
-# builds them (sizes from a `ModelConfig`, weights initialised as in the public code) and holds the
-# small pieces both paths share: the input check, the noise $\varepsilon$ of every step and
-# stream (drawn up front, so that both paths and several processes can use the same numbers), and
-# the decoding of predictor features into $x^p$, the flow, $x^f$, the mask and $\hat x$.
+# **mask net**. SLAMP adds a **motion stream** (`04_slamp`); here it is `None`. With the conv
+# backbone a frame first passes the shared **image encoder**, whose maps the encoders read and
+# whose skips the decoders read. `PredictorParts` builds them (sizes from a `ModelConfig`, weights
+# initialised as in the public code) and holds the small pieces both paths share: the input
+# check, the noise $\varepsilon$ of every step and stream (drawn up front, so that both paths and
+# several processes can use the same numbers), and the decoding of predictor features into
+# $x^p$, the flow, $x^f$, the mask and $\hat x$.
 
 # %%
 #| export
+from slamp.nn import ConvEncoder, init_public
+
+
 class PredictorParts(nn.Module):
     """The modules of a video predictor and the pieces every path through them shares.
 
@@ -682,19 +773,20 @@ class PredictorParts(nn.Module):
     def __init__(self, config: ModelConfig = ModelConfig()):
         super().__init__()
         check_backbone(config)
-        c, self.config = config, config
-        height, width = c.image_size
-        # One latent per stream and step: a vector, or a map at the encoder's 1/32 resolution.
-        self.latent_shape = (c.z_dim,) if c.backbone != "conv" else (c.z_dim, -(-height // 32), -(-width // 32))
+        c, self.config, conv = config, config, config.backbone == "conv"
+        # One latent per stream and step: a vector, or a map of the conv backbone's feature-map size.
+        self.latent_shape = (c.z_dim, *latent_map_size(c)) if conv else (c.z_dim,)
         Encoder, Decoder = BACKBONES[c.backbone]
-        self.encoder = Encoder(c.g_dim, c.channels, c.width)
+        self.image_encoder = ConvEncoder(2 * c.g_dim, c.channels, c.width, c.conv_levels) if conv else None
+        self.encoder = Encoder(c.g_dim, encoded_channels(c), c.width)
         self.appearance = LatentStream(c)
-        self.pixel_decoder = Decoder(c.g_dim, c.channels, c.width)
+        sized = {"size": c.image_size} if conv else {}  # the conv decoders end at the frame's size
+        self.pixel_decoder = Decoder(c.g_dim, c.channels, c.width, **sized)
         if self.motion_head:
-            self.flow_decoder = Decoder(c.g_dim, 2, c.width, output=None)
+            self.flow_decoder = Decoder(c.g_dim, 2, c.width, output=None, **sized)
             self.mask_net = MaskNet(c.channels, c.mask_width)
         self.motion = self.motion_stream(c) if self.motion_stream is not None else None
-        self.apply(init_weights)  # the public code's initialisation, after every module exists
+        init_public(self)  # the public code's initialisation, after every module exists
         if c.output_bias is not None:
             nn.init.constant_(self.pixel_decoder.out.bias, c.output_bias)
 
@@ -728,6 +820,24 @@ class PredictorParts(nn.Module):
                 "mask": mask, "flow": flow}
 
 # %% [markdown]
+# Two sizes follow from the backbone: the channels the encoders read (a frame's, or with the conv
+# backbone the image encoder's $2g$), and the size of the feature and latent maps (the image
+# encoder's last level).
+
+# %%
+#| export
+def encoded_channels(config: ModelConfig) -> int:
+    """Channels of what the encoders read of a frame: its own, or the conv backbone's image maps (2g)."""
+    return 2 * config.g_dim if config.backbone == "conv" else config.channels
+
+
+def latent_map_size(config: ModelConfig) -> tuple[int, int]:
+    """``(h, w)`` of the conv backbone's feature and latent maps: the image encoder's last level."""
+    if config.conv_levels is not None:
+        return tuple(config.conv_levels[-1][1:])
+    return tuple(-(-n // 32) for n in config.image_size)  # five stride-2 levels
+
+# %% [markdown]
 # Two checks guard the interface: the backbone must fit the frame size, and a video must be
 # `(B, T, C, H, W)` floats of the configured channels and size. The KL of a stream compares its
 # posterior with its learned prior (`slamp.losses.kl_loss`, from `00_elbo`); a latent *map*
@@ -748,6 +858,9 @@ def check_backbone(config: ModelConfig) -> None:
                          f"use backbone='conv' for other sizes")
     if config.backbone == "conv" and (height % 2 or width % 2 or min(height, width) < 32):
         raise ValueError(f"the conv backbone needs an even height and width of at least 32, found {config.image_size}")
+    levels = config.conv_levels
+    if levels is not None and (config.backbone != "conv" or len(levels) != 5 or any(len(v) != 3 for v in levels)):
+        raise ValueError(f"conv_levels must be five (stride, height, width) of the conv backbone, found {levels!r}")
 
 
 def check_video(config: ModelConfig, x: torch.Tensor, name: str = "x", min_frames: int = 1,
@@ -793,14 +906,11 @@ def stream_kl(stats: dict) -> torch.Tensor:
     return kl_loss(mu_q.flatten(2), logvar_q.flatten(2), mu_p.flatten(2), logvar_p.flatten(2))
 
 # %% [markdown]
-# **One time step.** Step $t$ reads a frame $x_{t-1}$ (true, or the previous prediction) and,
-# while the target $x_t$ is known (training, or the conditioning frames of generation), the
-# target. The encoder maps both to features; the appearance stream draws $z_t$ from its posterior
-# (target known) or its learned prior (the future) and its predictor LSTM turns the features of
-# $x_{t-1}$ and $z_t$ into the features of the next frame. A motion stream, when there is one, does
-# the same with motion features and gives the flow decoder its own input; without one the flow
-# decoder reads the appearance predictor, as in the baseline. `memory` carries the recurrent
-# states from step to step.
+# **Encoding frames.** `encode_frames` gives what a step needs of a frame: the appearance
+# features $h$, the skips, and what the motion encoder pairs. With the 64×64 backbones that is
+# the frame itself; with the conv backbone it is the frame's map from the shared image encoder,
+# which runs once per frame for the appearance features, the motion features and the skips.
+# The samples of one sequence that read the same true frame encode it once (`encode_shared`).
 
 # %%
 #| export
@@ -821,18 +931,44 @@ def repeat_rows(value, times: int):
     return type(value)(repeat_rows(item, times) for item in value)
 
 
+def encode_frames(model: PredictorParts, frames, shared: int = 1):
+    """Frames ``(N, C, H, W)`` → the appearance features ``h``, the skips, and what the motion
+    encoder pairs: the frames, or with the conv backbone their image maps."""
+    if model.image_encoder is None:
+        return (*encode_shared(model.encoder, frames, shared=shared), frames)
+    maps, skips = encode_shared(model.image_encoder, frames, shared=shared)
+    return encode_shared(model.encoder, maps, shared=shared)[0], skips, maps
+
+
+def motion_input(model: PredictorParts, frames):
+    """What the motion encoder pairs of ``frames`` ``(N, C, H, W)`` (see :func:`encode_frames`)."""
+    return frames if model.image_encoder is None else model.image_encoder(frames)[0]
+
+# %% [markdown]
+# **One time step.** Step $t$ reads a frame $x_{t-1}$ (true, or the previous prediction) and,
+# while the target $x_t$ is known (training, or the conditioning frames of generation), the
+# target. The encoder maps both to features; the appearance stream draws $z_t$ from its posterior
+# (target known) or its learned prior (the future) and its predictor LSTM turns the features of
+# $x_{t-1}$ and $z_t$ into the features of the next frame. A motion stream, when there is one, does
+# the same with motion features and gives the flow decoder its own input; without one the flow
+# decoder reads the appearance predictor, as in the baseline. `memory` carries the recurrent
+# states from step to step.
+
+# %%
+#| export
 def predict_step(model: PredictorParts, x_in, target, noise: dict, memory: dict, shared: int = 1):
     """Step features of frame ``x_in`` ``(B, C, H, W)`` (and ``target``, or None for the future):
     ``(g_pixel, g_flow)`` ``(B, 1, g)``, ``{stream: Gaussians}``, skips of ``x_in``, new ``memory``.
     ``noise``: ε of this step, ``{stream: (B, 1, *latent_shape)}``. ``shared``: the rows of
     ``x_in`` and ``target`` come in groups of that many identical rows (see :func:`encode_shared`)."""
-    h_in, skips = encode_shared(model.encoder, x_in, shared=shared)
-    h_target = encode_shared(model.encoder, target, shared=shared)[0][:, None] if target is not None else None
-    g_pixel, stats, state = model.appearance(h_in[:, None], h_target, noise["appearance"], memory.get("appearance"))
+    h_in, skips, pair_in = encode_frames(model, x_in, shared)
+    h_target, _, pair_target = encode_frames(model, target, shared) if target is not None else (None, None, None)
+    g_pixel, stats, state = model.appearance(h_in[:, None], None if target is None else h_target[:, None],
+                                             noise["appearance"], memory.get("appearance"))
     memory, step_stats = {**memory, "appearance": state}, {"appearance": stats}
     g_flow = g_pixel
-    if model.motion is not None:
-        g_flow, step_stats["motion"], memory["motion"] = model.motion.step(x_in, target, noise["motion"],
+    if model.motion is not None:  # it pairs the frames (or their image maps): see encode_frames
+        g_flow, step_stats["motion"], memory["motion"] = model.motion.step(pair_in, pair_target, noise["motion"],
                                                                           memory.get("motion"), shared)
     return g_pixel, g_flow, step_stats, skips, memory
 
@@ -874,7 +1010,8 @@ def rollout(model: PredictorParts, x, n_past: int, steps: int, noise: dict, teac
             outputs.append(model.decode(g_pixel[:, 0], g_flow[:, 0], [s / t for s in skip_sum], x_in))
             frame = outputs[-1]["frames"]
         if model.motion is not None and t < steps:  # the next step's motion history: observed, or into the prediction
-            memory["motion"] = model.motion.after_step(x_in, frame, memory["motion"])
+            generated = None if memory["motion"]["current"] is not None else motion_input(model, frame)
+            memory["motion"] = model.motion.after_step(generated, memory["motion"])
     stacked = {k: torch.stack([o[k] for o in outputs], 1) for k in outputs[0]}
     latents = {name: torch.cat(z, 1)[:, decode_from - 1:] for name, z in latents.items()}  # decoded steps
     return Prediction(**stacked, kl=kls, latents=latents)
@@ -897,13 +1034,13 @@ def rollout(model: PredictorParts, x, n_past: int, steps: int, noise: dict, teac
 def teacher_forced(model: PredictorParts, x, noise: dict) -> Prediction:
     """Predict frames 1..T-1 of ``x`` ``(B, T, C, H, W)`` from the true previous frames, batched over time."""
     batch, length = x.shape[:2]
-    h, skips = model.encoder(x.flatten(0, 1))  # every frame encoded once
+    h, skips, pairs = encode_frames(model, x.flatten(0, 1))  # every frame encoded once
     h = h.unflatten(0, (batch, length))
     g_pixel, stats, _ = model.appearance(h[:, :-1], h[:, 1:], noise["appearance"])
     kls, latents = {"appearance": stream_kl(stats)}, {"appearance": stats["z"]}
     g_flow = g_pixel
     if model.motion is not None:
-        g_flow, stats = model.motion.teacher_forced(x, noise["motion"])
+        g_flow, stats = model.motion.teacher_forced(pairs.unflatten(0, (batch, length)), noise["motion"])
         kls["motion"], latents["motion"] = stream_kl(stats), stats["z"]
     # Step t sees the running mean of the skips of frames 0..t-1.
     skips = [running_mean(s.unflatten(0, (batch, length))[:, :-1]).flatten(0, 1) for s in skips]

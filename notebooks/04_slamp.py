@@ -129,7 +129,7 @@ assert pairs == [[0, 0], [0, 1], [1, 2], [2, 3]]
 # * `after_step(generated, memory)` sets the next step's history: the observed motion when the
 #   target was known, else the motion from the step's input to the *generated* frame.
 #
-# What the stream pairs is what the model's `encode` hands it: frames, or with the conv backbone
+# What the stream pairs is what `encode_frames` hands it: frames, or with the conv backbone
 # their image maps (the image encoder runs once per frame for both streams, as in the public
 # code). The flow decoder reads the motion predictor, but keeps the *appearance* encoder's skips,
 # as in the public code.
@@ -144,7 +144,7 @@ class MotionStream(nn.Module):
     """SLAMP's motion stream z^f: a motion encoder on frame pairs and a :class:`LatentStream` over
     motion features. Its posterior reads the motion t-1 → t, its prior and predictor the motion
     history t-2 → t-1 (zero motion, a frame paired with itself, at the first step). It pairs
-    frames, or with the conv backbone their image maps (``PredictorParts.encode``)."""
+    frames, or with the conv backbone their image maps (:func:`encode_frames`)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()

@@ -485,15 +485,6 @@ def score_frames(samples: torch.Tensor, target: torch.Tensor, metric: str, proto
     return function(samples.flatten(0, 2), expanded.flatten(0, 2)).view(batch, num_samples, length)
 
 
-def check_settings(n_past: int, n_future: int, num_samples: int, metrics, heads, protocol: str = "slamp") -> None:
-    """A ``ValueError`` naming the first setting of an evaluation that cannot be run."""
-    if n_past < 1 or n_future < 1 or num_samples < 1:
-        raise ValueError(f"n_past, n_future and num_samples must be >= 1, found {n_past}, {n_future}, {num_samples}")
-    for name, value, choices in [("protocol", protocol, PROTOCOLS), *[("metric", m, METRICS) for m in metrics],
-                                 *[("head", h, HEADS) for h in heads]]:
-        if value not in choices:
-            raise ValueError(f"unknown {name} {value!r}; choose from {sorted(choices)}")
-
 
 def best_of_n(scores: torch.Tensor, higher_is_better: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """The best sample of each sequence by its score averaged over frames: ``scores`` ``(B, S, T)``
@@ -768,6 +759,22 @@ def fast_sampler(model: torch.nn.Module, device) -> torch.nn.Module:
         if mask_net is not None and mask_net.net[-2].in_channels >= 16:  # to one channel: faster folded
             mask_net.net[-2] = folded_convolution(mask_net.net[-2])    # from 16 channels, slower at 8
     return sampler
+
+
+# %% [markdown]
+# Settings that cannot run are refused before the first sample is drawn (an evaluation can take
+# hours), each with what would have been accepted.
+
+# %%
+#| export evaluate
+def check_settings(n_past: int, n_future: int, num_samples: int, metrics, heads, protocol: str = "slamp") -> None:
+    """A ``ValueError`` naming the first setting of an evaluation that cannot be run."""
+    if n_past < 1 or n_future < 1 or num_samples < 1:
+        raise ValueError(f"n_past, n_future and num_samples must be >= 1, found {n_past}, {n_future}, {num_samples}")
+    for name, value, choices in [("protocol", protocol, PROTOCOLS), *[("metric", m, METRICS) for m in metrics],
+                                 *[("head", h, HEADS) for h in heads]]:
+        if value not in choices:
+            raise ValueError(f"unknown {name} {value!r}; choose from {sorted(choices)}")
 
 
 # %% [markdown]

@@ -37,16 +37,6 @@ def score_frames(samples: torch.Tensor, target: torch.Tensor, metric: str, proto
     return function(samples.flatten(0, 2), expanded.flatten(0, 2)).view(batch, num_samples, length)
 
 
-def check_settings(n_past: int, n_future: int, num_samples: int, metrics, heads, protocol: str = "slamp") -> None:
-    """A ``ValueError`` naming the first setting of an evaluation that cannot be run."""
-    if n_past < 1 or n_future < 1 or num_samples < 1:
-        raise ValueError(f"n_past, n_future and num_samples must be >= 1, found {n_past}, {n_future}, {num_samples}")
-    for name, value, choices in [("protocol", protocol, PROTOCOLS), *[("metric", m, METRICS) for m in metrics],
-                                 *[("head", h, HEADS) for h in heads]]:
-        if value not in choices:
-            raise ValueError(f"unknown {name} {value!r}; choose from {sorted(choices)}")
-
-
 def best_of_n(scores: torch.Tensor, higher_is_better: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """The best sample of each sequence by its score averaged over frames: ``scores`` ``(B, S, T)``
     → its index ``(B,)`` and its per-frame scores ``(B, T)``."""
@@ -245,6 +235,16 @@ def fast_sampler(model: torch.nn.Module, device) -> torch.nn.Module:
         if mask_net is not None and mask_net.net[-2].in_channels >= 16:  # to one channel: faster folded
             mask_net.net[-2] = folded_convolution(mask_net.net[-2])    # from 16 channels, slower at 8
     return sampler
+
+
+def check_settings(n_past: int, n_future: int, num_samples: int, metrics, heads, protocol: str = "slamp") -> None:
+    """A ``ValueError`` naming the first setting of an evaluation that cannot be run."""
+    if n_past < 1 or n_future < 1 or num_samples < 1:
+        raise ValueError(f"n_past, n_future and num_samples must be >= 1, found {n_past}, {n_future}, {num_samples}")
+    for name, value, choices in [("protocol", protocol, PROTOCOLS), *[("metric", m, METRICS) for m in metrics],
+                                 *[("head", h, HEADS) for h in heads]]:
+        if value not in choices:
+            raise ValueError(f"unknown {name} {value!r}; choose from {sorted(choices)}")
 
 
 @torch.no_grad()
@@ -469,4 +469,4 @@ def evaluate_reference(name: str, videos, n_past: int, n_future: int, metrics=("
     return result
 
 
-__all__ = ['METRICS', 'HEADS', 'PROTOCOLS', 'score_frames', 'check_settings', 'best_of_n', 'head_frames', 'Evaluation', 'SampleSpread', 'fold_batchnorm', 'MAX_BATCH', 'sampled_chunks', 'FoldedTransposedConv', 'folded_convolution', 'fast_sampler', 'evaluate', 'validate', 'PublicCodeSampler', 'REFERENCES', 'reference_frames', 'MEAN_FRAME_CLIPS', 'mean_training_frame', 'ReferencePredictor', 'evaluate_reference']
+__all__ = ['METRICS', 'HEADS', 'PROTOCOLS', 'score_frames', 'best_of_n', 'head_frames', 'Evaluation', 'SampleSpread', 'fold_batchnorm', 'MAX_BATCH', 'sampled_chunks', 'FoldedTransposedConv', 'folded_convolution', 'fast_sampler', 'check_settings', 'evaluate', 'validate', 'PublicCodeSampler', 'REFERENCES', 'reference_frames', 'MEAN_FRAME_CLIPS', 'mean_training_frame', 'ReferencePredictor', 'evaluate_reference']

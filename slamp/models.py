@@ -12,12 +12,13 @@ from torch import nn
 from slamp.losses import kl_loss, reconstruction_loss, reparameterize
 from slamp.nn import (
     BACKBONES,
+    ConvEncoder,
     GaussianLSTM,
     MaskNet,
     MotionEncoder,
     PredictorLSTM,
     blend,
-    init_weights,
+    init_public,
     previous_frames,
     running_mean,
 )
@@ -39,6 +40,9 @@ class ModelConfig:
     predictor_layers: int = 2
     width: int = 64  # first-layer channels of the backbone (64 in the paper)
     mask_width: int = 64
+    # conv backbone: (stride, height, width) of each of the image encoder's five levels, max-pooled to
+    # that size (the public KITTI model); None: stride-2 levels without pooling (Cityscapes)
+    conv_levels: tuple | None = None
     beta: float = 1e-4
     # Initial bias (a logit) of the pixel decoder's output layer; None: PyTorch's default, as in the
     # public code (frames start grey, sigmoid(0) = 0.5). Ours, for short CPU runs: see the `cpu` preset.
@@ -47,6 +51,8 @@ class ModelConfig:
     def __post_init__(self):
         if isinstance(self.image_size, int):  # a square size may be given as one number
             object.__setattr__(self, "image_size", (self.image_size, self.image_size))
+        if self.conv_levels is not None:  # lists (read from JSON) as tuples: configs compare equal
+            object.__setattr__(self, "conv_levels", tuple(tuple(level) for level in self.conv_levels))
 
     @staticmethod
     def preset(name: str) -> "ModelConfig":
@@ -59,10 +65,10 @@ PRESETS = {
     "mnist": ModelConfig(backbone="dcgan", channels=1, z_dim=20, beta=1e-4),
     "kth": ModelConfig(backbone="vgg", channels=1, z_dim=50, beta=1e-6),
     "bair": ModelConfig(backbone="vgg", channels=3, z_dim=64, beta=1e-4),
-    # Feature maps and ConvLSTMs. Latent channels, ConvLSTM width and beta are our choices: the
-    # paper does not list them for these datasets.
-    "kitti": ModelConfig(backbone="conv", channels=3, image_size=(92, 310), z_dim=32, rnn_size=128, beta=1e-4),
-    "cityscapes": ModelConfig(backbone="conv", channels=3, image_size=(128, 256), z_dim=32, rnn_size=128, beta=1e-4),
+    # The public code's models (README: g 64, z 32; the ConvLSTMs 256 channels; beta its default).
+    "kitti": ModelConfig(backbone="conv", channels=3, image_size=(92, 310), g_dim=64, z_dim=32, beta=1e-4,
+                         conv_levels=((2, 46, 156), (2, 24, 80), (2, 12, 40), (2, 6, 20), (1, 4, 4))),
+    "cityscapes": ModelConfig(backbone="conv", channels=3, image_size=(128, 256), g_dim=64, z_dim=32, beta=1e-4),
     # ~100x cheaper than "mnist": for CPU, CI and the README's demo.
     "tiny": ModelConfig(backbone="dcgan", channels=1, g_dim=32, z_dim=8, rnn_size=64, width=16,
                         mask_width=16, beta=1e-4),
@@ -135,19 +141,20 @@ class PredictorParts(nn.Module):
     def __init__(self, config: ModelConfig = ModelConfig()):
         super().__init__()
         check_backbone(config)
-        c, self.config = config, config
-        height, width = c.image_size
-        # One latent per stream and step: a vector, or a map at the encoder's 1/32 resolution.
-        self.latent_shape = (c.z_dim,) if c.backbone != "conv" else (c.z_dim, -(-height // 32), -(-width // 32))
+        c, self.config, conv = config, config, config.backbone == "conv"
+        # One latent per stream and step: a vector, or a map of the conv backbone's feature-map size.
+        self.latent_shape = (c.z_dim, *latent_map_size(c)) if conv else (c.z_dim,)
         Encoder, Decoder = BACKBONES[c.backbone]
-        self.encoder = Encoder(c.g_dim, c.channels, c.width)
+        self.image_encoder = ConvEncoder(2 * c.g_dim, c.channels, c.width, c.conv_levels) if conv else None
+        self.encoder = Encoder(c.g_dim, encoded_channels(c), c.width)
         self.appearance = LatentStream(c)
-        self.pixel_decoder = Decoder(c.g_dim, c.channels, c.width)
+        sized = {"size": c.image_size} if conv else {}  # the conv decoders end at the frame's size
+        self.pixel_decoder = Decoder(c.g_dim, c.channels, c.width, **sized)
         if self.motion_head:
-            self.flow_decoder = Decoder(c.g_dim, 2, c.width, output=None)
+            self.flow_decoder = Decoder(c.g_dim, 2, c.width, output=None, **sized)
             self.mask_net = MaskNet(c.channels, c.mask_width)
         self.motion = self.motion_stream(c) if self.motion_stream is not None else None
-        self.apply(init_weights)  # the public code's initialisation, after every module exists
+        init_public(self)  # the public code's initialisation, after every module exists
         if c.output_bias is not None:
             nn.init.constant_(self.pixel_decoder.out.bias, c.output_bias)
 
@@ -181,6 +188,18 @@ class PredictorParts(nn.Module):
                 "mask": mask, "flow": flow}
 
 
+def encoded_channels(config: ModelConfig) -> int:
+    """Channels of what the encoders read of a frame: its own, or the conv backbone's image maps (2g)."""
+    return 2 * config.g_dim if config.backbone == "conv" else config.channels
+
+
+def latent_map_size(config: ModelConfig) -> tuple[int, int]:
+    """``(h, w)`` of the conv backbone's feature and latent maps: the image encoder's last level."""
+    if config.conv_levels is not None:
+        return tuple(config.conv_levels[-1][1:])
+    return tuple(-(-n // 32) for n in config.image_size)  # five stride-2 levels
+
+
 def check_backbone(config: ModelConfig) -> None:
     """A ``ValueError`` when ``config``'s backbone cannot make its frames."""
     height, width = config.image_size
@@ -191,6 +210,9 @@ def check_backbone(config: ModelConfig) -> None:
                          f"use backbone='conv' for other sizes")
     if config.backbone == "conv" and (height % 2 or width % 2 or min(height, width) < 32):
         raise ValueError(f"the conv backbone needs an even height and width of at least 32, found {config.image_size}")
+    levels = config.conv_levels
+    if levels is not None and (config.backbone != "conv" or len(levels) != 5 or any(len(v) != 3 for v in levels)):
+        raise ValueError(f"conv_levels must be five (stride, height, width) of the conv backbone, found {levels!r}")
 
 
 def check_video(config: ModelConfig, x: torch.Tensor, name: str = "x", min_frames: int = 1,
@@ -253,18 +275,33 @@ def repeat_rows(value, times: int):
     return type(value)(repeat_rows(item, times) for item in value)
 
 
+def encode_frames(model: PredictorParts, frames, shared: int = 1):
+    """Frames ``(N, C, H, W)`` → the appearance features ``h``, the skips, and what the motion
+    encoder pairs: the frames, or with the conv backbone their image maps."""
+    if model.image_encoder is None:
+        return (*encode_shared(model.encoder, frames, shared=shared), frames)
+    maps, skips = encode_shared(model.image_encoder, frames, shared=shared)
+    return encode_shared(model.encoder, maps, shared=shared)[0], skips, maps
+
+
+def motion_input(model: PredictorParts, frames):
+    """What the motion encoder pairs of ``frames`` ``(N, C, H, W)`` (see :func:`encode_frames`)."""
+    return frames if model.image_encoder is None else model.image_encoder(frames)[0]
+
+
 def predict_step(model: PredictorParts, x_in, target, noise: dict, memory: dict, shared: int = 1):
     """Step features of frame ``x_in`` ``(B, C, H, W)`` (and ``target``, or None for the future):
     ``(g_pixel, g_flow)`` ``(B, 1, g)``, ``{stream: Gaussians}``, skips of ``x_in``, new ``memory``.
     ``noise``: ε of this step, ``{stream: (B, 1, *latent_shape)}``. ``shared``: the rows of
     ``x_in`` and ``target`` come in groups of that many identical rows (see :func:`encode_shared`)."""
-    h_in, skips = encode_shared(model.encoder, x_in, shared=shared)
-    h_target = encode_shared(model.encoder, target, shared=shared)[0][:, None] if target is not None else None
-    g_pixel, stats, state = model.appearance(h_in[:, None], h_target, noise["appearance"], memory.get("appearance"))
+    h_in, skips, pair_in = encode_frames(model, x_in, shared)
+    h_target, _, pair_target = encode_frames(model, target, shared) if target is not None else (None, None, None)
+    g_pixel, stats, state = model.appearance(h_in[:, None], None if target is None else h_target[:, None],
+                                             noise["appearance"], memory.get("appearance"))
     memory, step_stats = {**memory, "appearance": state}, {"appearance": stats}
     g_flow = g_pixel
-    if model.motion is not None:
-        g_flow, step_stats["motion"], memory["motion"] = model.motion.step(x_in, target, noise["motion"],
+    if model.motion is not None:  # it pairs the frames (or their image maps): see encode_frames
+        g_flow, step_stats["motion"], memory["motion"] = model.motion.step(pair_in, pair_target, noise["motion"],
                                                                           memory.get("motion"), shared)
     return g_pixel, g_flow, step_stats, skips, memory
 
@@ -297,7 +334,8 @@ def rollout(model: PredictorParts, x, n_past: int, steps: int, noise: dict, teac
             outputs.append(model.decode(g_pixel[:, 0], g_flow[:, 0], [s / t for s in skip_sum], x_in))
             frame = outputs[-1]["frames"]
         if model.motion is not None and t < steps:  # the next step's motion history: observed, or into the prediction
-            memory["motion"] = model.motion.after_step(x_in, frame, memory["motion"])
+            generated = None if memory["motion"]["current"] is not None else motion_input(model, frame)
+            memory["motion"] = model.motion.after_step(generated, memory["motion"])
     stacked = {k: torch.stack([o[k] for o in outputs], 1) for k in outputs[0]}
     latents = {name: torch.cat(z, 1)[:, decode_from - 1:] for name, z in latents.items()}  # decoded steps
     return Prediction(**stacked, kl=kls, latents=latents)
@@ -306,13 +344,13 @@ def rollout(model: PredictorParts, x, n_past: int, steps: int, noise: dict, teac
 def teacher_forced(model: PredictorParts, x, noise: dict) -> Prediction:
     """Predict frames 1..T-1 of ``x`` ``(B, T, C, H, W)`` from the true previous frames, batched over time."""
     batch, length = x.shape[:2]
-    h, skips = model.encoder(x.flatten(0, 1))  # every frame encoded once
+    h, skips, pairs = encode_frames(model, x.flatten(0, 1))  # every frame encoded once
     h = h.unflatten(0, (batch, length))
     g_pixel, stats, _ = model.appearance(h[:, :-1], h[:, 1:], noise["appearance"])
     kls, latents = {"appearance": stream_kl(stats)}, {"appearance": stats["z"]}
     g_flow = g_pixel
     if model.motion is not None:
-        g_flow, stats = model.motion.teacher_forced(x, noise["motion"])
+        g_flow, stats = model.motion.teacher_forced(pairs.unflatten(0, (batch, length)), noise["motion"])
         kls["motion"], latents["motion"] = stream_kl(stats), stats["z"]
     # Step t sees the running mean of the skips of frames 0..t-1.
     skips = [running_mean(s.unflatten(0, (batch, length))[:, :-1]).flatten(0, 1) for s in skips]
@@ -501,23 +539,25 @@ def load_weights(model: nn.Module, weights: dict) -> nn.Module:
 class MotionStream(nn.Module):
     """SLAMP's motion stream z^f: a motion encoder on frame pairs and a :class:`LatentStream` over
     motion features. Its posterior reads the motion t-1 → t, its prior and predictor the motion
-    history t-2 → t-1 (zero motion, a frame paired with itself, at the first step)."""
+    history t-2 → t-1 (zero motion, a frame paired with itself, at the first step). It pairs
+    frames, or with the conv backbone their image maps (:func:`encode_frames`)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         Encoder = BACKBONES[config.backbone][0]
-        self.encoder = MotionEncoder(Encoder(config.g_dim, 2 * config.channels, config.width))
+        self.encoder = MotionEncoder(Encoder(config.g_dim, 2 * encoded_channels(config), config.width))
         self.latent = LatentStream(config)
 
     def teacher_forced(self, x, noise):
-        """Flow-decoder features ``(B, T-1, g)`` and Gaussians for a whole video ``x`` ``(B, T, C, H, W)``."""
+        """Flow-decoder features ``(B, T-1, g)`` and Gaussians for a whole video ``x`` ``(B, T, C, H, W)``
+        (or its image maps)."""
         batch, length = x.shape[:2]
         motion = self.encoder(previous_frames(x).flatten(0, 1), x.flatten(0, 1)).unflatten(0, (batch, length))
         g_flow, stats, _ = self.latent(motion[:, :-1], motion[:, 1:], noise)  # prior: t-2 -> t-1
         return g_flow, stats
 
     def step(self, x_in, target, noise, memory=None, shared: int = 1):
-        """One step from frame ``x_in`` ``(B, C, H, W)`` (``target`` None: the future): features
+        """One step from frame ``x_in`` ``(B, C, H, W)`` or its image map (``target`` None: the future): features
         ``(B, 1, g)``, Gaussians, memory. ``shared``: see :func:`encode_shared`."""
         memory = memory or {}
         current = encode_shared(self.encoder, x_in, target, shared=shared) if target is not None else None
@@ -526,12 +566,13 @@ class MotionStream(nn.Module):
             history = encode_shared(self.encoder, x_in, x_in, shared=shared)  # code does (BatchNorm sees that order)
         g_flow, stats, state = self.latent(history[:, None], None if current is None else current[:, None],
                                            noise, memory.get("state"))
-        return g_flow, stats, {"history": history, "current": current, "state": state}
+        return g_flow, stats, {"history": history, "current": current, "state": state, "input": x_in}
 
-    def after_step(self, x_in, frame, memory):
-        """The next step's motion history: observed if the target was known, else into ``frame``."""
+    def after_step(self, generated, memory):
+        """The next step's motion history: observed if the target was known, else the motion from
+        this step's input into the ``generated`` frame (paired as ``step`` pairs)."""
         current = memory["current"]
-        return {**memory, "history": current if current is not None else self.encoder(x_in, frame)}
+        return {**memory, "history": current if current is not None else self.encoder(memory["input"], generated)}
 
 
 @register_model("slamp")
@@ -541,4 +582,4 @@ class SLAMP(VideoPredictor):
     motion_stream = MotionStream
 
 
-__all__ = ['ModelConfig', 'PRESETS', 'Prediction', 'LatentStream', 'PredictorParts', 'check_backbone', 'check_video', 'stream_kl', 'encode_shared', 'repeat_rows', 'predict_step', 'rollout', 'teacher_forced', 'prediction_loss', 'sample_futures', 'batchnorm_statistics', 'restore_batchnorm_statistics', 'is_finite', 'VideoPredictor', 'MODELS', 'register_model', 'model_class', 'SVG', 'SLAMPBaseline', 'IncompatibleWeightsError', 'RENAMED_WEIGHTS', 'load_weights', 'MotionStream', 'SLAMP']
+__all__ = ['ModelConfig', 'PRESETS', 'Prediction', 'LatentStream', 'PredictorParts', 'encoded_channels', 'latent_map_size', 'check_backbone', 'check_video', 'stream_kl', 'encode_shared', 'repeat_rows', 'encode_frames', 'motion_input', 'predict_step', 'rollout', 'teacher_forced', 'prediction_loss', 'sample_futures', 'batchnorm_statistics', 'restore_batchnorm_statistics', 'is_finite', 'VideoPredictor', 'MODELS', 'register_model', 'model_class', 'SVG', 'SLAMPBaseline', 'IncompatibleWeightsError', 'RENAMED_WEIGHTS', 'load_weights', 'MotionStream', 'SLAMP']

@@ -110,27 +110,34 @@ class VGGDecoder(nn.Module):
 BACKBONES = {"dcgan": (DCGANEncoder, DCGANDecoder), "vgg": (VGGEncoder, VGGDecoder)}
 
 
+def _feature_layer(cin, cout, spatial):
+    """A linear layer over features, or (``spatial``) a 3×3 convolution over feature maps."""
+    return nn.Conv2d(cin, cout, 3, 1, 1) if spatial else nn.Linear(cin, cout)
+
+
 class RecurrentNet(nn.Module):
-    """Linear embedding → stacked LSTM → output head, over ``(B, T, input)`` sequences, or over
-    feature maps ``(B, T, input, h, w)`` with ``spatial=True`` (then the linear layers act on the
-    channels, i.e. they are 1×1 convolutions, and the LSTM is a :class:`ConvLSTM`).
+    """Embedding → stacked LSTM → output head, over ``(B, T, input)`` sequences, or over feature
+    maps ``(B, T, input, h, w)`` with ``spatial=True`` (the layers are then 3×3 convolutions and
+    the LSTM a :class:`ConvLSTM`). ``embedded=False``: the LSTM reads the input itself, and the
+    embedding is kept frozen and unused (the public code's Gaussian ConvLSTMs).
 
     ``nn.LSTM`` runs a whole sequence in one call (cuDNN on GPU) and is the same computation as
     SVG's loop of stacked ``LSTMCell``s; a step at a time is a sequence of length 1 with the
     state carried over, so both paths share one set of weights."""
 
-    def __init__(self, input_size: int, hidden: int, layers: int, spatial: bool = False):
+    def __init__(self, input_size: int, hidden: int, layers: int, spatial: bool = False, embedded: bool = True):
         super().__init__()
-        self.spatial = spatial
-        self.embed = nn.Linear(input_size, hidden)
-        self.lstm = ConvLSTM(hidden, hidden, layers) if spatial else nn.LSTM(hidden, hidden, layers, batch_first=True)
+        self.spatial, self.embedded = spatial, embedded
+        self.embed = _feature_layer(input_size, hidden, spatial).requires_grad_(embedded)
+        size = hidden if embedded else input_size
+        self.lstm = ConvLSTM(size, hidden, layers) if spatial else nn.LSTM(size, hidden, layers, batch_first=True)
 
-    def per_channel(self, layer, x):
-        """Apply a linear ``layer`` to the features (axis 2) of ``(B, T, F)`` or ``(B, T, F, h, w)``."""
-        return layer(x.movedim(2, -1)).movedim(-1, 2) if self.spatial else layer(x)
+    def per_step(self, layer, x):
+        """Apply ``layer`` to every step of ``(B, T, F)`` or ``(B, T, F, h, w)``."""
+        return layer(x.flatten(0, 1)).unflatten(0, x.shape[:2]) if self.spatial else layer(x)
 
     def recur(self, x, state=None):
-        return self.lstm(self.per_channel(self.embed, x), state)
+        return self.lstm(self.per_step(self.embed, x) if self.embedded else x, state)
 
 
 class PredictorLSTM(RecurrentNet):
@@ -138,24 +145,24 @@ class PredictorLSTM(RecurrentNet):
 
     def __init__(self, input_size: int, output_size: int, hidden: int = 256, layers: int = 2, spatial: bool = False):
         super().__init__(input_size, hidden, layers, spatial)
-        self.out = nn.Linear(hidden, output_size)
+        self.out = _feature_layer(hidden, output_size, spatial)
 
     def forward(self, x, state=None):
         h, state = self.recur(x, state)
-        return torch.tanh(self.per_channel(self.out, h)), state
+        return torch.tanh(self.per_step(self.out, h)), state
 
 
 class GaussianLSTM(RecurrentNet):
     """A posterior or learned prior: ``(B, T, input)`` → mean and log-variance ``(B, T, z)``."""
 
     def __init__(self, input_size: int, z_dim: int, hidden: int = 256, layers: int = 1, spatial: bool = False):
-        super().__init__(input_size, hidden, layers, spatial)
-        self.mu = nn.Linear(hidden, z_dim)
-        self.logvar = nn.Linear(hidden, z_dim)
+        super().__init__(input_size, hidden, layers, spatial, embedded=not spatial)
+        self.mu = _feature_layer(hidden, z_dim, spatial)
+        self.logvar = _feature_layer(hidden, z_dim, spatial)
 
     def forward(self, x, state=None):
         h, state = self.recur(x, state)
-        return self.per_channel(self.mu, h), self.per_channel(self.logvar, h), state
+        return self.per_step(self.mu, h), self.per_step(self.logvar, h), state
 
 
 class SqueezeExcitation(nn.Module):
@@ -208,7 +215,7 @@ def running_mean(skips):
 class ConvLSTM(nn.Module):
     """Stacked convolutional LSTMs over ``(B, T, C, h, w)``, called like ``nn.LSTM(batch_first=True)``:
     returns the last layer's outputs ``(B, T, hidden, h, w)`` and the state ``(h, c)``, each
-    ``(layers, B, hidden, h, w)``."""
+    ``(layers, B, hidden, h, w)``. Gates in the public code's order: input, forget, output, cell."""
 
     def __init__(self, input_size: int, hidden: int, layers: int, kernel: int = 3):
         super().__init__()
@@ -226,59 +233,88 @@ class ConvLSTM(nn.Module):
         for t in range(length):
             layer_input = x[:, t]
             for k, gates in enumerate(self.gates):
-                i, f, g, o = gates(torch.cat([layer_input, hidden[k]], 1)).chunk(4, 1)
+                i, f, o, g = gates(torch.cat([layer_input, hidden[k]], 1)).chunk(4, 1)
                 cell[k] = torch.sigmoid(f) * cell[k] + torch.sigmoid(i) * torch.tanh(g)
                 hidden[k] = layer_input = torch.sigmoid(o) * torch.tanh(cell[k])
             outputs.append(layer_input)
         return torch.stack(outputs, 1), (torch.stack(hidden), torch.stack(cell))
 
 
-def _level_widths(width: int, levels: int) -> list[int]:
-    return [width * min(2**k, 8) for k in range(levels)]
+def _conv_widths(width: int) -> list[int]:
+    return [width, width * 3 // 2, 2 * width, 3 * width, 4 * width]  # 64, 96, 128, 192, 256 at width 64
+
+
+def _conv_stage(widths, stride=1):
+    """3×3 conv-BN-LeakyReLU layers through ``widths`` (input first), the first with ``stride``."""
+    return nn.Sequential(*(_conv_block(cin, cout, 3, stride if k == 0 else 1, 1)
+                           for k, (cin, cout) in enumerate(zip(widths, widths[1:]))))
 
 
 class ConvEncoder(nn.Module):
-    """Encoder for frames of any even size: ``(N, C, H, W)`` → a feature map
-    ``(N, dim, ⌈H/32⌉, ⌈W/32⌉)`` in [−1, 1] and five skips (at 1/2 … 1/32 of the size)."""
+    """The image encoder: frames ``(N, C, H, W)`` → a feature map ``(N, dim, h, w)`` and five skips.
 
-    def __init__(self, dim: int, channels: int = 3, width: int = 64, levels: int = 5):
+    ``levels``: ``(stride, height, width)`` of each level, its map max-pooled to that size (the
+    public KITTI model); None: stride 2 and no pooling, so the map is ``(⌈H/32⌉, ⌈W/32⌉)``."""
+
+    def __init__(self, dim: int, channels: int = 3, width: int = 64, levels=None):
         super().__init__()
-        widths = _level_widths(width, levels)
-        self.blocks = nn.ModuleList(_conv_block(cin, cout, 3, 2, 1)
-                                    for cin, cout in zip([channels] + widths[:-1], widths))
-        self.head = nn.Sequential(nn.Conv2d(widths[-1], dim, 3, 1, 1, bias=False), nn.BatchNorm2d(dim), nn.Tanh())
+        widths, depths = [channels] + _conv_widths(width), [2, 2, 3, 3, 3]
+        levels = levels or [(2, None, None)] * 5
+        self.stages = nn.ModuleList(_conv_stage([widths[k]] + [widths[k + 1]] * depths[k], levels[k][0])
+                                    for k in range(5))
+        self.pools = nn.ModuleList(nn.Identity() if h is None else nn.AdaptiveMaxPool2d((h, w)) for _, h, w in levels)
+        self.head = _conv_stage([widths[-1], dim, dim])
 
     def forward(self, x):
         skips = []
-        for block in self.blocks:
-            x = block(x)
+        for stage, pool in zip(self.stages, self.pools):
+            x = pool(stage(x))
             skips.append(x)
         return self.head(x), skips
 
 
-class ConvDecoder(nn.Module):
-    """The mirror of :class:`ConvEncoder`: a feature map and the skips → ``(N, channels, H, W)``,
-    each transposed convolution told the size of the skip it meets (odd sizes round-trip)."""
+class SpatialEncoder(nn.Module):
+    """Image-encoder maps ``(N, channels, h, w)`` → features ``(N, dim, h, w)`` at the same size, and
+    no skips (``[]``): the decoders read the image encoder's."""
 
-    def __init__(self, dim: int, channels: int = 3, width: int = 64, output: str | None = "sigmoid", levels: int = 5):
+    def __init__(self, dim: int, channels: int, width: int = 64):
         super().__init__()
-        widths = _level_widths(width, levels)
-        self.head = _conv_block(dim, widths[-1], 3, 1, 1)
-        self.ups = nn.ModuleList(nn.ConvTranspose2d(2 * widths[k], widths[k - 1], 3, 2, 1, bias=False) for k in range(levels - 1, 0, -1))
-        self.norms = nn.ModuleList(nn.Sequential(nn.BatchNorm2d(widths[k - 1]), nn.LeakyReLU(0.2, inplace=True))
-                                   for k in range(levels - 1, 0, -1))
-        self.out = nn.ConvTranspose2d(2 * widths[0], channels, 3, 2, 1)
+        w = width
+        self.net = nn.Sequential(
+            _conv_block(channels, 4 * w, 3, 1, 1), _conv_block(4 * w, 4 * w, 3, 1, 1), SqueezeExcitation(4 * w),
+            _conv_block(4 * w, 4 * w, 3, 1, 1), _conv_block(4 * w, 2 * w, 3, 1, 1), SqueezeExcitation(2 * w),
+            _conv_block(2 * w, w, 3, 1, 1), _conv_block(w, dim, 3, 1, 1))
+
+    def forward(self, x):
+        return self.net(x), []
+
+
+class ConvDecoder(nn.Module):
+    """Features ``(N, dim, h, w)`` and the image encoder's five skips → ``(N, channels, *size)``."""
+
+    def __init__(self, dim: int, channels: int = 3, width: int = 64, output: str | None = "sigmoid", *,
+                 size: tuple[int, int]):
+        super().__init__()
+        self.size = tuple(size)
+        w = _conv_widths(width)  # the channels of the skips, finest first
+        self.head = _conv_stage([dim, w[4], w[4]])
+        depths = [2, 2, 2, 3, 3]
+        self.stages = nn.ModuleList(_conv_stage([2 * w[k]] + [w[k]] * (depths[k] - 1) + [w[max(k - 1, 0)]])
+                                    for k in range(4, -1, -1))
+        self.last = _conv_block(w[0], w[0], 3, 1, 1)
+        self.out = nn.ConvTranspose2d(w[0], channels, 3, 1, 1)
         self.activation = nn.Sigmoid() if output == "sigmoid" else nn.Identity()
 
     def forward(self, h, skips):
         x = self.head(h)
-        for up, norm, skip, finer in zip(self.ups, self.norms, reversed(skips[1:]), reversed(skips[:-1])):
-            x = norm(up(torch.cat([x, skip], 1), output_size=finer.shape[-2:]))
-        size = [2 * n for n in skips[0].shape[-2:]]
-        return self.activation(self.out(torch.cat([x, skips[0]], 1), output_size=size))
+        sizes = [s.shape[-2:] for s in reversed(skips[:-1])] + [self.size]  # where each level upsamples to
+        for stage, skip, size in zip(self.stages, reversed(skips), sizes):
+            x = nn.functional.interpolate(stage(torch.cat([x, skip], 1)), size=size, mode="bilinear",
+                                          align_corners=True)
+        return self.activation(self.out(self.last(x)))
 
 
-BACKBONES["conv"] = (ConvEncoder, ConvDecoder)
+BACKBONES["conv"] = (SpatialEncoder, ConvDecoder)
 
 
 def init_weights(module: nn.Module) -> None:
@@ -290,6 +326,17 @@ def init_weights(module: nn.Module) -> None:
     elif isinstance(module, nn.modules.batchnorm._BatchNorm):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
+
+
+def init_public(model: nn.Module) -> None:
+    """:func:`init_weights` on every module of ``model``, but its ConvLSTM networks keep PyTorch's
+    default initialisation throughout, as in the public code."""
+    model.apply(init_weights)
+    for net in model.modules():
+        if isinstance(net, RecurrentNet) and net.spatial:
+            for layer in net.modules():
+                if isinstance(layer, nn.Conv2d):
+                    layer.reset_parameters()
 
 
 class MotionEncoder(nn.Module):
@@ -311,4 +358,4 @@ def previous_frames(x):
     return torch.cat([x[:, :1], x[:, :-1]], 1)
 
 
-__all__ = ['DCGANEncoder', 'DCGANDecoder', 'VGGEncoder', 'VGGDecoder', 'BACKBONES', 'RecurrentNet', 'PredictorLSTM', 'GaussianLSTM', 'SqueezeExcitation', 'MaskNet', 'blend', 'running_mean', 'ConvLSTM', 'ConvEncoder', 'ConvDecoder', 'init_weights', 'MotionEncoder', 'previous_frames']
+__all__ = ['DCGANEncoder', 'DCGANDecoder', 'VGGEncoder', 'VGGDecoder', 'BACKBONES', 'RecurrentNet', 'PredictorLSTM', 'GaussianLSTM', 'SqueezeExcitation', 'MaskNet', 'blend', 'running_mean', 'ConvLSTM', 'ConvEncoder', 'SpatialEncoder', 'ConvDecoder', 'init_weights', 'init_public', 'MotionEncoder', 'previous_frames']

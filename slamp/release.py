@@ -299,8 +299,11 @@ def is_release(path) -> bool:
     return True
 
 
-# One public module → one slamp submodule of SLAMP (dcgan and vgg backbones). The tensors of each
-# pair are matched in the order their modules register them; every shape is checked.
+# One public module → one slamp submodule of SLAMP. The tensors of each pair are matched in the
+# order their modules register them; every shape is checked. KITTI and Cityscapes add the image
+# encoder that both streams share (``IMAGE_ENCODER``); their Gaussian ConvLSTMs keep the public
+# code's unused ``embed`` layer, frozen, so that these weights map one to one too.
+IMAGE_ENCODER = ("img_encoder", "image_encoder")
 CORRESPONDENCE = {
     "pixel_encoder": "encoder",
     "motion_encoder": "motion.encoder.encoder",
@@ -314,15 +317,15 @@ CORRESPONDENCE = {
     "flow_decoder": "flow_decoder",
     "mask_decoder": "mask_net",
 }
-UNUSED = {}  # {public module: [keys that its forward never uses]}, left out of the mapping
-
-
 def mapped_weights(release: PublicRelease, model: torch.nn.Module) -> dict:
     """``model``'s state dict filled from ``release``, tensor by tensor (a :class:`ReleaseError`
     naming the first tensor whose shape or count does not fit)."""
     weights = {}
-    for public, ours in CORRESPONDENCE.items():
-        source = {k: v for k, v in release.state_dict(public).items() if k not in UNUSED.get(public, ())}
+    pairs = dict(CORRESPONDENCE)
+    if IMAGE_ENCODER[0] in release.modules:
+        pairs[IMAGE_ENCODER[0]] = IMAGE_ENCODER[1]
+    for public, ours in pairs.items():
+        source = release.state_dict(public)
         target = model.get_submodule(ours).state_dict()
         if len(source) != len(target):
             raise ReleaseError(f"the public {public} holds {len(source)} tensors, slamp's {ours} {len(target)}: "

@@ -22,6 +22,7 @@ from slamp.nn import (
     DCGANEncoder,
     GaussianLSTM,
     MaskNet,
+    SpatialEncoder,
     VGGDecoder,
     VGGEncoder,
     running_mean,
@@ -41,15 +42,44 @@ PARAMETERS = {
     ("SVG", "kth"): 22_805_961, ("SLAMPBaseline", "kth"): 34_739_212, ("SLAMP", "kth"): 45_726_932,
     ("SVG", "bair"): 22_826_243, ("SLAMPBaseline", "bair"): 34_761_798, ("SLAMP", "bair"): 45_769_798,
     ("SVG", "tiny"): 793_089, ("SLAMPBaseline", "tiny"): 1_211_732, ("SLAMP", "tiny"): 1_594_484,
-    ("SVG", "kitti"): 17_721_027, ("SLAMPBaseline", "kitti"): 26_247_430, ("SLAMP", "kitti"): 35_558_790,
+    ("SVG", "kitti"): 26_673_475, ("SLAMPBaseline", "kitti"): 31_735_174, ("SLAMP", "kitti"): 50_221_382,
+    ("SVG", "cityscapes"): 26_673_475, ("SLAMPBaseline", "cityscapes"): 31_735_174, ("SLAMP", "cityscapes"): 50_221_382,
     ("SVG", "cpu"): 1_354_577, ("SLAMPBaseline", "cpu"): 1_833_260, ("SLAMP", "cpu"): 2_711_964,
 }
 
 
 @pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
-@pytest.mark.parametrize("preset", ["mnist", "kth", "bair", "tiny", "kitti", "cpu"])
+@pytest.mark.parametrize("preset", ["mnist", "kth", "bair", "tiny", "kitti", "cityscapes", "cpu"])
 def test_parameter_counts_of_the_presets(cls, preset):
     assert cls.from_preset(preset).num_parameters() == PARAMETERS[cls.__name__, preset]
+
+
+# The public code's KITTI and Cityscapes modules (models/kitti_models.py, cityscapes_models.py,
+# conv_lstms.py, instantiated with g 64, z 32, ConvLSTMs 256) and their parameter counts, each
+# the slamp submodule whose state dict holds the same tensors in the same order.
+PUBLIC_CONV_MODULES = {
+    "img_encoder": ("image_encoder", 3_536_064), "pixel_encoder": ("encoder", 1_892_352),
+    "motion_encoder": ("motion.encoder.encoder", 2_187_264),
+    "posterior_app": ("appearance.posterior", 3_245_376), "prior_app": ("appearance.prior", 3_245_376),
+    "static_frame_predictor": ("appearance.predictor", 9_808_192),
+    "posterior_motion": ("motion.latent.posterior", 3_245_376), "prior_motion": ("motion.latent.prior", 3_245_376),
+    "dynamic_frame_predictor": ("motion.latent.predictor", 9_808_192),
+    "pixel_decoder": ("pixel_decoder", 4_946_115), "flow_decoder": ("flow_decoder", 4_945_538),
+    "mask_decoder": ("mask_net", 116_161),
+}
+
+
+@pytest.mark.parametrize("preset", ["kitti", "cityscapes"])
+def test_kitti_and_cityscapes_slamp_are_the_public_codes_modules(preset):
+    model = SLAMP.from_preset(preset)
+    assert model.num_parameters() == 50_221_382 == sum(n for _, n in PUBLIC_CONV_MODULES.values())
+    for public, (ours, count) in PUBLIC_CONV_MODULES.items():
+        assert sum(p.numel() for p in model.get_submodule(ours).parameters()) == count, public
+    assert sum(len(model.get_submodule(ours).state_dict()) for ours, _ in PUBLIC_CONV_MODULES.values()) == \
+        len(model.state_dict())  # nothing else holds weights
+    # The public Gaussian ConvLSTMs hold an embedding their forward never calls: kept, frozen.
+    prior = model.appearance.prior
+    assert not prior.embedded and not any(p.requires_grad for p in prior.embed.parameters())
 
 
 def test_presets_hold_the_papers_sizes():
@@ -59,9 +89,10 @@ def test_presets_hold_the_papers_sizes():
         assert (c.backbone, c.channels, c.z_dim, c.beta) == (backbone, channels, z_dim, beta)
         assert (c.g_dim, c.rnn_size, c.prior_layers, c.posterior_layers, c.predictor_layers) == (128, 256, 1, 1, 2)
         assert (c.width, c.mask_width) == (64, 64)
-    for name, size, latent in [("kitti", (92, 310), (32, 3, 10)), ("cityscapes", (128, 256), (32, 4, 8))]:
-        assert ModelConfig.preset(name).image_size == size and ModelConfig.preset(name).backbone == "conv"
-        assert SLAMP.from_preset(name).latent_shape == latent
+    for name, size, latent in [("kitti", (92, 310), (32, 4, 4)), ("cityscapes", (128, 256), (32, 4, 8))]:
+        c = ModelConfig.preset(name)
+        assert c.image_size == size and c.backbone == "conv" and (c.g_dim, c.z_dim, c.rnn_size) == (64, 32, 256)
+        assert SLAMP.from_preset(name, width=4, mask_width=4, rnn_size=8).latent_shape == latent
     assert set(PRESETS) >= {"mnist", "kth", "bair", "kitti", "cityscapes", "tiny"}
 
 
@@ -88,12 +119,21 @@ def test_gaussian_lstm_over_a_sequence_equals_step_by_step():
     assert torch.allclose(torch.cat([mu, logvar], -1), torch.cat(steps, 1), atol=1e-6)
 
 
-@pytest.mark.parametrize("size, latent", [((92, 310), (3, 10)), ((128, 256), (4, 8)), ((64, 64), (2, 2))])
-def test_conv_backbone_keeps_a_feature_map_and_round_trips_any_even_size(size, latent):
-    h, skips = ConvEncoder(16, channels=3, width=4)(torch.rand(2, 3, *size))
-    assert h.shape == (2, 16, *latent) and h.abs().max() <= 1
-    assert ConvDecoder(16, channels=3, width=4)(h, skips).shape == (2, 3, *size)
-    assert ConvDecoder(16, channels=2, width=4, output=None)(h, skips).shape == (2, 2, *size)
+KITTI_LEVELS = ModelConfig.preset("kitti").conv_levels
+
+
+@pytest.mark.parametrize("size, levels, latent", [((92, 310), KITTI_LEVELS, (4, 4)), ((92, 310), None, (3, 10)),
+                                                  ((128, 256), None, (4, 8)), ((64, 64), None, (2, 2))])
+def test_conv_backbone_keeps_a_feature_map_and_round_trips_any_even_size(size, levels, latent):
+    maps, skips = ConvEncoder(32, channels=3, width=4, levels=levels)(torch.rand(2, 3, *size))
+    assert maps.shape == (2, 32, *latent) and skips[-1].shape[-2:] == latent
+    if levels:  # the public KITTI encoder's pooled sizes
+        assert [tuple(s.shape[-2:]) for s in skips] == [level[1:] for level in levels]
+    h, no_skips = SpatialEncoder(16, channels=32, width=4)(maps)
+    assert h.shape == (2, 16, *latent) and no_skips == []
+    image = ConvDecoder(16, channels=3, width=4, size=size)(h, skips)
+    assert image.shape == (2, 3, *size) and image.min() >= 0 and image.max() <= 1
+    assert ConvDecoder(16, channels=2, width=4, output=None, size=size)(h, skips).shape == (2, 2, *size)
 
 
 def test_conv_lstm_over_a_sequence_equals_step_by_step_and_keeps_the_map():
@@ -109,6 +149,9 @@ def test_conv_lstm_over_a_sequence_equals_step_by_step_and_keeps_the_map():
     prior = GaussianLSTM(3, 4, hidden=8, layers=1, spatial=True)
     mu, logvar, _ = prior(x)
     assert mu.shape == logvar.shape == (2, 5, 4, 4, 6)
+    with torch.no_grad():  # as in the public code, the embedding is not on the path: changing it changes nothing
+        prior.embed.weight.add_(1.0)
+    assert torch.equal(prior(x)[0], mu)
 
 
 def test_kitti_model_predicts_full_size_frames():
@@ -314,6 +357,8 @@ def test_bad_configuration_is_rejected():
         SLAMP.from_preset("kitti", image_size=(91, 310))
     with pytest.raises(ValueError, match=r"must be 92x310 for the conv backbone"):
         SLAMP.from_preset("kitti", width=4, mask_width=4, g_dim=8, rnn_size=8).loss(torch.rand(1, 3, 3, 64, 64))
+    with pytest.raises(ValueError, match="conv_levels must be five"):
+        SLAMP.from_preset("kitti", conv_levels=((2, 46, 156),))
 
 
 def test_no_bias_before_batchnorm_nor_in_squeeze_excitation():
@@ -344,6 +389,11 @@ def test_initialisation_is_the_public_codes():
     assert all(torch.equal(m.bias, torch.zeros_like(m.bias)) for m in norms)
     lstm = model.appearance.prior.lstm  # LSTMs keep PyTorch's default: uniform in ±1/sqrt(hidden)
     assert lstm.weight_hh_l0.abs().max() <= 256**-0.5 and lstm.weight_hh_l0.std() > 0.03
+    conv = SLAMP.from_preset("kitti", width=4, mask_width=4, g_dim=8, z_dim=2, rnn_size=8)
+    gates = conv.motion.latent.predictor.lstm.gates[0].weight  # ConvLSTM networks: PyTorch's default throughout
+    bound = gates[0].numel() ** -0.5  # uniform in ±1/sqrt(fan_in)
+    assert gates.abs().max() <= bound and gates.std() > 0.8 * bound / 3**0.5
+    assert abs(conv.image_encoder.stages[0][0][0].weight.std() - 0.02) < 0.005  # the rest: N(0, 0.02)
 
 
 def test_weights_of_the_older_layout_get_a_clear_error():
