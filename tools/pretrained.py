@@ -503,10 +503,57 @@ def snapshot(model: str) -> Path:
     return path
 
 
+CONTINUATION_FIGURE = ROOT / "docs" / "continuation_curves.png"
+
+
+def continuation_figure(path: Path = CONTINUATION_FIGURE) -> Path:
+    """Issue 35's curves: validation PSNR and SSIM (96 held-out clips, val seed 6750, best of 10)
+    of the screening arms (``training/screening.csv``) and of the continuation
+    (``training/slamp.pt``'s curve after the shipped part), against updates since the shipped
+    weights and CPU-hours, with the shipped model and the black frame on the same clips."""
+    import csv
+
+    from matplotlib.figure import Figure
+
+    from slamp.pretrained import info
+
+    rows = list(csv.DictReader(open(SNAPSHOTS / "screening.csv")))
+    fixed = {row["arm"]: row for row in rows if row["arm"] in ("shipped", "black_frame")}
+    curve = info(str(SNAPSHOTS / "slamp.pt"))["metrics"]["learning_curve"]
+    first, start = curve["continued_from"], curve["updates"][curve["continued_from"] - 1]
+    hours0 = curve["cpu_minutes"][first - 1] / 60
+    figure = Figure(figsize=(11, 6.5), layout="constrained")
+    axes = figure.subplots(2, 2, sharey="row")
+    for row, metric in enumerate(("psnr", "ssim")):
+        updates = [0] + [u - start for u in curve["updates"][first:]]
+        hours = [0] + [m / 60 - hours0 for m in curve["cpu_minutes"][first:]]
+        values = [float(fixed["shipped"][f"{metric}_best"])] + curve[f"{metric}_best"][first:]
+        axes[row, 0].plot(updates, values, "o-", color="tab:green", label="continuation (lr 3e-4, batch 8)")
+        axes[row, 1].plot(hours, values, "o-", color="tab:green", label="continuation (lr 3e-4, batch 8)")
+        for arm, colour in (("lr1e-3", "tab:red"), ("lr1e-4", "tab:purple"), ("lr3e-4_b16", "tab:orange"),
+                            ("finetune", "tab:brown"), ("bn_only", "tab:grey")):
+            points = [(0, float(fixed["shipped"][f"{metric}_best"]))] + [
+                (int(r["updates"]), float(r[f"{metric}_best"])) for r in rows if r["arm"] == arm]
+            axes[row, 0].plot(*zip(*points), "s--", color=colour, alpha=0.7, markersize=4,
+                              label=f"screen: {arm}" + (" (lr 1e-12: BatchNorm statistics only)" if arm == "bn_only" else ""))
+        for column in range(2):
+            axes[row, column].axhline(float(fixed["black_frame"][f"{metric}_best"]), color="k", linestyle=":",
+                                      label="all-black frame, same clips")
+            axes[row, column].grid(alpha=0.3)
+        axes[row, 0].set_ylabel({"psnr": "PSNR (dB), best of 10", "ssim": "SSIM, best of 10"}[metric])
+    axes[1, 0].set_xlabel(f"updates since the shipped weights ({start:,} updates)")
+    axes[1, 1].set_xlabel("CPU-hours of the continuation (one thread)")
+    axes[0, 0].legend(fontsize=7, loc="lower right")
+    figure.suptitle("Training the shipped SLAMP on: validation on 96 held-out clips (seed 6750), 5 → 20 frames")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return path
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", choices=["train", "export", "evaluate", "references", "record", "curves", "table",
-                                         "check", "all", "train-on", "snapshot"])
+                                         "check", "all", "train-on", "snapshot", "continuation-figure"])
     parser.add_argument("--model", default="slamp", choices=MODELS, help="train-on, snapshot: which model")
     parser.add_argument("--hours", type=float, default=8.0, help="train-on: CPU-hours of continuation in all")
     parser.add_argument("--updates", type=int, default=750,
@@ -541,6 +588,8 @@ def main(argv=None) -> int:
         train_on(args.model, args.hours, args.lr or 1e-3, args.chunk if args.chunk != CHUNK else 500)
     if step == "snapshot":
         snapshot(args.model)
+    if step == "continuation-figure":
+        print(f"wrote {continuation_figure().relative_to(ROOT)}")
     if step == "check":
         print(json.dumps(check_results(), indent=2))
     return 0
