@@ -805,7 +805,7 @@ print(f"mean squared error, frame average: samples {per_sample.mean():.4f} = mea
       f"+ spread {spread.mean():.4f}")
 assert torch.allclose(per_sample, error_of_mean + spread, atol=1e-6)
 fig = show_diversity(truth, samples, steps_shown, best=best, first_frame=n_past)
-fig.suptitle(slamp_about, fontsize=9)
+title = fig.suptitle(slamp_about, fontsize=9)
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 2.6))

@@ -100,9 +100,9 @@ __all__ = ["colab_widgets", "inline_figures", "mnist_status", "on_colab", "setup
 STUDENT_MARKER = "STUDENT_PACKAGE"  # a file at the root of a student package (tools/assignments.py make)
 
 
-def use(function):
+def use(function) -> None:
     """From here on, let the package run this notebook's ``function`` in place of its own one of
-    the same name, and return it. An exercise's cell is followed by ``use(answer)``: in a student's
+    the same name (returning nothing, so that a cell ending with it shows no output). An exercise's cell is followed by ``use(answer)``: in a student's
     notebook the package's models and protocol then run the student's answer, so a wrong answer
     shows in every later cell; in the teacher's notebook the answer is the package's own code, and
     nothing changes.
@@ -122,7 +122,6 @@ def use(function):
                 _save_in_student_package(module, function)
             setattr(module, name, function)
             _replace_in_tables(module, current, function)
-    return function
 
 
 def _save_in_student_package(module, function) -> None:

@@ -154,6 +154,9 @@ SAFE_GLOBALS = {
     "_codecs.encode": _encode,
     "argparse.Namespace": argparse.Namespace,
     "torch.device": torch.device,
+    "torch.Size": torch.Size,
+    # PyTorch < 1.5 kept a backend object in every module's ``_backend`` and pickled it as this call
+    "torch.nn.backends.thnn._get_thnn_function_backend": lambda: None,
     "numpy.dtype": np.dtype,
     "numpy.core.multiarray.scalar": _numpy_scalar, "numpy._core.multiarray.scalar": _numpy_scalar,
     **{f"torch._utils.{name}": getattr(torch._utils, name) for name in _TORCH_REBUILD if hasattr(torch._utils, name)},

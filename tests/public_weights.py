@@ -82,6 +82,15 @@ def _class(path: str, fakes: dict):
     return getattr(fakes[module], name)
 
 
+class TorchOneFourBackend:
+    """What PyTorch 1.4 kept in every module's ``_backend``, pickled as it pickled it."""
+
+    def __reduce__(self):
+        from torch.nn.backends.thnn import _get_thnn_function_backend
+
+        return _get_thnn_function_backend, ()
+
+
 def _build(record: dict, fakes: dict, weights: dict | None = None, prefix: str = "") -> nn.Module:
     """A stand-in module: the recorded tree of classes, the recorded tensors (``weights`` by
     ``prefix + key``, else zeros), no ``forward``."""
@@ -90,6 +99,7 @@ def _build(record: dict, fakes: dict, weights: dict | None = None, prefix: str =
         cls = _class(class_path, fakes)
         obj = cls.__new__(cls)
         nn.Module.__init__(obj)
+        obj._backend = TorchOneFourBackend()  # as every module of the release files holds it
         objects[path] = obj
         if path:
             parent, _, name = path.rpartition(".")
