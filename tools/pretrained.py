@@ -13,9 +13,9 @@
     python tools/pretrained.py table      # the README's table, from slamp/pretrained/results.json
     python tools/pretrained.py check      # the small evaluation that tests/test_pretrained.py repeats
     python tools/pretrained.py train-on --model slamp --lr 1e-3 --hours 8
-                                          # train on from the shipped weights (or training/<model>.pt)
+                                          # train on from the shipped weights (or shipped_training/<model>.pt)
                                           # in runs/continue/<model>, one chunk per process, writing the
-                                          # snapshot training/<model>.pt after every chunk
+                                          # snapshot shipped_training/<model>.pt after every chunk
 
 Every step goes through the public commands (`slamp train`, `slamp evaluate`), with fixed seeds.
 Training can be spread over sessions: `train --continue` starts new runs from the shipped weights
@@ -401,13 +401,13 @@ def paired_table() -> str:
 
 # ---- training on from the shipped weights, in the background (issue 35) -------------------------
 CONTINUE = RUNS.parent / "continue"  # runs/continue/<model>: one run, resumed chunk by chunk
-SNAPSHOTS = ROOT / "training"         # committed as it goes: the weights so far and their record
+SNAPSHOTS = ROOT / "shipped_training"       # committed as it goes: the weights so far and their record
 VAL_SEED = 6750                       # the validation clips and noise of every continued run
 CONTINUE_SETTINGS = ["val_every=500", "val_sequences=96", "val_samples=10", f"val_seed={VAL_SEED}", "epochs=3000"]
 
 
 def _continue_start(model: str) -> tuple[str, dict]:
-    """Where a continuation starts: the last committed snapshot (``training/<model>.pt``), else the
+    """Where a continuation starts: the last committed snapshot (``shipped_training/<model>.pt``), else the
     shipped model; and that model's record (updates, curve, CPU time of the continuation so far)."""
     from slamp.pretrained import info
 
@@ -419,7 +419,7 @@ def _continue_start(model: str) -> tuple[str, dict]:
 def train_on(model: str, hours: float, lr: float, chunk: int = 500, batch_size: int | None = None) -> None:
     """Train ``model`` on from the shipped (or snapshot) weights until ``hours`` CPU-hours of
     continuation are spent, ``chunk`` updates per process; after every chunk write the snapshot
-    ``training/<model>.pt`` (float16, its learning curve extended) and the budget. The run
+    ``shipped_training/<model>.pt`` (float16, its learning curve extended) and the budget. The run
     resumes exactly where ``runs/continue/<model>/last.pt`` is; a new machine starts a new run
     from the snapshot (fresh Adam, another seed: the record says so)."""
     import resource
@@ -468,7 +468,7 @@ def _updates_in(out: Path) -> int:
 
 
 def snapshot(model: str) -> Path:
-    """``training/<model>.pt``: the continuation's last checkpoint in float16, with the learning curve
+    """``shipped_training/<model>.pt``: the continuation's last checkpoint in float16, with the learning curve
     of the shipped model extended by the continuation's validation points (updates, CPU-minutes)."""
     import csv
 
@@ -508,8 +508,8 @@ CONTINUATION_FIGURE = ROOT / "docs" / "continuation_curves.png"
 
 def continuation_figure(path: Path = CONTINUATION_FIGURE) -> Path:
     """Issue 35's curves: validation PSNR and SSIM (96 held-out clips, val seed 6750, best of 10)
-    of the screening arms (``training/screening.csv``) and of the continuation
-    (``training/slamp.pt``'s curve after the shipped part), against updates since the shipped
+    of the screening arms (``shipped_training/screening.csv``) and of the continuation
+    (``shipped_training/slamp.pt``'s curve after the shipped part), against updates since the shipped
     weights and CPU-hours, with the shipped model and the black frame on the same clips."""
     import csv
 
