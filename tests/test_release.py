@@ -148,7 +148,7 @@ def test_release_files_are_recognised_everywhere_a_checkpoint_is_read(public_fil
     dataset, path = public_file
     with path.open("rb") as file:  # the pickle comes before the storages in the legacy format
         head = file.read(1 << 22)
-    assert b"_get_thnn_function_backend" in head and b"cuda:0" in head and b"models.lstm" in head  # as PyTorch 1.4 wrote
+    assert b"_get_thnn_function_backend" in head and b"cuda:0" in head and b"cmodels." in head  # as PyTorch 1.4 wrote
     with pytest.raises(PublicReleaseFile, match=f"public SLAMP release's {dataset} checkpoint") as raised:
         load_checkpoint(path)
     assert raised.value.release.dataset == dataset
