@@ -56,9 +56,7 @@ def run(argv: list[str]) -> None:
 
 
 def _updates_done(model: str) -> int:
-    log = RUNS / model / "train.csv"
-    rows = log.read_text().splitlines()[1:] if log.is_file() else []
-    return int(rows[-1].split(",")[0]) if rows else 0
+    return _updates_in(RUNS / model)
 
 
 def _shipped_updates() -> int:

@@ -11,12 +11,12 @@ Plain glue: no notebook teaches this module.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 
 from slamp.data.files import atomic_path, save_tensors
+from slamp.download import file_sha256
 from slamp.models import IncompatibleWeightsError, ModelConfig, VideoPredictor, load_weights, model_class
 
 
@@ -34,10 +34,6 @@ def available() -> list[str]:
 
 
 SUMS = "SHA256SUMS"  # beside the models: "<sha256>  <file>" per shipped model, written by export_checkpoint
-
-
-def file_sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def recorded_sums(folder=None) -> dict[str, str]:
