@@ -358,12 +358,23 @@ assert torch.equal(blend(painted, warped, torch.ones(1, 1, 2, 2)), painted)
 
 
 # %% [markdown]
-# ## Skip connections: a running average
+# ## Skip connections: three rules
 #
-# The decoder at step $t$ gets skips that describe the scene so far. SVG feeds the skips of the
-# last conditioning frame; SLAMP's public code (`last_frame_skip` and `running_avg`) feeds the
-# **running mean of the skips of every frame encoded so far**, $\bar s_t = \frac1t\sum_{k<t}
-# s(x_k)$. With all frames encoded at once, that is a cumulative sum divided by a count.
+# The decoder at step $t$ (predicting $x_t$ from the encoding of $x_{t-1}$) gets skips that
+# describe the scene. Which frame's skips is a modelling choice, and the two public codes differ:
+#
+# * **`mean`**, SLAMP's public code (`last_frame_skip` and `running_avg`): the **running mean of
+#   the skips of every frame encoded so far**, $\bar s_t = \frac1t\sum_{k<t} s(x_k)$, generated
+#   frames included. With all frames encoded at once, a cumulative sum divided by a count.
+# * **`held`**, SVG-LP's public code by default: the skips are taken only during conditioning
+#   (steps $t < n_\text{past}$, from the input $x_{t-1}$) and then **held**: every later step sees
+#   $s(x_{n_\text{past}-2})$, the second-to-last conditioning frame (the last one's encoding is read
+#   at step $n_\text{past}$, when the skips are no longer replaced). With one conditioning frame,
+#   where the public code stops with an error, we hold $s(x_0)$.
+# * **`previous`**, SVG-LP with `--last_frame_skip`: the skips of the **previous frame**, true or
+#   generated, $s(x_{t-1})$.
+#
+# `ModelConfig.skips` picks one; SVG uses `held` unless told otherwise, every other model `mean`.
 
 # %%
 #| export nn
@@ -371,6 +382,45 @@ def running_mean(skips):
     """Running averages over time of skips ``(B, T, ...)``: entry ``t`` is the mean of 0..t."""
     count = torch.arange(1, skips.shape[1] + 1, device=skips.device, dtype=skips.dtype)
     return skips.cumsum(1) / count.view(1, -1, *[1] * (skips.ndim - 2))
+
+
+SKIP_RULES = ("mean", "held", "previous")
+
+
+def decoder_skips(rule: str, skips, n_past: int):
+    """The skips the decoder sees at steps 1..T-1, ``(B, T-1, ...)``, from the skips of frames
+    0..T-1 ``(B, T, ...)`` encoded at once (teacher forcing), under ``rule`` (``SKIP_RULES``)."""
+    if rule == "mean":
+        return running_mean(skips[:, :-1])
+    if rule == "previous":
+        return skips[:, :-1]
+    held = torch.arange(skips.shape[1] - 1, device=skips.device).clamp(max=max(n_past - 2, 0))
+    return skips[:, held]
+
+
+def step_skips(rule: str, carried, skips, t: int, n_past: int):
+    """One step at a time: ``(carried, seen)``, what to carry to step ``t + 1`` and the skips the
+    decoder sees at step ``t``, from the skips of this step's input (a list of maps) and ``carried``
+    (None at step 1): a running sum (``mean``), or the skips last taken (``held``, ``previous``)."""
+    if rule == "mean":
+        carried = skips if carried is None else [a + b for a, b in zip(carried, skips)]
+        return carried, [s / t for s in carried]
+    if rule == "previous" or t < n_past or t == 1:  # held: from the conditioning steps (x_0 if n_past = 1)
+        carried = skips
+    return carried, carried
+
+
+# %%
+skips = torch.arange(5.0).view(1, 5, 1)  # one number per frame: "the skips of x_k" = k
+for rule in SKIP_RULES:
+    batched = decoder_skips(rule, skips, n_past=3)[0, :, 0].tolist()
+    carried, stepwise = None, []
+    for t in range(1, 5):
+        carried, seen = step_skips(rule, carried, [skips[:, t - 1]], t, n_past=3)
+        stepwise.append(seen[0].item())
+    print(f"{rule:>8}: steps 1..4 see {batched}")
+    assert batched == stepwise  # both paths apply the same rule
+assert decoder_skips("held", skips, 3)[0, :, 0].tolist() == [0, 1, 1, 1]  # x_{n_past-2} = x_1, held
 
 
 # %% [markdown]
@@ -546,7 +596,8 @@ assert h.shape == (2, 16, 4, 4) and frames.shape == (2, 3, 92, 310)
 # (transposed or not) and every linear layer gets weights drawn from $\mathcal N(0, 0.02^2)$ (the
 # DCGAN recipe), every BatchNorm a scale from $\mathcal N(1, 0.02^2)$ and a shift of 0; biases
 # that remain (the output layers) and the LSTM cells keep PyTorch's defaults, as do the ConvLSTM
-# networks of KITTI and Cityscapes entirely (`init_public`). Small weights mean that, at the
+# networks of KITTI and Cityscapes entirely (`init_public`; SVG's public code also zeroes those
+# biases). Small weights mean that, at the
 # start, the tanh features and the sigmoid outputs sit near their linear range, and the flow
 # decoder predicts displacements close to zero: the warped frame starts as a copy of the
 # previous one.
@@ -564,10 +615,15 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def init_public(model: nn.Module) -> None:
+def init_public(model: nn.Module, zero_biases: bool = False) -> None:
     """:func:`init_weights` on every module of ``model``, but its ConvLSTM networks keep PyTorch's
-    default initialisation throughout, as in the public code."""
+    default initialisation throughout, as in the public code. ``zero_biases``: the biases of conv
+    and linear layers start at 0, as the public SVG code's initialisation sets them."""
     model.apply(init_weights)
+    if zero_biases:
+        for layer in model.modules():
+            if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) and layer.bias is not None:
+                nn.init.zeros_(layer.bias)
     for net in model.modules():
         if isinstance(net, RecurrentNet) and net.spatial:
             for layer in net.modules():
@@ -605,7 +661,7 @@ import torch
 from torch import nn
 
 from slamp.losses import kl_loss, reconstruction_loss, reparameterize
-from slamp.nn import BACKBONES, GaussianLSTM, MaskNet, PredictorLSTM, blend, running_mean
+from slamp.nn import BACKBONES, GaussianLSTM, MaskNet, PredictorLSTM, blend
 from slamp.warp import warp
 
 
@@ -631,6 +687,10 @@ class ModelConfig:
     # Initial bias (a logit) of the pixel decoder's output layer; None: PyTorch's default, as in the
     # public code (frames start grey, sigmoid(0) = 0.5). Ours, for short CPU runs: see the `cpu` preset.
     output_bias: float | None = None
+    # Which skips the decoder sees (slamp.nn.SKIP_RULES): "mean" (SLAMP's public code), "held" or
+    # "previous" (SVG-LP's public code without and with --last_frame_skip); None: the model's own
+    # (SVG: held, the others: mean). A built model's config always names it.
+    skips: str | None = None
 
     def __post_init__(self):
         if isinstance(self.image_size, int):  # a square size may be given as one number
@@ -669,6 +729,10 @@ PRESETS = {
     # What `slamp.pretrained` holds.
     "cpu": ModelConfig(backbone="dcgan", channels=1, g_dim=64, z_dim=20, rnn_size=128, width=16,
                        mask_width=8, beta=1e-4, output_bias=-5.537),
+    # SVG-LP as its public code's README trains it (Denton & Fergus 2018): Stochastic Moving MNIST
+    # with z 10, BAIR with the VGG backbone and z 64; skips held from the conditioning frames.
+    "svg_mnist": ModelConfig(backbone="dcgan", channels=1, z_dim=10, beta=1e-4, skips="held"),
+    "svg_bair": ModelConfig(backbone="vgg", channels=3, z_dim=64, beta=1e-4, skips="held"),
 }
 
 
@@ -758,21 +822,28 @@ class LatentStream(nn.Module):
 
 # %%
 #| export
-from slamp.nn import ConvEncoder, init_public
+from slamp.nn import SKIP_RULES, ConvEncoder, decoder_skips, init_public, step_skips
 
 
 class PredictorParts(nn.Module):
     """The modules of a video predictor and the pieces every path through them shares.
 
     ``motion_head``: a flow decoder, warp and mask (SLAMP-Baseline, SLAMP) or not (SVG).
-    ``motion_stream``: the class of the second latent stream (SLAMP's), or None."""
+    ``motion_stream``: the class of the second latent stream (SLAMP's), or None.
+    ``skips``: the skip rule when the config names none (``slamp.nn.SKIP_RULES``).
+    ``zero_biases``: start the biases of linear and conv layers at 0 (SVG's public initialisation)."""
 
     motion_head = True
     motion_stream = None
+    skips = "mean"
+    zero_biases = False
 
     def __init__(self, config: ModelConfig = ModelConfig()):
         super().__init__()
         check_backbone(config)
+        config = replace(config, skips=config.skips or self.skips)  # the rule, named in the config
+        if config.skips not in SKIP_RULES:
+            raise ValueError(f"skips must be one of {SKIP_RULES}, found {config.skips!r}")
         c, self.config, conv = config, config, config.backbone == "conv"
         # One latent per stream and step: a vector, or a map of the conv backbone's feature-map size.
         self.latent_shape = (c.z_dim, *latent_map_size(c)) if conv else (c.z_dim,)
@@ -786,7 +857,7 @@ class PredictorParts(nn.Module):
             self.flow_decoder = Decoder(c.g_dim, 2, c.width, output=None, **sized)
             self.mask_net = MaskNet(c.channels, c.mask_width)
         self.motion = self.motion_stream(c) if self.motion_stream is not None else None
-        init_public(self)  # the public code's initialisation, after every module exists
+        init_public(self, self.zero_biases)  # the public code's initialisation, after every module exists
         if c.output_bias is not None:
             nn.init.constant_(self.pixel_decoder.out.bias, c.output_bias)
 
@@ -978,7 +1049,7 @@ def predict_step(model: PredictorParts, x_in, target, noise: dict, memory: dict,
 # `steps` steps: step $t$ reads the true frame while $t \le n_\text{past}$, afterwards the true
 # frame with probability `teacher_forcing` (one coin per step for the batch) or the previous
 # prediction; the first `posterior_steps` steps draw $z$ from the posterior, the rest from the
-# prior; each step's skips are the running mean of the skips of every frame read so far.
+# prior; each step's skips follow the model's rule (`step_skips`).
 
 # %%
 #| export
@@ -989,7 +1060,7 @@ def rollout(model: PredictorParts, x, n_past: int, steps: int, noise: dict, teac
     ``shared``: the rows of ``x`` come in groups of that many copies (the samples of a sequence),
     so true frames are encoded once per group."""
     posterior_steps = steps if posterior_steps is None else posterior_steps
-    memory, skip_sum, outputs, kls, latents = {}, None, [], {}, {}
+    memory, carried, outputs, kls, latents = {}, None, [], {}, {}
     x_in, use_truth = x[:, 0], True
     for t in range(1, steps + 1):
         if t > 1:
@@ -1000,14 +1071,14 @@ def rollout(model: PredictorParts, x, n_past: int, steps: int, noise: dict, teac
         step_noise = {name: eps[:, t - 1:t] for name, eps in noise.items()}
         g_pixel, g_flow, step_stats, skips, memory = predict_step(model, x_in, target, step_noise, memory,
                                                                   shared if use_truth else 1)
-        skip_sum = skips if skip_sum is None else [a + b for a, b in zip(skip_sum, skips)]
+        carried, seen = step_skips(model.config.skips, carried, skips, t, n_past)
         for name, stats in step_stats.items():
             latents.setdefault(name, []).append(stats["z"])
             if stats["posterior"] is not None:
                 kls[name] = kls.get(name, 0) + stream_kl(stats)
         frame = None
         if t >= decode_from:
-            outputs.append(model.decode(g_pixel[:, 0], g_flow[:, 0], [s / t for s in skip_sum], x_in))
+            outputs.append(model.decode(g_pixel[:, 0], g_flow[:, 0], seen, x_in))
             frame = outputs[-1]["frames"]
         if model.motion is not None and t < steps:  # the next step's motion history: observed, or into the prediction
             generated = None if memory["motion"]["current"] is not None else motion_input(model, frame)
@@ -1031,7 +1102,7 @@ def rollout(model: PredictorParts, x, n_past: int, steps: int, noise: dict, teac
 
 # %%
 #| export
-def teacher_forced(model: PredictorParts, x, noise: dict) -> Prediction:
+def teacher_forced(model: PredictorParts, x, noise: dict, n_past: int) -> Prediction:
     """Predict frames 1..T-1 of ``x`` ``(B, T, C, H, W)`` from the true previous frames, batched over time."""
     batch, length = x.shape[:2]
     h, skips, pairs = encode_frames(model, x.flatten(0, 1))  # every frame encoded once
@@ -1042,8 +1113,8 @@ def teacher_forced(model: PredictorParts, x, noise: dict) -> Prediction:
     if model.motion is not None:
         g_flow, stats = model.motion.teacher_forced(pairs.unflatten(0, (batch, length)), noise["motion"])
         kls["motion"], latents["motion"] = stream_kl(stats), stats["z"]
-    # Step t sees the running mean of the skips of frames 0..t-1.
-    skips = [running_mean(s.unflatten(0, (batch, length))[:, :-1]).flatten(0, 1) for s in skips]
+    # Step t sees the skips of frames 0..t-1 as the model's rule combines them (`decoder_skips`).
+    skips = [decoder_skips(model.config.skips, s.unflatten(0, (batch, length)), n_past).flatten(0, 1) for s in skips]
     out = model.decode(g_pixel.flatten(0, 1), g_flow.flatten(0, 1), skips, x[:, :-1].flatten(0, 1))
     return Prediction(**{k: v.unflatten(0, (batch, length - 1)) for k, v in out.items()}, kl=kls, latents=latents)
 
@@ -1174,7 +1245,7 @@ class VideoPredictor(PredictorParts):
         self._check_noise(noise, (x.shape[0], x.shape[1] - 1, *self.latent_shape))
         saved = batchnorm_statistics(self) if self.training else None
         if teacher_forcing >= 1.0 and not per_step:
-            prediction = teacher_forced(self, x, noise)
+            prediction = teacher_forced(self, x, noise, n_past)
         else:
             prediction = rollout(self, x, n_past, x.shape[1] - 1, noise, teacher_forcing)
         if saved is not None and not is_finite(prediction):  # one bad batch must not poison later ones
@@ -1241,15 +1312,46 @@ def model_class(name: str) -> type:
 
 
 # %% [markdown]
-# The two models of this notebook differ only in whether the motion head exists.
+# Without the motion head a model is SVG: one latent, one pixel decoder, $\hat x = x^p$. Two such
+# models are registered, and they are different functions. **`SVG`** is SVG-LP as its public code
+# computes it: skips `held` (or `previous`), and its initialisation, which also zeroes the biases of
+# linear and output layers; `svg_mnist` and `svg_bair` are its README's settings. **`AppearanceOnly`**
+# is SLAMP-Baseline without its motion head: SLAMP's `mean` skips and initialisation. It is the
+# fair ablation of the motion head (everything else equal), and it is what slamp called SVG before
+# its SVG matched the public SVG-LP code.
 
 # %%
 #| export
 @register_model("svg")
 class SVG(VideoPredictor):
-    """SVG-LP (Denton & Fergus, 2018): one latent, one pixel decoder; x̂ = x^p."""
+    """SVG-LP (Denton & Fergus, 2018) as its public code computes it: one latent, one pixel decoder,
+    x̂ = x^p; skips held from the conditioning frames (``skips="held"``) or the previous frame
+    (``"previous"``, its ``--last_frame_skip``). Presets ``svg_mnist``, ``svg_bair``."""
 
     motion_head = False
+    skips = "held"
+    zero_biases = True
+
+    def __init__(self, config: ModelConfig = ModelConfig()):
+        if config.skips == "mean":
+            raise ValueError("SVG-LP takes its skips from the conditioning frames (skips='held') or the previous "
+                             "frame ('previous'); skips='mean' is SLAMP's rule: that model is AppearanceOnly "
+                             "(model name 'appearance_only')")
+        super().__init__(config)
+
+
+@register_model("appearance_only")
+class AppearanceOnly(VideoPredictor):
+    """SLAMP-Baseline without its motion head: one latent, one pixel decoder, x̂ = x^p, with SLAMP's
+    skips (the running mean) and initialisation. Not SVG-LP: see :class:`SVG`."""
+
+    motion_head = False
+
+    def __init__(self, config: ModelConfig = ModelConfig()):
+        if config.skips not in (None, "mean"):
+            raise ValueError(f"AppearanceOnly uses SLAMP's skips (skips='mean'), found {config.skips!r}; with "
+                             f"SVG-LP's skips the model is SVG (model name 'svg')")
+        super().__init__(config)
 
 
 @register_model("slamp_baseline")
@@ -1263,7 +1365,10 @@ class SLAMPBaseline(VideoPredictor):
 # biases in the convolutions before a BatchNorm and in the squeeze-excitation layers. They are a
 # different function, so `load_weights` refuses them with a message rather than dropping them
 # silently. Weights saved before SLAMP's motion stream became one module (`motion_encoder.*`,
-# `motion.prior.*`) are the same function under older names: `load_weights` renames them.
+# `motion.prior.*`) are the same function under older names: `load_weights` renames them. A
+# checkpoint names its model by class and config; `saved_model` reads that pair from any slamp
+# version (`saved_as_now`: a config without `skips` is older than the skip rules: every model then used `mean`, and
+# the class called SVG was `AppearanceOnly`).
 
 # %%
 #| export
@@ -1297,6 +1402,21 @@ def load_weights(model: nn.Module, weights: dict) -> nn.Module:
                                        f"{' ...' if len(extra) > 5 else ''}")
     model.load_state_dict(weights)
     return model
+
+
+def saved_as_now(class_name: str, config: dict) -> tuple[str, dict]:
+    """The model class name and config a checkpoint records (``model_class``, ``model_config``) as
+    this slamp names them: a config without ``skips`` predates the skip rules, when every model used
+    SLAMP's running mean and the class named ``SVG`` was :class:`AppearanceOnly`."""
+    if "skips" in config:
+        return class_name, config
+    return ("AppearanceOnly" if class_name in ("SVG", "svg") else class_name), {**config, "skips": "mean"}
+
+
+def saved_model(class_name: str, config: dict) -> VideoPredictor:
+    """A new model of the class and config a checkpoint records (see :func:`saved_as_now`)."""
+    class_name, config = saved_as_now(class_name, config)
+    return model_class(class_name)(ModelConfig(**config))
 
 
 # %% [markdown]

@@ -17,7 +17,7 @@ import torch
 
 from slamp.config import ConfigError, TrainConfig
 from slamp.data.files import atomic_path, save_tensors
-from slamp.models import ModelConfig, VideoPredictor, load_weights, model_class
+from slamp.models import VideoPredictor, load_weights, model_class, saved_model
 
 
 CHECKPOINT_FORMAT = "slamp.train/1"
@@ -32,12 +32,14 @@ class CheckpointError(RuntimeError):
 
 
 class PublicReleaseFile(CheckpointError):
-    """The file is one of the public SLAMP release's checkpoints; ``release`` holds it, read safely
-    (a :class:`slamp.release.PublicRelease`)."""
+    """The file is one of the public SLAMP release's checkpoints or the public SVG code's; ``release``
+    holds it, read safely (a :class:`slamp.release.PublicRelease`)."""
 
     def __init__(self, path, release):
-        super().__init__(f"{path} is the public SLAMP release's {release.dataset} checkpoint (whole pickled modules, "
-                         f"epoch {release.epoch}), not a slamp training checkpoint: `slamp convert {path} DEST` "
+        which = (f"the public SLAMP release's {release.dataset} checkpoint (whole pickled modules, epoch "
+                 f"{release.epoch})" if release.family == "slamp" else
+                 f"the public SVG code's SVG-LP {release.dataset} model (whole pickled modules)")
+        super().__init__(f"{path} is {which}, not a slamp training checkpoint: `slamp convert {path} DEST` "
                          f"writes one; load_model, `--checkpoint` and init_from read it as it is")
         self.release = release
 
@@ -183,13 +185,13 @@ def load_model(path, map_location="cpu") -> tuple[VideoPredictor, TrainConfig]:
 
         return convert_release(public.release).to(map_location), release_config(public.release)
     try:
-        cls = model_class(state["model_class"])
+        model = saved_model(state["model_class"], state["model_config"])
     except ValueError as error:
         raise CheckpointError(f"{path} holds a model of class {state['model_class']!r}, which this slamp does not "
-                              f"know: {error}") from None
-    model = cls(ModelConfig(**state["model_config"]))
+                              f"build: {error}") from None
     load_weights(model, state["model"])
-    return model.to(map_location).eval(), TrainConfig(**state["config"])
+    # the run's config names the model as this slamp does (an older run's "svg" is appearance_only)
+    return model.to(map_location).eval(), TrainConfig(**{**state["config"], "model": model.registry_name})
 
 
 # Continuing a run in a new one: `--set init_from=pretrained:slamp` (or a checkpoint's path) copies

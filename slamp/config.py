@@ -44,6 +44,9 @@ class TrainConfig:
     epochs: int = 300
     epoch_size: int = 1000  # updates per epoch
     scheduled_sampling_k: float = 0.0  # k of p = k / (k + exp(epoch / k)); 0: always the true frame
+    # True: one step at a time, BatchNorm's statistics over the B frames of each step, as the public
+    # SVG and SLAMP training loops compute them; False: all B*T frames of a clip at once (faster)
+    per_frame_batchnorm: bool = False
     seed: int = 0
     init_from: str | None = None  # start from trained weights (a checkpoint, or pretrained:<name>); fresh optimiser
     # Machinery.
@@ -228,6 +231,14 @@ OUR_PRESETS = {
     "mnist_finetune": TrainConfig(model_preset="mnist", dataset="mnist", n_past=5, n_future=10, batch_size=32,
                                   lr=1e-5, beta=5e-5, betas=(0.7, 0.999), epochs=50, val_n_future=20,
                                   out="runs/mnist_finetune"),
+    # SVG-LP as the public SVG code's README trains it (train_svg_lp.py: Adam lr 2e-3, batch 100,
+    # 300 epochs of 600 updates, BatchNorm per frame); validated over the SLAMP paper's test horizon.
+    "svg_mnist": TrainConfig(model="svg", model_preset="svg_mnist", dataset="mnist", n_past=5, n_future=10,
+                             batch_size=100, lr=2e-3, epochs=300, epoch_size=600, per_frame_batchnorm=True,
+                             val_n_future=20, out="runs/svg_mnist"),
+    "svg_bair": TrainConfig(model="svg", model_preset="svg_bair", dataset="bair", n_past=2, n_future=10,
+                            batch_size=100, lr=2e-3, epochs=300, epoch_size=600, per_frame_batchnorm=True,
+                            val_n_future=28, out="runs/svg_bair"),
 }
 
 

@@ -1,9 +1,11 @@
-"""Download the public SLAMP release's trained weights (``slamp download public <dataset>``).
+"""Download the public SLAMP release's trained weights (``slamp download public <dataset>``) and the
+public SVG code's SVG-LP weights (``slamp download svg mnist|bair``).
 
 Nothing is ever downloaded implicitly: only :func:`download_public` (and the command that calls it)
 goes to the network. The file lands in the data folder's ``public/`` subfolder
 (``<data folder>/public/slamp_<dataset>.pth``); a partial download is kept as ``<file>.part`` and
-resumed on the next call; the finished file is renamed into place whole, and its SHA-256 is written
+resumed on the next call (the SVG files go to the same folder, under their own names:
+``svglp_smmnist2.pth``, ``svglp_bair.pth``); the finished file is renamed into place whole, and its SHA-256 is written
 beside it (``<file>.sha256``). Offline, the error names the URL and the path where a file fetched by
 hand belongs. Plain standard-library HTTP (``urllib.request``); no other dependency than tqdm.
 """
@@ -33,6 +35,10 @@ PUBLIC_README_LINKS = {
     "kitti": "https://www.dropbox.com/s/p7wdboswakyj7yi/slamp_kitti.pth",
     "cityscapes": "https://www.dropbox.com/s/lzwiivr1irffhsj/slamp_cityscapes.pth",
 }
+# The public SVG code keeps its two trained SVG-LP models in its repository.
+SVG_BASE_URL = "https://github.com/edenton/svg/raw/master/pretrained_models"
+SVG_FILES = {"mnist": "svglp_smmnist2.pth", "bair": "svglp_bair.pth"}
+RELEASES = {"slamp": DATASETS, "svg": tuple(SVG_FILES)}  # release -> the datasets it has weights for
 SUBFOLDER = "public"
 TIMEOUT = 30.0  # seconds: to connect, and for each read
 CHUNK = 1 << 16
@@ -43,34 +49,39 @@ class DownloadError(RuntimeError):
     hand belongs."""
 
 
-def file_name(dataset: str) -> str:
-    """``slamp_<dataset>.pth``; an unknown dataset is a ``ValueError`` that lists the five."""
-    if dataset not in DATASETS:
-        raise ValueError(f"no public SLAMP weights for {dataset!r}; choose from {', '.join(DATASETS)}")
-    return f"slamp_{dataset}.pth"
+def file_name(dataset: str, release: str = "slamp") -> str:
+    """``slamp_<dataset>.pth`` (``release="slamp"``) or the public SVG code's file name (``"svg"``:
+    ``svglp_smmnist2.pth``, ``svglp_bair.pth``); an unknown dataset is a ``ValueError`` that lists them."""
+    if release not in RELEASES:
+        raise ValueError(f"unknown release {release!r}; choose from {', '.join(RELEASES)}")
+    if dataset not in RELEASES[release]:
+        raise ValueError(f"no public {release.upper()} weights for {dataset!r}; choose from "
+                         f"{', '.join(RELEASES[release])}")
+    return SVG_FILES[dataset] if release == "svg" else f"slamp_{dataset}.pth"
 
 
-def public_url(dataset: str, base_url: str | None = None) -> str:
+def public_url(dataset: str, base_url: str | None = None, release: str = "slamp") -> str:
     """The URL of ``dataset``'s weights: under ``base_url``, else ``$SLAMP_PUBLIC_URL``, else the
-    public release (:data:`PUBLIC_RELEASE`)."""
-    name = file_name(dataset)
-    base = base_url or os.environ.get(PUBLIC_URL_ENVIRONMENT) or PUBLIC_BASE_URL
+    public release (:data:`PUBLIC_RELEASE`, or :data:`SVG_BASE_URL` for the SVG files)."""
+    name = file_name(dataset, release)
+    default = SVG_BASE_URL if release == "svg" else PUBLIC_BASE_URL
+    base = base_url or os.environ.get(PUBLIC_URL_ENVIRONMENT) or default
     return f"{base.rstrip('/')}/{name}"
 
 
-def public_weights_path(dataset: str, data_dir=None) -> Path:
-    """Where ``dataset``'s weights are or would be: ``<data_dir>/public/slamp_<dataset>.pth`` if
-    ``data_dir`` is given, else the first data folder that holds the file, else the data folder
-    that ``slamp prepare`` writes to (``$SLAMP_DATA``, else the user cache, else a clone's data/)."""
-    relative = f"{SUBFOLDER}/{file_name(dataset)}"
+def public_weights_path(dataset: str, data_dir=None, release: str = "slamp") -> Path:
+    """Where ``dataset``'s weights are or would be: ``<data_dir>/public/<file>`` if ``data_dir`` is
+    given, else the first data folder that holds the file, else the data folder that ``slamp
+    prepare`` writes to (``$SLAMP_DATA``, else the user cache, else a clone's data/)."""
+    relative = f"{SUBFOLDER}/{file_name(dataset, release)}"
     if data_dir is not None:
         return Path(data_dir).expanduser() / relative
     return find_data(relative) or data_home() / relative
 
 
-def find_public_weights(dataset: str, data_dir=None) -> Path | None:
+def find_public_weights(dataset: str, data_dir=None, release: str = "slamp") -> Path | None:
     """The path of ``dataset``'s downloaded weights, or None if they are not there."""
-    path = public_weights_path(dataset, data_dir)
+    path = public_weights_path(dataset, data_dir, release)
     return path if path.is_file() else None
 
 
@@ -121,16 +132,17 @@ def _looks_like_html(head: bytes) -> bool:
 
 
 def download_public(dataset: str, data_dir=None, base_url: str | None = None, progress: bool = True,
-                    out=print, timeout: float = TIMEOUT) -> Path:
-    """Download ``dataset``'s public SLAMP weights into ``<data folder>/public/`` and return the path.
+                    out=print, timeout: float = TIMEOUT, release: str = "slamp") -> Path:
+    """Download ``dataset``'s public SLAMP weights (or with ``release="svg"`` the public SVG code's
+    SVG-LP weights) into ``<data folder>/public/`` and return the path.
 
     Says the URL, the size and the destination before the transfer; resumes ``<dest>.part`` left by
     an earlier attempt (HTTP Range); renames the finished file into place and records its SHA-256 in
     ``<dest>.sha256``. A file already there whose recorded SHA-256 matches is left alone (no
     request). Any failure is a :class:`DownloadError` naming the URL and ``dest``; the ``.part``
     file is kept for the next attempt."""
-    url = public_url(dataset, base_url)
-    dest = public_weights_path(dataset, data_dir)
+    url = public_url(dataset, base_url, release)
+    dest = public_weights_path(dataset, data_dir, release)
     if dest.is_file():
         recorded, actual = recorded_sha256(dest), file_sha256(dest)
         if recorded == actual:
@@ -144,8 +156,9 @@ def download_public(dataset: str, data_dir=None, base_url: str | None = None, pr
         out(f"{dest} does not match its recorded SHA-256 ({actual} != {recorded}): downloading it again")
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    hint = (f"Fetch it by hand from {url} (or the Dropbox link an earlier public README gave, {PUBLIC_README_LINKS[dataset]}?dl=1) "
-            f"and put it at {dest}")
+    earlier = (f" (or the Dropbox link an earlier public README gave, {PUBLIC_README_LINKS[dataset]}?dl=1)"
+               if release == "slamp" else "")
+    hint = f"Fetch it by hand from {url}{earlier} and put it at {dest}"
 
     def failed(what: str) -> DownloadError:
         if part.is_file() and not part.stat().st_size:
@@ -178,13 +191,13 @@ def download_public(dataset: str, data_dir=None, base_url: str | None = None, pr
             reason = getattr(error, "reason", error)
             raise failed(f"cannot download: {reason}") from None
         with response:
-            whole = _receive(response, part, offset, dataset, progress, out, failed)
+            whole = _receive(response, part, offset, dest.name, progress, out, failed)
         if whole:
             return _finish(part, dest, out)
     raise failed("the server would not send the file from the start")
 
 
-def _receive(response, part: Path, offset: int, dataset: str, progress: bool, out, failed) -> bool:
+def _receive(response, part: Path, offset: int, name: str, progress: bool, out, failed) -> bool:
     """Write ``response``'s body into ``part`` (appended to its first ``offset`` bytes for a 206);
     True when the file is whole, False to start again."""
     from tqdm.auto import tqdm
@@ -213,7 +226,7 @@ def _receive(response, part: Path, offset: int, dataset: str, progress: bool, ou
     received, stopped = offset, None
     with open(part, "ab" if offset else "wb") as file, \
             tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-                 desc=file_name(dataset), disable=not progress, file=sys.stderr) as bar:
+                 desc=name, disable=not progress, file=sys.stderr) as bar:
         while True:
             try:
                 block = response.read1(CHUNK)  # what has arrived: a timeout loses nothing read
@@ -247,22 +260,26 @@ def _finish(part: Path, dest: Path, out) -> Path:
     return dest
 
 
-def add_arguments(parser) -> None:
-    """The arguments of ``slamp download public``: DATASET, ``--data DIR``, ``--url BASE``,
-    ``--no-progress``."""
-    parser.add_argument("dataset", choices=DATASETS, help="whose weights: " + ", ".join(DATASETS))
+def add_arguments(parser, release: str = "slamp") -> None:
+    """The arguments of ``slamp download public`` (``release="slamp"``) or ``slamp download svg``:
+    DATASET, ``--data DIR``, ``--url BASE``, ``--no-progress``."""
+    parser.set_defaults(release=release)
+    datasets = RELEASES[release]
+    parser.add_argument("dataset", choices=datasets, help="whose weights: " + ", ".join(datasets))
     parser.add_argument("--data", type=Path, default=None, metavar="DIR",
                         help="data folder (default: $SLAMP_DATA, else the user cache folder, else a clone's data/); "
                              "the file goes in DIR/public/")
     parser.add_argument("--url", default=None, metavar="BASE",
-                        help=f"base URL of a mirror (default: ${PUBLIC_URL_ENVIRONMENT}, else {PUBLIC_BASE_URL})")
+                        help=f"base URL of a mirror (default: ${PUBLIC_URL_ENVIRONMENT}, else "
+                             f"{SVG_BASE_URL if release == 'svg' else PUBLIC_BASE_URL})")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
 def run(args) -> int:
     """``slamp download public``: 0 when the file is there, 1 (the error printed) when not."""
     try:
-        download_public(args.dataset, args.data, args.url, progress=getattr(args, "progress", True))
+        download_public(args.dataset, args.data, args.url, progress=getattr(args, "progress", True),
+                        release=getattr(args, "release", "slamp"))
     except (DownloadError, ValueError) as error:
         print(f"slamp download: {error}", file=sys.stderr)
         return 1
@@ -270,5 +287,6 @@ def run(args) -> int:
 
 
 __all__ = ["DATASETS", "PUBLIC_URL_ENVIRONMENT", "PUBLIC_BASE_URL", "PUBLIC_RELEASE", "PUBLIC_README_LINKS",
+           "SVG_BASE_URL", "SVG_FILES", "RELEASES",
            "DownloadError", "file_name", "public_url", "public_weights_path", "find_public_weights", "file_sha256",
            "recorded_sha256", "download_public", "add_arguments", "run"]

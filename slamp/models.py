@@ -12,15 +12,17 @@ from torch import nn
 from slamp.losses import kl_loss, reconstruction_loss, reparameterize
 from slamp.nn import (
     BACKBONES,
+    SKIP_RULES,
     ConvEncoder,
     GaussianLSTM,
     MaskNet,
     MotionEncoder,
     PredictorLSTM,
     blend,
+    decoder_skips,
     init_public,
     previous_frames,
-    running_mean,
+    step_skips,
 )
 from slamp.warp import warp
 
@@ -47,6 +49,10 @@ class ModelConfig:
     # Initial bias (a logit) of the pixel decoder's output layer; None: PyTorch's default, as in the
     # public code (frames start grey, sigmoid(0) = 0.5). Ours, for short CPU runs: see the `cpu` preset.
     output_bias: float | None = None
+    # Which skips the decoder sees (slamp.nn.SKIP_RULES): "mean" (SLAMP's public code), "held" or
+    # "previous" (SVG-LP's public code without and with --last_frame_skip); None: the model's own
+    # (SVG: held, the others: mean). A built model's config always names it.
+    skips: str | None = None
 
     def __post_init__(self):
         if isinstance(self.image_size, int):  # a square size may be given as one number
@@ -80,6 +86,10 @@ PRESETS = {
     # What `slamp.pretrained` holds.
     "cpu": ModelConfig(backbone="dcgan", channels=1, g_dim=64, z_dim=20, rnn_size=128, width=16,
                        mask_width=8, beta=1e-4, output_bias=-5.537),
+    # SVG-LP as its public code's README trains it (Denton & Fergus 2018): Stochastic Moving MNIST
+    # with z 10, BAIR with the VGG backbone and z 64; skips held from the conditioning frames.
+    "svg_mnist": ModelConfig(backbone="dcgan", channels=1, z_dim=10, beta=1e-4, skips="held"),
+    "svg_bair": ModelConfig(backbone="vgg", channels=3, z_dim=64, beta=1e-4, skips="held"),
 }
 
 
@@ -133,14 +143,21 @@ class PredictorParts(nn.Module):
     """The modules of a video predictor and the pieces every path through them shares.
 
     ``motion_head``: a flow decoder, warp and mask (SLAMP-Baseline, SLAMP) or not (SVG).
-    ``motion_stream``: the class of the second latent stream (SLAMP's), or None."""
+    ``motion_stream``: the class of the second latent stream (SLAMP's), or None.
+    ``skips``: the skip rule when the config names none (``slamp.nn.SKIP_RULES``).
+    ``zero_biases``: start the biases of linear and conv layers at 0 (SVG's public initialisation)."""
 
     motion_head = True
     motion_stream = None
+    skips = "mean"
+    zero_biases = False
 
     def __init__(self, config: ModelConfig = ModelConfig()):
         super().__init__()
         check_backbone(config)
+        config = replace(config, skips=config.skips or self.skips)  # the rule, named in the config
+        if config.skips not in SKIP_RULES:
+            raise ValueError(f"skips must be one of {SKIP_RULES}, found {config.skips!r}")
         c, self.config, conv = config, config, config.backbone == "conv"
         # One latent per stream and step: a vector, or a map of the conv backbone's feature-map size.
         self.latent_shape = (c.z_dim, *latent_map_size(c)) if conv else (c.z_dim,)
@@ -154,7 +171,7 @@ class PredictorParts(nn.Module):
             self.flow_decoder = Decoder(c.g_dim, 2, c.width, output=None, **sized)
             self.mask_net = MaskNet(c.channels, c.mask_width)
         self.motion = self.motion_stream(c) if self.motion_stream is not None else None
-        init_public(self)  # the public code's initialisation, after every module exists
+        init_public(self, self.zero_biases)  # the public code's initialisation, after every module exists
         if c.output_bias is not None:
             nn.init.constant_(self.pixel_decoder.out.bias, c.output_bias)
 
@@ -313,7 +330,7 @@ def rollout(model: PredictorParts, x, n_past: int, steps: int, noise: dict, teac
     ``shared``: the rows of ``x`` come in groups of that many copies (the samples of a sequence),
     so true frames are encoded once per group."""
     posterior_steps = steps if posterior_steps is None else posterior_steps
-    memory, skip_sum, outputs, kls, latents = {}, None, [], {}, {}
+    memory, carried, outputs, kls, latents = {}, None, [], {}, {}
     x_in, use_truth = x[:, 0], True
     for t in range(1, steps + 1):
         if t > 1:
@@ -324,14 +341,14 @@ def rollout(model: PredictorParts, x, n_past: int, steps: int, noise: dict, teac
         step_noise = {name: eps[:, t - 1:t] for name, eps in noise.items()}
         g_pixel, g_flow, step_stats, skips, memory = predict_step(model, x_in, target, step_noise, memory,
                                                                   shared if use_truth else 1)
-        skip_sum = skips if skip_sum is None else [a + b for a, b in zip(skip_sum, skips)]
+        carried, seen = step_skips(model.config.skips, carried, skips, t, n_past)
         for name, stats in step_stats.items():
             latents.setdefault(name, []).append(stats["z"])
             if stats["posterior"] is not None:
                 kls[name] = kls.get(name, 0) + stream_kl(stats)
         frame = None
         if t >= decode_from:
-            outputs.append(model.decode(g_pixel[:, 0], g_flow[:, 0], [s / t for s in skip_sum], x_in))
+            outputs.append(model.decode(g_pixel[:, 0], g_flow[:, 0], seen, x_in))
             frame = outputs[-1]["frames"]
         if model.motion is not None and t < steps:  # the next step's motion history: observed, or into the prediction
             generated = None if memory["motion"]["current"] is not None else motion_input(model, frame)
@@ -341,7 +358,7 @@ def rollout(model: PredictorParts, x, n_past: int, steps: int, noise: dict, teac
     return Prediction(**stacked, kl=kls, latents=latents)
 
 
-def teacher_forced(model: PredictorParts, x, noise: dict) -> Prediction:
+def teacher_forced(model: PredictorParts, x, noise: dict, n_past: int) -> Prediction:
     """Predict frames 1..T-1 of ``x`` ``(B, T, C, H, W)`` from the true previous frames, batched over time."""
     batch, length = x.shape[:2]
     h, skips, pairs = encode_frames(model, x.flatten(0, 1))  # every frame encoded once
@@ -352,8 +369,8 @@ def teacher_forced(model: PredictorParts, x, noise: dict) -> Prediction:
     if model.motion is not None:
         g_flow, stats = model.motion.teacher_forced(pairs.unflatten(0, (batch, length)), noise["motion"])
         kls["motion"], latents["motion"] = stream_kl(stats), stats["z"]
-    # Step t sees the running mean of the skips of frames 0..t-1.
-    skips = [running_mean(s.unflatten(0, (batch, length))[:, :-1]).flatten(0, 1) for s in skips]
+    # Step t sees the skips of frames 0..t-1 as the model's rule combines them (`decoder_skips`).
+    skips = [decoder_skips(model.config.skips, s.unflatten(0, (batch, length)), n_past).flatten(0, 1) for s in skips]
     out = model.decode(g_pixel.flatten(0, 1), g_flow.flatten(0, 1), skips, x[:, :-1].flatten(0, 1))
     return Prediction(**{k: v.unflatten(0, (batch, length - 1)) for k, v in out.items()}, kl=kls, latents=latents)
 
@@ -436,7 +453,7 @@ class VideoPredictor(PredictorParts):
         self._check_noise(noise, (x.shape[0], x.shape[1] - 1, *self.latent_shape))
         saved = batchnorm_statistics(self) if self.training else None
         if teacher_forcing >= 1.0 and not per_step:
-            prediction = teacher_forced(self, x, noise)
+            prediction = teacher_forced(self, x, noise, n_past)
         else:
             prediction = rollout(self, x, n_past, x.shape[1] - 1, noise, teacher_forcing)
         if saved is not None and not is_finite(prediction):  # one bad batch must not poison later ones
@@ -496,9 +513,34 @@ def model_class(name: str) -> type:
 
 @register_model("svg")
 class SVG(VideoPredictor):
-    """SVG-LP (Denton & Fergus, 2018): one latent, one pixel decoder; x̂ = x^p."""
+    """SVG-LP (Denton & Fergus, 2018) as its public code computes it: one latent, one pixel decoder,
+    x̂ = x^p; skips held from the conditioning frames (``skips="held"``) or the previous frame
+    (``"previous"``, its ``--last_frame_skip``). Presets ``svg_mnist``, ``svg_bair``."""
 
     motion_head = False
+    skips = "held"
+    zero_biases = True
+
+    def __init__(self, config: ModelConfig = ModelConfig()):
+        if config.skips == "mean":
+            raise ValueError("SVG-LP takes its skips from the conditioning frames (skips='held') or the previous "
+                             "frame ('previous'); skips='mean' is SLAMP's rule: that model is AppearanceOnly "
+                             "(model name 'appearance_only')")
+        super().__init__(config)
+
+
+@register_model("appearance_only")
+class AppearanceOnly(VideoPredictor):
+    """SLAMP-Baseline without its motion head: one latent, one pixel decoder, x̂ = x^p, with SLAMP's
+    skips (the running mean) and initialisation. Not SVG-LP: see :class:`SVG`."""
+
+    motion_head = False
+
+    def __init__(self, config: ModelConfig = ModelConfig()):
+        if config.skips not in (None, "mean"):
+            raise ValueError(f"AppearanceOnly uses SLAMP's skips (skips='mean'), found {config.skips!r}; with "
+                             f"SVG-LP's skips the model is SVG (model name 'svg')")
+        super().__init__(config)
 
 
 @register_model("slamp_baseline")
@@ -534,6 +576,21 @@ def load_weights(model: nn.Module, weights: dict) -> nn.Module:
                                        f"{' ...' if len(extra) > 5 else ''}")
     model.load_state_dict(weights)
     return model
+
+
+def saved_as_now(class_name: str, config: dict) -> tuple[str, dict]:
+    """The model class name and config a checkpoint records (``model_class``, ``model_config``) as
+    this slamp names them: a config without ``skips`` predates the skip rules, when every model used
+    SLAMP's running mean and the class named ``SVG`` was :class:`AppearanceOnly`."""
+    if "skips" in config:
+        return class_name, config
+    return ("AppearanceOnly" if class_name in ("SVG", "svg") else class_name), {**config, "skips": "mean"}
+
+
+def saved_model(class_name: str, config: dict) -> VideoPredictor:
+    """A new model of the class and config a checkpoint records (see :func:`saved_as_now`)."""
+    class_name, config = saved_as_now(class_name, config)
+    return model_class(class_name)(ModelConfig(**config))
 
 
 class MotionStream(nn.Module):
@@ -582,4 +639,4 @@ class SLAMP(VideoPredictor):
     motion_stream = MotionStream
 
 
-__all__ = ['ModelConfig', 'PRESETS', 'Prediction', 'LatentStream', 'PredictorParts', 'encoded_channels', 'latent_map_size', 'check_backbone', 'check_video', 'stream_kl', 'encode_shared', 'repeat_rows', 'encode_frames', 'motion_input', 'predict_step', 'rollout', 'teacher_forced', 'prediction_loss', 'sample_futures', 'batchnorm_statistics', 'restore_batchnorm_statistics', 'is_finite', 'VideoPredictor', 'MODELS', 'register_model', 'model_class', 'SVG', 'SLAMPBaseline', 'IncompatibleWeightsError', 'RENAMED_WEIGHTS', 'load_weights', 'MotionStream', 'SLAMP']
+__all__ = ['ModelConfig', 'PRESETS', 'Prediction', 'LatentStream', 'PredictorParts', 'encoded_channels', 'latent_map_size', 'check_backbone', 'check_video', 'stream_kl', 'encode_shared', 'repeat_rows', 'encode_frames', 'motion_input', 'predict_step', 'rollout', 'teacher_forced', 'prediction_loss', 'sample_futures', 'batchnorm_statistics', 'restore_batchnorm_statistics', 'is_finite', 'VideoPredictor', 'MODELS', 'register_model', 'model_class', 'SVG', 'AppearanceOnly', 'SLAMPBaseline', 'IncompatibleWeightsError', 'RENAMED_WEIGHTS', 'load_weights', 'saved_as_now', 'saved_model', 'MotionStream', 'SLAMP']

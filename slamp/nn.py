@@ -212,6 +212,32 @@ def running_mean(skips):
     return skips.cumsum(1) / count.view(1, -1, *[1] * (skips.ndim - 2))
 
 
+SKIP_RULES = ("mean", "held", "previous")
+
+
+def decoder_skips(rule: str, skips, n_past: int):
+    """The skips the decoder sees at steps 1..T-1, ``(B, T-1, ...)``, from the skips of frames
+    0..T-1 ``(B, T, ...)`` encoded at once (teacher forcing), under ``rule`` (``SKIP_RULES``)."""
+    if rule == "mean":
+        return running_mean(skips[:, :-1])
+    if rule == "previous":
+        return skips[:, :-1]
+    held = torch.arange(skips.shape[1] - 1, device=skips.device).clamp(max=max(n_past - 2, 0))
+    return skips[:, held]
+
+
+def step_skips(rule: str, carried, skips, t: int, n_past: int):
+    """One step at a time: ``(carried, seen)``, what to carry to step ``t + 1`` and the skips the
+    decoder sees at step ``t``, from the skips of this step's input (a list of maps) and ``carried``
+    (None at step 1): a running sum (``mean``), or the skips last taken (``held``, ``previous``)."""
+    if rule == "mean":
+        carried = skips if carried is None else [a + b for a, b in zip(carried, skips)]
+        return carried, [s / t for s in carried]
+    if rule == "previous" or t < n_past or t == 1:  # held: from the conditioning steps (x_0 if n_past = 1)
+        carried = skips
+    return carried, carried
+
+
 class ConvLSTM(nn.Module):
     """Stacked convolutional LSTMs over ``(B, T, C, h, w)``, called like ``nn.LSTM(batch_first=True)``:
     returns the last layer's outputs ``(B, T, hidden, h, w)`` and the state ``(h, c)``, each
@@ -328,10 +354,15 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def init_public(model: nn.Module) -> None:
+def init_public(model: nn.Module, zero_biases: bool = False) -> None:
     """:func:`init_weights` on every module of ``model``, but its ConvLSTM networks keep PyTorch's
-    default initialisation throughout, as in the public code."""
+    default initialisation throughout, as in the public code. ``zero_biases``: the biases of conv
+    and linear layers start at 0, as the public SVG code's initialisation sets them."""
     model.apply(init_weights)
+    if zero_biases:
+        for layer in model.modules():
+            if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) and layer.bias is not None:
+                nn.init.zeros_(layer.bias)
     for net in model.modules():
         if isinstance(net, RecurrentNet) and net.spatial:
             for layer in net.modules():
@@ -358,4 +389,4 @@ def previous_frames(x):
     return torch.cat([x[:, :1], x[:, :-1]], 1)
 
 
-__all__ = ['DCGANEncoder', 'DCGANDecoder', 'VGGEncoder', 'VGGDecoder', 'BACKBONES', 'RecurrentNet', 'PredictorLSTM', 'GaussianLSTM', 'SqueezeExcitation', 'MaskNet', 'blend', 'running_mean', 'ConvLSTM', 'ConvEncoder', 'SpatialEncoder', 'ConvDecoder', 'init_weights', 'init_public', 'MotionEncoder', 'previous_frames']
+__all__ = ['DCGANEncoder', 'DCGANDecoder', 'VGGEncoder', 'VGGDecoder', 'BACKBONES', 'RecurrentNet', 'PredictorLSTM', 'GaussianLSTM', 'SqueezeExcitation', 'MaskNet', 'blend', 'running_mean', 'SKIP_RULES', 'decoder_skips', 'step_skips', 'ConvLSTM', 'ConvEncoder', 'SpatialEncoder', 'ConvDecoder', 'init_weights', 'init_public', 'MotionEncoder', 'previous_frames']

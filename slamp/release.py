@@ -1,4 +1,4 @@
-"""The public SLAMP release's trained models, opened safely and converted into slamp models.
+"""The public SLAMP and SVG releases' trained models, opened safely and converted into slamp models.
 
 The public code (kaanakan/slamp, PyTorch 1.4) saves ``torch.save(dict)`` of **whole pickled
 modules** — ``pixel_encoder``, ``motion_encoder``, ``posterior_app``, ``prior_app``,
@@ -11,11 +11,21 @@ attributes); tensors are rebuilt by torch's own loader and mapped to the CPU (``
 storages included), in the legacy (PyTorch < 1.6) or the zip serialization; any other global is
 refused with an :class:`UnsafeFileError` that names it.
 
+The public SVG code (edenton/svg, PyTorch 0.3) saved its two trained SVG-LP models
+(``pretrained_models/svglp_smmnist2.pth``, ``svglp_bair.pth``) the same way: ``encoder``,
+``decoder``, ``frame_predictor``, ``posterior``, ``prior`` and ``opt``, parameters pickled as
+PyTorch 0.3 pickled them (``Parameter(data)``, LSTM states as ``Variable``), BatchNorm without
+``num_batches_tracked``, and biases in the convolutions before each BatchNorm. The same reader opens
+them (:attr:`PublicRelease.family` says which code wrote a file).
+
 :func:`convert_release` then copies the weights into slamp's model of the same architecture
-(``SLAMP.from_preset(<dataset>)``), one public module into one slamp submodule
-(:data:`CORRESPONDENCE`), tensor by tensor in the order each module registers them, every shape
-checked. ``tests/test_release.py`` proves on recorded outputs of the public code that the result
-computes the same function.
+(``SLAMP.from_preset(<dataset>)``, or ``SVG`` with the file's own options), one public module into one
+slamp submodule (:data:`CORRESPONDENCE`, :data:`SVG_CORRESPONDENCE`), tensor by tensor in the order
+each module registers them, every shape checked. A conv bias that feeds a BatchNorm is folded into
+that BatchNorm's running mean (:func:`folded_state`: exact, since BatchNorm subtracts a mean that
+holds the bias; slamp's convolutions before BatchNorm have none). ``tests/test_release.py`` and
+``tests/test_svg_release.py`` prove on recorded outputs of the public codes that the results compute
+the same functions.
 
 Plain glue: no notebook teaches this module.
 """
@@ -56,6 +66,17 @@ TORCH_LAYERS = {
     "torch.nn.modules.pooling": {"MaxPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d"},
     "torch.nn.modules.upsampling": {"UpsamplingNearest2d", "Upsample"},
 }
+# PyTorch 0.3 (the public SVG files) pickled a Parameter or a Variable as a call of its class on the
+# tensor, and older torch a tensor as its class called with nothing, then ``set_`` to its storage.
+_LEGACY_TENSORS = {"FloatTensor": torch.float32, "DoubleTensor": torch.float64, "LongTensor": torch.long}
+
+
+def _from_tensor(data=None, *_):  # Parameter(data) and Variable(data) of PyTorch 0.3: just the tensor
+    if not isinstance(data, torch.Tensor):
+        raise UnsafeFileError(f"a pickled Parameter or Variable wraps a {type(data).__name__}, not a tensor")
+    return data.detach()
+
+
 # Globals that name a class without making one (``opt.optimizer = optim.Adam``): kept as their name.
 NAMED_ONLY = {"torch.optim.adam.Adam", "torch.optim.rmsprop.RMSprop", "torch.optim.sgd.SGD"}
 
@@ -159,6 +180,9 @@ SAFE_GLOBALS = {
     "torch.nn.backends.thnn._get_thnn_function_backend": lambda: None,
     "numpy.dtype": np.dtype,
     "numpy.core.multiarray.scalar": _numpy_scalar, "numpy._core.multiarray.scalar": _numpy_scalar,
+    "torch.nn.parameter.Parameter": _from_tensor, "torch.autograd.variable.Variable": _from_tensor,
+    **{f"torch{place}.{name}": (lambda dtype=dtype: torch.empty(0, dtype=dtype))
+       for name, dtype in _LEGACY_TENSORS.items() for place in ("", ".cuda")},
     **{f"torch._utils.{name}": getattr(torch._utils, name) for name in _TORCH_REBUILD if hasattr(torch._utils, name)},
 }
 
@@ -173,7 +197,7 @@ def allowed(module: str, name: str):
     if path in NAMED_ONLY:
         return NamedGlobal(path)
     raise UnsafeFileError(f"refusing the global {path}: it is not on slamp's allow-list for public SLAMP "
-                          f"checkpoints (the public code's modules, torch's layers and tensors, plain containers); "
+                          f"and SVG checkpoints (the public code's modules, torch's layers and tensors, plain containers); "
                           f"nothing it names was imported or run")
 
 
@@ -201,16 +225,19 @@ def load_restricted(path):
 
 @dataclass
 class PublicRelease:
-    """A public SLAMP checkpoint, read inertly: ``modules`` ``{name: ModuleRecord}``, ``opt`` (a
-    dict of the training options), ``epoch`` and the ``dataset`` its modules belong to."""
+    """A public SLAMP or SVG checkpoint, read inertly: ``modules`` ``{name: ModuleRecord}``, ``opt``
+    (a dict of the training options), ``epoch``, the ``dataset`` its modules belong to and the
+    ``family`` of code that wrote it (``"slamp"`` or ``"svg"``)."""
 
     modules: dict
     opt: dict = field(default_factory=dict)
     epoch: int | None = None
     dataset: str = ""
+    family: str = "slamp"
 
     def state_dict(self, name: str) -> dict:
-        return self.modules[name].state_dict()
+        """The tensors of module ``name`` in registration order, conv biases folded (:func:`folded_state`)."""
+        return folded_state(self.modules[name])
 
     def num_parameters(self) -> int:
         return sum(_parameter_count(record) for record in self.modules.values())
@@ -225,6 +252,35 @@ MODULES = ("pixel_encoder", "motion_encoder", "posterior_app", "prior_app", "sta
            "posterior_motion", "prior_motion", "dynamic_frame_predictor", "pixel_decoder", "flow_decoder",
            "mask_decoder")
 CONV_MODULES = MODULES + ("img_encoder",)
+SVG_MODULES = ("encoder", "decoder", "frame_predictor", "posterior", "prior")
+_CONVOLUTIONS = ("Conv2d", "ConvTranspose2d")
+
+
+def folded_state(record: ModuleRecord, prefix: str = "") -> dict:
+    """``record.state_dict()`` as slamp's layers hold it: the bias of a convolution whose next
+    sibling is a BatchNorm is folded into that BatchNorm's running mean (BatchNorm subtracts a mean
+    that includes it: in training mode it cancels, in evaluation mode ``running_mean - bias`` gives
+    the same output), and a BatchNorm saved before PyTorch 0.4.1 gets ``num_batches_tracked`` = 0."""
+    state = {}
+    for group in ("_parameters", "_buffers"):
+        for name, value in (record.__dict__.get(group) or {}).items():
+            if value is not None:
+                state[prefix + name] = value.detach().requires_grad_(False)
+    if record.class_path.endswith("BatchNorm2d") and f"{prefix}num_batches_tracked" not in state:
+        state[f"{prefix}num_batches_tracked"] = torch.zeros((), dtype=torch.long)
+    children = [(name, child) for name, child in record.children.items() if child is not None]
+    pending = None  # the bias of the convolution just read, for the BatchNorm that follows it
+    for i, (name, child) in enumerate(children):
+        inner = folded_state(child, f"{prefix}{name}.")
+        if pending is not None:
+            mean = f"{prefix}{name}.running_mean"
+            inner[mean], pending = inner[mean] - pending.to(inner[mean].dtype), None
+        following = children[i + 1][1] if i + 1 < len(children) else None
+        if (child.class_path.rsplit(".", 1)[-1] in _CONVOLUTIONS and f"{prefix}{name}.bias" in inner
+                and following is not None and following.class_path.endswith("BatchNorm2d")):
+            pending = inner.pop(f"{prefix}{name}.bias")
+        state.update(inner)
+    return state
 
 
 def _plain(value):
@@ -264,8 +320,22 @@ def describe(obj) -> str:
     return f"a {type(obj).__name__}"
 
 
+def _svg_dataset_of(modules: dict, opt: dict) -> str:
+    """``mnist`` or ``bair``: the dataset a public SVG file was trained on, from ``opt`` or its encoder."""
+    named = {"smmnist": "mnist", "bair": "bair"}.get(str(opt.get("dataset", "")))
+    if named:
+        return named
+    encoder = modules["encoder"].class_path
+    if encoder.startswith("models.dcgan_64."):
+        return "mnist"
+    if encoder.startswith("models.vgg_64."):
+        return "bair"
+    raise ReleaseError(f"the encoder is a {encoder}, not one of the public SVG code's 64x64 encoders")
+
+
 def read_release(path) -> PublicRelease:
-    """Read a public SLAMP release file (``slamp_<dataset>.pth``) without running anything it names.
+    """Read a public SLAMP release file (``slamp_<dataset>.pth``) or a public SVG one
+    (``svglp_smmnist2.pth``, ``svglp_bair.pth``) without running anything it names.
 
     A :class:`ReleaseError` says what the file held when it is not such a checkpoint; an
     :class:`UnsafeFileError` names a global outside the allow-list."""
@@ -280,21 +350,24 @@ def read_release(path) -> PublicRelease:
         detail = (str(error).strip().splitlines() or [""])[0]
         raise ReleaseError(f"cannot read {path} as a torch file ({type(error).__name__}: {detail})") from error
     if not isinstance(content, dict):
-        raise ReleaseError(f"{path} is not a public SLAMP checkpoint: it holds {describe(content)}")
-    missing = [name for name in MODULES if not isinstance(content.get(name), ModuleRecord)]
-    if missing:
-        raise ReleaseError(f"{path} is not a public SLAMP checkpoint: it holds {describe(content)}, without the "
-                           f"public code's modules {missing}")
+        raise ReleaseError(f"{path} is not a public SLAMP or SVG checkpoint: it holds {describe(content)}")
+    missing = {family: [name for name in names if not isinstance(content.get(name), ModuleRecord)]
+               for family, names in (("slamp", MODULES), ("svg", SVG_MODULES))}
+    family = next((family for family, absent in missing.items() if not absent), None)
+    if family is None:
+        raise ReleaseError(f"{path} is not a public SLAMP or SVG checkpoint: it holds {describe(content)}, without "
+                           f"the public SLAMP code's modules {missing['slamp']} or the SVG code's {missing['svg']}")
     opt = content.get("opt", {})
     opt = vars(opt) if isinstance(opt, argparse.Namespace) else dict(opt) if isinstance(opt, dict) else {}
     opt = {str(key): _plain(value) for key, value in opt.items()}
     modules = {name: record for name, record in content.items() if isinstance(record, ModuleRecord)}
     epoch = content.get("epoch")
-    return PublicRelease(modules, opt, int(epoch) if epoch is not None else None, _dataset_of(modules, opt))
+    dataset = _dataset_of(modules, opt) if family == "slamp" else _svg_dataset_of(modules, opt)
+    return PublicRelease(modules, opt, int(epoch) if epoch is not None else None, dataset, family)
 
 
 def is_release(path) -> bool:
-    """Whether ``path`` reads as a public SLAMP release checkpoint (never runs anything it names)."""
+    """Whether ``path`` reads as a public SLAMP or SVG checkpoint (never runs anything it names)."""
     try:
         read_release(path)
     except (ReleaseError, UnsafeFileError):
@@ -320,11 +393,22 @@ CORRESPONDENCE = {
     "flow_decoder": "flow_decoder",
     "mask_decoder": "mask_net",
 }
-def mapped_weights(release: PublicRelease, model: torch.nn.Module) -> dict:
-    """``model``'s state dict filled from ``release``, tensor by tensor (a :class:`ReleaseError`
-    naming the first tensor whose shape or count does not fit)."""
-    weights = {}
-    pairs = dict(CORRESPONDENCE)
+# The public SVG code's modules → slamp's SVG (one latent stream: the appearance one).
+SVG_CORRESPONDENCE = {
+    "encoder": "encoder",
+    "decoder": "pixel_decoder",
+    "frame_predictor": "appearance.predictor",
+    "posterior": "appearance.posterior",
+    "prior": "appearance.prior",
+}
+
+
+def weight_names(release: PublicRelease, model: torch.nn.Module) -> dict:
+    """``{"<public module>.<key>": "<slamp key>"}`` for every tensor of ``release`` that ``model``
+    holds (the folded conv biases have no slamp tensor), matched in registration order; a
+    :class:`ReleaseError` names the first tensor whose shape or count does not fit."""
+    names = {}
+    pairs = dict(CORRESPONDENCE if release.family == "slamp" else SVG_CORRESPONDENCE)
     if IMAGE_ENCODER[0] in release.modules:
         pairs[IMAGE_ENCODER[0]] = IMAGE_ENCODER[1]
     for public, ours in pairs.items():
@@ -337,28 +421,63 @@ def mapped_weights(release: PublicRelease, model: torch.nn.Module) -> dict:
             if value.shape != slot.shape:
                 raise ReleaseError(f"the public {public}.{key} has shape {tuple(value.shape)}, slamp's "
                                    f"{ours}.{name} {tuple(slot.shape)}: not the same architecture")
-            weights[f"{ours}.{name}"] = value.to(slot.dtype)
-    missing = sorted(set(model.state_dict()) - set(weights))
+            names[f"{public}.{key}"] = f"{ours}.{name}"
+    missing = sorted(set(model.state_dict()) - set(names.values()))
     if missing:
         raise ReleaseError(f"no public weights for slamp's {missing[:5]}")
-    return weights
+    return names
+
+
+def mapped_weights(release: PublicRelease, model: torch.nn.Module) -> dict:
+    """``model``'s state dict filled from ``release`` (see :func:`weight_names`)."""
+    slots = model.state_dict()
+    sources = {public: tensor for name in release.modules for public, tensor in
+               ((f"{name}.{key}", value) for key, value in release.state_dict(name).items())}
+    return {ours: sources[public].to(slots[ours].dtype) for public, ours in weight_names(release, model).items()}
+
+
+def svg_model_config(release: PublicRelease):
+    """The :class:`slamp.models.ModelConfig` of a public SVG file, from its own options (``opt``):
+    backbone, channels, sizes, β and the skip rule (``last_frame_skip``: ``previous``, else ``held``)."""
+    from slamp.models import ModelConfig
+
+    opt = release.opt
+    backbone = "vgg" if release.modules["encoder"].class_path.startswith("models.vgg_64.") else "dcgan"
+    if int(opt.get("image_width", 64)) != 64:
+        raise ReleaseError(f"the public SVG model works at {opt.get('image_width')}x{opt.get('image_width')}; "
+                           f"slamp's {backbone} backbone at 64x64")
+    sizes = {"g_dim": "g_dim", "z_dim": "z_dim", "rnn_size": "rnn_size", "prior_layers": "prior_rnn_layers",
+             "posterior_layers": "posterior_rnn_layers", "predictor_layers": "predictor_rnn_layers",
+             "channels": "channels"}
+    missing = sorted(theirs for theirs in sizes.values() if theirs not in opt)
+    if missing:
+        raise ReleaseError(f"the public SVG file's options lack {missing}: cannot size the model")
+    return ModelConfig(backbone=backbone, beta=float(opt.get("beta", 1e-4)),
+                       skips="previous" if opt.get("last_frame_skip") else "held",
+                       **{ours: int(opt[theirs]) for ours, theirs in sizes.items()})
 
 
 def convert_release(release: PublicRelease, dtype: torch.dtype = torch.float32):
-    """The slamp SLAMP of ``release``'s dataset (the paper's preset), holding its weights, in eval
-    mode, computing in ``dtype`` (the weights are cast once, from what the file holds)."""
-    from slamp.models import SLAMP
+    """The slamp model of ``release``, holding its weights, in eval mode, computing in ``dtype`` (the
+    weights are cast once, from what the file holds): SLAMP with the paper's preset for its dataset,
+    or SVG sized by the public SVG file's own options."""
+    from slamp.models import SLAMP, SVG
 
-    model = SLAMP.from_preset(release.dataset).to(dtype)
+    model = SLAMP.from_preset(release.dataset) if release.family == "slamp" else SVG(svg_model_config(release))
+    model = model.to(dtype)
     model.load_state_dict(mapped_weights(release, model))
     return model.eval()
 
 
 def release_config(release: PublicRelease):
-    """The training config of ``release``: the paper's recipe for its dataset (``TrainConfig.preset``)."""
+    """The training config of ``release``: the paper's recipe for its dataset (``TrainConfig.preset``),
+    or for an SVG file the public SVG code's (``svg_mnist``, ``svg_bair``) with its clip lengths."""
     from slamp.config import TrainConfig
 
-    return TrainConfig.preset(release.dataset)
+    if release.family == "slamp":
+        return TrainConfig.preset(release.dataset)
+    clip = {k: int(release.opt[k]) for k in ("n_past", "n_future") if k in release.opt}
+    return TrainConfig.preset(f"svg_{release.dataset}", **clip)
 
 
 def updates_of(release: PublicRelease) -> int:
@@ -381,7 +500,7 @@ def checkpoint_state(release: PublicRelease, model=None) -> dict:
             "model_config": asdict(model.config), "model": model.state_dict(),
             "optimizer": adam(model.parameters(), config.lr, config.betas, config.adam_eps).state_dict(),
             "scaler": {}, "rng": rng_state(), "best_psnr": -math.inf,
-            "data": {"epoch": release.epoch}, "source": {"public_release": release.dataset,
+            "data": {"epoch": release.epoch}, "source": {"public_release": release.dataset, "family": release.family,
                                                           "options": {k: v for k, v in release.opt.items()
                                                                       if isinstance(v, (int, float, str, bool))}}}
 
@@ -396,5 +515,6 @@ def convert_file(source, destination) -> Path:
 
 
 __all__ = ["UnsafeFileError", "ReleaseError", "ModuleRecord", "PublicRelease",
-           "load_restricted", "read_release", "is_release", "CORRESPONDENCE", "mapped_weights", "convert_release",
+           "load_restricted", "read_release", "is_release", "folded_state", "CORRESPONDENCE", "SVG_CORRESPONDENCE",
+           "weight_names", "mapped_weights", "svg_model_config", "convert_release",
            "release_config", "updates_of", "checkpoint_state", "convert_file"]

@@ -38,7 +38,7 @@ from slamp.data.files import atomic_path
 from slamp.data.stream import epoch_loader, training_sequences, validation_videos
 from slamp.distributed import Distributed, global_noise, synchronise_batchnorm
 from slamp.evaluate import validate
-from slamp.models import VideoPredictor, load_weights
+from slamp.models import VideoPredictor, load_weights, saved_as_now
 from slamp.runlock import RunLock, writing_in
 from slamp.runlog import CSVLog, sample_figure, save_figure, tensorboard_writer
 from slamp.runtime import autocast_dtype, keep_freed_memory, memory_format, seed_everything, select_device
@@ -49,13 +49,13 @@ class TrainingObjective(nn.Module):
     which is what DDP and ``torch.compile`` wrap. Process ``rank`` of ``world_size`` uses its rows
     of the global batch's latent noise (:func:`slamp.distributed.global_noise`)."""
 
-    def __init__(self, model: VideoPredictor, rank: int = 0, world_size: int = 1):
+    def __init__(self, model: VideoPredictor, rank: int = 0, world_size: int = 1, per_step: bool = False):
         super().__init__()
-        self.model, self.rank, self.world_size = model, rank, world_size
+        self.model, self.rank, self.world_size, self.per_step = model, rank, world_size, per_step
 
     def forward(self, x, n_past: int, teacher_forcing: float):
         noise = global_noise(self.model, x.shape[0], x.shape[1] - 1, self.rank, self.world_size, x.device)
-        total, terms, _ = self.model.loss(x, n_past, teacher_forcing, noise=noise)
+        total, terms, _ = self.model.loss(x, n_past, teacher_forcing, self.per_step, noise=noise)
         return total, terms
 
 
@@ -156,7 +156,8 @@ class TrainingRun:
         self.step, self.best_psnr = 0, -math.inf
         if checkpoint is not None:
             self._restore(checkpoint)
-        self.objective = self._wrap(TrainingObjective(self.model, place.rank, place.world_size))
+        self.objective = self._wrap(TrainingObjective(self.model, place.rank, place.world_size,
+                                                      per_step=config.per_frame_batchnorm))
         self.terms = loss_terms(self.model)
         self.sequences = training_sequences(config)
         self.validation = validation_videos(config) if place.is_main and config.val_every else None
@@ -186,16 +187,17 @@ class TrainingRun:
         """A checkpoint of another model class or other sizes: one clear error instead of hundreds
         of lines of ``load_state_dict`` mismatches. β and the output bias may change on resume."""
         ours = {k: v for k, v in asdict(self.model.config).items() if k not in ("beta", "output_bias")}
-        # a field added since the checkpoint was written holds its default there
+        # a field added since the checkpoint was written holds its default there (skips: see saved_as_now)
         defaults = asdict(type(self.model.config)())
-        theirs = {k: checkpoint["model_config"].get(k, defaults[k]) for k in ours}
+        their_class, their_config = saved_as_now(checkpoint["model_class"], checkpoint["model_config"])
+        theirs = {k: their_config.get(k, defaults[k]) for k in ours}
         ours = {k: list(v) if isinstance(v, tuple) else v for k, v in ours.items()}
         theirs = {k: list(v) if isinstance(v, tuple) else v for k, v in theirs.items()}
-        if checkpoint["model_class"] == type(self.model).__name__ and theirs == ours:
+        if their_class == type(self.model).__name__ and theirs == ours:
             return
         sizes = {k: (theirs.get(k), ours[k]) for k in ours if theirs.get(k) != ours[k]}
         preset = checkpoint.get("config", {}).get("model_preset", "?")
-        raise CheckpointError(f"{self.resumed_from} holds a {checkpoint['model_class']} (preset {preset}), but this run "
+        raise CheckpointError(f"{self.resumed_from} holds a {their_class} (preset {preset}), but this run "
                               f"trains a {type(self.model).__name__} (preset {self.config.model_preset})"
                               + (f"; sizes that differ (checkpoint, run): {sizes}" if sizes else "")
                               + ": resume with the model and preset it was trained with, or start a new run")

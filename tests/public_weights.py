@@ -62,10 +62,10 @@ def recorded_datasets() -> list[str]:
     return [d for d in order if (RECORDS / f"{d}.json").is_file() and (RECORDS / f"{d}.npz").is_file()]
 
 
-def recorded(dataset: str) -> dict:
+def recorded(dataset: str, folder: Path = RECORDS) -> dict:
     """The recorded description (``<dataset>.json``) with its ``outputs`` (``<dataset>.npz``)."""
-    record = json.loads((RECORDS / f"{dataset}.json").read_text())
-    with np.load(RECORDS / f"{dataset}.npz") as outputs:
+    record = json.loads((folder / f"{dataset}.json").read_text())
+    with np.load(folder / f"{dataset}.npz") as outputs:
         record["outputs"] = {key: outputs[key] for key in outputs.files}
     return record
 
@@ -160,4 +160,75 @@ def public_format_file(dataset: str, path, opt_as_dict: bool = False) -> Path:
         with saved_as_cuda(), warnings.catch_warnings():  # torch cannot find the stand-ins' source: no matter
             warnings.simplefilter("ignore", UserWarning)
             torch.save(content, path, _use_new_zipfile_serialization=False)
+    return Path(path)
+
+
+# ---- files in the public SVG code's format (PyTorch 0.3), from tests/data/public_svg/ ------------
+SVG_RECORDS = Path(__file__).parent / "data" / "public_svg"
+
+
+def svg_settings() -> list[str]:
+    """The settings whose public SVG recording is in tests/data/public_svg/."""
+    return sorted(p.stem for p in SVG_RECORDS.glob("*.json") if p.with_suffix(".npz").is_file())
+
+
+def svg_weights(setting: str) -> dict:
+    """The fixed float64 weights the public SVG code ran on, ``{"<module>.<key>": tensor}``."""
+    record = recorded(setting, SVG_RECORDS)
+    return fixed_state({f"{name}.{key}": shape for name, module in record["modules"].items()
+                        for key, shape in module["state"]})
+
+
+def _legacy_pickle_module():
+    """A pickle module whose Pickler writes tensors as PyTorch 0.3 did: a Parameter as
+    ``Parameter(data)`` with state ``(requires_grad, volatile, hooks)``, a tensor as
+    ``torch._utils._rebuild_tensor(storage, offset, size, stride)`` (no requires_grad, no hooks)."""
+    import collections
+    import pickle
+
+    class Pickler(pickle.Pickler):
+        def reducer_override(self, obj):
+            if isinstance(obj, nn.Parameter):
+                return nn.Parameter, (obj.detach(),), (True, False, collections.OrderedDict())
+            if isinstance(obj, LegacyVariable):
+                return torch.autograd.variable.Variable, (obj.data,), (False, False, collections.OrderedDict())
+            if isinstance(obj, torch.Tensor):
+                return torch._utils._rebuild_tensor, (obj.storage(), obj.storage_offset(), tuple(obj.size()),
+                                                      obj.stride())
+            return NotImplemented
+
+    module = types.ModuleType("legacy_pickle")
+    module.Pickler, module.dump = Pickler, pickle.dump  # dump: the header's plain values
+    return module
+
+
+class LegacyVariable:
+    """An LSTM state as PyTorch 0.3 kept it (``Variable(torch.zeros(...).cuda())``), to be pickled so."""
+
+    def __init__(self, data):
+        self.data = data
+
+
+def svg_format_file(setting: str, path) -> Path:
+    """Write ``path`` as the public SVG code's ``train_svg_lp.py`` saved its models (and as its
+    released ``svglp_*.pth`` are): ``torch.save`` of ``encoder``, ``decoder``, ``frame_predictor``,
+    ``posterior``, ``prior`` (stand-ins with the recorded classes and fixed weights, conv biases
+    included) and ``opt``, as PyTorch 0.3 pickled them: no ``num_batches_tracked``, parameters as
+    ``Parameter(data)``, the LSTMs' ``hidden`` as Variables, storages tagged ``cuda:0``."""
+    record = recorded(setting, SVG_RECORDS)
+    with stand_in(record["modules"], svg_weights(setting)) as modules:
+        for name, module in modules.items():
+            for layer in module.modules():
+                layer._buffers.pop("num_batches_tracked", None)  # PyTorch 0.3 had none
+            if name in ("frame_predictor", "posterior", "prior"):
+                size = dict(record["modules"][name]["tree"][0][2])
+                layers, hidden = size["n_layers"], size["hidden_size"]
+                module.hidden = [(LegacyVariable(torch.zeros(100, hidden)), LegacyVariable(torch.zeros(100, hidden)))
+                                 for _ in range(layers)]
+        plain = {k: v for k, v in record["opt"].items() if isinstance(v, (int, float, str, bool, type(None)))}
+        content = {**modules, "opt": argparse.Namespace(**plain, optimizer=torch.optim.Adam)}
+        with saved_as_cuda(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TypedStorage is deprecated; the stand-ins have no source
+            torch.save(content, path, pickle_module=_legacy_pickle_module(), pickle_protocol=2,
+                       _use_new_zipfile_serialization=False)
     return Path(path)

@@ -278,3 +278,22 @@ def test_the_command_returns_0_or_prints_the_error_and_returns_1(tmp_path, serve
     assert f"http://127.0.0.1:{closed_port}/slamp_kth.pth" in error and str(tmp_path / "public" / "slamp_kth.pth") in error
     with pytest.raises(SystemExit):
         parser.parse_args(["ucf101"])
+
+
+def test_the_public_svg_files_download_on_request_under_their_own_names(tmp_path, server, capsys):
+    assert download.SVG_FILES == {"mnist": "svglp_smmnist2.pth", "bair": "svglp_bair.pth"}
+    assert download.public_url("bair", release="svg") == \
+        "https://github.com/edenton/svg/raw/master/pretrained_models/svglp_bair.pth"
+    parser = argparse.ArgumentParser()
+    download.add_arguments(parser, "svg")
+    args = parser.parse_args(["mnist", "--data", str(tmp_path), "--url", server.base, "--no-progress"])
+    assert download.run(args) == 0
+    path = tmp_path / "public" / "svglp_smmnist2.pth"
+    assert path.read_bytes() == BODY and (path.parent / "svglp_smmnist2.pth.sha256").is_file()
+    assert server.requests[-1]["path"] == "/release/svglp_smmnist2.pth"
+    assert download.find_public_weights("mnist", tmp_path, release="svg") == path
+    assert download.find_public_weights("mnist", tmp_path) is None  # the SLAMP file is another
+    with pytest.raises(SystemExit):
+        parser.parse_args(["kth"])  # the public SVG code released no KTH model
+    with pytest.raises(ValueError, match="no public SVG weights for 'kth'; choose from mnist, bair"):
+        download_public("kth", data_dir=tmp_path, out=lambda line: None, release="svg")

@@ -69,7 +69,8 @@ def _shipped_updates() -> int:
     return done.pop()
 
 
-def train(updates: int, continue_shipped: bool = False, chunk: int = CHUNK, lr: float | None = None) -> None:
+def train(updates: int, continue_shipped: bool = False, chunk: int = CHUNK, lr: float | None = None,
+          models=MODELS) -> None:
     """Train each model to ``updates`` updates, ``chunk`` at a time, round robin (resuming where a run
     stopped). ``continue_shipped``: new runs start from the shipped weights (a later session).
     ``lr``: the learning rate from here on (a decay stage of the same runs; default the preset's)."""
@@ -89,7 +90,7 @@ def train(updates: int, continue_shipped: bool = False, chunk: int = CHUNK, lr: 
     RUNS.mkdir(parents=True, exist_ok=True)
     for end in range(chunk, updates + chunk, chunk):
         end = min(end, updates)
-        for model in MODELS:
+        for model in models:
             if _updates_done(model) >= end:
                 continue
             argv = [sys.executable, "-m", "slamp", "train", "--preset", PRESET, "--set", f"model={model}", *settings,
@@ -148,10 +149,10 @@ def learning_curve(model: str, start: dict | None = None) -> dict:
     return curve
 
 
-def export(continued: bool = False) -> None:
+def export(continued: bool = False, models=MODELS) -> None:
     from slamp.pretrained import FOLDER, export_checkpoint, info
 
-    for model in MODELS:
+    for model in models:
         start = info(model)["metrics"].get("learning_curve") if continued else None
         curve = learning_curve(model, start)
         summary = json.loads((RUNS / model / "summary.json").read_text())
@@ -163,8 +164,8 @@ def export(continued: bool = False) -> None:
               f"{curve['updates'][-1]} updates, {curve['cpu_minutes'][-1]:.0f} CPU-minutes")
 
 
-def evaluate() -> None:
-    for model in MODELS:
+def evaluate(models=MODELS) -> None:
+    for model in models:
         run(["evaluate", "--pretrained", model, *EVALUATE, "--out", str(ROOT / "results" / "pretrained" / model)])
 
 
@@ -559,16 +560,18 @@ def main(argv=None) -> int:
     parser.add_argument("--chunk", type=int, default=CHUNK, help=f"train: updates per turn of the round robin (default {CHUNK})")
     parser.add_argument("--lr", type=float, default=None,
                         help="train: learning rate from here on, resuming the same runs (a decay stage; default the preset's)")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
+                        help="train, export, evaluate: which models (default: all)")
     parser.add_argument("--continue", dest="continued", action="store_true",
                         help="train: start new runs from the shipped weights; export: append to their curves")
     args = parser.parse_args(argv)
     step = args.step
     if step in ("train", "all"):
-        train(args.updates, args.continued, args.chunk, args.lr)
+        train(args.updates, args.continued, args.chunk, args.lr, args.models)
     if step in ("export", "all"):
-        export(args.continued)
+        export(args.continued, args.models)
     if step in ("evaluate", "all"):
-        evaluate()
+        evaluate(args.models)
     if step in ("references", "all"):
         evaluate_references()
     if step == "references":  # `all` records them with the models

@@ -17,7 +17,7 @@ import torch
 
 from slamp.data.files import atomic_path, save_tensors
 from slamp.download import file_sha256
-from slamp.models import IncompatibleWeightsError, ModelConfig, VideoPredictor, load_weights, model_class
+from slamp.models import IncompatibleWeightsError, VideoPredictor, load_weights, saved_model
 
 
 FOLDER = Path(__file__).resolve().parent
@@ -80,7 +80,7 @@ def load(name: str, device="cpu") -> VideoPredictor:
     """The shipped model ``name`` (see :func:`available`; or a file of this format, by path ``*.pt``),
     float32, in eval mode, on ``device``."""
     state = _read(name)
-    model = model_class(state["model_class"])(ModelConfig(**state["model_config"]))
+    model = saved_model(state["model_class"], state["model_config"])
     weights = {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}
     try:
         load_weights(model, weights)
