@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     ALLOCATORS,
     MODEL_NAMES,
+    TIMED_MODELS,
     TrainStep,
     count_flops,
     default_out,
@@ -58,7 +59,7 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--quick", action="store_true",
                         help="tiny (batch 4) and mnist (batch 2), one timed step each: well under a minute on a CPU")
-    parser.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
+    parser.add_argument("--models", nargs="+", default=list(TIMED_MODELS), choices=MODEL_NAMES)
     parser.add_argument("--presets", nargs="+", default=None, choices=sorted(PRESETS),
                         help="model presets (default mnist kth; --quick: tiny mnist)")
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)

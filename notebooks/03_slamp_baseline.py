@@ -360,17 +360,17 @@ assert torch.equal(blend(painted, warped, torch.ones(1, 1, 2, 2)), painted)
 # %% [markdown]
 # ## Skip connections: three rules
 #
-# The decoder at step $t$ (predicting $x_t$ from the encoding of $x_{t-1}$) gets skips that
-# describe the scene. Which frame's skips is a modelling choice, and the two public codes differ:
+# The decoder that predicts $x_t$ from the encoding of $x_{t-1}$ gets skips that describe the
+# scene. Which frame's skips is a modelling choice, and the two public codes differ:
 #
 # * **`mean`**, SLAMP's public code (`last_frame_skip` and `running_avg`): the **running mean of
-#   the skips of every frame encoded so far**, $\bar s_t = \frac1t\sum_{k<t} s(x_k)$, generated
-#   frames included. With all frames encoded at once, a cumulative sum divided by a count.
-# * **`held`**, SVG-LP's public code by default: the skips are taken only during conditioning
-#   (steps $t < n_\text{past}$, from the input $x_{t-1}$) and then **held**: every later step sees
-#   $s(x_{n_\text{past}-2})$, the second-to-last conditioning frame (the last one's encoding is read
-#   at step $n_\text{past}$, when the skips are no longer replaced). With one conditioning frame,
-#   where the public code stops with an error, we hold $s(x_0)$.
+#   the skips of every frame encoded so far**, $\bar s_t = \frac{1}{t-1}\sum_{k<t} s(x_k)$,
+#   generated frames included. With all frames encoded at once, a cumulative sum divided by a count.
+# * **`held`**, SVG-LP's public code by default: the skips are taken only while conditioning
+#   (predicting $x_t$ for $t \le n_\text{past}$, from the input $x_{t-1}$) and then **held**: every
+#   later prediction sees $s(x_{n_\text{past}-1})$, the second-to-last conditioning frame (the last,
+#   $x_{n_\text{past}}$, is encoded to predict $x_{n_\text{past}+1}$, when the skips are no longer
+#   replaced). With one conditioning frame, where the public code stops with an error, we hold $s(x_1)$.
 # * **`previous`**, SVG-LP with `--last_frame_skip`: the skips of the **previous frame**, true or
 #   generated, $s(x_{t-1})$.
 #
@@ -405,7 +405,7 @@ def step_skips(rule: str, carried, skips, t: int, n_past: int):
     if rule == "mean":
         carried = skips if carried is None else [a + b for a, b in zip(carried, skips)]
         return carried, [s / t for s in carried]
-    if rule == "previous" or t < n_past or t == 1:  # held: from the conditioning steps (x_0 if n_past = 1)
+    if rule == "previous" or t < n_past or t == 1:  # held: the conditioning steps' (the first frame's if n_past = 1)
         carried = skips
     return carried, carried
 
@@ -420,7 +420,7 @@ for rule in SKIP_RULES:
         stepwise.append(seen[0].item())
     print(f"{rule:>8}: steps 1..4 see {batched}")
     assert batched == stepwise  # both paths apply the same rule
-assert decoder_skips("held", skips, 3)[0, :, 0].tolist() == [0, 1, 1, 1]  # x_{n_past-2} = x_1, held
+assert decoder_skips("held", skips, 3)[0, :, 0].tolist() == [0, 1, 1, 1]  # frame n_past - 1 (index 1), held
 
 
 # %% [markdown]
@@ -650,6 +650,8 @@ assert abs(conv.std() - 0.02) < 0.002 and encoder.blocks[1][0].bias is None
 # $g = 64$, latent maps of 32 channels, ConvLSTMs of 256 channels. `tiny` is ours: the DCGAN
 # architecture about 16× narrower, for laptops and CI; so is `cpu`, the size of the shipped
 # models (4× narrower convolutions than the paper's, an 8-channel mask net, the paper's z = 20).
+# `svg_mnist` and `svg_bair` are SVG-LP's own settings (its public code's README: z = 10 on
+# Stochastic Moving MNIST, the VGG backbone and z = 64 on BAIR; skips `held`).
 
 # %%
 #| export
@@ -661,7 +663,8 @@ import torch
 from torch import nn
 
 from slamp.losses import kl_loss, reconstruction_loss, reparameterize
-from slamp.nn import BACKBONES, GaussianLSTM, MaskNet, PredictorLSTM, blend
+from slamp.nn import (BACKBONES, SKIP_RULES, ConvEncoder, GaussianLSTM, MaskNet, PredictorLSTM, blend, decoder_skips,
+                      init_public, step_skips)
 from slamp.warp import warp
 
 
@@ -697,6 +700,8 @@ class ModelConfig:
             object.__setattr__(self, "image_size", (self.image_size, self.image_size))
         if self.conv_levels is not None:  # lists (read from JSON) as tuples: configs compare equal
             object.__setattr__(self, "conv_levels", tuple(tuple(level) for level in self.conv_levels))
+        if self.skips not in (None, *SKIP_RULES):
+            raise ValueError(f"skips must be one of {SKIP_RULES} (or None: the model's own), found {self.skips!r}")
 
     @staticmethod
     def preset(name: str) -> "ModelConfig":
@@ -706,7 +711,7 @@ class ModelConfig:
 
 # %% [markdown]
 # The presets: the paper's sizes for each dataset (the latent sizes of Sec. 4 and the public code),
-# and two of ours for CPUs (`tiny` for CI and laptops, `cpu` for the shipped models).
+# two of ours for CPUs (`tiny` for CI and laptops, `cpu` for the shipped models), and SVG-LP's.
 
 # %%
 #| export
@@ -822,16 +827,12 @@ class LatentStream(nn.Module):
 
 # %%
 #| export
-from slamp.nn import SKIP_RULES, ConvEncoder, decoder_skips, init_public, step_skips
-
-
 class PredictorParts(nn.Module):
     """The modules of a video predictor and the pieces every path through them shares.
 
     ``motion_head``: a flow decoder, warp and mask (SLAMP-Baseline, SLAMP) or not (SVG).
     ``motion_stream``: the class of the second latent stream (SLAMP's), or None.
-    ``skips``: the skip rule when the config names none (``slamp.nn.SKIP_RULES``).
-    ``zero_biases``: start the biases of linear and conv layers at 0 (SVG's public initialisation)."""
+    ``skips``: the skip rule when the config names none; ``zero_biases``: SVG's initialisation."""
 
     motion_head = True
     motion_stream = None
@@ -842,8 +843,6 @@ class PredictorParts(nn.Module):
         super().__init__()
         check_backbone(config)
         config = replace(config, skips=config.skips or self.skips)  # the rule, named in the config
-        if config.skips not in SKIP_RULES:
-            raise ValueError(f"skips must be one of {SKIP_RULES}, found {config.skips!r}")
         c, self.config, conv = config, config, config.backbone == "conv"
         # One latent per stream and step: a vector, or a map of the conv backbone's feature-map size.
         self.latent_shape = (c.z_dim, *latent_map_size(c)) if conv else (c.z_dim,)
@@ -865,8 +864,7 @@ class PredictorParts(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     @property
-    def encoder_dtype(self) -> torch.dtype:
-        """The dtype the model computes in (its first parameter's)."""
+    def encoder_dtype(self) -> torch.dtype:  # the dtype the model computes in (its first parameter's)
         return next(self.parameters()).dtype
 
     @property
@@ -1318,7 +1316,7 @@ def model_class(name: str) -> type:
 # linear and output layers; `svg_mnist` and `svg_bair` are its README's settings. **`AppearanceOnly`**
 # is SLAMP-Baseline without its motion head: SLAMP's `mean` skips and initialisation. It is the
 # fair ablation of the motion head (everything else equal), and it is what slamp called SVG before
-# its SVG matched the public SVG-LP code.
+# its SVG matched the public SVG-LP code. SLAMP-Baseline is the same with the motion head.
 
 # %%
 #| export
@@ -1358,6 +1356,27 @@ class AppearanceOnly(VideoPredictor):
 class SLAMPBaseline(VideoPredictor):
     """SLAMP-Baseline: one latent z; the predictor's output is decoded into pixels x^p and into a
     flow that warps the previous frame into x^f; a mask blends them."""
+
+
+# %% [markdown]
+# The two have the same modules, so the same weights fit both; what differs is which skips the
+# decoder reads. With three conditioning frames, the first prediction ($x_2$) reads $s(x_1)$ under
+# both rules and must agree; from $x_3$ on SVG reads $s(x_2)$ and AppearanceOnly a running mean, so
+# the frames part.
+# The float noise floor beside it: one model's batched and step-by-step paths on the same input.
+
+# %%
+torch.manual_seed(0)
+svg = SVG(replace(PRESETS["tiny"], output_bias=-2.0)).eval()  # a darker start, so the skips matter
+appearance_only = AppearanceOnly(replace(PRESETS["tiny"], output_bias=-2.0)).eval()
+appearance_only.load_state_dict(svg.state_dict())  # the same weights
+clip, eps = torch.rand(2, 6, 1, 64, 64), svg.draw_noise(2, 5)
+with torch.no_grad():
+    held, mean = (m(clip, n_past=3, noise=eps).frames for m in (svg, appearance_only))
+    floor = (svg(clip, n_past=3, noise=eps, per_step=True).frames - held).abs().max().item()
+gap = (held - mean).abs().amax(dim=(0, 2, 3, 4))
+print("largest difference per step:", [f"{g:.1e}" for g in gap.tolist()], f"(float noise floor {floor:.1e})")
+assert gap[0] <= 10 * floor + 1e-7 and (gap[1:] > 100 * (floor + 1e-7)).all()
 
 
 # %% [markdown]
@@ -1423,11 +1442,12 @@ def saved_model(class_name: str, config: dict) -> VideoPredictor:
 # ## Checking the model
 #
 # **Sizes.** The parameter counts of the paper's presets (asserted in `tests/test_models.py`, so
-# they cannot drift):
+# they cannot drift); AppearanceOnly has SVG's modules, so SVG's counts:
 
 # %%
 from slamp.models import SLAMPBaseline, SVG
 
+print(f"  svg_mnist: SVG {SVG.from_preset('svg_mnist').num_parameters() / 1e6:6.2f} M (SVG-LP's own, z = 10)")
 for preset in ["mnist", "kth", "bair", "kitti", "cityscapes", "tiny"]:
     counts = {cls.__name__: cls.from_preset(preset).num_parameters() for cls in (SVG, SLAMPBaseline)}
     print(f"{preset:>10}: " + "   ".join(f"{name} {n / 1e6:6.2f} M" for name, n in counts.items()))
@@ -1554,15 +1574,21 @@ show_row([squares[0, t + 1], parts.appearance[0, t], parts.motion[0, t], parts.m
 #   shows the model) and fit the moving squares again: what does the learned mask add?
 # * Leave the `pixel` or the `flow` term out of `prediction_loss` and fit the squares: which head
 #   stops learning, and why (section 3 of `00_elbo`)?
-# * Fit SVG and SLAMP-Baseline to the same batch for the same number of steps and compare their
-#   losses and their $x^f$.
+# * Fit AppearanceOnly and SLAMP-Baseline to the same batch for the same number of steps: the only
+#   difference is the motion head. How much lower is SLAMP-Baseline's `final` term, and where in
+#   the frame does its mask trust $x^f$?
+# * Fit SVG (`held` skips) and AppearanceOnly (`mean`) to the squares with `n_past=2`: SVG's
+#   decoder keeps reading the first frame's skips while the square moves away. Where does that show
+#   in its predictions?
 
 # %% [markdown]
 # ## Summary
 #
 # * `slamp.nn`: DCGAN-64 and VGG-64 encoders/decoders with skips, `PredictorLSTM`,
-#   `GaussianLSTM`, `MaskNet` with squeeze-excitation, `running_mean` of skips.
-# * `slamp.models`: `ModelConfig` with the paper's presets, `LatentStream`, and `SVG`,
-#   `SLAMPBaseline` behind one interface — `loss(x, n_past)`, `generate(x_past, n_future,
-#   num_samples)` — with a batched teacher-forcing path and a step-by-step path that agree.
+#   `GaussianLSTM`, `MaskNet` with squeeze-excitation, the three skip rules (`decoder_skips`,
+#   `step_skips`).
+# * `slamp.models`: `ModelConfig` with the paper's presets and SVG-LP's, `LatentStream`, and
+#   `SVG` (SVG-LP), `AppearanceOnly`, `SLAMPBaseline` behind one interface — `loss(x, n_past)`,
+#   `generate(x_past, n_future, num_samples)` — with a batched teacher-forcing path and a
+#   step-by-step path that agree.
 # * Next, `04_slamp` gives motion its own latent stream.

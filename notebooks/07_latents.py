@@ -74,7 +74,7 @@ from slamp.viz import STREAM_TITLES, prediction_parts, stream_images
 
 def trained_model(name: str, steps: int = 600, device="cpu", batch_size: int = 16, n_frames: int = 10,
                   n_past: int = 5, lr: float = 2e-3, seed: int = 0, paper: str = "off") -> tuple[VideoPredictor, str]:
-    """The model ``name`` (``"slamp"``, ``"slamp_baseline"`` or ``"svg"``) in eval mode on ``device``,
+    """The model ``name`` (a name in ``slamp.models.MODELS``: ``"slamp"``, ``"svg"``, ...) in eval mode on ``device``,
     and a line saying where it came from: for SLAMP the paper's own with ``paper`` ``"auto"`` or
     ``"download"`` (see :func:`slamp.pretrained.paper_or_shipped`), else the shipped model when
     :func:`slamp.pretrained.available` lists it, else the ``tiny`` preset trained here for
@@ -666,7 +666,7 @@ assert clear["knn_accuracy"] > 0.95 and clear["silhouette"] > 0.5
 assert abs(shuffled["knn_accuracy"] - 0.5) < 0.15 and abs(shuffled["silhouette"]) < 0.1
 
 # %% [markdown]
-# Now the latents of SLAMP ($z^p$, $z^f$) and of SVG ($z$) on one-digit test sequences of 15
+# Now the latents of SLAMP ($z^p$, $z^f$) and of SVG-LP ($z$) on one-digit test sequences of 15
 # frames (5 + 10, as in training): 14 latents per sequence and stream.
 
 # %%
@@ -676,7 +676,7 @@ direction = motion_labels(one_digit.positions, "direction").reshape(-1)
 speed = motion_labels(one_digit.positions, "speed", bins=3).reshape(-1)
 slamp_z, svg_z = posterior_latents(slamp_model, videos), posterior_latents(svg_model, videos)
 spaces = {"SLAMP $z^f$ (motion)": slamp_z["motion"], "SLAMP $z^p$ (appearance)": slamp_z["appearance"],
-          "SVG $z$": svg_z["appearance"]}
+          "SVG-LP $z$": svg_z["appearance"]}
 spaces = {name: z.flatten(0, 1).numpy() for name, z in spaces.items()}  # (N * 14, z)
 moving = direction >= 0
 print(f"{len(direction)} latents per space; {np.bincount(direction[moving], minlength=8).tolist()} per direction "
@@ -825,7 +825,7 @@ fig.tight_layout()
 # * Colour the t-SNE by speed (`by="speed"`) instead of direction: which latent separates speeds?
 # * In the explorer, redraw only $z^f$ several times, then only $z^p$: which one changes where the
 #   digits go, which one how they look?
-# * Compute `separability` of SVG's $z$ and of SLAMP's $z^f$ on more sequences (the full settings)
+# * Compute `separability` of SVG-LP's $z$ and of SLAMP's $z^f$ on more sequences (the full settings)
 #   and check that the gap holds.
 
 # %% [markdown]

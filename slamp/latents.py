@@ -13,7 +13,7 @@ from slamp.viz import STREAM_TITLES, prediction_parts, stream_images
 
 def trained_model(name: str, steps: int = 600, device="cpu", batch_size: int = 16, n_frames: int = 10,
                   n_past: int = 5, lr: float = 2e-3, seed: int = 0, paper: str = "off") -> tuple[VideoPredictor, str]:
-    """The model ``name`` (``"slamp"``, ``"slamp_baseline"`` or ``"svg"``) in eval mode on ``device``,
+    """The model ``name`` (a name in ``slamp.models.MODELS``: ``"slamp"``, ``"svg"``, ...) in eval mode on ``device``,
     and a line saying where it came from: for SLAMP the paper's own with ``paper`` ``"auto"`` or
     ``"download"`` (see :func:`slamp.pretrained.paper_or_shipped`), else the shipped model when
     :func:`slamp.pretrained.available` lists it, else the ``tiny`` preset trained here for

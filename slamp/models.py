@@ -59,6 +59,8 @@ class ModelConfig:
             object.__setattr__(self, "image_size", (self.image_size, self.image_size))
         if self.conv_levels is not None:  # lists (read from JSON) as tuples: configs compare equal
             object.__setattr__(self, "conv_levels", tuple(tuple(level) for level in self.conv_levels))
+        if self.skips not in (None, *SKIP_RULES):
+            raise ValueError(f"skips must be one of {SKIP_RULES} (or None: the model's own), found {self.skips!r}")
 
     @staticmethod
     def preset(name: str) -> "ModelConfig":
@@ -144,8 +146,7 @@ class PredictorParts(nn.Module):
 
     ``motion_head``: a flow decoder, warp and mask (SLAMP-Baseline, SLAMP) or not (SVG).
     ``motion_stream``: the class of the second latent stream (SLAMP's), or None.
-    ``skips``: the skip rule when the config names none (``slamp.nn.SKIP_RULES``).
-    ``zero_biases``: start the biases of linear and conv layers at 0 (SVG's public initialisation)."""
+    ``skips``: the skip rule when the config names none; ``zero_biases``: SVG's initialisation."""
 
     motion_head = True
     motion_stream = None
@@ -156,8 +157,6 @@ class PredictorParts(nn.Module):
         super().__init__()
         check_backbone(config)
         config = replace(config, skips=config.skips or self.skips)  # the rule, named in the config
-        if config.skips not in SKIP_RULES:
-            raise ValueError(f"skips must be one of {SKIP_RULES}, found {config.skips!r}")
         c, self.config, conv = config, config, config.backbone == "conv"
         # One latent per stream and step: a vector, or a map of the conv backbone's feature-map size.
         self.latent_shape = (c.z_dim, *latent_map_size(c)) if conv else (c.z_dim,)
@@ -179,8 +178,7 @@ class PredictorParts(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     @property
-    def encoder_dtype(self) -> torch.dtype:
-        """The dtype the model computes in (its first parameter's)."""
+    def encoder_dtype(self) -> torch.dtype:  # the dtype the model computes in (its first parameter's)
         return next(self.parameters()).dtype
 
     @property

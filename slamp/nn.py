@@ -233,7 +233,7 @@ def step_skips(rule: str, carried, skips, t: int, n_past: int):
     if rule == "mean":
         carried = skips if carried is None else [a + b for a, b in zip(carried, skips)]
         return carried, [s / t for s in carried]
-    if rule == "previous" or t < n_past or t == 1:  # held: from the conditioning steps (x_0 if n_past = 1)
+    if rule == "previous" or t < n_past or t == 1:  # held: the conditioning steps' (the first frame's if n_past = 1)
         carried = skips
     return carried, carried
 

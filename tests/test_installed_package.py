@@ -85,6 +85,6 @@ def test_the_wheel_prepares_mnist_and_runs_the_demo_and_a_notebook_from_an_empty
     text = "\n".join(output.get("text", "") for cell in executed.cells if cell.cell_type == "code"
                      for output in cell.get("outputs", []))
     assert f"MNIST: {data / 'mnist' / 'mnist_digits.npz'}" in text
-    assert "shipped models: slamp, slamp_baseline, svg" in text
+    assert "shipped models: appearance_only, slamp, slamp_baseline, svg" in text
     installed_slamp = next(line for line in text.splitlines() if line.startswith("SLAMP FROM"))
     assert str(installed.parent) in installed_slamp and str(ROOT) not in installed_slamp

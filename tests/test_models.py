@@ -1,4 +1,4 @@
-"""slamp.models / slamp.nn: SVG, SLAMP-Baseline and SLAMP (notebooks 03_slamp_baseline, 04_slamp)."""
+"""slamp.models / slamp.nn: SVG, AppearanceOnly, SLAMP-Baseline and SLAMP (notebooks 03_slamp_baseline, 04_slamp)."""
 import pytest
 import torch
 
@@ -6,6 +6,7 @@ from slamp.models import (
     PRESETS,
     SLAMP,
     SVG,
+    AppearanceOnly,
     IncompatibleWeightsError,
     ModelConfig,
     SLAMPBaseline,
@@ -15,6 +16,7 @@ from slamp.models import (
     sample_futures,
 )
 from slamp.nn import (
+    SKIP_RULES,
     ConvDecoder,
     ConvEncoder,
     ConvLSTM,
@@ -25,18 +27,21 @@ from slamp.nn import (
     SpatialEncoder,
     VGGDecoder,
     VGGEncoder,
+    decoder_skips,
     running_mean,
+    step_skips,
 )
 from slamp.toy import fit_one_batch, moving_squares
 
 
-MODELS = [SVG, SLAMPBaseline, SLAMP]
+MODELS = [SVG, AppearanceOnly, SLAMPBaseline, SLAMP]
 
 # Parameter counts of the paper's presets (g=128, LSTMs 256, z = 20 / 50 / 64): if a change to the
 # architecture moves one of these, it is no longer the paper's model. SLAMP's equal the public
 # code's (kaanakan/slamp, instantiated: 25,366,628 / 45,726,932 / 45,769,798): no bias before a
-# BatchNorm nor in the squeeze-excitation layers. (SVG's own repository keeps its conv biases:
-# 12,626,897 at the MNIST sizes; ours is SVG as the special case of SLAMP's code.)
+# BatchNorm nor in the squeeze-excitation layers. (SVG's own repository keeps its conv biases before
+# BatchNorm, 12,626,897 at these MNIST sizes and 12,614,057 at its own, z = 10: slamp folds them into
+# BatchNorm's running means, tests/test_svg_release.py.) AppearanceOnly has SVG's modules.
 PARAMETERS = {
     ("SVG", "mnist"): 12_624_849, ("SLAMPBaseline", "mnist"): 19_298_324, ("SLAMP", "mnist"): 25_366_628,
     ("SVG", "kth"): 22_805_961, ("SLAMPBaseline", "kth"): 34_739_212, ("SLAMP", "kth"): 45_726_932,
@@ -46,6 +51,8 @@ PARAMETERS = {
     ("SVG", "cityscapes"): 26_673_475, ("SLAMPBaseline", "cityscapes"): 31_735_174, ("SLAMP", "cityscapes"): 50_221_382,
     ("SVG", "cpu"): 1_354_577, ("SLAMPBaseline", "cpu"): 1_833_260, ("SLAMP", "cpu"): 2_711_964,
 }
+PARAMETERS.update({("AppearanceOnly", preset): count for (name, preset), count in list(PARAMETERS.items())
+                   if name == "SVG"})
 
 
 @pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
@@ -178,7 +185,7 @@ def test_loss_terms_and_prediction_shapes(cls):
     model = cls.from_preset("tiny")
     total, terms, prediction = model.loss(torch.rand(2, 5, 1, 64, 64), n_past=2)
     expected = {"final", "kl_appearance"}
-    if cls is not SVG:
+    if cls.motion_head:
         expected |= {"pixel", "flow"}
         assert prediction.flow.shape == (2, 4, 2, 64, 64) and prediction.mask.shape == (2, 4, 1, 64, 64)
     if cls is SLAMP:
@@ -264,7 +271,7 @@ def test_generate_samples_many_futures_in_one_batch(cls):
     assert futures.frames.std(dim=1).mean() > 0  # samples differ
     torch.manual_seed(0)
     assert torch.equal(model.generate(past, n_future=4, num_samples=5).frames, futures.frames)
-    if cls is not SVG:
+    if cls.motion_head:
         assert futures.flow.shape == (3, 5, 4, 2, 64, 64)
     streams = ["appearance", "motion"] if cls is SLAMP else ["appearance"]
     assert sorted(futures.latents) == sorted(streams)
@@ -458,3 +465,74 @@ def test_at_the_first_step_the_motion_encoder_sees_the_real_pair_before_the_zero
     finally:
         hook.remove()
     assert seen == ["real", "zero", "real"]  # step 1: real then zero; step 2: the real pair (x_2, x_3)
+
+
+# ---- skip rules: SVG-LP's (held, previous) and SLAMP's (mean) -------------------------------------
+def test_the_skip_rules_say_which_frame_each_step_reads():
+    skips = torch.arange(6.0).view(1, 6, 1)  # "the skips of x_k" = k
+    expected = {"mean": [0, 0.5, 1, 1.5, 2], "held": [0, 1, 2, 2, 2], "previous": [0, 1, 2, 3, 4]}
+    for rule in SKIP_RULES:  # n_past = 4: held takes x_0, x_1, x_2 (steps 1..3), then keeps x_{n_past-2}
+        batched = decoder_skips(rule, skips, n_past=4)[0, :, 0].tolist()
+        carried, stepwise = None, []
+        for t in range(1, 6):
+            carried, seen = step_skips(rule, carried, [skips[:, t - 1]], t, n_past=4)
+            stepwise.append(seen[0].item())
+        assert batched == stepwise == expected[rule], rule
+    assert decoder_skips("held", skips, n_past=1)[0, :, 0].tolist() == [0] * 5  # one frame: x_0 held
+
+
+def test_svg_is_svg_lp_and_appearance_only_is_slamps_variant():
+    assert SVG.from_preset("tiny").config.skips == "held" and AppearanceOnly.from_preset("tiny").config.skips == "mean"
+    assert SVG.from_preset("tiny", skips="previous").config.skips == "previous"
+    assert SLAMP.from_preset("tiny").config.skips == "mean"
+    assert PRESETS["svg_mnist"].z_dim == 10 and PRESETS["svg_bair"].backbone == "vgg"
+    with pytest.raises(ValueError, match="AppearanceOnly"):
+        SVG.from_preset("tiny", skips="mean")
+    with pytest.raises(ValueError, match="model is SVG"):
+        AppearanceOnly.from_preset("tiny", skips="held")
+    with pytest.raises(ValueError, match="skips must be one of"):
+        SLAMP.from_preset("tiny", skips="last")
+    torch.manual_seed(0)
+    svg = SVG.from_preset("tiny")  # SVG's public initialisation: linear and output biases start at 0
+    biases = [m.bias for m in svg.modules() if isinstance(m, (torch.nn.Linear, torch.nn.ConvTranspose2d))
+              and m.bias is not None]
+    assert biases and all(torch.count_nonzero(b) == 0 for b in biases)
+    slamp_biases = [m.bias for m in SLAMP.from_preset("tiny").modules() if isinstance(m, torch.nn.Linear) and m.bias is not None]
+    assert all(torch.count_nonzero(b) > 0 for b in slamp_biases)  # SLAMP's keep PyTorch's default
+
+
+def test_svg_and_appearance_only_agree_until_the_skips_differ():
+    """The same weights: step 1 reads x_0's skips under both rules; with n_past = 3 step 2 does not."""
+    torch.manual_seed(0)
+    svg = SVG.from_preset("tiny", output_bias=-2.0).eval()
+    other = AppearanceOnly.from_preset("tiny", output_bias=-2.0).eval()
+    other.load_state_dict(svg.state_dict())
+    clip, noise = torch.rand(2, 5, 1, 64, 64), svg.draw_noise(2, 4)
+    with torch.no_grad():
+        held, mean = svg(clip, n_past=3, noise=noise).frames, other(clip, n_past=3, noise=noise).frames
+    gap = (held - mean).abs().amax(dim=(0, 2, 3, 4))
+    assert gap[0] < 1e-6 and (gap[1:] > 1e-4).all(), gap
+
+
+@pytest.mark.parametrize("rule", SKIP_RULES)
+def test_both_paths_and_generation_apply_the_skip_rule_alike(rule):
+    cls = AppearanceOnly if rule == "mean" else SVG
+    torch.manual_seed(0)
+    model = cls.from_preset("tiny", skips=rule).eval()
+    clip, noise = torch.rand(2, 6, 1, 64, 64), model.draw_noise(2, 5)
+    with torch.no_grad():
+        batched = model(clip, n_past=3, noise=noise).frames
+        stepwise = model(clip, n_past=3, per_step=True, noise=noise).frames
+    assert torch.allclose(batched, stepwise, atol=1e-6)
+
+
+def test_old_checkpoints_named_svg_read_as_appearance_only():
+    from dataclasses import asdict
+
+    from slamp.models import saved_as_now, saved_model
+
+    config = {k: v for k, v in asdict(PRESETS["tiny"]).items() if k != "skips"}  # written before skip rules
+    assert saved_as_now("SVG", config) == ("AppearanceOnly", {**config, "skips": "mean"})
+    assert isinstance(saved_model("SVG", config), AppearanceOnly)
+    assert isinstance(saved_model("SVG", {**config, "skips": "held"}), SVG)
+    assert saved_as_now("SLAMP", config)[0] == "SLAMP"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from slamp import pretrained
-from slamp.models import SLAMP, SVG, SLAMPBaseline
+from slamp.models import SLAMP, SVG, AppearanceOnly, SLAMPBaseline
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,9 +18,12 @@ spec.loader.exec_module(tool)
 RECORDED = json.loads((ROOT / "slamp" / "pretrained" / "results.json").read_text())
 
 
-def test_the_three_models_ship_small_and_load_offline():
-    assert pretrained.available() == ["slamp", "slamp_baseline", "svg"]
-    for name, cls in [("slamp", SLAMP), ("slamp_baseline", SLAMPBaseline), ("svg", SVG)]:
+SHIPPED = [("slamp", SLAMP), ("slamp_baseline", SLAMPBaseline), ("appearance_only", AppearanceOnly), ("svg", SVG)]
+
+
+def test_the_four_models_ship_small_and_load_offline():
+    assert pretrained.available() == sorted(name for name, _ in SHIPPED)
+    for name, cls in SHIPPED:
         model = pretrained.load(name)
         assert type(model) is cls and not model.training
         assert all(p.dtype == torch.float32 for p in model.parameters())
@@ -32,8 +35,8 @@ def test_the_three_models_ship_small_and_load_offline():
         assert futures.frames.shape == (2, 2, 3, 1, 64, 64)
 
 
-def test_the_three_models_had_one_budget_and_carry_their_learning_curves():
-    curves = {name: pretrained.info(name)["metrics"]["learning_curve"] for name in ("svg", "slamp_baseline", "slamp")}
+def test_the_models_had_one_budget_and_carry_their_learning_curves():
+    curves = {name: pretrained.info(name)["metrics"]["learning_curve"] for name, _ in SHIPPED}
     updates = {name: curve["updates"] for name, curve in curves.items()}
     assert len({tuple(u) for u in updates.values()}) == 1, updates  # validated at the same updates
     for name, curve in curves.items():
@@ -116,3 +119,12 @@ def test_training_minutes_grow_within_a_chunk():
     # Chunks of 500 updates took 120 s and 60 s; validation at 250 and 750 falls inside them.
     seconds = {500: 120, 1000: 60}
     assert [tool._minutes_at(step, seconds) for step in (250, 500, 750, 1000)] == [1.0, 2.0, 2.5, 3.0]
+
+
+def test_svg_is_svg_lp_and_appearance_only_the_earlier_svg():
+    """The SVG of earlier sessions (SLAMP's running-mean skips) ships as appearance_only, unchanged;
+    svg is SVG-LP (skips held from the conditioning frames), trained on the same schedule."""
+    assert pretrained.load("svg").config.skips == "held"
+    assert pretrained.load("appearance_only").config.skips == "mean"
+    assert pretrained.info("appearance_only")["metrics"]["shipped_before_as"] == "svg"
+    assert tool.MODELS == ("svg", "appearance_only", "slamp_baseline", "slamp")

@@ -28,6 +28,36 @@ def tiny(out, **overrides) -> TrainConfig:
 
 
 # ---- configs ---------------------------------------------------------------------------------
+def test_svg_lp_presets_hold_the_public_svg_codes_settings():
+    svg, bair = TrainConfig.preset("svg_mnist"), TrainConfig.preset("svg_bair")
+    assert (svg.model, svg.model_preset, svg.lr, svg.batch_size, svg.epoch_size, svg.n_past, svg.n_future) == \
+        ("svg", "svg_mnist", 2e-3, 100, 600, 5, 10)
+    assert svg.per_frame_batchnorm and bair.per_frame_batchnorm and (bair.n_past, bair.dataset) == (2, "bair")
+
+
+def test_per_frame_batchnorm_trains_step_by_step(monkeypatch):
+    """In training mode BatchNorm normalises over the frames of one call: per frame (the public codes'
+    loop) or over the whole clip (batched). The objective takes the path the config asks for."""
+    import slamp.run
+    from slamp.models import SVG
+
+    torch.manual_seed(0)
+    model = SVG.from_preset("tiny").train()
+    x, noise = torch.rand(3, 5, 1, 64, 64), {"appearance": torch.randn(3, 4, 8)}
+    monkeypatch.setattr(slamp.run, "global_noise", lambda *args, **kwargs: noise)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    losses = {}
+    for per_step in (False, True):
+        model.load_state_dict(state)
+        expected = model.loss(x, 2, per_step=per_step, noise=noise)[0].item()
+        model.load_state_dict(state)
+        losses[per_step] = TrainingObjective(model, per_step=per_step)(x, 2, 1.0)[0].item()
+        assert losses[per_step] == pytest.approx(expected, rel=1e-6)
+    # the statistics differ, so the losses do: by far more than float32 rounding of a loss of ~0.34 (~4e-8)
+    assert abs(losses[True] - losses[False]) > 1e-5
+    assert TrainConfig.preset("tiny", per_frame_batchnorm=True).per_frame_batchnorm
+
+
 def test_presets_hold_the_papers_settings():
     mnist, kth, bair = (TrainConfig.preset(name) for name in ("mnist", "kth", "bair"))
     assert (mnist.batch_size, mnist.lr, mnist.n_past, mnist.n_future, mnist.scheduled_sampling_k) == (32, 3e-4, 5, 10, 0)

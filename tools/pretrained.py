@@ -1,8 +1,8 @@
 """Make the models shipped in slamp/pretrained/ and the README's results table, reproducibly.
 
-    python tools/pretrained.py train [--updates N] [--continue]
-                                          # SVG, SLAMP-Baseline and SLAMP, `cpu` preset, one budget:
-                                          # round robin in chunks of 250 updates (runs/pretrained/)
+    python tools/pretrained.py train [--updates N] [--continue] [--models M ...]
+                                          # SVG-LP, AppearanceOnly, SLAMP-Baseline and SLAMP, `cpu` preset,
+                                          # one budget: round robin in chunks of 250 updates (runs/pretrained/)
     python tools/pretrained.py export     # last.pt of each run -> slamp/pretrained/<model>.pt (float16),
                                           # with its learning curve
     python tools/pretrained.py evaluate   # best-of-100 on the first 100 sequences of SRVP's test set
@@ -12,12 +12,15 @@
                                           # docs/per_frame_scores.png, each predicted frame's scores
     python tools/pretrained.py table      # the README's table, from slamp/pretrained/results.json
     python tools/pretrained.py check      # the small evaluation that tests/test_pretrained.py repeats
+    python tools/pretrained.py compare svg appearance_only   # one model minus another, sequence by sequence
+    python tools/pretrained.py rename svg appearance_only    # ship a model under another name (done once)
     python tools/pretrained.py train-on --model slamp --lr 1e-3 --hours 8
                                           # train on from the shipped weights (or shipped_training/<model>.pt)
                                           # in runs/continue/<model>, one chunk per process, writing the
                                           # snapshot shipped_training/<model>.pt after every chunk
 
-Every step goes through the public commands (`slamp train`, `slamp evaluate`), with fixed seeds.
+Every step goes through the public commands (`slamp train`, `slamp evaluate`), with fixed seeds;
+`--models` limits train, export, evaluate and record to some models (`record` then replaces only theirs).
 Training can be spread over sessions: `train --continue` starts new runs from the shipped weights
 (`init_from=pretrained:<model>`), and `export` appends the new run to the shipped learning curve.
 """
@@ -30,11 +33,14 @@ from pathlib import Path
 
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ("svg", "slamp_baseline", "slamp")
-NAMES = {"svg": "SVG", "slamp_baseline": "SLAMP-Baseline", "slamp": "SLAMP"}
-COLOURS = {"svg": "tab:blue", "slamp_baseline": "tab:orange", "slamp": "tab:green"}  # one colour per model in every figure
-# One budget for the three models: the `cpu` preset (5 + 10 frames, batch 8, lr 1e-3), trained in
-# chunks, round robin, so that the three have had the same number of updates whenever it stops.
+MODELS = ("svg", "appearance_only", "slamp_baseline", "slamp")
+NAMES = {"svg": "SVG-LP", "appearance_only": "AppearanceOnly", "slamp_baseline": "SLAMP-Baseline", "slamp": "SLAMP"}
+COLOURS = {"svg": "tab:blue", "appearance_only": "tab:purple", "slamp_baseline": "tab:orange",
+           "slamp": "tab:green"}  # one colour per model in every figure
+# One budget for the models: the `cpu` preset (5 + 10 frames, batch 8, lr 1e-3), trained in chunks,
+# round robin, so that they have had the same number of updates whenever it stops. (AppearanceOnly
+# is the SVG of earlier sessions, renamed when `svg` became SVG-LP; SVG-LP was then trained on the
+# same schedule: see the README.)
 PRESET, CHUNK = "cpu", 250
 RUNS = ROOT / "runs" / "pretrained"
 BUDGET = RUNS / "budget.csv"  # model, updates reached, wall seconds of the chunk, when, threads
@@ -59,11 +65,11 @@ def _updates_done(model: str) -> int:
     return _updates_in(RUNS / model)
 
 
-def _shipped_updates() -> int:
-    """Updates the shipped models have had (equal for the three: one budget)."""
+def _shipped_updates(models=MODELS) -> int:
+    """Updates the shipped ``models`` have had (equal: one budget)."""
     from slamp.pretrained import info
 
-    done = {info(model)["metrics"]["updates_in_all"] for model in MODELS}
+    done = {info(model)["metrics"]["updates_in_all"] for model in models}
     if len(done) != 1:
         sys.exit(f"the shipped models have had different budgets: {sorted(done)} updates")
     return done.pop()
@@ -85,7 +91,7 @@ def train(updates: int, continue_shipped: bool = False, chunk: int = CHUNK, lr: 
     # nothing else depends on the plan). A continued run draws other clips than every run before it:
     # its seed is the number of updates the shipped weights already had (the first run's seed is 0).
     epochs = max(planned.epochs, -(-updates // planned.epoch_size))
-    seed = [f"seed={_shipped_updates()}"] if continue_shipped else []
+    seed = [f"seed={_shipped_updates(models)}"] if continue_shipped else []
     settings = [f"epochs={epochs}", *seed] + ([f"lr={lr}"] if lr else [])
     RUNS.mkdir(parents=True, exist_ok=True)
     for end in range(chunk, updates + chunk, chunk):
@@ -162,6 +168,29 @@ def export(continued: bool = False, models=MODELS) -> None:
             folder=FOLDER)
         print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size / 1e6:.2f} MB), "
               f"{curve['updates'][-1]} updates, {curve['cpu_minutes'][-1]:.0f} CPU-minutes")
+
+
+def rename(old: str, new: str) -> Path:
+    """Ship ``old`` as ``new``, its class and config as this slamp names them
+    (:func:`slamp.models.saved_as_now`): how the SVG of earlier sessions, trained with SLAMP's
+    running-mean skips, became ``appearance_only`` when ``svg`` became SVG-LP. Weights, curve and
+    record are kept; the results recorded for ``old`` move to ``new``."""
+    from slamp.models import model_class, saved_as_now
+    from slamp.pretrained import FOLDER, _read, write_shipped
+
+    shipped = _read(old)
+    shipped["model_class"], shipped["model_config"] = saved_as_now(shipped["model_class"], shipped["model_config"])
+    shipped["train_config"] = {**shipped["train_config"], "model": model_class(shipped["model_class"]).registry_name}
+    shipped["metrics"] = {**shipped["metrics"], "shipped_before_as": old}
+    path = write_shipped(shipped, new, FOLDER, replaces=old)
+    recorded = json.loads(RESULTS.read_text())
+    for group in (recorded.get("models", {}), recorded.get("paired", {}), recorded.get("check", {}).get("results", {})):
+        if old in group:
+            group[new] = group.pop(old)
+    if new in recorded["models"]:
+        recorded["models"][new]["settings"]["model"] = shipped["model_class"]
+    RESULTS.write_text(json.dumps(recorded, indent=2) + "\n")
+    return path
 
 
 def evaluate(models=MODELS) -> None:
@@ -246,7 +275,7 @@ def _per_sequence(folder: Path) -> dict:
     return scores
 
 
-def paired_differences() -> dict:
+def paired_differences(models=MODELS) -> dict:
     """Each model minus each floor, sequence by sequence (the same sequences): mean ± 95% CI."""
     import torch
 
@@ -255,7 +284,7 @@ def paired_differences() -> dict:
     results = ROOT / "results" / "pretrained"
     floors = {name: _per_sequence(results / "references" / name) for name in REFERENCES}
     paired = {}
-    for model in MODELS:
+    for model in models:
         scores = _per_sequence(results / model)
         paired[model] = {}
         for name, floor in floors.items():
@@ -267,12 +296,48 @@ def paired_differences() -> dict:
     return paired
 
 
-def record() -> dict:
-    """The evaluation of every model (from results/pretrained/) and the CI check, in one file."""
+def compare(first: str, second: str) -> dict:
+    """``first`` minus ``second``, sequence by sequence on the evaluated sequences (both evaluated by
+    ``evaluate``): mean ± 95% CI of the PSNR and SSIM differences."""
+    import torch
+
+    from slamp.metrics import mean_confidence_interval
+
+    a, b = (_per_sequence(ROOT / "results" / "pretrained" / model) for model in (first, second))
+    return {metric: dict(zip(("mean", "ci95"), mean_confidence_interval(torch.tensor(a[metric]) -
+                                                                         torch.tensor(b[metric]))))
+            for metric in ("psnr", "ssim")}
+
+
+def record(models=MODELS) -> dict:
+    """The evaluation of every model (from results/pretrained/) and the CI check, in one file. With
+    some of the models, only theirs are replaced in the recorded file (their evaluation, check and
+    paired differences; the floors are evaluated again, and must be the recorded ones)."""
     import platform
 
     import torch
 
+    if tuple(models) != MODELS:
+        recorded = json.loads(RESULTS.read_text())
+        floors = _recorded_references({model: _summary(ROOT / "results" / "pretrained" / model / "summary.json")
+                                       for model in models})
+        for name, floor in floors.items():  # the same sequences and code: the same numbers, to float rounding
+            for metric, value in floor["results"]["final"].items():
+                if abs(value["mean"] - recorded["references"][name]["results"]["final"][metric]["mean"]) > 1e-5:
+                    sys.exit(f"the {name} floor's {metric} evaluated now differs from the recorded one: "
+                             "evaluate every model again")
+        check = check_results(models)
+        for model in models:
+            recorded["models"][model] = _summary(ROOT / "results" / "pretrained" / model / "summary.json")
+            recorded["check"]["results"][model] = check[model]
+        recorded["paired"].update(paired_differences(models))
+        order = {name: i for i, name in enumerate(MODELS)}  # the file lists the models in MODELS' order
+        for group in (recorded["models"], recorded["paired"], recorded["check"]["results"]):
+            items = sorted(group.items(), key=lambda item: order[item[0]])
+            group.clear()
+            group.update(items)
+        RESULTS.write_text(json.dumps(recorded, indent=2) + "\n")
+        return recorded
     sequences = EVALUATE[EVALUATE.index("--sequences") + 1]
     results = {"protocol": f"SRVP's SM-MNIST test set, first {sequences} sequences, condition on 5, predict 20, "
                            "best of 100 samples by PSNR/SSIM averaged over frames; mean ± 95% CI over sequences",
@@ -552,7 +617,9 @@ def continuation_figure(path: Path = CONTINUATION_FIGURE) -> Path:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", choices=["train", "export", "evaluate", "references", "record", "curves", "table",
-                                         "check", "all", "train-on", "snapshot", "continuation-figure"])
+                                         "check", "all", "train-on", "snapshot", "continuation-figure", "rename",
+                                         "compare"])
+    parser.add_argument("names", nargs="*", help="rename: OLD NEW; compare: FIRST SECOND (evaluated models)")
     parser.add_argument("--model", default="slamp", choices=MODELS, help="train-on, snapshot: which model")
     parser.add_argument("--hours", type=float, default=8.0, help="train-on: CPU-hours of continuation in all")
     parser.add_argument("--updates", type=int, default=750,
@@ -561,7 +628,7 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, default=None,
                         help="train: learning rate from here on, resuming the same runs (a decay stage; default the preset's)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
-                        help="train, export, evaluate: which models (default: all)")
+                        help="train, export, evaluate, record: which models (default: all)")
     parser.add_argument("--continue", dest="continued", action="store_true",
                         help="train: start new runs from the shipped weights; export: append to their curves")
     args = parser.parse_args(argv)
@@ -574,10 +641,10 @@ def main(argv=None) -> int:
         evaluate(args.models)
     if step in ("references", "all"):
         evaluate_references()
-    if step == "references":  # `all` records them with the models
-        record_references()
+    if step == "references" and tuple(args.models) == MODELS:  # `all` records them with the models; with
+        record_references()                                      # --models, `record --models` checks them
     if step in ("record", "all"):
-        record()
+        record(tuple(args.models))
     if step in ("curves", "all"):
         print(f"wrote {curves().relative_to(ROOT)}")
         print(f"wrote {per_frame_figure().relative_to(ROOT)}")
@@ -591,6 +658,14 @@ def main(argv=None) -> int:
         snapshot(args.model)
     if step == "continuation-figure":
         print(f"wrote {continuation_figure().relative_to(ROOT)}")
+    if step == "compare":
+        if len(args.names) != 2:
+            parser.error("compare takes FIRST SECOND")
+        print(json.dumps(compare(*args.names), indent=2))
+    if step == "rename":
+        if len(args.names) != 2:
+            parser.error("rename takes OLD NEW")
+        print(f"wrote {rename(*args.names).relative_to(ROOT)}")
     if step == "check":
         print(json.dumps(check_results(), indent=2))
     return 0

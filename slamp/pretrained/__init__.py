@@ -111,7 +111,8 @@ def paper_or_shipped(name: str = "slamp", device="cpu", paper: str = "auto") -> 
                     f"the paper's SLAMP (public release, {updates_of(release):,} updates)")
     about = info(name)
     updates = about["metrics"].get("updates_in_all", about["updates"])
-    title = {"slamp": "SLAMP", "slamp_baseline": "SLAMP-Baseline", "svg": "SVG"}.get(name, name)
+    title = {"slamp": "SLAMP", "slamp_baseline": "SLAMP-Baseline", "svg": "SVG-LP",
+             "appearance_only": "AppearanceOnly"}.get(name, name)
     return load(name, device), f"shipped {title} ({about['train_config'].get('model_preset', '?')} preset, {updates:,} updates)"
 
 
@@ -126,13 +127,23 @@ def export_checkpoint(checkpoint, name: str, metrics: dict | None = None, folder
         "model": {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()},
         "train_config": state["config"], "updates": int(state["step"]), "metrics": metrics or {},
     }
+    return write_shipped(shipped, name, folder)
+
+
+def write_shipped(shipped: dict, name: str, folder=FOLDER, replaces: str | None = None) -> Path:
+    """Write ``shipped`` (this format's dict) as ``<folder>/<name>.pt`` and record its SHA-256 in
+    ``SHA256SUMS``; ``replaces``: the name of a file it takes the place of (removed, with its sum)."""
     path = Path(folder) / f"{name}.pt"
     with atomic_path(path) as temporary:
         save_tensors(shipped, temporary)
     sums = {**recorded_sums(folder), path.name: file_sha256(path)}
+    if replaces is not None and replaces != name:
+        sums.pop(f"{replaces}.pt", None)
+        (Path(folder) / f"{replaces}.pt").unlink(missing_ok=True)
     with atomic_path(Path(folder) / SUMS) as temporary:
         temporary.write_text("".join(f"{digest}  {file}\n" for file, digest in sorted(sums.items())))
     return path
 
 
-__all__ = ["PretrainedError", "available", "info", "load", "PAPER_CHOICES", "paper_or_shipped", "export_checkpoint"]
+__all__ = ["PretrainedError", "available", "info", "load", "PAPER_CHOICES", "paper_or_shipped", "export_checkpoint",
+           "write_shipped"]
