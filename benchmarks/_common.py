@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from slamp.models import MODELS
-from slamp.run import adam
+from slamp.runtime import adam
 
 
 RESULTS = Path(__file__).resolve().parent / "results"

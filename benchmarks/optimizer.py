@@ -1,5 +1,5 @@
 """Time of one Adam step over all parameters of a model: PyTorch's default implementation against
-the fused kernel that `slamp.run.adam` uses (the same update, one call for every tensor).
+the fused kernel that `slamp.runtime.adam` uses (the same update, one call for every tensor).
 
     python benchmarks/optimizer.py                 # SLAMP at the tiny and mnist presets, 20 repeats
     python benchmarks/optimizer.py --quick         # tiny only, 5 repeats

@@ -7,15 +7,15 @@ Plain Python; 05 says what a checkpoint holds and checks that a resumed run cont
 from __future__ import annotations
 
 import hashlib
+import math
 import pickle
 import random
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from slamp.config import ConfigError, TrainConfig
+from slamp.config import TrainConfig
 from slamp.data.files import atomic_path, save_tensors
 from slamp.models import VideoPredictor, load_weights, model_class, saved_model
 
@@ -194,30 +194,35 @@ def load_model(path, map_location="cpu") -> tuple[VideoPredictor, TrainConfig]:
     return model.to(map_location).eval(), TrainConfig(**{**state["config"], "model": model.registry_name})
 
 
-# Continuing a run in a new one: `--set init_from=pretrained:slamp` (or a checkpoint's path) copies
-# the trained weights into the new run's model, then trains with a fresh optimiser. Unlike
-# `--resume` (an exact continuation, but the checkpoint holds Adam's moments: three times the
-# weights), it needs only the shipped float16 weights: how the shipped models are trained over
-# several CPU sessions.
-def initialise_from(model: VideoPredictor, source: str) -> VideoPredictor:
-    """Copy into ``model`` the weights of ``source``: a training checkpoint's path, or
-    ``pretrained:<name>`` for a model shipped in ``slamp.pretrained``. Class and sizes must match:
-    this continues a training run in a new one (fresh optimiser and schedule), e.g. spread over
-    several sessions on a CPU."""
-    if source.startswith("pretrained:"):
-        from slamp.pretrained import load
+# `slamp convert`: a public release file as an ordinary training checkpoint.
+def release_checkpoint_state(release, model=None) -> dict:
+    """What :func:`save_checkpoint` writes for a public release ``release`` (``slamp.release``): its converted model, the
+    paper's recipe as config, and a fresh Adam (the release holds no optimiser state), with
+    ``source`` saying where it came from."""
+    from dataclasses import asdict
 
-        trained = load(source.removeprefix("pretrained:"))
-    else:
-        trained, _ = load_model(source)
-    # β weighs the loss and the output bias is only an initial value: neither is the architecture
-    same = replace(trained.config, beta=model.config.beta, output_bias=model.config.output_bias) == model.config
-    if type(trained) is not type(model) or not same:
-        raise ConfigError(f"init_from={source!r} holds a {type(trained).__name__} {trained.config}, "
-                          f"but this run trains a {type(model).__name__} {model.config}")
-    model.load_state_dict(trained.state_dict())
-    return model
+    from slamp.release import convert_release, release_config, updates_of
+    from slamp.runtime import adam
+
+    model = model if model is not None else convert_release(release)
+    config = release_config(release)
+    return {"step": updates_of(release), "config": config.to_dict(), "model_class": type(model).__name__,
+            "model_config": asdict(model.config), "model": model.state_dict(),
+            "optimizer": adam(model.parameters(), config.lr, config.betas, config.adam_eps).state_dict(),
+            "scaler": {}, "rng": rng_state(), "best_psnr": -math.inf,
+            "data": {"epoch": release.epoch}, "source": {"public_release": release.dataset, "family": release.family,
+                                                          "options": {k: v for k, v in release.opt.items()
+                                                                      if isinstance(v, (int, float, str, bool))}}}
+
+
+def convert_release_file(source, destination) -> Path:
+    """``slamp convert``: read the public release file ``source`` safely and write it as an ordinary
+    slamp training checkpoint at ``destination`` (readable with ``torch.load(weights_only=True)``)."""
+    from slamp.release import read_release
+
+    return save_checkpoint(destination, release_checkpoint_state(read_release(source)))
 
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "CheckpointError", "PublicReleaseFile", "NonFiniteLossError", "rng_state",
-           "set_rng_state", "save_checkpoint", "load_checkpoint", "build_model", "load_model", "initialise_from"]
+           "set_rng_state", "save_checkpoint", "load_checkpoint", "build_model", "load_model",
+           "release_checkpoint_state", "convert_release_file"]

@@ -133,11 +133,12 @@ def _paper_weights(dataset: str) -> Path:
 
 
 def _convert(args) -> int:
-    from slamp.release import ReleaseError, UnsafeFileError, convert_file, read_release
+    from slamp.checkpoint import convert_release_file
+    from slamp.release import ReleaseError, UnsafeFileError, read_release
 
     try:
         release = read_release(args.source)
-        path = convert_file(args.source, args.destination)
+        path = convert_release_file(args.source, args.destination)
     except (ReleaseError, UnsafeFileError) as error:
         print(f"slamp convert: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_FAILED

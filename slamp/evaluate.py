@@ -16,6 +16,7 @@ from slamp.metrics import at_least_float32, channel_psnr, lpips, mean_confidence
 from slamp.models import Prediction, batchnorm_statistics, restore_batchnorm_statistics
 
 
+# notebooks/06_evaluation.py, cell 28
 METRICS = {"psnr": (psnr, True), "ssim": (ssim, True), "lpips": (lpips, False)}  # name: (function, higher is better)
 HEADS = ("final", "appearance", "motion", "average")  # x̂, x^p, x^f, (x^p + x^f) / 2
 PROTOCOLS = ("slamp", "public-code")  # slamp's protocol, or the public code's evaluate.py (see below)
@@ -57,6 +58,7 @@ def head_frames(prediction, head: str) -> torch.Tensor:
             "average": (prediction.appearance + prediction.motion) / 2}[head]
 
 
+# notebooks/06_evaluation.py, cell 31
 @dataclass
 class Evaluation:
     """Best-of-N scores: ``curves[head][metric]`` is ``(N, T)`` (N test sequences, T predicted
@@ -115,6 +117,7 @@ class Evaluation:
         return folder
 
 
+# notebooks/06_evaluation.py, cell 33
 class SampleSpread:
     """The per-pixel standard deviation over samples that arrive in chunks ``(B, S, T, C, H, W)``,
     averaged over channels and pixels: ``std()`` → ``(B, T)``."""
@@ -134,6 +137,7 @@ class SampleSpread:
         return variance.sqrt().mean((2, 3, 4)).float()
 
 
+# notebooks/06_evaluation.py, cell 36
 def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
     """An evaluation-mode copy of ``model`` in which every BatchNorm that directly follows a
     convolution in an ``nn.Sequential`` is folded into it (and replaced by ``nn.Identity``)."""
@@ -168,6 +172,7 @@ def sampled_chunks(sampler, past, n_future: int, num_samples: int, chunk: int):
             yield sampler.generate(past, n_future, size, **drawn)
 
 
+# notebooks/06_evaluation.py, cell 39
 class FoldedTransposedConv(torch.nn.Module):
     """A transposed convolution as one matrix product and ``F.fold`` (col2im): the weights times
     each input pixel's ``C_in`` values give its ``C_out × k × k`` contributions to the output, and
@@ -217,6 +222,7 @@ def folded_convolution(conv: torch.nn.Conv2d) -> FoldedTransposedConv:
     return FoldedTransposedConv(transposed)
 
 
+# notebooks/06_evaluation.py, cell 42
 def fast_sampler(model: torch.nn.Module, device) -> torch.nn.Module:
     """What :func:`evaluate` samples from: ``model`` with BatchNorm folded and, on a CPU, its
     weights in channels-last layout (oneDNN's convolutions run faster on it) and the output layers
@@ -237,6 +243,7 @@ def fast_sampler(model: torch.nn.Module, device) -> torch.nn.Module:
     return sampler
 
 
+# notebooks/06_evaluation.py, cell 44
 def check_settings(n_past: int, n_future: int, num_samples: int, metrics, heads, protocol: str = "slamp") -> None:
     """A ``ValueError`` naming the first setting of an evaluation that cannot be run."""
     if n_past < 1 or n_future < 1 or num_samples < 1:
@@ -247,6 +254,7 @@ def check_settings(n_past: int, n_future: int, num_samples: int, metrics, heads,
             raise ValueError(f"unknown {name} {value!r}; choose from {sorted(choices)}")
 
 
+# notebooks/06_evaluation.py, cell 46
 @torch.no_grad()
 def evaluate(model, videos, n_past: int, n_future: int, num_samples: int = 100, metrics=("psnr", "ssim"),
              heads=("final",), max_batch: int | None = None, device=None, keep_best: bool = True,
@@ -303,6 +311,7 @@ def evaluate(model, videos, n_past: int, n_future: int, num_samples: int = 100, 
                       {head: torch.cat(values) for head, values in diversity.items()})
 
 
+# notebooks/06_evaluation.py, cell 48
 @torch.no_grad()
 def validate(model, videos: torch.Tensor, n_past: int, n_future: int, num_samples: int, batch_size: int = 32,
              device="cpu", dtype: torch.dtype | None = None, seed: int = 0):
@@ -335,6 +344,7 @@ def validate(model, videos: torch.Tensor, n_past: int, n_future: int, num_sample
     return metrics, example
 
 
+# notebooks/06_evaluation.py, cell 51
 class PublicCodeSampler:
     """Samples ``model``'s futures as the public code's ``evaluate.py`` does: one sample at a time
     over the whole batch of sequences, with BatchNorm in training mode (the statistics of the batch
@@ -367,6 +377,7 @@ class PublicCodeSampler:
         return Prediction(**parts)
 
 
+# notebooks/06_evaluation.py, cell 56
 REFERENCES = ("black", "last_frame", "mean_frame")  # predictors that learn nothing: the floors of every score
 
 
@@ -398,6 +409,7 @@ def reference_frames(name: str, past: torch.Tensor, n_future: int, mean_frame: t
     return frame[:, None].repeat(1, n_future, 1, 1, 1)
 
 
+# notebooks/06_evaluation.py, cell 58
 MEAN_FRAME_CLIPS = 1000  # of 15 frames: 15,000 training frames
 
 
@@ -441,6 +453,7 @@ def mean_training_frame(clips=None, num_clips: int = MEAN_FRAME_CLIPS, seed: int
     return (total / frames).float()
 
 
+# notebooks/06_evaluation.py, cell 59
 class ReferencePredictor(torch.nn.Module):
     """A reference predictor with a model's ``generate``, so that :func:`evaluate` scores it with
     the code that scores the models; its samples are all the same (it is deterministic)."""

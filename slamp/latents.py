@@ -11,6 +11,7 @@ from slamp.models import MODELS, VideoPredictor
 from slamp.viz import STREAM_TITLES, prediction_parts, stream_images
 
 
+# notebooks/07_latents.py, cell 6
 def trained_model(name: str, steps: int = 600, device="cpu", batch_size: int = 16, n_frames: int = 10,
                   n_past: int = 5, lr: float = 2e-3, seed: int = 0, paper: str = "off") -> tuple[VideoPredictor, str]:
     """The model ``name`` (a name in ``slamp.models.MODELS``: ``"slamp"``, ``"svg"``, ...) in eval mode on ``device``,
@@ -42,6 +43,7 @@ def trained_model(name: str, steps: int = 600, device="cpu", batch_size: int = 1
     return model.eval(), f"{name}: tiny preset trained here for {steps} updates (no shipped model yet)"
 
 
+# notebooks/07_latents.py, cell 21
 SYMBOLS = {"appearance": "z^p", "motion": "z^f"}
 
 
@@ -50,6 +52,7 @@ def latent_symbol(model: VideoPredictor, stream: str) -> str:
     return "z" if len(model.streams) == 1 else SYMBOLS.get(stream, stream)
 
 
+# notebooks/07_latents.py, cell 23
 class ExplorerState:
     """What the interactive explorer holds, and how it changes: a test sequence of ``videos``
     ``(N, T, C, H, W)``, a future step, and the noise ε of each latent stream of ``model``, from
@@ -108,6 +111,7 @@ class ExplorerState:
         return self
 
 
+# notebooks/07_latents.py, cell 25
 class Explorer(ExplorerState):
     """The explorer without widgets: :class:`ExplorerState` plus what it shows; ``prediction``,
     ``latents``, ``frame()`` and ``figure()`` read the state."""
@@ -143,6 +147,7 @@ class Explorer(ExplorerState):
         return explorer_figure(self, size)
 
 
+# notebooks/07_latents.py, cell 27
 def explorer_figure(explorer: Explorer, size: float = 1.6):
     """The current step: one panel per image of :func:`frame`, and below them the value of
     each latent at this step (one bar chart per stream)."""
@@ -169,6 +174,7 @@ def explorer_figure(explorer: Explorer, size: float = 1.6):
     return fig
 
 
+# notebooks/07_latents.py, cell 32
 def explorer_widget(explorer: Explorer):
     """Jupyter controls for an :class:`Explorer`: a sequence number, a future-step slider (with a
     play button), one button per latent stream and one for all, and the explorer's figure, redrawn
@@ -202,6 +208,7 @@ def explorer_widget(explorer: Explorer):
     return widgets.VBox([widgets.HBox([sequence, play, step]), widgets.HBox(buttons), output])
 
 
+# notebooks/07_latents.py, cell 36
 DIRECTIONS = ("→", "↘", "↓", "↙", "←", "↖", "↑", "↗")  # sectors of 45°, clockwise on screen (rows grow down)
 
 
@@ -231,6 +238,7 @@ def motion_labels(positions, by: str = "direction", bins: int = 8, digit: int = 
     raise ValueError(f"by must be 'direction' or 'speed', found {by!r}")
 
 
+# notebooks/07_latents.py, cell 39
 @torch.no_grad()
 def posterior_latents(model: VideoPredictor, videos: torch.Tensor, batch_size: int = 64) -> dict:
     """The latents the posteriors draw for steps ``1 .. T-1`` of ``videos`` ``(N, T, C, H, W)``

@@ -5,6 +5,7 @@ between diagonal Gaussians, and the L2 likelihood, reduced the way the official 
 import torch
 
 
+# notebooks/00_elbo.py, cell 7
 def _check_floating(**tensors) -> None:
     """Raise a ValueError naming the first argument that is not a floating-point tensor."""
     for name, value in tensors.items():
@@ -55,6 +56,7 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
     return mu + torch.exp(0.5 * logvar) * noise
 
 
+# notebooks/00_elbo.py, cell 15
 def gaussian_kl(mu_q: torch.Tensor, logvar_q: torch.Tensor,
                 mu_p: torch.Tensor, logvar_p: torch.Tensor) -> torch.Tensor:
     """Elementwise ``KL( N(mu_q, exp(logvar_q)) || N(mu_p, exp(logvar_p)) )`` in nats.
@@ -76,6 +78,7 @@ def gaussian_kl(mu_q: torch.Tensor, logvar_q: torch.Tensor,
     return 0.5 * (logvar_p - logvar_q + variance_ratio + (mu_q - mu_p) ** 2 * torch.exp(-logvar_p) - 1)
 
 
+# notebooks/00_elbo.py, cell 25
 def kl_loss(mu_q: torch.Tensor, logvar_q: torch.Tensor,
             mu_p: torch.Tensor, logvar_p: torch.Tensor) -> torch.Tensor:
     """The KL term of the loss: the KL of each video, summed over steps and latent dimensions,
@@ -100,6 +103,7 @@ def kl_loss(mu_q: torch.Tensor, logvar_q: torch.Tensor,
     return gaussian_kl(mu_q, logvar_q, mu_p, logvar_p).flatten(1).sum(1).mean()
 
 
+# notebooks/00_elbo.py, cell 30
 def reconstruction_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The L2 likelihood term: squared error averaged over batch, channels, height and width at
     each step, summed over steps (the official per-step ``mse_loss``, summed over time).

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from scipy import linalg, stats
 
 
+# notebooks/06_evaluation.py, cell 7
 def at_least_float32(images: torch.Tensor) -> torch.Tensor:
     """``images`` in float32, or float64 if they are: scores are computed at the frames' precision."""
     return images.to(torch.promote_types(images.dtype, torch.float32))
@@ -32,6 +33,7 @@ def psnr(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(1 / mse.clamp_min(1e-10))
 
 
+# notebooks/06_evaluation.py, cell 10
 def _gaussian_window(size: int = 11, sigma: float = 1.5, device=None, dtype=torch.float32) -> torch.Tensor:
     x = torch.arange(size, device=device, dtype=dtype) - size // 2
     window = torch.exp(-(x**2) / (2 * sigma**2))
@@ -90,6 +92,7 @@ def ssim_of_samples(samples: torch.Tensor, target: torch.Tensor, window_size: in
     return _ssim_map(mu_x, mu_y, xx, yy, xy).flatten(3).mean(3)
 
 
+# notebooks/06_evaluation.py, cell 15
 class LPIPSUnavailable(RuntimeError):
     """LPIPS cannot run here: the message says why and what to install or where to put weights."""
 
@@ -129,6 +132,7 @@ def lpips(prediction: torch.Tensor, target: torch.Tensor, net: str = "alex") -> 
         return model(prediction.float() * 2 - 1, target.float() * 2 - 1).flatten()
 
 
+# notebooks/06_evaluation.py, cell 18
 I3D_URL = "https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt"
 
 
@@ -155,6 +159,7 @@ def frechet_distance(features_a, features_b) -> float:
 I3D_FILE = "i3d_torchscript.pt"
 
 
+# notebooks/06_evaluation.py, cell 20
 def i3d_path() -> Path:
     """Where the I3D TorchScript file is looked for: ``$SLAMP_I3D``, else the first data folder
     that has ``i3d_torchscript.pt``, else the data folder (where to put it)."""
@@ -207,6 +212,7 @@ def fvd(real: torch.Tensor, generated: torch.Tensor) -> float:
     return frechet_distance(i3d_features(real), i3d_features(generated))
 
 
+# notebooks/06_evaluation.py, cell 24
 def mean_confidence_interval(values, confidence: float = 0.95) -> tuple[float, float]:
     """Mean of ``values`` (any shape, flattened) and the half-width of its confidence interval
     (Student's t); the half-width is 0 for a single value."""
@@ -220,6 +226,7 @@ def mean_confidence_interval(values, confidence: float = 0.95) -> tuple[float, f
     return mean, sem * stats.t.ppf((1 + confidence) / 2, values.numel() - 1)
 
 
+# notebooks/06_evaluation.py, cell 50
 def channel_psnr(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """PSNR as the public SLAMP code computes it: per channel, then the mean over channels; images
     ``(N, C, H, W)`` in [0, 1] → ``(N,)`` (each channel capped at 100 dB like :func:`psnr`)."""

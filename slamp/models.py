@@ -27,6 +27,7 @@ from slamp.nn import (
 from slamp.warp import warp
 
 
+# notebooks/03_slamp_baseline.py, cell 36
 @dataclass(frozen=True)
 class ModelConfig:
     """Sizes of a model. The presets hold the paper's values (``ModelConfig.preset(name)``)."""
@@ -69,6 +70,7 @@ class ModelConfig:
         return PRESETS[name]
 
 
+# notebooks/03_slamp_baseline.py, cell 38
 PRESETS = {
     "mnist": ModelConfig(backbone="dcgan", channels=1, z_dim=20, beta=1e-4),
     "kth": ModelConfig(backbone="vgg", channels=1, z_dim=50, beta=1e-6),
@@ -95,6 +97,7 @@ PRESETS = {
 }
 
 
+# notebooks/03_slamp_baseline.py, cell 40
 @dataclass
 class Prediction:
     """What a model predicts for steps ``1 .. T-1`` of a video ``(B, T, C, H, W)``.
@@ -114,6 +117,7 @@ class Prediction:
     latents: dict = field(default_factory=dict)
 
 
+# notebooks/03_slamp_baseline.py, cell 42
 class LatentStream(nn.Module):
     """One latent stream: a posterior q(z_t | ·), a learned prior p(z_t | ·) and a predictor LSTM.
 
@@ -141,6 +145,7 @@ class LatentStream(nn.Module):
         return out, {"z": z, "posterior": posterior, "prior": (mu_p, logvar_p)}, state
 
 
+# notebooks/03_slamp_baseline.py, cell 44
 class PredictorParts(nn.Module):
     """The modules of a video predictor and the pieces every path through them shares.
 
@@ -203,6 +208,7 @@ class PredictorParts(nn.Module):
                 "mask": mask, "flow": flow}
 
 
+# notebooks/03_slamp_baseline.py, cell 46
 def encoded_channels(config: ModelConfig) -> int:
     """Channels of what the encoders read of a frame: its own, or the conv backbone's image maps (2g)."""
     return 2 * config.g_dim if config.backbone == "conv" else config.channels
@@ -215,6 +221,7 @@ def latent_map_size(config: ModelConfig) -> tuple[int, int]:
     return tuple(-(-n // 32) for n in config.image_size)  # five stride-2 levels
 
 
+# notebooks/03_slamp_baseline.py, cell 48
 def check_backbone(config: ModelConfig) -> None:
     """A ``ValueError`` when ``config``'s backbone cannot make its frames."""
     height, width = config.image_size
@@ -273,6 +280,7 @@ def stream_kl(stats: dict) -> torch.Tensor:
     return kl_loss(mu_q.flatten(2), logvar_q.flatten(2), mu_p.flatten(2), logvar_p.flatten(2))
 
 
+# notebooks/03_slamp_baseline.py, cell 50
 def encode_shared(encoder, *frames, shared: int = 1):
     """``encoder(*frames)`` for frames ``(B, ...)`` whose rows come in groups of ``shared``
     identical rows (the samples of one sequence reading its true frames): each group is encoded
@@ -304,6 +312,7 @@ def motion_input(model: PredictorParts, frames):
     return frames if model.image_encoder is None else model.image_encoder(frames)[0]
 
 
+# notebooks/03_slamp_baseline.py, cell 52
 def predict_step(model: PredictorParts, x_in, target, noise: dict, memory: dict, shared: int = 1):
     """Step features of frame ``x_in`` ``(B, C, H, W)`` (and ``target``, or None for the future):
     ``(g_pixel, g_flow)`` ``(B, 1, g)``, ``{stream: Gaussians}``, skips of ``x_in``, new ``memory``.
@@ -321,6 +330,7 @@ def predict_step(model: PredictorParts, x_in, target, noise: dict, memory: dict,
     return g_pixel, g_flow, step_stats, skips, memory
 
 
+# notebooks/03_slamp_baseline.py, cell 54
 def rollout(model: PredictorParts, x, n_past: int, steps: int, noise: dict, teacher_forcing: float = 1.0,
             posterior_steps: int | None = None, decode_from: int = 1, shared: int = 1) -> Prediction:
     """Predict ``steps`` frames of ``x`` ``(B, T, C, H, W)`` one at a time (see above). Frames are
@@ -356,6 +366,7 @@ def rollout(model: PredictorParts, x, n_past: int, steps: int, noise: dict, teac
     return Prediction(**stacked, kl=kls, latents=latents)
 
 
+# notebooks/03_slamp_baseline.py, cell 56
 def teacher_forced(model: PredictorParts, x, noise: dict, n_past: int) -> Prediction:
     """Predict frames 1..T-1 of ``x`` ``(B, T, C, H, W)`` from the true previous frames, batched over time."""
     batch, length = x.shape[:2]
@@ -373,6 +384,7 @@ def teacher_forced(model: PredictorParts, x, noise: dict, n_past: int) -> Predic
     return Prediction(**{k: v.unflatten(0, (batch, length - 1)) for k, v in out.items()}, kl=kls, latents=latents)
 
 
+# notebooks/03_slamp_baseline.py, cell 59
 def prediction_loss(prediction: Prediction, x, beta: float) -> tuple[torch.Tensor, dict]:
     """The loss training minimises, ``(total, terms)``, for a prediction of frames 2..T of ``x``
     ``(B, T, C, H, W)``: terms ``final`` (x̂), with a motion head ``pixel`` (x^p) and ``flow``
@@ -388,6 +400,7 @@ def prediction_loss(prediction: Prediction, x, beta: float) -> tuple[torch.Tenso
     return total + beta * sum(prediction.kl.values()), terms
 
 
+# notebooks/03_slamp_baseline.py, cell 62
 def sample_futures(model: PredictorParts, x_past, n_future: int, num_samples: int, noise: dict) -> Prediction:
     """``num_samples`` futures of ``n_future`` frames after ``x_past`` ``(B, n_past, C, H, W)``;
     ``noise``: ε ``{stream: (B * num_samples, n_past - 1 + n_future, ...)}``. Returns tensors
@@ -405,6 +418,7 @@ def sample_futures(model: PredictorParts, x_past, n_future: int, num_samples: in
     return Prediction(**parts, latents=latents)
 
 
+# notebooks/03_slamp_baseline.py, cell 64
 def batchnorm_statistics(model: nn.Module) -> dict:
     """A copy of every BatchNorm layer's running statistics, ``{name: tensor}``."""
     return {name: value.clone() for name, value in model.named_buffers()
@@ -424,6 +438,7 @@ def is_finite(prediction: Prediction) -> bool:
                                                                  for kl in prediction.kl.values())
 
 
+# notebooks/03_slamp_baseline.py, cell 66
 class VideoPredictor(PredictorParts):
     """SVG, SLAMP-Baseline and SLAMP behind one interface: videos ``(B, T, C, H, W)`` in [0, 1]."""
 
@@ -485,6 +500,7 @@ class VideoPredictor(PredictorParts):
         return sample_futures(self, x_past, n_future, num_samples, noise)
 
 
+# notebooks/03_slamp_baseline.py, cell 68
 MODELS: dict[str, type] = {}  # name -> model class
 
 
@@ -509,6 +525,7 @@ def model_class(name: str) -> type:
     return MODELS.get(name) or by_class[name]
 
 
+# notebooks/03_slamp_baseline.py, cell 70
 @register_model("svg")
 class SVG(VideoPredictor):
     """SVG-LP (Denton & Fergus, 2018) as its public code computes it: one latent, one pixel decoder,
@@ -547,6 +564,7 @@ class SLAMPBaseline(VideoPredictor):
     flow that warps the previous frame into x^f; a mask blends them."""
 
 
+# notebooks/03_slamp_baseline.py, cell 74
 class IncompatibleWeightsError(ValueError):
     """Weights that do not fit a model; the message says which keys and why."""
 
@@ -591,6 +609,7 @@ def saved_model(class_name: str, config: dict) -> VideoPredictor:
     return model_class(class_name)(ModelConfig(**config))
 
 
+# notebooks/04_slamp.py, cell 13
 class MotionStream(nn.Module):
     """SLAMP's motion stream z^f: a motion encoder on frame pairs and a :class:`LatentStream` over
     motion features. Its posterior reads the motion t-1 → t, its prior and predictor the motion
@@ -630,6 +649,7 @@ class MotionStream(nn.Module):
         return {**memory, "history": current if current is not None else self.encoder(memory["input"], generated)}
 
 
+# notebooks/04_slamp.py, cell 15
 @register_model("slamp")
 class SLAMP(VideoPredictor):
     """SLAMP: an appearance stream z^p (pixel decoder) and a motion stream z^f (flow decoder)."""

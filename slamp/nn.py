@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 
+# notebooks/03_slamp_baseline.py, cell 6
 def _conv_block(cin, cout, kernel, stride, padding, transposed=False):
     # No bias: the BatchNorm that follows subtracts the mean, so a bias would only add parameters
     # (the public code leaves it out too).
@@ -55,6 +56,7 @@ class DCGANDecoder(nn.Module):
         return self.activation(self.out(torch.cat([x, skips[0]], 1)))
 
 
+# notebooks/03_slamp_baseline.py, cell 8
 def _vgg_stage(cin, widths):
     layers, previous = [], cin
     for w in widths:
@@ -110,6 +112,7 @@ class VGGDecoder(nn.Module):
 BACKBONES = {"dcgan": (DCGANEncoder, DCGANDecoder), "vgg": (VGGEncoder, VGGDecoder)}
 
 
+# notebooks/03_slamp_baseline.py, cell 12
 def _feature_layer(cin, cout, spatial):
     """A linear layer over features, or (``spatial``) a 3×3 convolution over feature maps."""
     return nn.Conv2d(cin, cout, 3, 1, 1) if spatial else nn.Linear(cin, cout)
@@ -165,6 +168,7 @@ class GaussianLSTM(RecurrentNet):
         return self.per_step(self.mu, h), self.per_step(self.logvar, h), state
 
 
+# notebooks/03_slamp_baseline.py, cell 16
 class SqueezeExcitation(nn.Module):
     """Channel attention (Hu et al. 2018): rescale channels by a gate from their global average."""
 
@@ -206,6 +210,7 @@ def blend(appearance, motion, mask):
     return mask * appearance + (1 - mask) * motion
 
 
+# notebooks/03_slamp_baseline.py, cell 20
 def running_mean(skips):
     """Running averages over time of skips ``(B, T, ...)``: entry ``t`` is the mean of 0..t."""
     count = torch.arange(1, skips.shape[1] + 1, device=skips.device, dtype=skips.dtype)
@@ -238,6 +243,7 @@ def step_skips(rule: str, carried, skips, t: int, n_past: int):
     return carried, carried
 
 
+# notebooks/03_slamp_baseline.py, cell 23
 class ConvLSTM(nn.Module):
     """Stacked convolutional LSTMs over ``(B, T, C, h, w)``, called like ``nn.LSTM(batch_first=True)``:
     returns the last layer's outputs ``(B, T, hidden, h, w)`` and the state ``(h, c)``, each
@@ -266,6 +272,7 @@ class ConvLSTM(nn.Module):
         return torch.stack(outputs, 1), (torch.stack(hidden), torch.stack(cell))
 
 
+# notebooks/03_slamp_baseline.py, cell 25
 def _conv_widths(width: int) -> list[int]:
     return [width, width * 3 // 2, 2 * width, 3 * width, 4 * width]  # 64, 96, 128, 192, 256 at width 64
 
@@ -299,6 +306,7 @@ class ConvEncoder(nn.Module):
         return self.head(x), skips
 
 
+# notebooks/03_slamp_baseline.py, cell 27
 class SpatialEncoder(nn.Module):
     """Image-encoder maps ``(N, channels, h, w)`` → features ``(N, dim, h, w)`` at the same size, and
     no skips (``[]``): the decoders read the image encoder's."""
@@ -315,6 +323,7 @@ class SpatialEncoder(nn.Module):
         return self.net(x), []
 
 
+# notebooks/03_slamp_baseline.py, cell 29
 class ConvDecoder(nn.Module):
     """Features ``(N, dim, h, w)`` and the image encoder's five skips → ``(N, channels, *size)``."""
 
@@ -343,6 +352,7 @@ class ConvDecoder(nn.Module):
 BACKBONES["conv"] = (SpatialEncoder, ConvDecoder)
 
 
+# notebooks/03_slamp_baseline.py, cell 33
 def init_weights(module: nn.Module) -> None:
     """The public code's initialisation of one module (use ``model.apply(init_weights)``): conv and
     linear weights N(0, 0.02²); BatchNorm scale N(1, 0.02²) and shift 0; everything else, LSTMs
@@ -370,6 +380,7 @@ def init_public(model: nn.Module, zero_biases: bool = False) -> None:
                     layer.reset_parameters()
 
 
+# notebooks/04_slamp.py, cell 6
 class MotionEncoder(nn.Module):
     """Features of the motion between two frames: the backbone's encoder on the pair stacked along
     channels, ``(N, C, H, W)`` × 2 → ``(N, g)``. A frame paired with itself is "no motion"."""
@@ -382,6 +393,7 @@ class MotionEncoder(nn.Module):
         return self.encoder(torch.cat([earlier, later], 1))[0]
 
 
+# notebooks/04_slamp.py, cell 9
 def previous_frames(x):
     """The earlier frame of each motion pair of a video ``x`` ``(B, T, C, H, W)`` → ``(B, T, C, H, W)``:
     the frame before at every position ``i >= 1`` and the first frame itself at position 0, so that

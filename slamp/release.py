@@ -34,7 +34,6 @@ from __future__ import annotations
 import _compat_pickle
 import argparse
 import collections
-import math
 import pickle
 import types
 import warnings
@@ -485,36 +484,7 @@ def updates_of(release: PublicRelease) -> int:
     return int(release.epoch or 0) * int(release.opt.get("epoch_size", 1000))
 
 
-def checkpoint_state(release: PublicRelease, model=None) -> dict:
-    """What :func:`slamp.checkpoint.save_checkpoint` writes for ``release``: its converted model, the
-    paper's recipe as config, and a fresh Adam (the release holds no optimiser state), with
-    ``source`` saying where it came from."""
-    from dataclasses import asdict
-
-    from slamp.checkpoint import rng_state
-    from slamp.run import adam
-
-    model = model if model is not None else convert_release(release)
-    config = release_config(release)
-    return {"step": updates_of(release), "config": config.to_dict(), "model_class": type(model).__name__,
-            "model_config": asdict(model.config), "model": model.state_dict(),
-            "optimizer": adam(model.parameters(), config.lr, config.betas, config.adam_eps).state_dict(),
-            "scaler": {}, "rng": rng_state(), "best_psnr": -math.inf,
-            "data": {"epoch": release.epoch}, "source": {"public_release": release.dataset, "family": release.family,
-                                                          "options": {k: v for k, v in release.opt.items()
-                                                                      if isinstance(v, (int, float, str, bool))}}}
-
-
-def convert_file(source, destination) -> Path:
-    """``slamp convert``: read the public release file ``source`` safely and write it as an ordinary
-    slamp training checkpoint at ``destination`` (readable with ``torch.load(weights_only=True)``)."""
-    from slamp.checkpoint import save_checkpoint
-
-    release = read_release(source)
-    return save_checkpoint(destination, checkpoint_state(release))
-
-
 __all__ = ["UnsafeFileError", "ReleaseError", "ModuleRecord", "PublicRelease",
            "load_restricted", "read_release", "is_release", "folded_state", "CORRESPONDENCE", "SVG_CORRESPONDENCE",
            "weight_names", "mapped_weights", "svg_model_config", "convert_release",
-           "release_config", "updates_of", "checkpoint_state", "convert_file"]
+           "release_config", "updates_of"]

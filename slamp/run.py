@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -27,21 +27,45 @@ from slamp.checkpoint import (
     CheckpointError,
     NonFiniteLossError,
     build_model,
-    initialise_from,
     load_checkpoint,
+    load_model,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
-from slamp.config import TrainConfig
+from slamp.config import ConfigError, TrainConfig
 from slamp.data.files import atomic_path
 from slamp.data.stream import epoch_loader, training_sequences, validation_videos
 from slamp.distributed import Distributed, global_noise, synchronise_batchnorm
 from slamp.evaluate import validate
 from slamp.models import VideoPredictor, load_weights, saved_as_now
+from slamp.pretrained import load as load_shipped
 from slamp.runlock import RunLock, writing_in
 from slamp.runlog import CSVLog, sample_figure, save_figure, tensorboard_writer
-from slamp.runtime import autocast_dtype, keep_freed_memory, memory_format, seed_everything, select_device
+from slamp.runtime import adam, autocast_dtype, keep_freed_memory, memory_format, seed_everything, select_device
+
+
+# Continuing a run in a new one: `--set init_from=pretrained:slamp` (or a checkpoint's path) copies
+# the trained weights into the new run's model, then trains with a fresh optimiser. Unlike
+# `--resume` (an exact continuation, but the checkpoint holds Adam's moments: three times the
+# weights), it needs only the shipped float16 weights: how the shipped models are trained over
+# several CPU sessions.
+def initialise_from(model: VideoPredictor, source: str) -> VideoPredictor:
+    """Copy into ``model`` the weights of ``source``: a training checkpoint's path, or
+    ``pretrained:<name>`` for a model shipped in ``slamp.pretrained``. Class and sizes must match:
+    this continues a training run in a new one (fresh optimiser and schedule), e.g. spread over
+    several sessions on a CPU."""
+    if source.startswith("pretrained:"):
+        trained = load_shipped(source.removeprefix("pretrained:"))
+    else:
+        trained, _ = load_model(source)
+    # β weighs the loss and the output bias is only an initial value: neither is the architecture
+    same = replace(trained.config, beta=model.config.beta, output_bias=model.config.output_bias) == model.config
+    if type(trained) is not type(model) or not same:
+        raise ConfigError(f"init_from={source!r} holds a {type(trained).__name__} {trained.config}, "
+                          f"but this run trains a {type(model).__name__} {model.config}")
+    model.load_state_dict(trained.state_dict())
+    return model
 
 
 class TrainingObjective(nn.Module):
@@ -62,18 +86,6 @@ class TrainingObjective(nn.Module):
 def loss_terms(model: VideoPredictor) -> list[str]:
     """The names of the loss terms ``model.loss`` returns."""
     return ["final"] + (["pixel", "flow"] if model.motion_head else []) + [f"kl_{s}" for s in model.streams]
-
-
-def adam(parameters, lr: float, betas=(0.9, 0.999), eps: float = 1e-8) -> torch.optim.Adam:
-    """One Adam for all parameters (the public code kept one per module, with equal settings: the
-    same updates). The fused kernel updates every tensor in one call: 4x faster than the default
-    on a 2-core CPU at the tiny size, 7x at the paper's MNIST size (``benchmarks/optimizer.py``); a
-    torch without it falls back to the default."""
-    parameters = list(parameters)
-    try:
-        return torch.optim.Adam(parameters, lr=lr, betas=betas, eps=eps, fused=True)
-    except (RuntimeError, TypeError):  # an older torch, or a device without the fused kernel
-        return torch.optim.Adam(parameters, lr=lr, betas=betas, eps=eps)
 
 
 def _grad_scaler(device: torch.device, dtype: torch.dtype | None):
@@ -400,4 +412,4 @@ class TrainingRun:
         return summary
 
 
-__all__ = ["TrainingObjective", "loss_terms", "adam", "RUN_FILES", "TrainingInterrupted", "TrainingRun"]
+__all__ = ["initialise_from", "TrainingObjective", "loss_terms", "adam", "RUN_FILES", "TrainingInterrupted", "TrainingRun"]

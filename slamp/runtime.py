@@ -1,4 +1,4 @@
-"""Small helpers every part of slamp shares: seeding, the device, the autocast precision.
+"""Small helpers every part of slamp shares: seeding, the device, the autocast precision, the optimiser.
 
 Imports nothing heavy at import time (torch and numpy are imported inside the functions), so the
 notebooks' setup cell, the command line and the benchmarks can use it without pulling in training.
@@ -114,5 +114,20 @@ def keep_freed_memory(enabled: bool = True) -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(M_TRIM_THRESHOLD, trim_threshold))
 
 
-__all__ = ["seed_everything", "select_device", "is_device_name", "AMP_MODES", "autocast_dtype", "MEMORY_FORMATS",
+def adam(parameters, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+    """A ``torch.optim.Adam`` for all parameters (the public code kept one per module, with equal settings: the
+    same updates). The fused kernel updates every tensor in one call: 4x faster than the default
+    on a 2-core CPU at the tiny size, 7x at the paper's MNIST size (``benchmarks/optimizer.py``); a
+    torch without it falls back to the default."""
+    import torch
+
+    parameters = list(parameters)
+    try:
+        return torch.optim.Adam(parameters, lr=lr, betas=betas, eps=eps, fused=True)
+    except (RuntimeError, TypeError):  # an older torch, or a device without the fused kernel
+        return torch.optim.Adam(parameters, lr=lr, betas=betas, eps=eps)
+
+
+
+__all__ = ["adam", "seed_everything", "select_device", "is_device_name", "AMP_MODES", "autocast_dtype", "MEMORY_FORMATS",
            "memory_format", "keep_freed_memory"]

@@ -12,6 +12,7 @@ from slamp.config import TrainConfig
 from slamp.distributed import init_distributed
 
 
+# notebooks/05_training.py, cell 6
 def train_step(objective, optimizer, scaler, x: torch.Tensor, n_past: int, teacher_forcing: float,
                dtype: torch.dtype | None = None, check=None) -> tuple[torch.Tensor, dict]:
     """One update on clips ``x`` ``(B, T, C, H, W)``. ``check(total, terms)`` may raise before the
@@ -27,6 +28,7 @@ def train_step(objective, optimizer, scaler, x: torch.Tensor, n_past: int, teach
     return total.detach(), {name: value.detach() for name, value in terms.items()}
 
 
+# notebooks/05_training.py, cell 11
 def teacher_forcing_probability(epoch: int, k: float) -> float:
     """Probability that a step reads the true previous frame in ``epoch`` (counted from 0): the
     inverse-sigmoid decay with constant ``k`` (App. C.1); 1 (teacher forcing) when ``k == 0``."""
@@ -37,6 +39,7 @@ def teacher_forcing_probability(epoch: int, k: float) -> float:
     return k / (k + math.exp(epoch / k))
 
 
+# notebooks/05_training.py, cell 15
 def fit(run, stop_after: int | None = None) -> dict:
     """Train ``run`` (a :class:`slamp.run.TrainingRun`) until ``epochs * epoch_size`` updates, or
     until update ``stop_after`` (then write a checkpoint and return). Returns the summary."""

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 
+# notebooks/01_flow_warping.py, cell 23
 def demo_image(height: int = 64, width: int = 64) -> torch.Tensor:
     """A smooth RGB image ``(3, H, W)`` in [0, 1] with structure at several scales, for demos."""
     y, x = torch.meshgrid(torch.linspace(0, 1, height), torch.linspace(0, 1, width), indexing="ij")
@@ -40,6 +41,7 @@ def show_row(images, titles=None, size: float = 2.2) -> plt.Figure:
     return fig
 
 
+# notebooks/01_flow_warping.py, cell 28
 # Segments of the Middlebury wheel: (number of colours, RGB at the start, RGB at the end).
 _WHEEL_SEGMENTS = [(15, (1, 0, 0), (1, 1, 0)), (6, (1, 1, 0), (0, 1, 0)), (4, (0, 1, 0), (0, 1, 1)),
                    (11, (0, 1, 1), (0, 0, 1)), (13, (0, 0, 1), (1, 0, 1)), (6, (1, 0, 1), (1, 0, 0))]
@@ -90,6 +92,7 @@ def flow_legend(size: int = 101) -> torch.Tensor:
     return torch.where((x**2 + y**2 < 1)[None], legend, torch.ones_like(legend))
 
 
+# notebooks/01_flow_warping.py, cell 37
 def save_gif(frames: torch.Tensor, path, fps: float = 8, scale: int = 1) -> Path:
     """Write frames ``(T, C, H, W)`` in [0, 1] (C = 1 or 3) as a looping GIF, ``scale``× enlarged."""
     from PIL import Image
@@ -107,6 +110,7 @@ def save_gif(frames: torch.Tensor, path, fps: float = 8, scale: int = 1) -> Path
     return path
 
 
+# notebooks/07_latents.py, cell 9
 STREAM_TITLES = {"truth": "ground truth", "frames": r"prediction $\hat x$", "appearance": r"appearance $x^p$",
                  "motion": r"motion $x^f$", "mask": "mask $m$", "flow": "flow $f$"}
 
@@ -144,6 +148,7 @@ def stream_images(truth, parts: dict, max_flow: float | None = None) -> dict:
     return images
 
 
+# notebooks/07_latents.py, cell 11
 def _show(ax, image: torch.Tensor) -> None:
     ax.imshow(_as_numpy_image(image), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
@@ -185,6 +190,7 @@ def streams_strip(truth, parts: dict, gap: int = 2) -> torch.Tensor:
     return torch.cat(pieces, dim=-1)
 
 
+# notebooks/07_latents.py, cell 44
 def show_tsne(embeddings: dict, labels, names=None, title: str | None = None, cmap: str = "hsv",
               size: float = 3.4) -> plt.Figure:
     """Scatter plots of 2-D embeddings ``{panel title: (N, 2)}``, one panel each, with every point
@@ -212,6 +218,7 @@ def show_tsne(embeddings: dict, labels, names=None, title: str | None = None, cm
     return fig
 
 
+# notebooks/07_latents.py, cell 50
 def show_diversity(truth, samples, steps=None, best: int | None = None, first_frame: int = 0,
                    size: float = 1.0) -> plt.Figure:
     """Rows: ground truth ``(T, C, H, W)``, the ``best`` sample (if given), a random sample, the

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 
+# notebooks/01_flow_warping.py, cell 6
 PADDING_MODES = ("zeros", "border", "reflection")
 # A sample may overshoot the image by this many pixels and still count as inside: the public
 # SLAMP code warps an all-ones image and keeps pixels whose value is >= 0.9999, i.e. 1e-4 px.
@@ -20,6 +21,7 @@ def pixel_grid(height: int, width: int, device=None, dtype=torch.float32) -> tor
     return torch.stack([xs, ys])
 
 
+# notebooks/01_flow_warping.py, cell 11
 def _check_warp_inputs(frames: torch.Tensor, flow: torch.Tensor, padding: str) -> None:
     if padding not in PADDING_MODES:
         raise ValueError(f"padding must be one of {PADDING_MODES}, found {padding!r}")
@@ -66,6 +68,7 @@ def warp(frames: torch.Tensor, flow: torch.Tensor, padding: str = "zeros") -> to
     return out.reshape(*lead, channels, height, width).to(frames.dtype)
 
 
+# notebooks/01_flow_warping.py, cell 22
 def rotation_flow(height: int, width: int, degrees: float, device=None) -> torch.Tensor:
     """Backward flow ``(2, H, W)`` that rotates an image by ``degrees`` (counter-clockwise on
     screen) about its centre: each target pixel reads the source at the inversely rotated point."""
@@ -78,6 +81,7 @@ def rotation_flow(height: int, width: int, degrees: float, device=None) -> torch
     return source + centre - grid
 
 
+# notebooks/01_flow_warping.py, cell 33
 def fit_flow(source: torch.Tensor, target: torch.Tensor, steps: int = 300, lr: float = 0.05,
              margin: int = 4) -> tuple[torch.Tensor, list[float]]:
     """Find a flow ``(B, 2, H, W)`` with ``warp(source, flow) ≈ target`` by gradient descent on the

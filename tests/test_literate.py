@@ -1,4 +1,5 @@
 """tools/literate.py: notebooks → slamp/ export and the .py/.ipynb pair check."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -193,3 +194,20 @@ def test_no_exported_cell_of_the_notebooks_is_longer_than_a_screen():
                 for path in literate.notebook_sources() for cell in literate.exported_cells(path)
                 if len(cell.code.splitlines()) > MAX_CELL_LINES]
     assert not too_long, "split these cells (each with its paragraph):\n" + "\n".join(too_long)
+
+
+def test_every_generated_block_names_the_notebook_cell_it_comes_from():
+    """`# notebooks/<notebook>.py, cell N` above each block of slamp/: that cell holds the block's
+    first line, so a reader of the package finds the paragraph that explains it."""
+    marker = re.compile(r"^# (notebooks/[\w.]+\.py), cell (\d+)$", re.MULTILINE)
+    checked = 0
+    for path in literate.generated_files():
+        text = path.read_text()
+        for match in marker.finditer(text):
+            cells = jupytext.read(literate.ROOT / match[1]).cells
+            first = next(line for line in text[match.end():].splitlines() if line.strip())
+            assert first in cells[int(match[2]) - 1].source, (path.name, match[0], first)
+            checked += 1
+    blocks = sum(bool(literate.split_imports(cell.code)[1]) for path in literate.notebook_sources()
+                 for cell in literate.exported_cells(path))  # exported cells with more than imports
+    assert checked == blocks, (checked, blocks)

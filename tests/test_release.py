@@ -229,8 +229,8 @@ def test_the_pickle_module_is_not_the_standard_one():
 
 
 def test_init_from_a_release_file_copies_its_weights(public_file):
-    from slamp.checkpoint import initialise_from
     from slamp.models import SLAMP
+    from slamp.run import initialise_from
 
     dataset, path = public_file
     if dataset != "mnist":

@@ -12,7 +12,7 @@ from slamp.runtime import keep_freed_memory, memory_format
 TRAINING_STEPS = """
 import resource, sys, torch
 from slamp.models import SLAMP
-from slamp.run import adam
+from slamp.runtime import adam
 from slamp.runtime import keep_freed_memory
 assert keep_freed_memory(sys.argv[1] == "keep") is True
 torch.manual_seed(0)

@@ -54,6 +54,7 @@ class ExportedCell:
     notebook: Path
     module: str
     code: str
+    number: int = 0  # the cell's place in its notebook, counting every cell from 1 (markdown included)
 
 
 def notebook_sources(folder: Path = NOTEBOOKS) -> list[Path]:
@@ -103,7 +104,7 @@ def exported_cells(path: Path) -> list[ExportedCell]:
                     raise LiterateError(f"{where}: '#| export' before any '#| default_exp'")
                 if not re.fullmatch(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*", module):
                     raise LiterateError(f"{where}: '{module}' is not a module name")
-                cells.append(ExportedCell(path, module, strip_solution_markers(code)))
+                cells.append(ExportedCell(path, module, strip_solution_markers(code), number))
     return cells
 
 
@@ -187,7 +188,8 @@ def docstring_lines(code: str) -> int:
 
 def render_module(cells: list[ExportedCell], root: Path = ROOT, package: str = "slamp") -> str:
     """One module's text: a header naming its notebooks, the first cell's docstring, every cell's
-    imports (hoisted), the cells, and ``__all__``."""
+    imports (hoisted), the cells, each under a comment naming its notebook and cell (as nbdev
+    does: a reader of the package finds the paragraph that explains it), and ``__all__``."""
     sources = ", ".join(dict.fromkeys(c.notebook.relative_to(root).as_posix() for c in cells))
     header = f"{MARKER} from {sources}: edit the notebook, then run `make export`."
     statements, bodies = [], []
@@ -195,12 +197,13 @@ def render_module(cells: list[ExportedCell], root: Path = ROOT, package: str = "
         found, body = split_imports(cell.code)
         statements += found
         if body:
-            bodies.append(body)
+            bodies.append((cell, body))
     docstring = ""
-    if bodies and (length := docstring_lines(bodies[0])):
-        lines = bodies[0].splitlines()
-        docstring, bodies[0] = "\n".join(lines[:length]), "\n".join(lines[length:]).strip("\n")
-    body = "\n\n\n".join(b for b in bodies if b)
+    if bodies and (length := docstring_lines(bodies[0][1])):
+        lines = bodies[0][1].splitlines()
+        docstring, bodies[0] = "\n".join(lines[:length]), (bodies[0][0], "\n".join(lines[length:]).strip("\n"))
+    body = "\n\n\n".join(f"# {cell.notebook.relative_to(root).as_posix()}, cell {cell.number}\n{code}"
+                          for cell, code in bodies if code)
     names = public_names(body)
     all_line = "__all__ = [" + ", ".join(repr(n) for n in names) + "]"
     top = "\n\n".join(part for part in (docstring, import_block(statements, itself=f"{package}.{cells[0].module}")) if part)

@@ -14,6 +14,7 @@
     python tools/pretrained.py check      # the small evaluation that tests/test_pretrained.py repeats
     python tools/pretrained.py compare svg appearance_only   # one model minus another, sequence by sequence
     python tools/pretrained.py rename svg appearance_only    # ship a model under another name (done once)
+    python tools/pretrained.py budget-fit                    # issue 35: SSIM against CPU-hours, fitted
     python tools/pretrained.py train-on --model slamp --lr 1e-3 --hours 8
                                           # train on from the shipped weights (or shipped_training/<model>.pt)
                                           # in runs/continue/<model>, one chunk per process, writing the
@@ -614,11 +615,39 @@ def continuation_figure(path: Path = CONTINUATION_FIGURE) -> Path:
     return path
 
 
+def budget_fit(hours_ahead=(8.0, 16.0)) -> dict:
+    """What more budget buys (issue 35): least-squares fits of the continuation's validation SSIM
+    (``shipped_training/slamp.pt``'s curve after the shipped part) against CPU-hours, ``a + b ln(h)``
+    over every point and ``a + b h`` over the points after 1,500 updates, with their predictions at
+    ``hours_ahead`` CPU-hours and the black frame's SSIM on the same clips."""
+    import csv
+
+    import numpy as np
+
+    from slamp.pretrained import info
+
+    curve = info(str(SNAPSHOTS / "slamp.pt"))["metrics"]["learning_curve"]
+    first, start = curve["continued_from"], curve["updates"][curve["continued_from"] - 1]
+    hours = np.array([m / 60 for m in curve["cpu_minutes"][first:]]) - curve["cpu_minutes"][first - 1] / 60
+    ssim = np.array(curve["ssim_best"][first:])
+    late = np.array([u - start > 1500 for u in curve["updates"][first:]])
+    log_b, log_a = np.polyfit(np.log(hours), ssim, 1)
+    line_b, line_a = np.polyfit(hours[late], ssim[late], 1)
+    black = next(float(r["ssim_best"]) for r in csv.DictReader(open(SNAPSHOTS / "screening.csv"))
+                 if r["arm"] == "black_frame")
+    return {"points": len(ssim), "hours": round(float(hours[-1]), 2), "last_ssim": ssim[-4:].round(3).tolist(),
+            "log_fit": {"a": round(log_a, 4), "b": round(log_b, 4),
+                        **{f"at_{h:g}h": round(log_a + log_b * np.log(h), 3) for h in hours_ahead}},
+            "line_after_1500": {"a": round(line_a, 4), "per_hour": round(line_b, 4),
+                                **{f"at_{h:g}h": round(line_a + line_b * h, 3) for h in hours_ahead}},
+            "black_frame": black}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", choices=["train", "export", "evaluate", "references", "record", "curves", "table",
                                          "check", "all", "train-on", "snapshot", "continuation-figure", "rename",
-                                         "compare"])
+                                         "compare", "budget-fit"])
     parser.add_argument("names", nargs="*", help="rename: OLD NEW; compare: FIRST SECOND (evaluated models)")
     parser.add_argument("--model", default="slamp", choices=MODELS, help="train-on, snapshot: which model")
     parser.add_argument("--hours", type=float, default=8.0, help="train-on: CPU-hours of continuation in all")
@@ -658,6 +687,8 @@ def main(argv=None) -> int:
         snapshot(args.model)
     if step == "continuation-figure":
         print(f"wrote {continuation_figure().relative_to(ROOT)}")
+    if step == "budget-fit":
+        print(json.dumps(budget_fit(), indent=2))
     if step == "compare":
         if len(args.names) != 2:
             parser.error("compare takes FIRST SECOND")

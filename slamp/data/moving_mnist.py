@@ -25,6 +25,7 @@ from slamp.data.files import (
 from slamp.data.mnist import Digits, load_digits
 
 
+# notebooks/02_data.py, cell 11
 _WALL_TOLERANCE = 1e-9  # two walls reached within this time count as one corner hit
 _MAX_BOUNCES_PER_FRAME = 100  # bounces in one frame interval: 1 or 2 in practice, this guards a loop
 
@@ -69,6 +70,7 @@ def advance(position, velocity, high, rng=None, max_speed: int = 4, stochastic: 
     raise RuntimeError(f"no way out of the walls after {_MAX_BOUNCES_PER_FRAME} bounces at {position}")
 
 
+# notebooks/02_data.py, cell 13
 def bounce_trajectory(position, velocity, n_frames: int, high, rng=None, max_speed: int = 4,
                       stochastic: bool = True):
     """Positions of a bouncing point over ``n_frames`` frames, starting at ``position``.
@@ -90,6 +92,7 @@ def bounce_trajectory(position, velocity, n_frames: int, high, rng=None, max_spe
             np.array(velocities, dtype=np.float64).reshape(n_frames, 2), np.array(bounces, dtype=bool))
 
 
+# notebooks/02_data.py, cell 20
 def render_digits(digit_images: np.ndarray, positions: np.ndarray, frame_size: int = 64) -> np.ndarray:
     """Frames ``(T, H, W)`` uint8 of digits ``(N, h, w)`` uint8 whose top-left corners are at
     ``positions (N, T, 2)`` (rounded to pixels); overlapping digits are added, then clipped to 255."""
@@ -106,6 +109,7 @@ def render_digits(digit_images: np.ndarray, positions: np.ndarray, frame_size: i
     return np.minimum(frames, 255).astype(np.uint8)
 
 
+# notebooks/02_data.py, cell 24
 @dataclass
 class MovingMNISTSample:
     """One sequence: ``frames (T, H, W)`` uint8, and per digit: ``positions (N, T, 2)`` (top-left
@@ -136,6 +140,7 @@ def sample_sequence(digit_images: np.ndarray, n_frames: int, rng: np.random.Gene
     return MovingMNISTSample(frames, positions, velocities, bounces, indices)
 
 
+# notebooks/02_data.py, cell 26
 def _check_config(n_frames, num_digits, max_speed, seed):
     if n_frames < 1 or num_digits < 1 or max_speed < 0 or seed < 0:
         raise ValueError(f"need n_frames >= 1, num_digits >= 1, max_speed >= 0, seed >= 0; found "
@@ -181,6 +186,7 @@ class StochasticMovingMNIST(IterableDataset):
             yield to_video_tensor(self.sample(index, worker).frames)
 
 
+# notebooks/02_data.py, cell 41
 _SRVP_TOLERANCE = 1e-8  # how far beyond a wall a point must be to count as outside (SRVP's)
 
 
@@ -239,6 +245,7 @@ def srvp_step(position, velocity, high, rng: np.random.RandomState | None = None
     raise RuntimeError(f"no way out of the walls after {_MAX_BOUNCES_PER_FRAME} bounces at {(row, col)}")
 
 
+# notebooks/02_data.py, cell 43
 def srvp_trajectory(n_frames: int, high, rng: np.random.RandomState, max_speed: int = 4, stochastic: bool = True):
     """A start drawn from ``rng`` (row, column, then the velocity's row and column: four ``randint``
     draws) and ``n_frames - 1`` steps of :func:`srvp_step` (none after the last frame). Returns
@@ -280,6 +287,7 @@ def srvp_sequences(digit_images: np.ndarray, num_sequences: int | None = None, n
     return samples
 
 
+# notebooks/02_data.py, cell 47
 TEST_SET_KEYS = ("sequences", "positions", "bounces", "digit_indices", "config")
 TEST_SET_PROTOCOLS = ("srvp", "per-sequence")
 SRVP_TEST_SET_SHA256 = "6d9c8c1f209d03b8595e5867961a3ae60cab3904d43a35384d1365a22e8a78d7"  # 5,000 x 25 frames, MNIST
@@ -310,6 +318,7 @@ def default_test_set_path(*args, **kwargs) -> Path:
     return find_data(relative) or data_home() / relative
 
 
+# notebooks/02_data.py, cell 49
 def test_set_arrays(digits: Digits, num_sequences: int | None = None, n_frames: int = 25, num_digits: int = 2,
                     frame_size: int = 64, max_speed: int = 4, seed: int = 42, stochastic: bool = True,
                     protocol: str = "srvp") -> dict:
@@ -335,6 +344,7 @@ def test_set_arrays(digits: Digits, num_sequences: int | None = None, n_frames: 
             "digit_indices": np.stack([s.digit_indices for s in samples]).astype(np.int64), "config": config}
 
 
+# notebooks/02_data.py, cell 51
 class MovingMNISTTestSet(Dataset):
     """A fixed set of Moving MNIST sequences, stored as ``sequences (N, T, H, W)`` uint8 with their
     trajectories; item ``i`` is ``(T, 1, H, W)`` float32 in [0, 1]."""
@@ -395,6 +405,7 @@ class MovingMNISTTestSet(Dataset):
         return to_video_tensor(self.sequences[index])
 
 
+# notebooks/02_data.py, cell 53
 def cached_test_set(cls, path, digits: Digits, settings: dict):
     """:meth:`MovingMNISTTestSet.cached`: the set at ``path`` if it matches, else made and saved."""
     settings = {"protocol": "srvp", "num_sequences": None, "n_frames": 25, "num_digits": 2, "frame_size": 64,
