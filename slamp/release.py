@@ -111,14 +111,15 @@ class ModuleRecord:
     def children(self) -> dict:
         return dict(self.__dict__.get("_modules") or {})
 
+    def own_tensors(self, prefix: str = "") -> dict:
+        """``{prefix + key: tensor}`` of this record's own parameters, then its own buffers."""
+        return {prefix + name: value.detach().requires_grad_(False) for group in ("_parameters", "_buffers")
+                for name, value in (self.__dict__.get(group) or {}).items() if value is not None}
+
     def state_dict(self, prefix: str = "") -> dict:
         """``{key: tensor}`` as ``nn.Module.state_dict`` orders it: own parameters, own buffers,
         then each child's, recursively."""
-        state = {}
-        for group in ("_parameters", "_buffers"):
-            for name, value in (self.__dict__.get(group) or {}).items():
-                if value is not None:
-                    state[prefix + name] = value.detach().requires_grad_(False)
+        state = self.own_tensors(prefix)
         for name, child in self.children.items():
             if child is not None:
                 state.update(child.state_dict(f"{prefix}{name}."))
@@ -260,11 +261,7 @@ def folded_state(record: ModuleRecord, prefix: str = "") -> dict:
     sibling is a BatchNorm is folded into that BatchNorm's running mean (BatchNorm subtracts a mean
     that includes it: in training mode it cancels, in evaluation mode ``running_mean - bias`` gives
     the same output), and a BatchNorm saved before PyTorch 0.4.1 gets ``num_batches_tracked`` = 0."""
-    state = {}
-    for group in ("_parameters", "_buffers"):
-        for name, value in (record.__dict__.get(group) or {}).items():
-            if value is not None:
-                state[prefix + name] = value.detach().requires_grad_(False)
+    state = record.own_tensors(prefix)
     if record.class_path.endswith("BatchNorm2d") and f"{prefix}num_batches_tracked" not in state:
         state[f"{prefix}num_batches_tracked"] = torch.zeros((), dtype=torch.long)
     children = [(name, child) for name, child in record.children.items() if child is not None]
@@ -402,11 +399,11 @@ SVG_CORRESPONDENCE = {
 }
 
 
-def weight_names(release: PublicRelease, model: torch.nn.Module) -> dict:
-    """``{"<public module>.<key>": "<slamp key>"}`` for every tensor of ``release`` that ``model``
-    holds (the folded conv biases have no slamp tensor), matched in registration order; a
-    :class:`ReleaseError` names the first tensor whose shape or count does not fit."""
-    names = {}
+def _matched(release: PublicRelease, model: torch.nn.Module) -> list[tuple[str, str, torch.Tensor]]:
+    """``(public key, slamp key, tensor)`` for every tensor of ``release`` that ``model`` holds (the
+    folded conv biases have no slamp tensor), matched in registration order; a :class:`ReleaseError`
+    names the first tensor whose shape or count does not fit."""
+    matched = []
     pairs = dict(CORRESPONDENCE if release.family == "slamp" else SVG_CORRESPONDENCE)
     if IMAGE_ENCODER[0] in release.modules:
         pairs[IMAGE_ENCODER[0]] = IMAGE_ENCODER[1]
@@ -420,19 +417,22 @@ def weight_names(release: PublicRelease, model: torch.nn.Module) -> dict:
             if value.shape != slot.shape:
                 raise ReleaseError(f"the public {public}.{key} has shape {tuple(value.shape)}, slamp's "
                                    f"{ours}.{name} {tuple(slot.shape)}: not the same architecture")
-            names[f"{public}.{key}"] = f"{ours}.{name}"
-    missing = sorted(set(model.state_dict()) - set(names.values()))
+            matched.append((f"{public}.{key}", f"{ours}.{name}", value))
+    missing = sorted(set(model.state_dict()) - {ours for _, ours, _ in matched})
     if missing:
         raise ReleaseError(f"no public weights for slamp's {missing[:5]}")
-    return names
+    return matched
+
+
+def weight_names(release: PublicRelease, model: torch.nn.Module) -> dict:
+    """``{"<public module>.<key>": "<slamp key>"}`` for every tensor of ``release`` that ``model`` holds."""
+    return {public: ours for public, ours, _ in _matched(release, model)}
 
 
 def mapped_weights(release: PublicRelease, model: torch.nn.Module) -> dict:
     """``model``'s state dict filled from ``release`` (see :func:`weight_names`)."""
     slots = model.state_dict()
-    sources = {public: tensor for name in release.modules for public, tensor in
-               ((f"{name}.{key}", value) for key, value in release.state_dict(name).items())}
-    return {ours: sources[public].to(slots[ours].dtype) for public, ours in weight_names(release, model).items()}
+    return {ours: value.to(slots[ours].dtype) for _, ours, value in _matched(release, model)}
 
 
 def svg_model_config(release: PublicRelease):
