@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slamp.models import MODELS
+from slamp.model_registry import MODELS
 from slamp.runtime import adam
 
 

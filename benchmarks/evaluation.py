@@ -59,7 +59,7 @@ def one_sample_at_a_time(model, videos, num_samples, n_past, n_future, noise=Non
     with torch.no_grad():
         for s in range(num_samples):
             step_noise = None if noise is None else {k: v[s::num_samples] for k, v in noise.items()}
-            frames = model.generate(past, n_future, 1, noise=step_noise).frames.float()
+            frames = model.generate(past, n_future, 1, noise=step_noise).x_hat.float()
             scores.append(score_frames(frames, target, "psnr"))
             score_frames(frames, target, "ssim")
     index, curve = best_of_n(torch.cat(scores, 1), True)
@@ -70,7 +70,7 @@ def batched(model, videos, num_samples, n_past, n_future, noise=None):
     """``slamp.evaluate``'s sampler (shared encoding, folded BatchNorm, inference mode), with ``noise``."""
     past, target = videos[:, :n_past], videos[:, n_past:n_past + n_future]
     with torch.inference_mode():
-        frames = fast_sampler(model, videos.device).generate(past, n_future, num_samples, noise=noise).frames.float()
+        frames = fast_sampler(model, videos.device).generate(past, n_future, num_samples, noise=noise).x_hat.float()
         scores = score_frames(frames, target, "psnr")
         score_frames(frames, target, "ssim")
     index, curve = best_of_n(scores, True)

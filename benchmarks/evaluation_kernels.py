@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import default_out, format_table, model_class, seed_everything, start_run, write_json  # noqa: E402
 
-from slamp.evaluate import FoldedTransposedConv, fold_batchnorm, folded_convolution  # noqa: E402
+from slamp.kernels import FoldedTransposedConv, fold_batchnorm, folded_convolution  # noqa: E402
 from slamp.metrics import ssim, ssim_of_samples  # noqa: E402
 from slamp.models import PRESETS  # noqa: E402
 from slamp.runtime import keep_freed_memory  # noqa: E402

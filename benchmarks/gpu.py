@@ -51,7 +51,7 @@ from _common import (  # noqa: E402
     write_json,
 )
 
-from slamp.evaluate import fast_sampler  # noqa: E402
+from slamp.kernels import fast_sampler  # noqa: E402
 from slamp.models import sample_futures  # noqa: E402
 
 
@@ -159,13 +159,13 @@ def sampling_ways(model, past, n_future: int, num_samples: int, noise: dict, dev
     def looped_eager():
         def generate(step_noise):
             with torch.no_grad():
-                return model.generate(past, n_future, 1, noise=step_noise).frames
+                return model.generate(past, n_future, 1, noise=step_noise).x_hat
         return one_at_a_time(generate)
 
     def looped_graph():
         graphed = GraphedSampler(fast_sampler(model, device), past, n_future, 1,
                                  {k: v[:rows_per_call] for k, v in noise.items()})
-        return one_at_a_time(lambda step_noise: graphed(past, step_noise).frames)
+        return one_at_a_time(lambda step_noise: graphed(past, step_noise).x_hat)
 
     def all_at_once(layout="contiguous", amp=False):
         sampler = fast_sampler(model, device)
@@ -174,12 +174,12 @@ def sampling_ways(model, past, n_future: int, num_samples: int, noise: dict, dev
 
         def run():
             with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                return sampler.generate(past, n_future, num_samples, noise=noise).frames
+                return sampler.generate(past, n_future, num_samples, noise=noise).x_hat
         return run
 
     def all_at_once_graph():
         graphed = GraphedSampler(fast_sampler(model, device), past, n_future, num_samples, noise)
-        return lambda: graphed(past, noise).frames
+        return lambda: graphed(past, noise).x_hat
 
     ways = {"one at a time (model as trained)": looped_eager,
             "all at once": all_at_once,
@@ -200,7 +200,7 @@ def run_sampling(args, device) -> dict:
     past = torch.rand(args.sequences, n_past, model.config.channels, *model.config.image_size, device=device)
     noise = model.draw_noise(args.sequences * args.num_samples, n_past - 1 + n_future, device)
     with torch.inference_mode():  # the reference futures, for checking every other way against
-        reference = fast_sampler(model, device).generate(past, n_future, args.num_samples, noise=noise).frames.float()
+        reference = fast_sampler(model, device).generate(past, n_future, args.num_samples, noise=noise).x_hat.float()
     repeats = 2 if args.quick else 3
     rows = []
     for name, make in sampling_ways(model, past, n_future, args.num_samples, noise, device).items():

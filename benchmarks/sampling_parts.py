@@ -37,7 +37,7 @@ from _common import (  # noqa: E402
     write_json,
 )
 
-from slamp.evaluate import fast_sampler  # noqa: E402
+from slamp.kernels import fast_sampler  # noqa: E402
 from slamp.runtime import keep_freed_memory  # noqa: E402
 
 

@@ -36,11 +36,11 @@
 # | $q_\phi(z_t \mid x_{1:t})$ | posterior (inference network), training only | `LatentStream.posterior` |
 # | $p_\psi(z_t \mid x_{1:t-1})$ | learned prior, what generation samples from | `LatentStream.prior` |
 # | $g_t$, $g^f_t$ | output of the predictor LSTM, fed to a decoder (Eq. 6) | `LatentStream.predictor` |
-# | $x^p_t$ | appearance prediction (pixel decoder) | `prediction.appearance` |
+# | $x^p_t$ | appearance prediction (pixel decoder) | `prediction.x_p` |
 # | $f_{t-1:t}$ | flow between $x_{t-1}$ and $x_t$, in pixels (direction: `01_flow_warping`) | `prediction.flow` `(B, T-1, 2, H, W)` |
-# | $x^f_t = \mathcal W(x_{t-1}, f_{t-1:t})$ | motion prediction: the previous frame warped | `prediction.motion` |
+# | $x^f_t = \mathcal W(x_{t-1}, f_{t-1:t})$ | motion prediction: the previous frame warped | `prediction.x_f` |
 # | $m_t = m(x^p_t, x^f_t)$ | mask, $1$ = trust the appearance prediction | `prediction.mask` |
-# | $\hat x_t = m_t \odot x^p_t + (1 - m_t) \odot x^f_t$ | the prediction (Eq. 1) | `prediction.frames` |
+# | $\hat x_t = m_t \odot x^p_t + (1 - m_t) \odot x^f_t$ | the prediction (Eq. 1) | `prediction.x_hat` |
 # | $\beta$ | weight of the KL terms (Eq. 3) | `ModelConfig.beta` |
 # | $\mathcal L$ | the ELBO, a lower bound on $\log p(x_{1:T})$, **maximised** | — |
 # | $\text{loss}$ | what training **minimises**: $-\mathcal L$ as the public code scales it (Sec. 5 below) | `model.loss(x)` |

@@ -744,28 +744,51 @@ PRESETS = {
 # %% [markdown]
 # ## What a model returns
 #
-# Predictions come with their parts — the appearance and motion predictions, the mask and the
-# flow — because the figures and the paper's Table 7 ablation need them.
+# A model makes up to three images of each frame, named as in the paper: the prediction
+# $\hat x$ (`x_hat`), the appearance prediction $x^p$ (`x_p`, decoded pixels) and the motion
+# prediction $x^f$ (`x_f`, the previous frame warped by the flow). They come with the mask and the
+# flow field, because the figures and the paper's Table 7 ablation need them. These names are the
+# only ones the package uses for the three images: in `Prediction`, in the loss terms, in the
+# evaluation's heads and in the figures. `flow` is only ever the field $f$.
 
 # %%
 #| export
+import warnings
+
+
 @dataclass
 class Prediction:
     """What a model predicts for steps ``1 .. T-1`` of a video ``(B, T, C, H, W)``.
 
     Every tensor is ``(B, T-1, ...)`` (or ``(B, S, n_future, ...)`` from ``generate``):
-    ``frames`` x̂, ``appearance`` x^p, and for SLAMP-Baseline and SLAMP ``motion`` x^f, ``mask`` m
-    and ``flow`` (pixels). ``kl`` holds the KL term of each latent stream (scalars), ``latents``
+    ``x_hat`` x̂, ``x_p`` x^p, and for SLAMP-Baseline and SLAMP ``x_f`` x^f, ``mask`` m and
+    ``flow`` f (pixels). ``kl`` holds the KL term of each latent stream (scalars), ``latents``
     the sampled ``z`` of each stream, ``(B, T-1, z)`` (maps ``(B, T-1, z, h, w)`` for the conv
     backbone), from the posterior in training and from the prior in ``generate``."""
 
-    frames: torch.Tensor
-    appearance: torch.Tensor
-    motion: torch.Tensor | None = None
+    x_hat: torch.Tensor
+    x_p: torch.Tensor
+    x_f: torch.Tensor | None = None
     mask: torch.Tensor | None = None
     flow: torch.Tensor | None = None
     kl: dict = field(default_factory=dict)
     latents: dict = field(default_factory=dict)
+
+    IMAGES = ("x_hat", "x_p", "x_f", "mask", "flow")  # the per-frame tensors, in this order
+
+    def images(self) -> dict:
+        """The per-frame tensors the model made, ``{name: tensor}`` (``IMAGES`` that are not None)."""
+        return {name: getattr(self, name) for name in self.IMAGES if getattr(self, name) is not None}
+
+    # The names of slamp 0.x, kept for a while: each warns and returns the paper's.
+    frames = property(lambda self: _renamed(self, "frames", "x_hat"))
+    appearance = property(lambda self: _renamed(self, "appearance", "x_p"))
+    motion = property(lambda self: _renamed(self, "motion", "x_f"))
+
+
+def _renamed(prediction: Prediction, old: str, new: str):
+    warnings.warn(f"Prediction.{old} is now Prediction.{new} (the paper's name)", DeprecationWarning, stacklevel=3)
+    return getattr(prediction, new)
 
 
 # %% [markdown]
@@ -820,15 +843,21 @@ class LatentStream(nn.Module):
 # **mask net**. SLAMP adds a **motion stream** (`04_slamp`); here it is `None`. With the conv
 # backbone a frame first passes the shared **image encoder**, whose maps the encoders read and
 # whose skips the decoders read. `PredictorParts` builds them (sizes from a `ModelConfig`, weights
-# initialised as in the public code) and holds the small pieces both paths share: the input
-# check, the noise $\varepsilon$ of every step and stream (drawn up front, so that both paths and
-# several processes can use the same numbers), and the decoding of predictor features into
-# $x^p$, the flow, $x^f$, the mask and $\hat x$.
+# initialised as in the public code) and draws the noise $\varepsilon$ of every step and stream up
+# front, so that both paths below and several processes can use the same numbers.
+#
+# Two guards stand at the door, from the plain module `slamp.guards`: `check_backbone` refuses a
+# frame size the backbone cannot make, and `check_video` refuses anything that is not a video
+# `(B, T, C, H, W)` of the configured frames, finite floats in [0, 1] (with a hint when it looks
+# like 0–255 pixel values).
 
 # %%
 #| export
+from slamp.guards import batchnorm_statistics, check_backbone, check_video, is_count, is_finite, restore_batchnorm_statistics
+
+
 class PredictorParts(nn.Module):
-    """The modules of a video predictor and the pieces every path through them shares.
+    """The modules of a video predictor, sized by a :class:`ModelConfig`.
 
     ``motion_head``: a flow decoder, warp and mask (SLAMP-Baseline, SLAMP) or not (SVG).
     ``motion_stream``: the class of the second latent stream (SLAMP's), or None.
@@ -876,22 +905,12 @@ class PredictorParts(nn.Module):
         """ε ``(batch, steps, *latent_shape)`` of every stream, from the global generator."""
         return {s: torch.randn(batch, steps, *self.latent_shape, device=device) for s in self.streams}
 
-    def decode(self, g_pixel, g_flow, skips, previous) -> dict:
-        """Predictor features ``(N, g)`` (pixel, flow), skips and previous frames ``(N, C, H, W)``
-        → ``{"frames": x̂, "appearance": x^p}`` and with a motion head ``motion`` x^f, ``mask``, ``flow``."""
-        appearance = self.pixel_decoder(g_pixel, skips)
-        if not self.motion_head:
-            return {"frames": appearance, "appearance": appearance}
-        flow = self.flow_decoder(g_flow, skips)  # the public code gives it the appearance skips too
-        motion = warp(previous, flow)
-        mask = self.mask_net(appearance, motion)
-        return {"frames": blend(appearance, motion, mask), "appearance": appearance, "motion": motion,
-                "mask": mask, "flow": flow}
-
 # %% [markdown]
 # Two sizes follow from the backbone: the channels the encoders read (a frame's, or with the conv
 # backbone the image encoder's $2g$), and the size of the feature and latent maps (the image
-# encoder's last level).
+# encoder's last level). The KL of a stream compares its posterior with its learned prior
+# (`slamp.losses.kl_loss`, from `00_elbo`); a latent *map* `(B, T, z, h, w)` counts as `z·h·w`
+# latent dimensions.
 
 # %%
 #| export
@@ -906,67 +925,6 @@ def latent_map_size(config: ModelConfig) -> tuple[int, int]:
         return tuple(config.conv_levels[-1][1:])
     return tuple(-(-n // 32) for n in config.image_size)  # five stride-2 levels
 
-# %% [markdown]
-# Two checks guard the interface: the backbone must fit the frame size, and a video must be
-# `(B, T, C, H, W)` floats of the configured channels and size. The KL of a stream compares its
-# posterior with its learned prior (`slamp.losses.kl_loss`, from `00_elbo`); a latent *map*
-# `(B, T, z, h, w)` counts as `z·h·w` latent dimensions.
-
-# %%
-#| export
-import math
-
-
-def check_backbone(config: ModelConfig) -> None:
-    """A ``ValueError`` when ``config``'s backbone cannot make its frames."""
-    height, width = config.image_size
-    if config.backbone not in BACKBONES:
-        raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, found {config.backbone!r}")
-    if config.backbone != "conv" and (height, width) != (64, 64):
-        raise ValueError(f"the {config.backbone} backbone works at 64x64, found image_size={config.image_size}; "
-                         f"use backbone='conv' for other sizes")
-    if config.backbone == "conv" and (height % 2 or width % 2 or min(height, width) < 32):
-        raise ValueError(f"the conv backbone needs an even height and width of at least 32, found {config.image_size}")
-    levels = config.conv_levels
-    if levels is not None and (config.backbone != "conv" or len(levels) != 5 or any(len(v) != 3 for v in levels)):
-        raise ValueError(f"conv_levels must be five (stride, height, width) of the conv backbone, found {levels!r}")
-
-
-def check_video(config: ModelConfig, x: torch.Tensor, name: str = "x", min_frames: int = 1,
-                dtype: torch.dtype | None = None) -> None:
-    """A ``ValueError`` naming what was expected when ``x`` is not a video ``(B, T, C, H, W)`` of
-    ``config``'s frames with at least ``min_frames`` frames, finite, in [0, 1], of the model's
-    ``dtype`` (any float under autocast)."""
-    height, width = config.image_size
-    expected = f"(B, T, {config.channels}, {height}, {width})"
-    if not torch.is_tensor(x) or x.ndim != 5 or x.shape[0] == 0:
-        found = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-        raise ValueError(f"{name} must be a video {expected} with B >= 1, found {found}")
-    if x.shape[2] != config.channels:
-        raise ValueError(f"{name} must have {config.channels} channel(s) {expected}, found {x.shape[2]} in {tuple(x.shape)}")
-    if tuple(x.shape[-2:]) != (height, width):
-        raise ValueError(f"{name} must be {height}x{width} for the {config.backbone} backbone {expected}, "
-                         f"found {tuple(x.shape[-2:])}")
-    if x.shape[1] < min_frames:
-        raise ValueError(f"{name} must have at least {min_frames} frames, found {x.shape[1]}")
-    if not x.is_floating_point():
-        raise ValueError(f"{name} must be floating point in [0, 1], found {x.dtype}")
-    if dtype is not None and x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
-        raise ValueError(f"{name} is {x.dtype} but the model computes in {dtype}: pass {name}.to({dtype})")
-    if torch.compiler.is_compiling():  # reading values back would split a torch.compile graph (and stall a
-        return                         # CUDA graph); the shapes above are checked while tracing
-    low, high = (value.item() for value in torch.aminmax(x))  # one pass; NaN and inf show in the extremes
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise ValueError(f"{name} holds {int((~torch.isfinite(x)).sum())} NaN or infinite values")
-    if low < -1e-3 or high > 1 + 1e-3:
-        hint = ": it looks like 0-255 pixel values, divide by 255" if high > 2 else ""
-        raise ValueError(f"{name} must be in [0, 1], found values in [{low:.3g}, {high:.3g}]{hint}")
-
-
-def _is_count(value) -> bool:
-    """A whole number (an ``int``, not a ``bool`` or a ``float``)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
 
 def stream_kl(stats: dict) -> torch.Tensor:
     """KL(posterior ‖ prior) of one stream's Gaussians ``(B, T, z[, h, w])``: summed over latent
@@ -979,7 +937,9 @@ def stream_kl(stats: dict) -> torch.Tensor:
 # features $h$, the skips, and what the motion encoder pairs. With the 64×64 backbones that is
 # the frame itself; with the conv backbone it is the frame's map from the shared image encoder,
 # which runs once per frame for the appearance features, the motion features and the skips.
-# The samples of one sequence that read the same true frame encode it once (`encode_shared`).
+# Generation runs many samples of a sequence side by side, and while they read the same true
+# frame, `shared` encodes it once per sequence (`encode_shared`, evaluation mode only: a speed-up
+# that changes no number).
 
 # %%
 #| export
@@ -996,7 +956,7 @@ def encode_shared(encoder, *frames, shared: int = 1):
 def repeat_rows(value, times: int):
     """Every row (first axis) of a tensor, or of each tensor in (nested) lists and tuples, ``times`` times."""
     if torch.is_tensor(value):  # a view expanded, then one copy: repeat_interleave's result, without an index
-        return value.unsqueeze(1).expand(-1, times, *value.shape[1:]).flatten(0, 1)  # kernel (CUDA-graph safe)
+        return value.unsqueeze(1).expand(-1, times, *value.shape[1:]).flatten(0, 1)
     return type(value)(repeat_rows(item, times) for item in value)
 
 
@@ -1008,46 +968,82 @@ def encode_frames(model: PredictorParts, frames, shared: int = 1):
     maps, skips = encode_shared(model.image_encoder, frames, shared=shared)
     return encode_shared(model.encoder, maps, shared=shared)[0], skips, maps
 
-
-def motion_input(model: PredictorParts, frames):
-    """What the motion encoder pairs of ``frames`` ``(N, C, H, W)`` (see :func:`encode_frames`)."""
-    return frames if model.image_encoder is None else model.image_encoder(frames)[0]
-
 # %% [markdown]
-# **One time step.** Step $t$ reads a frame $x_{t-1}$ (true, or the previous prediction) and,
-# while the target $x_t$ is known (training, or the conditioning frames of generation), the
-# target. The encoder maps both to features; the appearance stream draws $z_t$ from its posterior
-# (target known) or its learned prior (the future) and its predictor LSTM turns the features of
-# $x_{t-1}$ and $z_t$ into the features of the next frame. A motion stream, when there is one, does
-# the same with motion features and gives the flow decoder its own input; without one the flow
-# decoder reads the appearance predictor, as in the baseline. `memory` carries the recurrent
-# states from step to step.
+# **Decoding.** The predictor's features become the images of Eq. 1: the pixel decoder makes
+# $x^p$; with a motion head the flow decoder makes the flow $f$ (it reads the appearance
+# encoder's skips too, as in the public code), the previous frame warped by it is $x^f$, the mask
+# net compares the two, and the blend is $\hat x = m \odot x^p + (1 - m) \odot x^f$. Without a
+# motion head $\hat x = x^p$.
 
 # %%
 #| export
-def predict_step(model: PredictorParts, x_in, target, noise: dict, memory: dict, shared: int = 1):
-    """Step features of frame ``x_in`` ``(B, C, H, W)`` (and ``target``, or None for the future):
-    ``(g_pixel, g_flow)`` ``(B, 1, g)``, ``{stream: Gaussians}``, skips of ``x_in``, new ``memory``.
-    ``noise``: ε of this step, ``{stream: (B, 1, *latent_shape)}``. ``shared``: the rows of
-    ``x_in`` and ``target`` come in groups of that many identical rows (see :func:`encode_shared`)."""
-    h_in, skips, pair_in = encode_frames(model, x_in, shared)
-    h_target, _, pair_target = encode_frames(model, target, shared) if target is not None else (None, None, None)
-    g_pixel, stats, state = model.appearance(h_in[:, None], None if target is None else h_target[:, None],
-                                             noise["appearance"], memory.get("appearance"))
-    memory, step_stats = {**memory, "appearance": state}, {"appearance": stats}
-    g_flow = g_pixel
-    if model.motion is not None:  # it pairs the frames (or their image maps): see encode_frames
-        g_flow, step_stats["motion"], memory["motion"] = model.motion.step(pair_in, pair_target, noise["motion"],
-                                                                          memory.get("motion"), shared)
-    return g_pixel, g_flow, step_stats, skips, memory
+def decode(model: PredictorParts, g_p, g_f, skips, x_prev) -> dict:
+    """Predictor features ``(N, g)`` of the appearance (``g_p``) and motion (``g_f``) predictors, the
+    skips and the previous frames ``(N, C, H, W)`` → ``{"x_hat", "x_p"}``, with a motion head also
+    ``x_f``, ``mask`` and ``flow``: the fields of :class:`Prediction`."""
+    x_p = model.pixel_decoder(g_p, skips)
+    if not model.motion_head:
+        return {"x_hat": x_p, "x_p": x_p}
+    flow = model.flow_decoder(g_f, skips)
+    x_f = warp(x_prev, flow)
+    mask = model.mask_net(x_p, x_f)
+    return {"x_hat": blend(x_p, x_f, mask), "x_p": x_p, "x_f": x_f, "mask": mask, "flow": flow}
+
+# %% [markdown]
+# **One time step.** This is the whole model, one step at a time: step $t$ reads a frame
+# `x_in` (true, or the previous prediction) and, while it is known (training, or the
+# conditioning frames of generation), the `target` frame after it. The encoder maps both to
+# features. The appearance stream draws $z^p$ from its posterior (target known) or its learned
+# prior (the future), and its predictor LSTM turns the features of `x_in` and $z^p$ into $g^p$.
+# SLAMP's motion stream (`04_slamp`) does the same on frame *pairs*: its posterior reads the
+# motion into the target, its prior and predictor the motion history (the motion into `x_in`;
+# zero motion, a frame paired with itself, at the first step), and its $g^f$ feeds the flow
+# decoder; without it the flow decoder reads $g^p$. The skips follow the model's rule
+# (`step_skips`), and `decode` makes the images. `state` carries the recurrent states, the
+# skips and the motion history to the next step.
+
+# %%
+#| export
+def step(model: PredictorParts, x_in, target, eps: dict, state: dict, t: int, n_past: int,
+         decoded: bool = True, shared: int = 1):
+    """Time step ``t`` (from 1): predict the frame after ``x_in`` ``(B, C, H, W)``; ``target`` is
+    that frame while it is known, else None. ``eps``: ε of this step ``{stream: (B, 1, ...)}``;
+    ``state``: what step ``t - 1`` left (``{}`` at ``t = 1``). Returns the images of :func:`decode`
+    (None unless ``decoded``), ``{stream: {"z", "posterior", "prior"}}`` and the next state.
+    ``shared``: see :func:`encode_shared`."""
+    h_in, skips, pair_in = encode_frames(model, x_in, shared)  # encoder
+    h_target, _, pair_target = encode_frames(model, target, shared) if target is not None else (None,) * 3
+    g_p, gaussians_p, lstm_p = model.appearance(h_in[:, None], None if target is None else h_target[:, None],
+                                                eps["appearance"], state.get("appearance"))  # z^p, g^p
+    gaussians, new = {"appearance": gaussians_p}, {"appearance": lstm_p}
+    g_f = g_p  # SLAMP-Baseline: the flow decoder reads the appearance predictor
+    if model.motion is not None:  # SLAMP: the motion stream z^f on frame pairs (or image maps)
+        motion = model.motion
+        observed = encode_shared(motion.encoder, pair_in, pair_target, shared=shared) if target is not None else None
+        if "motion_history" in state:  # the motion observed into x_in
+            history = state["motion_history"]
+        elif "motion_from" in state:  # x_in was generated: the motion from the step before's input into it
+            history = motion.encoder(state["motion_from"], pair_in)
+        else:  # first step: zero motion
+            history = encode_shared(motion.encoder, pair_in, pair_in, shared=shared)
+        g_f, gaussians["motion"], new["motion"] = motion.latent(
+            history[:, None], None if observed is None else observed[:, None], eps["motion"], state.get("motion"))
+        if observed is not None:  # the next step's history: the motion observed now
+            new["motion_history"] = observed
+        else:  # the next step reads the frame generated now: its history is the motion from x_in into it
+            new["motion_from"] = pair_in
+    new["skips"], seen = step_skips(model.config.skips, state.get("skips"), skips, t, n_past)
+    images = decode(model, g_p[:, 0], g_f[:, 0], seen, x_in) if decoded else None
+    return images, gaussians, new
 
 # %% [markdown]
 # **Step by step.** Generation feeds each prediction back as the next input, and scheduled
-# sampling sometimes does; then steps must run in order. `rollout` calls `predict_step` for
-# `steps` steps: step $t$ reads the true frame while $t \le n_\text{past}$, afterwards the true
-# frame with probability `teacher_forcing` (one coin per step for the batch) or the previous
+# sampling sometimes does; then steps must run in order. `rollout` calls `step` for `steps`
+# steps: step $t$ reads the true frame while $t \le n_\text{past}$, afterwards the true frame
+# with probability `teacher_forcing` (one coin per step for the batch) or the previous
 # prediction; the first `posterior_steps` steps draw $z$ from the posterior, the rest from the
-# prior; each step's skips follow the model's rule (`step_skips`).
+# prior. It collects the images, the KL of each stream (summed over the steps that had a
+# posterior) and the latents.
 
 # %%
 #| export
@@ -1058,29 +1054,23 @@ def rollout(model: PredictorParts, x, n_past: int, steps: int, noise: dict, teac
     ``shared``: the rows of ``x`` come in groups of that many copies (the samples of a sequence),
     so true frames are encoded once per group."""
     posterior_steps = steps if posterior_steps is None else posterior_steps
-    memory, carried, outputs, kls, latents = {}, None, [], {}, {}
+    state, outputs, kls, latents = {}, [], {}, {}
     x_in, use_truth = x[:, 0], True
     for t in range(1, steps + 1):
         if t > 1:
             coin = teacher_forcing >= 1 or bool(torch.rand(()) < teacher_forcing)
             use_truth = t <= n_past or (t - 1 < x.shape[1] and coin)
-            x_in = x[:, t - 1] if use_truth else outputs[-1]["frames"].detach()
+            x_in = x[:, t - 1] if use_truth else outputs[-1]["x_hat"].detach()
         target = x[:, t] if t <= posterior_steps else None
-        step_noise = {name: eps[:, t - 1:t] for name, eps in noise.items()}
-        g_pixel, g_flow, step_stats, skips, memory = predict_step(model, x_in, target, step_noise, memory,
-                                                                  shared if use_truth else 1)
-        carried, seen = step_skips(model.config.skips, carried, skips, t, n_past)
-        for name, stats in step_stats.items():
+        eps = {name: value[:, t - 1:t] for name, value in noise.items()}
+        images, gaussians, state = step(model, x_in, target, eps, state, t, n_past, t >= decode_from,
+                                        shared if use_truth else 1)
+        for name, stats in gaussians.items():
             latents.setdefault(name, []).append(stats["z"])
             if stats["posterior"] is not None:
                 kls[name] = kls.get(name, 0) + stream_kl(stats)
-        frame = None
-        if t >= decode_from:
-            outputs.append(model.decode(g_pixel[:, 0], g_flow[:, 0], seen, x_in))
-            frame = outputs[-1]["frames"]
-        if model.motion is not None and t < steps:  # the next step's motion history: observed, or into the prediction
-            generated = None if memory["motion"]["current"] is not None else motion_input(model, frame)
-            memory["motion"] = model.motion.after_step(generated, memory["motion"])
+        if images is not None:
+            outputs.append(images)
     stacked = {k: torch.stack([o[k] for o in outputs], 1) for k in outputs[0]}
     latents = {name: torch.cat(z, 1)[:, decode_from - 1:] for name, z in latents.items()}  # decoded steps
     return Prediction(**stacked, kl=kls, latents=latents)
@@ -1088,32 +1078,41 @@ def rollout(model: PredictorParts, x, n_past: int, steps: int, noise: dict, teac
 # %% [markdown]
 # **Teacher forcing, batched over time.** While training, every input frame is the true previous
 # frame, so nothing in a step depends on the previous step's *prediction*: only the LSTMs are
-# recurrent. We therefore encode all $T$ frames in one batch (each frame once — the public code
-# encodes each frame twice, as target and as next input), run each LSTM over the whole sequence,
-# and decode, warp and mask all $T-1$ predictions in one batch.
+# recurrent. This second path computes what `step` computes, for all steps at once: it encodes
+# all $T$ frames in one batch (each frame once — the public code encodes each frame twice, as
+# target and as next input), runs each LSTM over the whole sequence, and decodes all $T-1$
+# predictions in one batch. It exists for speed alone (several times faster on a CPU); the motion
+# stream's pairs are $(x_1, x_1), (x_1, x_2), \dots, (x_{T-1}, x_T)$, where the prior of a step
+# reads the pair before the one its posterior reads.
 #
-# Both paths compute the same function; `tests/test_models.py` checks that they give the same loss
-# for the same noise. One difference is deliberate: in training mode, BatchNorm normalises over the
+# `tests/test_models.py` checks that the two paths give the same prediction and loss for the
+# same noise. One difference is deliberate: in training mode, BatchNorm normalises over the
 # frames in a call, i.e. over all $B\cdot T$ frames in the batched path but over the $B$ frames of
 # one step in the step-by-step path (as in the public code). In evaluation mode (running
 # statistics) the two paths agree to float precision.
 
 # %%
 #| export
+from slamp.nn import previous_frames  # written in 04_slamp, where the motion stream is
+
+
 def teacher_forced(model: PredictorParts, x, noise: dict, n_past: int) -> Prediction:
-    """Predict frames 1..T-1 of ``x`` ``(B, T, C, H, W)`` from the true previous frames, batched over time."""
+    """Predict frames 1..T-1 of ``x`` ``(B, T, C, H, W)`` from the true previous frames, batched over
+    time: the function :func:`rollout` computes with ``teacher_forcing=1``."""
     batch, length = x.shape[:2]
     h, skips, pairs = encode_frames(model, x.flatten(0, 1))  # every frame encoded once
     h = h.unflatten(0, (batch, length))
-    g_pixel, stats, _ = model.appearance(h[:, :-1], h[:, 1:], noise["appearance"])
-    kls, latents = {"appearance": stream_kl(stats)}, {"appearance": stats["z"]}
-    g_flow = g_pixel
-    if model.motion is not None:
-        g_flow, stats = model.motion.teacher_forced(pairs.unflatten(0, (batch, length)), noise["motion"])
-        kls["motion"], latents["motion"] = stream_kl(stats), stats["z"]
+    g_p, gaussians, _ = model.appearance(h[:, :-1], h[:, 1:], noise["appearance"])
+    kls, latents = {"appearance": stream_kl(gaussians)}, {"appearance": gaussians["z"]}
+    g_f = g_p
+    if model.motion is not None:  # pairs (x_{t-1}, x_t), zero motion first; the prior reads the pair before
+        motion = model.motion.encoder(previous_frames(pairs.unflatten(0, (batch, length))).flatten(0, 1), pairs)
+        motion = motion.unflatten(0, (batch, length))
+        g_f, gaussians, _ = model.motion.latent(motion[:, :-1], motion[:, 1:], noise["motion"])
+        kls["motion"], latents["motion"] = stream_kl(gaussians), gaussians["z"]
     # Step t sees the skips of frames 0..t-1 as the model's rule combines them (`decoder_skips`).
     skips = [decoder_skips(model.config.skips, s.unflatten(0, (batch, length)), n_past).flatten(0, 1) for s in skips]
-    out = model.decode(g_pixel.flatten(0, 1), g_flow.flatten(0, 1), skips, x[:, :-1].flatten(0, 1))
+    out = decode(model, g_p.flatten(0, 1), g_f.flatten(0, 1), skips, x[:, :-1].flatten(0, 1))
     return Prediction(**{k: v.unflatten(0, (batch, length - 1)) for k, v in out.items()}, kl=kls, latents=latents)
 
 # %% [markdown]
@@ -1128,21 +1127,21 @@ def teacher_forced(model: PredictorParts, x, noise: dict, n_past: int) -> Predic
 # Write `prediction_loss`: the loss of Eq. 3 as training minimises it, an L2 term
 # (`reconstruction_loss`) for x̂ and, with a motion head, for x^p and x^f, plus β times every
 # stream's KL. Shapes: the prediction's tensors `(B, T−1, C, H, W)` are predictions of frames 2..T
-# of `x` `(B, T, C, H, W)`; returns `(total, terms)` with terms named `final`, `pixel`, `flow`,
-# `kl_<stream>`. Checked on a made-up prediction with two streams.
+# of `x` `(B, T, C, H, W)`; returns `(total, terms)` with terms named after the images, `x_hat`, `x_p`, `x_f`,
+# and `kl_<stream>`. Checked on a made-up prediction with two streams.
 
 # %%
 #| export
 def prediction_loss(prediction: Prediction, x, beta: float) -> tuple[torch.Tensor, dict]:
     """The loss training minimises, ``(total, terms)``, for a prediction of frames 2..T of ``x``
-    ``(B, T, C, H, W)``: terms ``final`` (x̂), with a motion head ``pixel`` (x^p) and ``flow``
+    ``(B, T, C, H, W)``: terms ``x_hat`` (x̂), with a motion head ``x_p`` (x^p) and ``x_f``
     (x^f), and ``kl_<stream>`` for every latent stream; ``beta`` weighs the KL terms (Eq. 3)."""
     # BEGIN SOLUTION prediction_loss
     target = x[:, 1:]
-    terms = {"final": reconstruction_loss(prediction.frames, target)}
-    if prediction.motion is not None:
-        terms["pixel"] = reconstruction_loss(prediction.appearance, target)
-        terms["flow"] = reconstruction_loss(prediction.motion, target)
+    terms = {"x_hat": reconstruction_loss(prediction.x_hat, target)}
+    if prediction.x_f is not None:
+        terms["x_p"] = reconstruction_loss(prediction.x_p, target)
+        terms["x_f"] = reconstruction_loss(prediction.x_f, target)
     total = sum(terms.values())
     for name, kl in prediction.kl.items():
         terms[f"kl_{name}"] = kl
@@ -1171,11 +1170,8 @@ def sample_futures(model: PredictorParts, x_past, n_future: int, num_samples: in
     x = repeat_rows(x_past, num_samples)  # sample s of sequence b is row b*S + s
     prediction = rollout(model, x, n_past, n_past - 1 + n_future, noise, teacher_forcing=0.0,
                          posterior_steps=n_past - 1, decode_from=n_past, shared=num_samples)
-    parts = {}
-    for key in ("frames", "appearance", "motion", "mask", "flow"):
-        value = getattr(prediction, key)
-        if value is not None:
-            parts[key] = value.reshape(batch, num_samples, n_future, *value.shape[2:])
+    parts = {name: value.reshape(batch, num_samples, n_future, *value.shape[2:])
+             for name, value in prediction.images().items()}
     latents = {name: z.reshape(batch, num_samples, n_future, *z.shape[2:]) for name, z in prediction.latents.items()}
     return Prediction(**parts, latents=latents)
 
@@ -1184,29 +1180,8 @@ def sample_futures(model: PredictorParts, x_past, n_future: int, num_samples: in
 # mean and variance from the batch it sees. A batch that turns to NaN inside the model (weights
 # blown up by a too-large learning rate) would write NaN into them, and every prediction after it,
 # in evaluation mode too, would be NaN. The training forward therefore keeps a copy of the
-# statistics and puts it back when its prediction is not finite (the training loop then stops on
-# the non-finite loss, before any weight changes).
-
-# %%
-#| export
-def batchnorm_statistics(model: nn.Module) -> dict:
-    """A copy of every BatchNorm layer's running statistics, ``{name: tensor}``."""
-    return {name: value.clone() for name, value in model.named_buffers()
-            if name.endswith(("running_mean", "running_var", "num_batches_tracked"))}
-
-
-def restore_batchnorm_statistics(model: nn.Module, saved: dict) -> None:
-    buffers = dict(model.named_buffers())
-    with torch.no_grad():
-        for name, value in saved.items():
-            buffers[name].copy_(value)
-
-
-def is_finite(prediction: Prediction) -> bool:
-    """Whether the frames and the KL terms of ``prediction`` are finite."""
-    return bool(torch.isfinite(prediction.frames).all()) and all(bool(torch.isfinite(kl).all())
-                                                                 for kl in prediction.kl.values())
-
+# statistics and puts it back when its prediction is not finite (`slamp.guards`; the training
+# loop then stops on the non-finite loss, before any weight changes).
 
 # %% [markdown]
 # **The interface.** `VideoPredictor` adds the three calls every model shares: `forward` (the
@@ -1236,7 +1211,7 @@ class VideoPredictor(PredictorParts):
         true previous frame with that probability, else the prediction: the per-step path.
         ``noise``: ε ``{stream: (B, T-1, *latent_shape)}`` (default: fresh draws)."""
         check_video(self.config, x, min_frames=2, dtype=self.encoder_dtype)
-        if not _is_count(n_past) or not 1 <= n_past < x.shape[1]:
+        if not is_count(n_past) or not 1 <= n_past < x.shape[1]:
             raise ValueError(f"n_past must be in [1, T-1] = [1, {x.shape[1] - 1}] (a whole number), found {n_past!r}")
         if noise is None:
             noise = self.draw_noise(x.shape[0], x.shape[1] - 1, x.device)
@@ -1246,7 +1221,7 @@ class VideoPredictor(PredictorParts):
             prediction = teacher_forced(self, x, noise, n_past)
         else:
             prediction = rollout(self, x, n_past, x.shape[1] - 1, noise, teacher_forcing)
-        if saved is not None and not is_finite(prediction):  # one bad batch must not poison later ones
+        if saved is not None and not is_finite(prediction.x_hat, *prediction.kl.values()):  # one bad batch must not poison later ones
             restore_batchnorm_statistics(self, saved)
         return prediction
 
@@ -1267,7 +1242,7 @@ class VideoPredictor(PredictorParts):
         ``{stream: (B * num_samples, n_past - 1 + n_future, *latent_shape)}``, e.g. to redraw one
         stream and keep the other. Returns a :class:`Prediction` of ``(B, num_samples, n_future, ...)``."""
         check_video(self.config, x_past, "x_past", min_frames=1, dtype=self.encoder_dtype)
-        if not (_is_count(n_future) and _is_count(num_samples)) or n_future < 1 or num_samples < 1:
+        if not (is_count(n_future) and is_count(num_samples)) or n_future < 1 or num_samples < 1:
             raise ValueError(f"n_future and num_samples must be >= 1 (whole numbers), found {n_future!r} and "
                              f"{num_samples!r}")
         rows, steps = x_past.shape[0] * num_samples, x_past.shape[1] - 1 + n_future
@@ -1279,37 +1254,10 @@ class VideoPredictor(PredictorParts):
 
 # %% [markdown]
 # Every model is known by a short name (`slamp train --set model=NAME`, the shipped models, the
-# latents of `07`): `register_model` enters a class in the one registry, `MODELS`, that training,
-# checkpoints, `slamp.pretrained`, `slamp.latents` and the benchmarks read. Adding a model is a
-# subclass and this decorator; `docs/contributing.md` shows it.
-
-# %%
-#| export
-MODELS: dict[str, type] = {}  # name -> model class
-
-
-def register_model(name: str):
-    """Class decorator: enter a :class:`VideoPredictor` subclass in :data:`MODELS` as ``name``."""
-
-    def register(cls):
-        # A class of the same name replaces its entry: a notebook cell run again defines it anew.
-        if name in MODELS and MODELS[name].__name__ != cls.__name__:
-            raise ValueError(f"a model named {name!r} is already registered ({MODELS[name].__name__})")
-        MODELS[name], cls.registry_name = cls, name
-        return cls
-
-    return register
-
-
-def model_class(name: str) -> type:
-    """The model class registered as ``name``, or whose class name is ``name`` (checkpoints store it)."""
-    by_class = {cls.__name__: cls for cls in MODELS.values()}
-    if name not in MODELS and name not in by_class:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    return MODELS.get(name) or by_class[name]
-
-
-# %% [markdown]
+# latents of `07`): `register_model` (from the plain module `slamp.model_registry`) enters a class in the
+# one registry, `MODELS`, that training, checkpoints, `slamp.pretrained`, `slamp.latents` and the
+# benchmarks read. Adding a model is a subclass and this decorator; `docs/contributing.md` shows it.
+#
 # Without the motion head a model is SVG: one latent, one pixel decoder, $\hat x = x^p$. Two such
 # models are registered, and they are different functions. **`SVG`** is SVG-LP as its public code
 # computes it: skips `held` (or `previous`), and its initialisation, which also zeroes the biases of
@@ -1320,6 +1268,9 @@ def model_class(name: str) -> type:
 
 # %%
 #| export
+from slamp.model_registry import register_model
+
+
 @register_model("svg")
 class SVG(VideoPredictor):
     """SVG-LP (Denton & Fergus, 2018) as its public code computes it: one latent, one pixel decoder,
@@ -1372,71 +1323,19 @@ appearance_only = AppearanceOnly(replace(PRESETS["tiny"], output_bias=-2.0)).eva
 appearance_only.load_state_dict(svg.state_dict())  # the same weights
 clip, eps = torch.rand(2, 6, 1, 64, 64), svg.draw_noise(2, 5)
 with torch.no_grad():
-    held, mean = (m(clip, n_past=3, noise=eps).frames for m in (svg, appearance_only))
-    floor = (svg(clip, n_past=3, noise=eps, per_step=True).frames - held).abs().max().item()
+    held, mean = (m(clip, n_past=3, noise=eps).x_hat for m in (svg, appearance_only))
+    floor = (svg(clip, n_past=3, noise=eps, per_step=True).x_hat - held).abs().max().item()
 gap = (held - mean).abs().amax(dim=(0, 2, 3, 4))
 print("largest difference per step:", [f"{g:.1e}" for g in gap.tolist()], f"(float noise floor {floor:.1e})")
 assert gap[0] <= 10 * floor + 1e-7 and (gap[1:] > 100 * (floor + 1e-7)).all()
 
 
 # %% [markdown]
-# Weights saved by an earlier `slamp` (before the parameter layout matched the public code) carry
-# biases in the convolutions before a BatchNorm and in the squeeze-excitation layers. They are a
-# different function, so `load_weights` refuses them with a message rather than dropping them
-# silently. Weights saved before SLAMP's motion stream became one module (`motion_encoder.*`,
-# `motion.prior.*`) are the same function under older names: `load_weights` renames them. A
-# checkpoint names its model by class and config; `saved_model` reads that pair from any slamp
-# version (`saved_as_now`: a config without `skips` is older than the skip rules: every model then used `mean`, and
-# the class called SVG was `AppearanceOnly`).
-
-# %%
-#| export
-import re
-
-
-class IncompatibleWeightsError(ValueError):
-    """Weights that do not fit a model; the message says which keys and why."""
-
-
-RENAMED_WEIGHTS = [(r"^motion_encoder\.", "motion.encoder."),  # older name: new name (a regex)
-                   (r"^motion\.(posterior|prior|predictor)\.", r"motion.latent.\1.")]
-
-
-def load_weights(model: nn.Module, weights: dict) -> nn.Module:
-    """``model.load_state_dict(weights)``, with older names renamed (``RENAMED_WEIGHTS``) and a
-    clear error for weights of an older layout."""
-    for old, new in RENAMED_WEIGHTS:
-        weights = {re.sub(old, new, key): value for key, value in weights.items()}
-    expected = set(model.state_dict())
-    extra, missing = sorted(set(weights) - expected), sorted(expected - set(weights))
-    if extra and not missing and all(key.endswith(".bias") for key in extra):
-        raise IncompatibleWeightsError(
-            f"these weights come from an older slamp whose convolutions before BatchNorm and whose "
-            f"squeeze-excitation layers had biases ({len(extra)} extra tensors, e.g. {extra[0]}); the "
-            f"public code has none, and neither has this version. Retrain the model (`slamp train`) or "
-            f"load it with the slamp version that wrote it.")
-    if extra or missing:
-        raise IncompatibleWeightsError(f"the weights do not fit {type(model).__name__}: missing {missing[:5]}"
-                                       f"{' ...' if len(missing) > 5 else ''}, unexpected {extra[:5]}"
-                                       f"{' ...' if len(extra) > 5 else ''}")
-    model.load_state_dict(weights)
-    return model
-
-
-def saved_as_now(class_name: str, config: dict) -> tuple[str, dict]:
-    """The model class name and config a checkpoint records (``model_class``, ``model_config``) as
-    this slamp names them: a config without ``skips`` predates the skip rules, when every model used
-    SLAMP's running mean and the class named ``SVG`` was :class:`AppearanceOnly`."""
-    if "skips" in config:
-        return class_name, config
-    return ("AppearanceOnly" if class_name in ("SVG", "svg") else class_name), {**config, "skips": "mean"}
-
-
-def saved_model(class_name: str, config: dict) -> VideoPredictor:
-    """A new model of the class and config a checkpoint records (see :func:`saved_as_now`)."""
-    class_name, config = saved_as_now(class_name, config)
-    return model_class(class_name)(ModelConfig(**config))
-
+# A checkpoint names its model by class and config, and `slamp.checkpoint` builds it again from
+# that pair (`saved_model`) for every slamp version: a config without `skips` is older than the
+# skip rules, when every model used `mean` and the class called SVG was `AppearanceOnly`.
+# Weights of an older layout (biases in the convolutions before a BatchNorm) are a different
+# function: `load_weights` refuses them with a message rather than dropping them silently.
 
 # %% [markdown]
 # ## Checking the model
@@ -1461,8 +1360,8 @@ model = SLAMPBaseline.from_preset("tiny")
 video = torch.rand(3, 6, 1, 64, 64)
 total, terms, prediction = model.loss(video, n_past=2)
 print({name: round(value.item(), 4) for name, value in terms.items()})
-print({name: tuple(getattr(prediction, name).shape) for name in ["frames", "appearance", "motion", "mask", "flow"]})
-assert prediction.frames.shape == (3, 5, 1, 64, 64) and prediction.flow.shape == (3, 5, 2, 64, 64)
+print({name: tuple(getattr(prediction, name).shape) for name in Prediction.IMAGES})
+assert prediction.x_hat.shape == (3, 5, 1, 64, 64) and prediction.flow.shape == (3, 5, 2, 64, 64)
 
 # %% [markdown]
 # **The two paths agree.** Same seed, evaluation mode: the batched and the step-by-step loss are
@@ -1479,14 +1378,27 @@ assert torch.allclose(batched, stepwise, rtol=1e-5)
 
 # %% [markdown]
 # **Many futures in one batch.** `generate` repeats each conditioning sequence `num_samples` times
-# and runs all samples together; each gets its own $z$ from the learned prior.
+# and runs all samples together; each gets its own $z$ from the learned prior. How much samples
+# differ is measured one way throughout slamp, `sample_spread`: the standard deviation over the
+# samples of each pixel, averaged over a frame's pixels (the evaluation of `06_evaluation` reports
+# it as *diversity*).
+
+# %%
+#| export
+def sample_spread(samples: torch.Tensor) -> torch.Tensor:
+    """How much the samples of a future differ: the standard deviation over the samples axis of
+    ``samples`` ``(..., S, T, C, H, W)`` per pixel (over S, not S - 1), averaged over the pixels of
+    each frame: ``(..., T)``. The evaluation computes the same from chunks (``SampleSpread``)."""
+    return samples.std(-5, unbiased=False).mean((-3, -2, -1))
+
 
 # %%
 futures = model.generate(video[:, :2], n_future=4, num_samples=5)
-print("frames", tuple(futures.frames.shape), "(B, samples, n_future, C, H, W)")
-spread = futures.frames.std(dim=1).mean().item()
-print(f"mean std across samples: {spread:.2e} (untrained: z barely matters yet)")
-assert futures.frames.shape == (3, 5, 4, 1, 64, 64) and spread > 0
+print("frames", tuple(futures.x_hat.shape), "(B, samples, n_future, C, H, W)")
+z_spread = futures.latents["appearance"].std(1).mean().item()  # over the 5 samples
+print(f"z^p across samples: std {z_spread:.2f} (the untrained prior's sigma is about 1); frames: "
+      f"{sample_spread(futures.x_hat).mean().item():.2e} (untrained: z barely matters yet)")
+assert futures.x_hat.shape == (3, 5, 4, 1, 64, 64) and z_spread > 0.5  # each sample draws its own z
 
 # %% [markdown]
 # **Bad input gets a clear error.**
@@ -1547,7 +1459,7 @@ assert history[-1]["total"] < 0.5 * history[0]["total"]
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 3))
-for name in ["pixel", "flow", "final"]:
+for name in ["x_p", "x_f", "x_hat"]:
     ax.semilogy([h[name] for h in history], label=name)
 ax.set(xlabel="step", ylabel="L2 (summed over steps)", title="one batch of moving squares")
 ax.legend()
@@ -1560,8 +1472,8 @@ model.eval()
 with torch.no_grad():
     parts = model(squares, n_past=2)
 t = 4  # prediction of frame 5 from frame 4
-show_row([squares[0, t + 1], parts.appearance[0, t], parts.motion[0, t], parts.mask[0, t],
-          flow_to_colour(parts.flow[0, t]), parts.frames[0, t]],
+show_row([squares[0, t + 1], parts.x_p[0, t], parts.x_f[0, t], parts.mask[0, t],
+          flow_to_colour(parts.flow[0, t]), parts.x_hat[0, t]],
          ["truth x_t", "appearance x^p", "motion x^f", "mask m", "flow", "x̂ = m x^p + (1-m) x^f"]);
 
 # %% [markdown]

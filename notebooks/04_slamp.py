@@ -120,63 +120,39 @@ assert pairs == [[0, 0], [0, 1], [1, 2], [2, 3]]
 # ## The motion stream
 #
 # `MotionStream` is the second latent stream as one module: the motion encoder and a
-# `LatentStream` over motion features. Three named calls are all a video predictor asks of it:
+# `LatentStream` over motion features. It holds modules only: the one time step of
+# `03_slamp_baseline` (`step`) already runs them where `model.motion` is not None, and reads as
+# the equations above:
 #
-# * `teacher_forced(x, noise)` encodes all pairs $(x_1, x_1), (x_1, x_2), \dots, (x_{T-1}, x_T)$ in
-#   one batch: `motion[:, i]` is $h^f$ of the motion into `x[:, i]`, and `motion[:, 0]` zero motion;
-#   the prior and predictor of a step read the pair before the one its posterior reads;
-# * `step(x_in, target, noise, memory)` does the same for one step;
-# * `after_step(generated, memory)` sets the next step's history: the observed motion when the
-#   target was known, else the motion from the step's input to the *generated* frame.
+# * the posterior of $z^f$ reads the motion *observed* into the target, $h^f_t =
+#   \mathrm{MotionEnc}(x_{t-1}, x_t)$, while the target is known;
+# * the prior and the predictor read the motion *history* $h^f_{t-1}$: the motion observed one
+#   step earlier, or, once the model generates, the motion from the previous input into the frame
+#   it generated; at the first step zero motion (a frame paired with itself);
+# * the flow decoder reads the motion predictor's $g^f$, but keeps the *appearance* encoder's
+#   skips, as in the public code.
 #
-# What the stream pairs is what `encode_frames` hands it: frames, or with the conv backbone
-# their image maps (the image encoder runs once per frame for both streams, as in the public
-# code). The flow decoder reads the motion predictor, but keeps the *appearance* encoder's skips,
-# as in the public code.
+# The batched path (`teacher_forced`) encodes all pairs $(x_1, x_1), (x_1, x_2), \dots, (x_{T-1},
+# x_T)$ at once. What the stream pairs is what `encode_frames` hands it: frames, or with the conv
+# backbone their image maps (the image encoder runs once per frame for both streams, as in the
+# public code).
 
 # %%
 #| export
-from slamp.models import LatentStream, ModelConfig, encode_shared, encoded_channels
-from slamp.nn import BACKBONES, MotionEncoder, previous_frames
+from slamp.models import LatentStream, ModelConfig, encoded_channels
+from slamp.nn import BACKBONES, MotionEncoder
 
 
 class MotionStream(nn.Module):
     """SLAMP's motion stream z^f: a motion encoder on frame pairs and a :class:`LatentStream` over
-    motion features. Its posterior reads the motion t-1 → t, its prior and predictor the motion
-    history t-2 → t-1 (zero motion, a frame paired with itself, at the first step). It pairs
-    frames, or with the conv backbone their image maps (:func:`encode_frames`)."""
+    motion features (its posterior reads the motion t-1 → t, its prior and predictor the motion
+    history t-2 → t-1). It pairs frames, or with the conv backbone their image maps."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         Encoder = BACKBONES[config.backbone][0]
         self.encoder = MotionEncoder(Encoder(config.g_dim, 2 * encoded_channels(config), config.width))
         self.latent = LatentStream(config)
-
-    def teacher_forced(self, x, noise):
-        """Flow-decoder features ``(B, T-1, g)`` and Gaussians for a whole video ``x`` ``(B, T, C, H, W)``
-        (or its image maps)."""
-        batch, length = x.shape[:2]
-        motion = self.encoder(previous_frames(x).flatten(0, 1), x.flatten(0, 1)).unflatten(0, (batch, length))
-        g_flow, stats, _ = self.latent(motion[:, :-1], motion[:, 1:], noise)  # prior: t-2 -> t-1
-        return g_flow, stats
-
-    def step(self, x_in, target, noise, memory=None, shared: int = 1):
-        """One step from frame ``x_in`` ``(B, C, H, W)`` or its image map (``target`` None: the future): features
-        ``(B, 1, g)``, Gaussians, memory. ``shared``: see :func:`encode_shared`."""
-        memory = memory or {}
-        current = encode_shared(self.encoder, x_in, target, shared=shared) if target is not None else None
-        history = memory.get("history")
-        if history is None:  # zero motion before the first step, encoded after the real pair as the public
-            history = encode_shared(self.encoder, x_in, x_in, shared=shared)  # code does (BatchNorm sees that order)
-        g_flow, stats, state = self.latent(history[:, None], None if current is None else current[:, None],
-                                           noise, memory.get("state"))
-        return g_flow, stats, {"history": history, "current": current, "state": state, "input": x_in}
-
-    def after_step(self, generated, memory):
-        """The next step's motion history: observed if the target was known, else the motion from
-        this step's input into the ``generated`` frame (paired as ``step`` pairs)."""
-        current = memory["current"]
-        return {**memory, "history": current if current is not None else self.encoder(memory["input"], generated)}
 
 
 # %% [markdown]
@@ -186,7 +162,7 @@ class MotionStream(nn.Module):
 
 # %%
 #| export
-from slamp.models import register_model
+from slamp.model_registry import register_model
 
 
 @register_model("slamp")
@@ -200,9 +176,10 @@ class SLAMP(VideoPredictor):
 # ## One SLAMP time step, by hand
 #
 # Here is the first step written out with the modules of a `tiny` SLAMP: predict $x_2$ from $x_1$
-# while the target $x_2$ is known (training), every shape printed. It is what `predict_step` and
-# `decode` do, and what the batched path computes for all steps at once: the check at the end
-# compares it with the model's own first prediction for the same noise.
+# while the target $x_2$ is known (training), every shape printed. It is `step` of
+# `03_slamp_baseline` line for line (encoder, the two streams, the decoders, warp, mask, blend),
+# and what the batched path computes for all steps at once: the check at the end compares it with
+# the model's own first prediction for the same noise.
 
 # %%
 from slamp.losses import reparameterize
@@ -229,8 +206,8 @@ with torch.no_grad():
     shown("mean of the learned prior of z^p_2 (reads x_1)", model.appearance.prior(h_1[:, None])[0])
     z_p = shown("z^p_2 = mu + sigma * eps", reparameterize(mu_q, logvar_q, noise=noise["appearance"][:, :1]))
     g_p = shown("g^p_2 = LSTM_p(h_1, z^p_2)", model.appearance.predictor(torch.cat([h_1[:, None], z_p], 2))[0])
+    moving = shown("h^f_2 = MotionEnc(x_1, x_2), observed", model.motion.encoder(x[:, 0], x[:, 1]))
     still = shown("h^f_1 = MotionEnc(x_1, x_1): zero motion", model.motion.encoder(x[:, 0], x[:, 0]))
-    moving = shown("h^f_2 = MotionEnc(x_1, x_2)", model.motion.encoder(x[:, 0], x[:, 1]))
     mu_qf, logvar_qf, _ = model.motion.latent.posterior(moving[:, None])  # Eq. 4
     z_f = shown("z^f_2 (posterior, reads h^f_2)", reparameterize(mu_qf, logvar_qf, noise=noise["motion"][:, :1]))
     g_f = shown("g^f_2 = LSTM_f(h^f_1, z^f_2)  (Eq. 6)", model.motion.latent.predictor(torch.cat([still[:, None], z_f], 2))[0])
@@ -240,8 +217,8 @@ with torch.no_grad():
     mask = shown("m_2 = MaskNet(x^p_2, x^f_2)", model.mask_net(x_p, x_f))
     x_hat = shown("x̂_2 = m ⊙ x^p + (1 − m) ⊙ x^f  (Eq. 1)", blend(x_p, x_f, mask))
     batched = model(x, n_past=1, noise=noise)  # all steps at once, the same noise
-print(f"by hand vs batched: max difference {(x_hat - batched.frames[:, 0]).abs().max().item():.1e}")
-assert torch.allclose(x_hat, batched.frames[:, 0], atol=1e-5)
+print(f"by hand vs batched: max difference {(x_hat - batched.x_hat[:, 0]).abs().max().item():.1e}")
+assert torch.allclose(x_hat, batched.x_hat[:, 0], atol=1e-5)
 
 # %% [markdown]
 # ## Checking SLAMP
@@ -291,7 +268,7 @@ stepwise, _, _ = model.loss(video, n_past=2, per_step=True)
 print({name: round(value.item(), 4) for name, value in terms.items()})
 print(f"batched {batched.item():.6f}   step by step {stepwise.item():.6f}")
 assert torch.allclose(batched, stepwise, rtol=1e-5)
-assert set(terms) == {"final", "pixel", "flow", "kl_appearance", "kl_motion"}
+assert set(terms) == {"x_hat", "x_p", "x_f", "kl_appearance", "kl_motion"}
 
 # %% [markdown]
 # ## Learning something
@@ -311,7 +288,7 @@ assert history[-1]["total"] < 0.5 * history[0]["total"]
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 3))
-for name in ["pixel", "flow", "final", "kl_appearance", "kl_motion"]:
+for name in ["x_p", "x_f", "x_hat", "kl_appearance", "kl_motion"]:
     ax.semilogy([h[name] for h in history], label=name)
 ax.set(xlabel="step", title="SLAMP on one batch of moving squares")
 ax.legend(fontsize=8)
@@ -328,30 +305,22 @@ with torch.no_grad():
     futures = model.generate(squares[:1, :2], n_future=4, num_samples=3)
 
 
-def show_futures(truth, samples, frame_size: float = 1.5):
-    """The true future ``(T, C, H, W)`` above sampled futures ``(S, T, C, H, W)``, one row each."""
-    rows = [truth] + list(samples)
-    fig, axes = plt.subplots(len(rows), len(truth), figsize=(frame_size * len(truth), frame_size * len(rows)),
-                             squeeze=False)
-    for r, row in enumerate(rows):
-        for t, frame in enumerate(row):
-            axes[r, t].imshow(frame[0], cmap="gray", vmin=0, vmax=1)
-            axes[r, t].set_axis_off()
-        axes[r, 0].set_title("truth" if r == 0 else f"sample {r}", fontsize=8, loc="left")
-    fig.tight_layout()
-    return fig
+from IPython.display import display
+
+from slamp.viz import show_futures
+
+display(show_futures(squares[0, 2:6], futures.x_hat[0], first_frame=3, size=1.5))
 
 
-fig = show_futures(squares[0, 2:6], futures.frames[0])
+from slamp.models import sample_spread
 
 
 def spread(frames):
-    """How much samples ``(S, T, C, H, W)`` differ: the per-pixel standard deviation over the S
-    samples, averaged over pixels and frames (0 when they are all the same)."""
-    return frames.std(0, unbiased=False).mean().item()
+    """How much samples ``(S, T, C, H, W)`` differ (``sample_spread``), averaged over the frames."""
+    return sample_spread(frames).mean().item()
 
 
-print(f"the 3 futures of the squares differ by {spread(futures.frames[0]):.4f} (per-pixel std; pixels in [0, 1])")
+print(f"the 3 futures of the squares differ by {spread(futures.x_hat[0]):.4f} (per-pixel std; pixels in [0, 1])")
 
 # %% [markdown]
 # The samples agree, as they should. Stochastic futures are for uncertain ones: in Stochastic
@@ -374,14 +343,13 @@ index = next(i for i in range(len(test_set)) if test_set.bounces[i, :, 5:].any()
 video = test_set[index][None]  # (1, 15, 1, 64, 64)
 torch.manual_seed(0)
 with torch.no_grad():
-    sampled = trained.generate(video[:, :5], n_future=10, num_samples=3).frames[0]  # (3, 10, 1, 64, 64)
-fig = show_futures(video[0, 5:], sampled, frame_size=1.0)
-fig.suptitle(f"{trained_name}: test sequence {index}, frames 6-15 predicted from frames 1-5", fontsize=9)
-fig.tight_layout()
+    sampled = trained.generate(video[:, :5], n_future=10, num_samples=3).x_hat[0]  # (3, 10, 1, 64, 64)
+display(show_futures(video[0, 5:], sampled, first_frame=6,
+                     title=f"{trained_name}: test sequence {index}, frames 6-15 predicted from frames 1-5"))
 bounced = sorted({t + 1 for t in range(5, 15) if test_set.bounces[index, :, t].any()})
 print(f"bounces at frames {bounced}; the 3 futures differ by {spread(sampled):.4f} (per-pixel std), "
       f"{spread(sampled[:, :1]):.4f} in the first predicted frame and {spread(sampled[:, -1:]):.4f} in the last")
-assert spread(sampled) > 2 * spread(futures.frames[0])  # an uncertain future is sampled more widely
+assert spread(sampled) > 2 * spread(futures.x_hat[0])  # an uncertain future is sampled more widely
 
 # %% [markdown]
 # ## Exercises and what to try next

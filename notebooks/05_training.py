@@ -68,10 +68,8 @@ torch.manual_seed(0)
 """Training (05): one update, the loop, scheduled sampling; `train` runs a config end to end.
 The engine around the loop is ``slamp.run``; configs and presets are ``slamp.config``."""
 import math
-import time
 
 import torch
-from tqdm.auto import tqdm
 
 from slamp.config import TrainConfig
 from slamp.distributed import init_distributed
@@ -178,43 +176,30 @@ assert abs(teacher_forcing_probability(half, 25) - 0.5) < 1e-12 and teacher_forc
 # ## The loop
 #
 # An epoch is `epoch_size` updates (1,000 in the paper); each reads the true previous frame with
-# the epoch's probability $p(e)$. `run` (a `slamp.run.TrainingRun`) holds the model, the optimiser
-# and the data stream, and does what happens between updates: the log every `log_every`,
-# validation every `val_every`, a checkpoint every `checkpoint_every`. That is the whole of
-# training; `train` below sets a run up from a config and calls `fit`.
+# the epoch's probability $p(e)$. `fit` is the whole of training: the objective, the optimiser,
+# the loss scaler and the clips come from `run` (a `slamp.run.TrainingRun`, which sets them up from
+# a config, or from a checkpoint to resume), and every update is `train_step` above. What happens
+# between updates is one hook, `run.after_update`: count the update, write the log every
+# `log_every`, validate every `val_every`, write a checkpoint every `checkpoint_every`, and stop
+# cleanly on a signal. `train` below sets a run up from a config and calls `fit`.
 
 # %%
 #| export
 def fit(run, stop_after: int | None = None) -> dict:
     """Train ``run`` (a :class:`slamp.run.TrainingRun`) until ``epochs * epoch_size`` updates, or
     until update ``stop_after`` (then write a checkpoint and return). Returns the summary."""
-    c, end = run.config, min(run.total_steps, stop_after or run.total_steps)
-    run.say(f"training {type(run.model).__name__} ({run.model.num_parameters() / 1e6:.2f} M parameters) "
-            f"on {c.dataset}, {run.place.world_size} process(es) on {run.device}, "
-            f"autocast {run.dtype}, updates {run.step} -> {end}, writing to {run.out}")
-    progress = tqdm(total=run.total_steps, initial=run.step, disable=not run.place.is_main, dynamic_ncols=True)
-    started, busy, first = time.perf_counter(), 0.0, run.step
+    objective, optimizer, scaler, config = run.objective, run.optimizer, run.scaler, run.config
+    end = run.begin(stop_after)  # the last update of this call; says what it trains, starts the clock
     while run.step < end:
-        epoch, start = divmod(run.step, c.epoch_size)
-        p_true = teacher_forcing_probability(epoch, c.scheduled_sampling_k)
-        progress.set_description(f"epoch {epoch}")
-        tick = time.perf_counter()
-        for batch in run.batches(epoch, start):
-            x = batch.to(run.device, non_blocking=True)
-            total, terms = train_step(run.objective, run.optimizer, run.scaler, x, c.n_past, p_true, run.dtype,
+        epoch, start = divmod(run.step, config.epoch_size)
+        p_true = teacher_forcing_probability(epoch, config.scheduled_sampling_k)
+        for x in run.batches(epoch, start):  # clips (B, T, C, H, W) on the run's device
+            total, terms = train_step(objective, optimizer, scaler, x, config.n_past, p_true, run.dtype,
                                       check=run.stop_if_not_finite)
-            run.step += 1
-            progress.update()
-            busy += time.perf_counter() - tick
-            if run.step % c.log_every == 0 or run.step == end:
-                run.log(epoch, p_true, total, terms, (run.step - first) / max(busy, 1e-9), progress)
-            run.after_update(end)
-            tick = time.perf_counter()
+            run.after_update(epoch, p_true, total, terms)  # log, validate, checkpoint, signals
             if run.step >= end:
                 break
-    progress.close()
-    return run.finish(first, busy, time.perf_counter() - started)
-
+    return run.finish()
 
 def train(config: TrainConfig, resume=None, stop_after: int | None = None, overwrite: bool = False) -> dict:
     """Run (or continue) training as ``config`` says; inside ``torchrun`` as one of its processes.

@@ -450,14 +450,12 @@ assert abs(mean - 3) < 3 * half and abs(half - 1.96 / 100) < 2e-3
 # %%
 #| export evaluate
 """The best-of-N protocol of SVG, SRVP and SLAMP, batched over samples and sequences."""
-import copy
 import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from slamp.data.files import atomic_path, save_tensors
@@ -465,7 +463,7 @@ from slamp.metrics import at_least_float32, lpips, mean_confidence_interval, psn
 from slamp.models import Prediction
 
 METRICS = {"psnr": (psnr, True), "ssim": (ssim, True), "lpips": (lpips, False)}  # name: (function, higher is better)
-HEADS = ("final", "appearance", "motion", "average")  # x̂, x^p, x^f, (x^p + x^f) / 2
+HEADS = ("x_hat", "x_p", "x_f", "average")  # x̂, x^p, x^f, (x^p + x^f) / 2
 PROTOCOLS = ("slamp", "public-code")  # slamp's protocol, or the public code's evaluate.py (see below)
 
 
@@ -500,12 +498,11 @@ def best_of_n(scores: torch.Tensor, higher_is_better: bool = True) -> tuple[torc
 
 def head_frames(prediction, head: str) -> torch.Tensor:
     """The frames ``(B, S, T, C, H, W)`` of one head of a generated :class:`Prediction`."""
-    if head == "final":
-        return prediction.frames
-    if prediction.motion is None:
+    if head == "x_hat":
+        return prediction.x_hat
+    if prediction.x_f is None:
         raise ValueError(f"head {head!r} needs a model with a motion head (SLAMP-Baseline or SLAMP), not SVG")
-    return {"appearance": prediction.appearance, "motion": prediction.motion,
-            "average": (prediction.appearance + prediction.motion) / 2}[head]
+    return {"x_p": prediction.x_p, "x_f": prediction.x_f, "average": (prediction.x_p + prediction.x_f) / 2}[head]
 
 
 # %%
@@ -587,8 +584,8 @@ class Evaluation:
 # %%
 #| export evaluate
 class SampleSpread:
-    """The per-pixel standard deviation over samples that arrive in chunks ``(B, S, T, C, H, W)``,
-    averaged over channels and pixels: ``std()`` → ``(B, T)``."""
+    """``sample_spread`` (03) of samples that arrive in chunks ``(B, S, T, C, H, W)``: the per-pixel
+    standard deviation over samples, averaged over channels and pixels: ``std()`` → ``(B, T)``."""
 
     def __init__(self):
         self.count, self.total, self.squares = 0, 0.0, 0.0
@@ -606,41 +603,29 @@ class SampleSpread:
 
 
 # %%
+from slamp.models import sample_spread
+
 frames = torch.rand(2, 7, 3, 1, 4, 4)  # (B, S, T, C, H, W): 7 samples, given in chunks of 3, 3 and 1
 spread = SampleSpread()
 for chunk in frames.split(3, dim=1):
     spread.add(chunk)
-assert torch.allclose(spread.std(), frames.std(1, unbiased=False).mean((2, 3, 4)), atol=1e-6)
+assert torch.allclose(spread.std(), sample_spread(frames), atol=1e-6)
 
 # %% [markdown]
-# **Folding BatchNorm.** In evaluation mode a BatchNorm layer is a fixed affine map per channel,
-# $y = \gamma (x - \mu) / \sqrt{\sigma^2 + \epsilon} + \beta$, so after a convolution it can be
-# folded into that convolution's weights and bias (PyTorch's `fuse_conv_bn_eval`): the same
-# function up to rounding, with one pass over every activation map fewer. Sampling 100 futures
-# per test sequence runs the decoders thousands of times, so the evaluation samples from a folded
-# copy (on a CPU also in channels-last layout, which oneDNN's convolutions run faster on); the
-# model itself is left as it is. The samples of a batch come in chunks (`MAX_BATCH` futures per
-# call: large batches pay on a GPU, on a CPU they only spill the caches), with all their noise
-# drawn at once, so the scores do not depend on the chunk size.
+# **A faster copy to sample from.** Sampling 100 futures per test sequence runs the decoders
+# thousands of times, so `evaluate` samples from `fast_sampler(model, device)` (the plain module
+# `slamp.kernels`, with its own tests in `tests/test_evaluate.py`): a copy in which every BatchNorm
+# is folded into the convolution before it (in evaluation mode it is a fixed affine map per
+# channel), on a CPU in channels-last layout and with the thin output layers computed as one
+# matrix product each (`benchmarks/evaluation_kernels.py` times them). It is the same function up to
+# float rounding: the check below compares the two with the model's own float32 rounding error
+# (the model against itself in float64). The samples of a batch come in chunks (`MAX_BATCH`
+# futures per call), with all their noise drawn at once, so the scores do not depend on the chunk
+# size.
 
 # %%
 #| export evaluate
-def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
-    """An evaluation-mode copy of ``model`` in which every BatchNorm that directly follows a
-    convolution in an ``nn.Sequential`` is folded into it (and replaced by ``nn.Identity``)."""
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    folded = copy.deepcopy(model).eval()
-    for block in [m for m in folded.modules() if isinstance(m, torch.nn.Sequential)]:
-        for i in range(len(block) - 1):
-            conv, norm = block[i], block[i + 1]
-            if isinstance(conv, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) and isinstance(norm, torch.nn.BatchNorm2d):
-                block[i] = fuse_conv_bn_eval(conv, norm, transpose=isinstance(conv, torch.nn.ConvTranspose2d))
-                block[i + 1] = torch.nn.Identity()
-    return folded
-
-
-MAX_BATCH = {"cuda": 2048, "cpu": 64}  # futures per generate call by default (benchmarks/evaluation.py)
+from slamp.kernels import MAX_BATCH, fast_sampler
 
 
 def sampled_chunks(sampler, past, n_future: int, num_samples: int, chunk: int):
@@ -660,106 +645,21 @@ def sampled_chunks(sampler, past, n_future: int, num_samples: int, chunk: int):
 
 
 # %%
+import copy
+
+from slamp.models import SLAMP
+
 torch.manual_seed(0)
-net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, bias=False), torch.nn.BatchNorm2d(8), torch.nn.LeakyReLU(0.2))
-net[1].running_mean.uniform_(-1, 1), net[1].running_var.uniform_(0.5, 2), net[1].weight.data.uniform_(0.5, 2)
-net.eval()
-images = torch.rand(4, 3, 16, 16)
-folded = fold_batchnorm(net)
-assert isinstance(folded[1], torch.nn.Identity) and isinstance(net[1], torch.nn.BatchNorm2d)  # a copy
-assert torch.allclose(folded(images), net(images), atol=1e-5)
-print("folded == unfolded, max difference", f"{(folded(images) - net(images)).abs().max().item():.1e}")
-
-# %% [markdown]
-# **Thin layers.** A convolution to one or two channels runs on oneDNN far below its speed on
-# wide layers. On a CPU the sampler computes the decoders' output layers (transposed convolutions
-# to 1–3 channels) as one matrix product and a `fold` (col2im), up to 3.2× as fast, and the
-# mask net's last convolution (to one channel, from 16 channels on) the same way, as the transposed
-# convolution it equals, and the decoders' head (from the 1×1 features to 4×4) as the linear layer
-# it is (`benchmarks/evaluation_kernels.py`).
-
-# %%
-#| export evaluate
-class FoldedTransposedConv(torch.nn.Module):
-    """A transposed convolution as one matrix product and ``F.fold`` (col2im): the weights times
-    each input pixel's ``C_in`` values give its ``C_out × k × k`` contributions to the output, and
-    ``fold`` adds up the overlapping ones. For the decoders' output layers on a CPU this is 1.3–3.2×
-    as fast as oneDNN's transposed convolution at 1 or 2 output channels and 0.96–1.2× at 3
-    (``benchmarks/evaluation_kernels.py``); for wide outputs it is slower."""
-
-    def __init__(self, conv: torch.nn.ConvTranspose2d):
-        super().__init__()
-        if conv.groups != 1 or conv.dilation != (1, 1) or conv.padding_mode != "zeros":
-            raise ValueError(f"only plain transposed convolutions can be folded, found {conv}")
-        self.kernel, self.stride, self.padding = conv.kernel_size, conv.stride, conv.padding
-        self.output_padding = conv.output_padding
-        weight = conv.weight.detach().flatten(1).t().contiguous()  # (C_out·k·k, C_in)
-        self.weight = torch.nn.Parameter(weight, requires_grad=False)
-        self.bias = None if conv.bias is None else torch.nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
-
-    def forward(self, x, output_size=None):
-        height, width = x.shape[-2:]
-        if output_size is None:
-            output_size = [(n - 1) * s - 2 * p + k + o for n, s, p, k, o in
-                           zip((height, width), self.stride, self.padding, self.kernel, self.output_padding)]
-        output_size = tuple(output_size)[-2:]
-        if height == width == 1 and self.padding == (0, 0) and output_size == self.kernel:
-            # One pixel in (a decoder's head): each frame's output is its k × k block, a linear layer.
-            out = F.linear(x.flatten(1), self.weight).view(len(x), -1, *self.kernel)
-            out = out.contiguous(memory_format=torch.channels_last)  # as the convolutions after it read it
-        else:
-            columns = torch.matmul(self.weight, x.flatten(2))  # (B, C_out·k·k, H·W), one product per frame
-            out = F.fold(columns, output_size, self.kernel, padding=self.padding, stride=self.stride)
-        return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
-
-
-def folded_convolution(conv: torch.nn.Conv2d) -> FoldedTransposedConv:
-    """A stride-1 convolution as a :class:`FoldedTransposedConv`: it is the transposed convolution
-    with the kernel flipped, input and output channels swapped and padding ``k - 1 - p``."""
-    if conv.stride != (1, 1) or isinstance(conv.padding, str):
-        raise ValueError(f"only stride-1 convolutions with numeric padding can be folded, found {conv}")
-    transposed = torch.nn.ConvTranspose2d(conv.in_channels, conv.out_channels, conv.kernel_size,
-                                          padding=tuple(k - 1 - p for k, p in zip(conv.kernel_size, conv.padding)),
-                                          bias=conv.bias is not None, groups=conv.groups, dilation=conv.dilation,
-                                          dtype=conv.weight.dtype, device=conv.weight.device)
-    with torch.no_grad():
-        transposed.weight.copy_(conv.weight.flip(-2, -1).transpose(0, 1))
-        if conv.bias is not None:
-            transposed.bias.copy_(conv.bias)
-    return FoldedTransposedConv(transposed)
-
-
-# %%
-transposed = torch.nn.ConvTranspose2d(8, 1, 4, 2, 1)  # a DCGAN decoder's output layer, to one channel
-features = torch.randn(2, 8, 16, 16)
-assert torch.allclose(FoldedTransposedConv(transposed)(features), transposed(features), atol=1e-5)
-convolution = torch.nn.Conv2d(8, 1, 3, 1, 1)  # a mask net's last layer
-assert torch.allclose(folded_convolution(convolution)(features), convolution(features), atol=1e-5)
-
-# %% [markdown]
-# `fast_sampler` puts the pieces together: what `evaluate` samples from.
-
-# %%
-#| export evaluate
-def fast_sampler(model: torch.nn.Module, device) -> torch.nn.Module:
-    """What :func:`evaluate` samples from: ``model`` with BatchNorm folded and, on a CPU, its
-    weights in channels-last layout (oneDNN's convolutions run faster on it) and the output layers
-    of its decoders (and of a mask net of 16 channels or more) as a matrix product and a fold
-    (:class:`FoldedTransposedConv`). The same function, up to rounding."""
-    sampler = fold_batchnorm(model)
-    if torch.device(device).type == "cpu":
-        sampler = sampler.to(memory_format=torch.channels_last)
-        for decoder in (getattr(sampler, name, None) for name in ("pixel_decoder", "flow_decoder")):
-            if decoder is None:
-                continue
-            decoder.out = FoldedTransposedConv(decoder.out)  # the output layer, to 1-3 channels
-            if isinstance(decoder.head[0], torch.nn.ConvTranspose2d):  # DCGAN, VGG: from the 1x1 features
-                decoder.head[0] = FoldedTransposedConv(decoder.head[0])
-        mask_net = getattr(sampler, "mask_net", None)
-        if mask_net is not None and mask_net.net[-2].in_channels >= 16:  # to one channel: faster folded
-            mask_net.net[-2] = folded_convolution(mask_net.net[-2])    # from 16 channels, slower at 8
-    return sampler
-
+tiny = SLAMP.from_preset("tiny").eval()
+past, eps = torch.rand(2, 3, 1, 64, 64), tiny.draw_noise(2 * 4, 2 + 5)
+with torch.no_grad():
+    plain = tiny.generate(past, 5, 4, noise=eps).x_hat
+    fast = fast_sampler(tiny, "cpu").generate(past, 5, 4, noise=eps).x_hat
+    exact = copy.deepcopy(tiny).double().generate(past.double(), 5, 4, noise={k: v.double() for k, v in eps.items()}).x_hat
+gap, rounding = (fast - plain).abs().max().item(), (plain - exact).abs().max().item()
+print(f"fast sampler vs model: max difference {gap:.1e} (pixels in [0, 1]); the model's own float32 rounding "
+      f"(against itself in float64): {rounding:.1e}")
+assert gap < 10 * rounding
 
 # %% [markdown]
 # Settings that cannot run are refused before the first sample is drawn (an evaluation can take
@@ -788,7 +688,7 @@ def check_settings(n_past: int, n_future: int, num_samples: int, metrics, heads,
 #| export evaluate
 @torch.no_grad()
 def evaluate(model, videos, n_past: int, n_future: int, num_samples: int = 100, metrics=("psnr", "ssim"),
-             heads=("final",), max_batch: int | None = None, device=None, keep_best: bool = True,
+             heads=("x_hat",), max_batch: int | None = None, device=None, keep_best: bool = True,
              progress: bool = True, protocol: str = "slamp") -> Evaluation:
     """Best-of-``num_samples`` evaluation of ``model`` on ``videos``, an iterable of batches
     ``(B, T, C, H, W)`` with ``T >= n_past + n_future`` (e.g. a DataLoader over a test set).
@@ -868,7 +768,7 @@ def validate(model, videos: torch.Tensor, n_past: int, n_future: int, num_sample
         for chunk in videos.split(batch_size):
             chunk = chunk.to(device)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                futures = model.generate(chunk[:, :n_past], n_future, num_samples).frames
+                futures = model.generate(chunk[:, :n_past], n_future, num_samples).x_hat
             futures = futures.float().clamp(0, 1)  # (b, S, F, C, H, W)
             for name in scores:
                 scores[name].append(score_frames(futures, chunk[:, n_past:n_past + n_future], name).cpu())
@@ -918,7 +818,7 @@ def channel_psnr(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor
 # %%
 #| export evaluate
 from slamp.metrics import channel_psnr
-from slamp.models import batchnorm_statistics, restore_batchnorm_statistics
+from slamp.guards import batchnorm_statistics, restore_batchnorm_statistics
 
 
 class PublicCodeSampler:
@@ -948,8 +848,7 @@ class PublicCodeSampler:
         finally:
             restore_batchnorm_statistics(self.model, saved)
             self.model.eval()
-        parts = {name: torch.cat([getattr(p, name) for p in samples], 1)
-                 for name in ("frames", "appearance", "motion", "mask", "flow") if getattr(samples[0], name) is not None}
+        parts = {name: torch.cat([p.images()[name] for p in samples], 1) for name in samples[0].images()}
         return Prediction(**parts)
 
 
@@ -1097,7 +996,7 @@ class ReferencePredictor(torch.nn.Module):
         """``past`` ``(B, n_past, C, H, W)`` → frames ``(B, num_samples, n_future, C, H, W)``."""
         frames = reference_frames(self.name, past, n_future, self.mean_frame)
         frames = frames[:, None].expand(-1, num_samples, -1, -1, -1, -1)
-        return Prediction(frames=frames, appearance=frames)
+        return Prediction(x_hat=frames, x_p=frames)
 
 
 def evaluate_reference(name: str, videos, n_past: int, n_future: int, metrics=("psnr", "ssim"),
@@ -1107,7 +1006,7 @@ def evaluate_reference(name: str, videos, n_past: int, n_future: int, metrics=("
     :func:`evaluate` scores a model: the same frames, metrics and summary (head ``final``). A
     deterministic predictor is its own best of N, so N = 1."""
     result = evaluate(ReferencePredictor(name, mean_frame), videos, n_past, n_future, num_samples=1, metrics=metrics,
-                      heads=("final",), device=device, keep_best=keep_best, progress=progress)
+                      heads=("x_hat",), device=device, keep_best=keep_best, progress=progress)
     result.settings["model"] = f"reference:{name}"
     return result
 
@@ -1122,12 +1021,12 @@ def evaluate_reference(name: str, videos, n_past: int, n_future: int, metrics=("
 from slamp.evaluate import REFERENCES, evaluate_reference, mean_training_frame, reference_frames
 
 video = torch.rand(2, 8, 1, 32, 32)
-black = evaluate_reference("black", [video], n_past=3, n_future=5, metrics=("psnr",)).curves["final"]["psnr"]
+black = evaluate_reference("black", [video], n_past=3, n_future=5, metrics=("psnr",)).curves["x_hat"]["psnr"]
 by_hand = 10 * torch.log10(1 / (video[:, 3:] ** 2).mean((2, 3, 4)))
 print(f"black: PSNR {black[0, 0]:.4f} dB, by hand {by_hand[0, 0]:.4f} dB")
 assert torch.allclose(black, by_hand, atol=1e-4)
 still = video[:, :1].repeat(1, 8, 1, 1, 1)
-perfect = evaluate_reference("last_frame", [still], 3, 5).summary()["final"]
+perfect = evaluate_reference("last_frame", [still], 3, 5).summary()["x_hat"]
 print(f"last_frame on a still video: PSNR {perfect['psnr']['mean']:.1f}, SSIM {perfect['ssim']['mean']:.4f}")
 assert perfect["psnr"]["mean"] == 100 and abs(perfect["ssim"]["mean"] - 1) < 1e-5
 
@@ -1186,7 +1085,7 @@ from torch.utils.data import DataLoader
 
 started = time.perf_counter()
 floors = {name: evaluate_reference(name, DataLoader(floor_set, batch_size=100), n_past=5, n_future=20,
-                                   mean_frame=mean_frame, device=device).summary()["final"] for name in REFERENCES}
+                                   mean_frame=mean_frame, device=device).summary()["x_hat"] for name in REFERENCES}
 print(f"floors on {len(floor_set):,} test sequences, 5 -> 20 frames ({time.perf_counter() - started:.0f} s)")
 shown_frames = [0, 4, 9, 14, 19]
 print(f"{'':>22}" + "".join(f"{'frame ' + str(t + 6):>10}" for t in shown_frames) + f"{'mean ± 95% CI':>18}")
@@ -1230,17 +1129,17 @@ print(f"{model_name}: {model.num_parameters() / 1e6:.2f} M parameters")
 test_set = Subset(floor_set, range(16 if SMOKE else (256 if device == "cuda" else 32)))  # the first sequences
 num_samples = 5 if SMOKE else 100
 result = evaluate(model, DataLoader(test_set, batch_size=16), n_past=5, n_future=20, num_samples=num_samples,
-                  metrics=("psnr", "ssim"), heads=("final", "appearance", "motion", "average"), progress=False)
+                  metrics=("psnr", "ssim"), heads=HEADS, progress=False)
 summary = result.summary()
-# The floors on exactly these sequences, with the same code (summary keys as the model's "final").
+# The floors on exactly these sequences, with the same code (summary keys as the model's "x_hat").
 same_floors = {name: evaluate_reference(name, DataLoader(test_set, batch_size=16), 5, 20, mean_frame=mean_frame,
-                                        device=device).summary()["final"] for name in REFERENCES}
+                                        device=device).summary()["x_hat"] for name in REFERENCES}
 table_rows = {**summary, **{f"floor {name}": scores for name, scores in same_floors.items()}}
 print(f"{len(test_set)} test sequences, 5 -> 20 frames, SLAMP best of {num_samples} samples:")
 for name, scores in table_rows.items():
     print(f"{name:>17}: " + "   ".join(f"{m.upper()} {v['mean']:.3f} ± {v['ci95']:.3f}" for m, v in scores.items()))
-assert result.curves["final"]["psnr"].shape == (len(test_set), 20)
-assert same_floors["black"].keys() == summary["final"].keys()
+assert result.curves["x_hat"]["psnr"].shape == (len(test_set), 20)
+assert same_floors["black"].keys() == summary["x_hat"].keys()
 
 # %% [markdown]
 # ## Against the paper
@@ -1262,7 +1161,7 @@ PAPER = {  # Akan et al., ICCV 2021, tables 4–6: best-of-100, mean over the te
 for (dataset, name), values in PAPER.items():
     print(f"{dataset:>24} {name:>6} (paper): " + "  ".join(f"{k.upper()} {v}" for k, v in values.items()))
 print(f"{'Stochastic Moving MNIST':>24} {'ours':>6} ({model_name}, {num_samples} samples): "
-      f"PSNR {summary['final']['psnr']['mean']:.2f}  SSIM {summary['final']['ssim']['mean']:.4f}")
+      f"PSNR {summary['x_hat']['psnr']['mean']:.2f}  SSIM {summary['x_hat']['ssim']['mean']:.4f}")
 for name, scores in same_floors.items():  # the paper reports no floor; ours, on our sequences
     print(f"{'Stochastic Moving MNIST':>24} {'floor':>6} ({name}, same sequences): "
           f"PSNR {scores['psnr']['mean']:.2f}  SSIM {scores['ssim']['mean']:.4f}")
@@ -1296,7 +1195,7 @@ fig.tight_layout()
 
 sequence = test_set[0][None].to(device)
 with torch.no_grad():
-    samples = model.eval().generate(sequence[:, :5], n_future=20, num_samples=num_samples).frames[0]
+    samples = model.eval().generate(sequence[:, :5], n_future=20, num_samples=num_samples).x_hat[0]
 target = sequence[0, 5:25]
 scores = psnr(samples.flatten(0, 1), target.repeat(num_samples, 1, 1, 1)).view(num_samples, 20).mean(1)
 rows = {"truth": target, "best sample": samples[scores.argmax()], "random sample": samples[0],

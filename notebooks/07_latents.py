@@ -68,13 +68,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from slamp.models import MODELS, VideoPredictor
+from slamp.models import VideoPredictor
+from slamp.model_registry import MODELS
 from slamp.viz import STREAM_TITLES, prediction_parts, stream_images
 
 
 def trained_model(name: str, steps: int = 600, device="cpu", batch_size: int = 16, n_frames: int = 10,
                   n_past: int = 5, lr: float = 2e-3, seed: int = 0, paper: str = "off") -> tuple[VideoPredictor, str]:
-    """The model ``name`` (a name in ``slamp.models.MODELS``: ``"slamp"``, ``"svg"``, ...) in eval mode on ``device``,
+    """The model ``name`` (a name in ``slamp.model_registry.MODELS``: ``"slamp"``, ``"svg"``, ...) in eval mode on ``device``,
     and a line saying where it came from: for SLAMP the paper's own with ``paper`` ``"auto"`` or
     ``"download"`` (see :func:`slamp.pretrained.paper_or_shipped`), else the shipped model when
     :func:`slamp.pretrained.available` lists it, else the ``tiny`` preset trained here for
@@ -133,22 +134,17 @@ print(svg_about)
 #| export viz
 from slamp.viz import _as_numpy_image, flow_to_colour  # from 01 (in slamp.viz itself, already defined)
 
-STREAM_TITLES = {"truth": "ground truth", "frames": r"prediction $\hat x$", "appearance": r"appearance $x^p$",
-                 "motion": r"motion $x^f$", "mask": "mask $m$", "flow": "flow $f$"}
+STREAM_TITLES = {"truth": "ground truth", "x_hat": r"prediction $\hat x$", "x_p": r"appearance $x^p$",
+                 "x_f": r"motion $x^f$", "mask": "mask $m$", "flow": "flow $f$"}
 
 
 def prediction_parts(prediction, sequence: int = 0, sample: int | None = 0) -> dict:
-    """The parts of one predicted sequence as ``{name: (T, ...)}`` (``frames``, ``appearance`` and,
-    with a motion head, ``motion``, ``mask``, ``flow``), from a ``slamp.models.Prediction``:
+    """The parts of one predicted sequence as ``{name: (T, ...)}`` (``x_hat``, ``x_p`` and, with a
+    motion head, ``x_f``, ``mask``, ``flow``), from a ``slamp.models.Prediction``:
     tensors ``(B, S, T, ...)`` from ``generate`` (pick ``sample``) or ``(B, T, ...)`` from a
     training forward (``sample=None``)."""
-    parts = {}
-    for name in ("frames", "appearance", "motion", "mask", "flow"):
-        value = getattr(prediction, name)
-        if value is not None:
-            value = value[sequence] if sample is None else value[sequence, sample]
-            parts[name] = value.detach().float().cpu()
-    return parts
+    return {name: (value[sequence] if sample is None else value[sequence, sample]).detach().float().cpu()
+            for name, value in prediction.images().items()}
 
 
 def stream_images(truth, parts: dict, max_flow: float | None = None) -> dict:
@@ -183,7 +179,7 @@ def _show(ax, image: torch.Tensor) -> None:
         spine.set_visible(False)
 
 
-def show_streams(truth, parts: dict, steps=None, first_frame: int = 0, title: str | None = None,
+def show_streams(truth, parts: dict, steps=None, first_frame: int = 1, title: str | None = None,
                  size: float = 1.0) -> plt.Figure:
     """The paper's Fig. 5/7 layout: one row per stream (ground truth, x̂, x^p, x^f, mask, flow; the
     rows a model has), one column per step. ``truth`` ``(T, C, H, W)`` or ``None``, ``parts``
@@ -229,16 +225,16 @@ video = test_set[0][None].to(device)
 with torch.no_grad():
     futures = slamp_model.generate(video[:, :n_past], n_future=n_future, num_samples=num_samples)
 truth = video[0, n_past:].cpu()
-best, _ = best_of_n(score_frames(futures.frames, video[:, n_past:], "psnr"))
+best, _ = best_of_n(score_frames(futures.x_hat, video[:, n_past:], "psnr"))
 best = best.item()
 random_sample = (best + 1) % num_samples  # any sample but the best
 
 steps_shown = range(0, n_future, 2)
-fig = show_streams(truth, prediction_parts(futures, 0, best), steps_shown, first_frame=n_past,
+fig = show_streams(truth, prediction_parts(futures, 0, best), steps_shown, first_frame=n_past + 1,
                    title=f"{slamp_about}: best of {num_samples} samples (by PSNR)")
 
 # %%
-fig = show_streams(truth, prediction_parts(futures, 0, random_sample), steps_shown, first_frame=n_past,
+fig = show_streams(truth, prediction_parts(futures, 0, random_sample), steps_shown, first_frame=n_past + 1,
                    title=f"{slamp_about}: a random sample")
 
 # %% [markdown]
@@ -246,10 +242,10 @@ fig = show_streams(truth, prediction_parts(futures, 0, random_sample), steps_sho
 
 # %%
 parts = prediction_parts(futures, 0, best)
-blend = parts["mask"] * parts["appearance"] + (1 - parts["mask"]) * parts["motion"]
-print(f"max |x̂ - (m x^p + (1 - m) x^f)| = {(blend - parts['frames']).abs().max():.2e};  "
+blend = parts["mask"] * parts["x_p"] + (1 - parts["mask"]) * parts["x_f"]
+print(f"max |x̂ - (m x^p + (1 - m) x^f)| = {(blend - parts['x_hat']).abs().max():.2e};  "
       f"mask in [{parts['mask'].min():.3f}, {parts['mask'].max():.3f}], mean {parts['mask'].mean():.3f}")
-assert torch.allclose(blend, parts["frames"], atol=1e-5)
+assert torch.allclose(blend, parts["x_hat"], atol=1e-5)
 assert 0 <= parts["mask"].min() and parts["mask"].max() <= 1
 assert len(fig.axes) == 6 * len(steps_shown)  # six rows: truth, x̂, x^p, x^f, mask, flow
 
@@ -407,8 +403,8 @@ class Explorer(ExplorerState):
         return {name: z[0, 0].cpu() for name, z in self.prediction.latents.items()}
 
     def frame(self) -> dict:
-        """The images of the current step, ``{name: (C, H, W)}`` in [0, 1]: ``truth``, ``frames``,
-        ``appearance`` and (with a motion head) ``motion``, ``mask``, ``flow`` (colour-coded)."""
+        """The images of the current step, ``{name: (C, H, W)}`` in [0, 1]: ``truth``, ``x_hat``,
+        ``x_p`` and (with a motion head) ``x_f``, ``mask``, ``flow`` (colour-coded)."""
         images = stream_images(self.truth, prediction_parts(self.prediction, 0, 0))
         return {name: value[self.t] for name, value in images.items()}
 
@@ -767,36 +763,64 @@ if trained:  # a shipped model, or one trained here at full settings: the paper'
 # sample: a model judged only by one sample's error is pushed to blur. The second term, per pixel,
 # is the picture of the model's uncertainty.
 
+# %% [markdown]
+# One figure shows futures throughout slamp, `show_futures`: the true frames above rows of
+# predicted ones, each under the frame it predicts. `04_slamp` shows sampled futures with it,
+# training (`05_training`) the samples of each validation, and `show_diversity` here the best and a
+# random sample, the mean of all samples and their spread.
+
 # %%
 #| export viz
-def show_diversity(truth, samples, steps=None, best: int | None = None, first_frame: int = 0,
-                   size: float = 1.0) -> plt.Figure:
-    """Rows: ground truth ``(T, C, H, W)``, the ``best`` sample (if given), a random sample, the
-    mean of all ``samples`` ``(S, T, C, H, W)`` and their spread (standard deviation over samples,
-    ×2 so that its largest possible value, 0.5, is white); one column per step in ``steps``."""
+from matplotlib.figure import Figure
+
+
+def show_futures(truth, rows, labels=None, n_past: int = 0, steps=None, first_frame: int = 1,
+                 size: float = 1.0, title: str | None = None) -> Figure:
+    """Truth above futures: the true frames ``truth`` ``(T, C, H, W)``, then one row per entry of
+    ``rows`` ``(R, T - n_past, C, H, W)`` (frames after the first ``n_past`` true ones, each under
+    the frame it predicts), labelled by ``labels`` (default: sample 1, 2, ...). One column per frame
+    in ``steps`` (default: all), titled with its number, counted from ``first_frame``."""
+    labels = [f"sample {k + 1}" for k in range(len(rows))] if labels is None else list(labels)
+    shown = [("truth", truth, 0)] + [(label, frames, n_past) for label, frames in zip(labels, rows)]
+    steps = list(range(len(truth))) if steps is None else list(steps)
+    width, height = size * len(steps) + 1.2, size * 1.15 * len(shown) + 0.5
+    figure = Figure(figsize=(width, height))  # margins by hand: a label may reach over an empty column
+    figure.subplots_adjust(left=1.2 / width, right=0.99, bottom=0.01, top=1 - 0.45 / height, wspace=0.08, hspace=0.15)
+    axes = figure.subplots(len(shown), len(steps), squeeze=False)
+    for r, (label, frames, offset) in enumerate(shown):
+        drawn = [c for c, t in enumerate(steps) if offset <= t < offset + len(frames)]
+        for c, t in enumerate(steps):
+            if c in drawn:
+                _show(axes[r, c], frames[t - offset].detach().float().cpu().clamp(0, 1))
+            else:
+                axes[r, c].set_axis_off()
+            if r == 0:
+                future = " (future)" if n_past and t == n_past else ""
+                axes[r, c].set_title(f"{first_frame + t}{future}", fontsize=8)
+        if drawn:
+            axes[r, drawn[0]].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=9)
+    return figure
+
+
+def show_diversity(truth, samples, steps=None, best: int | None = None, first_frame: int = 1,
+                   size: float = 1.0) -> Figure:
+    """:func:`show_futures` of the ``best`` sample (if given), a random sample, the mean of all
+    ``samples`` ``(S, T, C, H, W)`` and their spread (standard deviation over samples, ×2 so that
+    its largest possible value, 0.5, is white) under the truth ``(T, C, H, W)``."""
     samples = samples.detach().float().cpu()
-    rows = {"ground truth": truth.detach().float().cpu()}
-    if best is not None:
-        rows["best sample"] = samples[best]
+    rows = {} if best is None else {"best sample": samples[best]}
     rows["random sample"] = samples[(best + 1) % len(samples) if best is not None else 0]
     rows[f"mean of {len(samples)}"] = samples.mean(0)
     rows["spread (2 std)"] = 2 * samples.std(0, unbiased=False)
-    steps = list(range(len(truth))) if steps is None else list(steps)
-    fig, axes = plt.subplots(len(rows), len(steps), figsize=(size * len(steps) + 1.2, size * len(rows)), squeeze=False)
-    for row, (name, frames) in enumerate(rows.items()):
-        for column, step in enumerate(steps):
-            _show(axes[row, column], frames[step].clamp(0, 1))
-            if row == 0:
-                axes[row, column].set_title(f"{first_frame + step}", fontsize=8)
-        axes[row, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
-    fig.tight_layout()
-    return fig
+    return show_futures(truth, list(rows.values()), list(rows), steps=steps, first_frame=first_frame, size=size)
 
 
 # %%
 from slamp.viz import show_diversity
 
-samples = futures.frames[0].cpu()  # (S, T, C, H, W), the futures drawn above
+samples = futures.x_hat[0].cpu()  # (S, T, C, H, W), the futures drawn above
 mean = samples.mean(0)
 per_sample = ((samples - truth) ** 2).mean((2, 3, 4)).mean(0)  # (T,)
 error_of_mean = ((mean - truth) ** 2).mean((1, 2, 3))
@@ -804,8 +828,9 @@ spread = ((samples - mean) ** 2).mean((2, 3, 4)).mean(0)
 print(f"mean squared error, frame average: samples {per_sample.mean():.4f} = mean {error_of_mean.mean():.4f} "
       f"+ spread {spread.mean():.4f}")
 assert torch.allclose(per_sample, error_of_mean + spread, atol=1e-6)
-fig = show_diversity(truth, samples, steps_shown, best=best, first_frame=n_past)
+fig = show_diversity(truth, samples, steps_shown, best=best, first_frame=n_past + 1)
 title = fig.suptitle(slamp_about, fontsize=9)
+fig
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 2.6))

@@ -17,7 +17,8 @@ import torch
 
 from slamp.config import TrainConfig
 from slamp.data.files import atomic_path, save_tensors
-from slamp.models import VideoPredictor, load_weights, model_class, saved_model
+from slamp.model_registry import model_class
+from slamp.models import ModelConfig, VideoPredictor
 
 
 CHECKPOINT_FORMAT = "slamp.train/1"
@@ -42,6 +43,44 @@ class PublicReleaseFile(CheckpointError):
         super().__init__(f"{path} is {which}, not a slamp training checkpoint: `slamp convert {path} DEST` "
                          f"writes one; load_model, `--checkpoint` and init_from read it as it is")
         self.release = release
+
+
+class IncompatibleWeightsError(ValueError):
+    """Weights that do not fit a model; the message says which keys and why."""
+
+
+def load_weights(model: torch.nn.Module, weights: dict) -> torch.nn.Module:
+    """``model.load_state_dict(weights)``, with a clear error for weights that do not fit, among them
+    those of an older layout (biases in the convolutions before a BatchNorm)."""
+    expected = set(model.state_dict())
+    extra, missing = sorted(set(weights) - expected), sorted(expected - set(weights))
+    if extra and not missing and all(key.endswith(".bias") for key in extra):
+        raise IncompatibleWeightsError(
+            f"these weights come from an older slamp whose convolutions before BatchNorm and whose "
+            f"squeeze-excitation layers had biases ({len(extra)} extra tensors, e.g. {extra[0]}); the "
+            f"public code has none, and neither has this version. Retrain the model (`slamp train`) or "
+            f"load it with the slamp version that wrote it.")
+    if extra or missing:
+        raise IncompatibleWeightsError(f"the weights do not fit {type(model).__name__}: missing {missing[:5]}"
+                                       f"{' ...' if len(missing) > 5 else ''}, unexpected {extra[:5]}"
+                                       f"{' ...' if len(extra) > 5 else ''}")
+    model.load_state_dict(weights)
+    return model
+
+
+def saved_as_now(class_name: str, config: dict) -> tuple[str, dict]:
+    """The model class name and config a checkpoint records (``model_class``, ``model_config``) as
+    this slamp names them: a config without ``skips`` predates the skip rules, when every model used
+    SLAMP's running mean and the class named ``SVG`` was ``AppearanceOnly``."""
+    if "skips" in config:
+        return class_name, config
+    return ("AppearanceOnly" if class_name in ("SVG", "svg") else class_name), {**config, "skips": "mean"}
+
+
+def saved_model(class_name: str, config: dict) -> VideoPredictor:
+    """A new model of the class and config a checkpoint records (see :func:`saved_as_now`)."""
+    class_name, config = saved_as_now(class_name, config)
+    return model_class(class_name)(ModelConfig(**config))
 
 
 class NonFiniteLossError(FloatingPointError):

@@ -33,6 +33,7 @@ matplotlib.use("Agg")  # the commands write files; they never need a display
 
 from slamp.data.files import atomic_path, save_tensors  # noqa: E402
 from slamp.demo import NUM_SAMPLES, SEQUENCES, comparison_line, run_demo  # noqa: E402  (the demo: slamp/demo.py)
+from slamp.renamed import renamed_heads  # noqa: E402
 
 
 EXIT_BAD_INPUT, EXIT_FAILED = 2, 1
@@ -75,14 +76,13 @@ def _heads(model) -> tuple[str, ...]:
     """Every head the model has: x̂ only for SVG; x̂, x^p, x^f and their average otherwise."""
     from slamp.evaluate import HEADS
 
-    return HEADS if model.motion_head else ("final",)
+    return HEADS if model.motion_head else ("x_hat",)
 
 
 def _demo_threads(requested: int | None) -> int:
     """Torch threads for the demo: ``requested``, else ``OMP_NUM_THREADS``'s (torch read it), else
     the cores the 1-minute load average leaves free (at least one). Threads that wait for each
-    other's busy cores are slow: on 2 cores with a load average of 3.5 (a training job) the demo
-    took 3 min 12 s on 2 threads and 77 s on 1."""
+    other's busy cores are slow (``benchmarks/README.md``, "Timings behind the code's choices")."""
     import os
 
     import torch
@@ -280,7 +280,7 @@ def _evaluate(args) -> int:
     if device.type == "cpu":  # hours of sampling: no page faults for memory freed a moment ago
         keep_freed_memory()
     test_set = _test_videos(dataset, args.data_root, args.sequences, n_past + n_future)
-    heads = args.heads or _heads(model)
+    heads = renamed_heads(args.heads) if args.heads else _heads(model)
     per_frame = tuple(m for m in args.metrics if m != "fvd") or ("psnr",)  # FVD scores sets, not frames
     _check_metrics_available(args.metrics, device)
     torch.manual_seed(args.seed)
@@ -445,8 +445,8 @@ def _evaluate_references(args) -> int:
     from slamp.runtime import select_device
 
     dataset = args.dataset or "mnist"
-    if args.heads and set(args.heads) != {"final"}:
-        raise ValueError(f"a reference predicts frames only (head 'final'), not {args.heads}")
+    if args.heads and set(renamed_heads(args.heads)) != {"x_hat"}:
+        raise ValueError(f"a reference predicts frames only (head 'x_hat'), not {args.heads}")
     default_past, default_future = dataset_spec(dataset).test_protocol
     n_past, n_future = args.n_past or default_past, args.n_future or default_future
     device = select_device(args.device)
@@ -523,7 +523,8 @@ def parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--num-samples", type=_positive, default=100, help="futures per sequence (best of N)")
     evaluation.add_argument("--metrics", nargs="+", choices=METRIC_NAMES, default=["psnr", "ssim"], help="psnr ssim lpips fvd (FVD of the best samples; needs the I3D weights)")
     evaluation.add_argument("--heads", nargs="+", default=None,
-                            help="final appearance motion average (default: all the model has)")
+                            help="x_hat x_p x_f average: the prediction, the appearance and motion predictions and their "
+                                 "average (default: all the model has)")
     evaluation.add_argument("--batch-size", type=_positive, default=None,
                             help="test sequences per batch (default 16; 20 with --protocol public-code)")
     evaluation.add_argument("--protocol", choices=["slamp", "public-code"], default="slamp",

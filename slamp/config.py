@@ -13,7 +13,8 @@ import typing
 from dataclasses import asdict, dataclass, fields, replace
 
 from slamp.data.mnist import DIGIT_SOURCES
-from slamp.models import MODELS, PRESETS, ModelConfig
+from slamp.model_registry import MODELS
+from slamp.models import PRESETS, ModelConfig
 from slamp.registry import DATASETS, DatasetSpec
 from slamp.runtime import AMP_MODES, MEMORY_FORMATS, is_device_name
 
@@ -28,7 +29,7 @@ class TrainConfig:
     paper's settings; intervals are counted in updates (optimiser steps), 0 meaning never."""
 
     # What to train, on what.
-    model: str = "slamp"  # a name in slamp.models.MODELS: svg | slamp_baseline | slamp
+    model: str = "slamp"  # a name in slamp.model_registry.MODELS: svg | slamp_baseline | slamp
     model_preset: str = "mnist"  # sizes from slamp.models.PRESETS
     beta: float | None = None  # KL weight; None: the model preset's
     dataset: str = "mnist"  # a name in slamp.registry.DATASETS: mnist | kth | bair | kitti | cityscapes

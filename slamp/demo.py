@@ -29,12 +29,11 @@ from slamp.registry import dataset_spec
 
 
 N_PAST, N_FUTURE = dataset_spec("mnist").test_protocol  # the paper's protocol: condition on 5 frames, predict 20
-# K and N: the whole demo (load, score, draw) takes under two minutes on two CPU cores, where one
-# future of 20 frames costs ~0.12 s to generate and ~0.04 s to score (SSIM); see the README.
+# K and N: small enough that the whole demo (load, score, draw) runs in minutes on a laptop's CPU
+# (benchmarks/README.md, "Timings behind the code's choices").
 SEQUENCES, NUM_SAMPLES = 16, 20
 RANDOM_ROWS = 3  # random samples drawn below the best one
-# Futures per generate call. Larger calls spend their time in the kernel, allocating memory: 320
-# futures of the tiny SLAMP took 86 s in one call per 16 sequences, 49 s in calls of 40 (1 thread).
+# Futures per generate call: larger calls spend their time in the kernel, allocating memory.
 FUTURES_PER_CALL = 40
 METRICS = ("psnr", "ssim")
 REFERENCE_TITLES = {"black": "black", "last_frame": "last frame", "mean_frame": "mean frame"}
@@ -114,7 +113,7 @@ def first_test_sequences(count: int, n_frames: int = N_PAST + N_FUTURE):
 # ---- scores -------------------------------------------------------------------------------------
 def _summary_row(name: str, kind: str, evaluation, sequences: int, num_samples: int) -> dict:
     """One row of the results table: mean ± 95% CI (over sequences) of each metric, head ``final``."""
-    scores = evaluation.summary()["final"]
+    scores = evaluation.summary()["x_hat"]
     return {"name": name, "kind": kind, "sequences": sequences, "num_samples": num_samples,
             **{metric: {"mean": v["mean"], "ci95": v["ci95"]} for metric, v in scores.items()}}
 
@@ -130,7 +129,7 @@ def score_all(model, test_set, sequences: int, num_samples: int, seed: int = 0, 
     loader = DataLoader(Subset(test_set, range(sequences)), batch_size=max(1, FUTURES_PER_CALL // num_samples))
     torch.manual_seed(seed)
     # Only x̂: SSIM of the other heads would double the demo's time and the table compares x̂.
-    result = evaluate(model, loader, N_PAST, N_FUTURE, num_samples, metrics=METRICS, heads=("final",),
+    result = evaluate(model, loader, N_PAST, N_FUTURE, num_samples, metrics=METRICS, heads=("x_hat",),
                       max_batch=FUTURES_PER_CALL, keep_best=False, progress=progress)
     rows = [_summary_row(type(model).__name__, "model", result, sequences, num_samples)]
     mean_frame = mean_training_frame()  # from training clips only: no test digit leaks in
@@ -151,18 +150,18 @@ def sample_sequence(model, truth: torch.Tensor, num_samples: int, random_rows: i
     ``random`` (indices) and ``diversity``: the per-pixel standard deviation over the samples,
     averaged over pixels and predicted frames (0 when every sample is the same)."""
     from slamp.evaluate import best_of_n, score_frames
+    from slamp.models import sample_spread
 
     n_future = truth.shape[0] - N_PAST
     torch.manual_seed(seed)
     prediction = model.generate(truth[None, :N_PAST], n_future, num_samples)
-    parts = {name: getattr(prediction, name)[0].float().cpu()
-             for name in ("frames", "appearance", "motion", "mask", "flow") if getattr(prediction, name) is not None}
-    per_frame = score_frames(parts["frames"][None], truth[None, N_PAST:], "psnr")  # (1, S, F)
+    parts = {name: value[0].float().cpu() for name, value in prediction.images().items()}
+    per_frame = score_frames(parts["x_hat"][None], truth[None, N_PAST:], "psnr")  # (1, S, F)
     best, _ = best_of_n(per_frame)
     best = int(best[0])
     order = torch.randperm(num_samples, generator=torch.Generator().manual_seed(seed)).tolist()
     others = [k for k in order if k != best][:random_rows]
-    diversity = parts["frames"].std(0, unbiased=False).mean().item()
+    diversity = sample_spread(parts["x_hat"]).mean().item()
     return {"parts": parts, "psnr": per_frame[0].mean(-1), "best": best, "random": others, "diversity": diversity}
 
 
@@ -179,13 +178,13 @@ def figure_rows(truth: torch.Tensor, shown: dict, n_past: int = N_PAST) -> list[
 
     parts, best, psnrs = shown["parts"], shown["best"], shown["psnr"]
     rows = [("truth", truth)]
-    rows.append((f"best of {len(psnrs)} by PSNR\n(sample {best}: {psnrs[best]:.1f} dB)", parts["frames"][best]))
+    rows.append((f"best of {len(psnrs)} by PSNR\n(sample {best}: {psnrs[best]:.1f} dB)", parts["x_hat"][best]))
     for k, index in enumerate(shown["random"]):
-        rows.append((f"random sample {k + 1}\n(sample {index}: {psnrs[index]:.1f} dB)", parts["frames"][index]))
-    if "motion" in parts:
+        rows.append((f"random sample {k + 1}\n(sample {index}: {psnrs[index]:.1f} dB)", parts["x_hat"][index]))
+    if "x_f" in parts:
         flow = parts["flow"][best]
-        rows += [("appearance $x^p$ of the best\n(decoded pixels)", parts["appearance"][best]),
-                 ("motion $x^f$ of the best\n(frame t−1 warped by $f$)", parts["motion"][best]),
+        rows += [("appearance $x^p$ of the best\n(decoded pixels)", parts["x_p"][best]),
+                 ("motion $x^f$ of the best\n(frame t−1 warped by $f$)", parts["x_f"][best]),
                  ("mask $m$ of the best\n1 = take $x^p$, 0 = take $x^f$", parts["mask"][best]),
                  ("flow $f$ of the best\nhue: direction, saturation: length",
                   flow_to_colour(flow, max_flow=_longest(flow)))]
@@ -323,7 +322,7 @@ def gif_frames(truth: torch.Tensor, shown: dict, random_panels: int = 2, scale: 
     :func:`sample_sequence` (the prediction panels show the given frames until t = ``n_past``)."""
     from PIL import Image, ImageDraw, ImageFont
 
-    frames = shown["parts"]["frames"]
+    frames = shown["parts"]["x_hat"]
     panels = [("truth", truth), ("best sample", torch.cat([truth[:n_past], frames[shown["best"]]]))]
     panels += [(f"random {k + 1}", torch.cat([truth[:n_past], frames[index]]))
                for k, index in enumerate(shown["random"][:random_panels])]

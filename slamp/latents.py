@@ -7,14 +7,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from slamp.models import MODELS, VideoPredictor
+from slamp.model_registry import MODELS
+from slamp.models import VideoPredictor
 from slamp.viz import STREAM_TITLES, prediction_parts, stream_images
 
 
 # notebooks/07_latents.py, cell 6
 def trained_model(name: str, steps: int = 600, device="cpu", batch_size: int = 16, n_frames: int = 10,
                   n_past: int = 5, lr: float = 2e-3, seed: int = 0, paper: str = "off") -> tuple[VideoPredictor, str]:
-    """The model ``name`` (a name in ``slamp.models.MODELS``: ``"slamp"``, ``"svg"``, ...) in eval mode on ``device``,
+    """The model ``name`` (a name in ``slamp.model_registry.MODELS``: ``"slamp"``, ``"svg"``, ...) in eval mode on ``device``,
     and a line saying where it came from: for SLAMP the paper's own with ``paper`` ``"auto"`` or
     ``"download"`` (see :func:`slamp.pretrained.paper_or_shipped`), else the shipped model when
     :func:`slamp.pretrained.available` lists it, else the ``tiny`` preset trained here for
@@ -137,8 +138,8 @@ class Explorer(ExplorerState):
         return {name: z[0, 0].cpu() for name, z in self.prediction.latents.items()}
 
     def frame(self) -> dict:
-        """The images of the current step, ``{name: (C, H, W)}`` in [0, 1]: ``truth``, ``frames``,
-        ``appearance`` and (with a motion head) ``motion``, ``mask``, ``flow`` (colour-coded)."""
+        """The images of the current step, ``{name: (C, H, W)}`` in [0, 1]: ``truth``, ``x_hat``,
+        ``x_p`` and (with a motion head) ``x_f``, ``mask``, ``flow`` (colour-coded)."""
         images = stream_images(self.truth, prediction_parts(self.prediction, 0, 0))
         return {name: value[self.t] for name, value in images.items()}
 

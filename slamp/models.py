@@ -2,14 +2,22 @@
 """SVG, SLAMP-Baseline and SLAMP behind one interface: ``loss(x, n_past)`` for training and
 ``generate(x_past, n_future, num_samples)`` for sampling futures, on videos ``(B, T, C, H, W)``."""
 
-import math
-import re
+import warnings
 from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
+from slamp.guards import (
+    batchnorm_statistics,
+    check_backbone,
+    check_video,
+    is_count,
+    is_finite,
+    restore_batchnorm_statistics,
+)
 from slamp.losses import kl_loss, reconstruction_loss, reparameterize
+from slamp.model_registry import register_model
 from slamp.nn import (
     BACKBONES,
     SKIP_RULES,
@@ -103,18 +111,34 @@ class Prediction:
     """What a model predicts for steps ``1 .. T-1`` of a video ``(B, T, C, H, W)``.
 
     Every tensor is ``(B, T-1, ...)`` (or ``(B, S, n_future, ...)`` from ``generate``):
-    ``frames`` x̂, ``appearance`` x^p, and for SLAMP-Baseline and SLAMP ``motion`` x^f, ``mask`` m
-    and ``flow`` (pixels). ``kl`` holds the KL term of each latent stream (scalars), ``latents``
+    ``x_hat`` x̂, ``x_p`` x^p, and for SLAMP-Baseline and SLAMP ``x_f`` x^f, ``mask`` m and
+    ``flow`` f (pixels). ``kl`` holds the KL term of each latent stream (scalars), ``latents``
     the sampled ``z`` of each stream, ``(B, T-1, z)`` (maps ``(B, T-1, z, h, w)`` for the conv
     backbone), from the posterior in training and from the prior in ``generate``."""
 
-    frames: torch.Tensor
-    appearance: torch.Tensor
-    motion: torch.Tensor | None = None
+    x_hat: torch.Tensor
+    x_p: torch.Tensor
+    x_f: torch.Tensor | None = None
     mask: torch.Tensor | None = None
     flow: torch.Tensor | None = None
     kl: dict = field(default_factory=dict)
     latents: dict = field(default_factory=dict)
+
+    IMAGES = ("x_hat", "x_p", "x_f", "mask", "flow")  # the per-frame tensors, in this order
+
+    def images(self) -> dict:
+        """The per-frame tensors the model made, ``{name: tensor}`` (``IMAGES`` that are not None)."""
+        return {name: getattr(self, name) for name in self.IMAGES if getattr(self, name) is not None}
+
+    # The names of slamp 0.x, kept for a while: each warns and returns the paper's.
+    frames = property(lambda self: _renamed(self, "frames", "x_hat"))
+    appearance = property(lambda self: _renamed(self, "appearance", "x_p"))
+    motion = property(lambda self: _renamed(self, "motion", "x_f"))
+
+
+def _renamed(prediction: Prediction, old: str, new: str):
+    warnings.warn(f"Prediction.{old} is now Prediction.{new} (the paper's name)", DeprecationWarning, stacklevel=3)
+    return getattr(prediction, new)
 
 
 # notebooks/03_slamp_baseline.py, cell 42
@@ -147,7 +171,7 @@ class LatentStream(nn.Module):
 
 # notebooks/03_slamp_baseline.py, cell 44
 class PredictorParts(nn.Module):
-    """The modules of a video predictor and the pieces every path through them shares.
+    """The modules of a video predictor, sized by a :class:`ModelConfig`.
 
     ``motion_head``: a flow decoder, warp and mask (SLAMP-Baseline, SLAMP) or not (SVG).
     ``motion_stream``: the class of the second latent stream (SLAMP's), or None.
@@ -195,18 +219,6 @@ class PredictorParts(nn.Module):
         """ε ``(batch, steps, *latent_shape)`` of every stream, from the global generator."""
         return {s: torch.randn(batch, steps, *self.latent_shape, device=device) for s in self.streams}
 
-    def decode(self, g_pixel, g_flow, skips, previous) -> dict:
-        """Predictor features ``(N, g)`` (pixel, flow), skips and previous frames ``(N, C, H, W)``
-        → ``{"frames": x̂, "appearance": x^p}`` and with a motion head ``motion`` x^f, ``mask``, ``flow``."""
-        appearance = self.pixel_decoder(g_pixel, skips)
-        if not self.motion_head:
-            return {"frames": appearance, "appearance": appearance}
-        flow = self.flow_decoder(g_flow, skips)  # the public code gives it the appearance skips too
-        motion = warp(previous, flow)
-        mask = self.mask_net(appearance, motion)
-        return {"frames": blend(appearance, motion, mask), "appearance": appearance, "motion": motion,
-                "mask": mask, "flow": flow}
-
 
 # notebooks/03_slamp_baseline.py, cell 46
 def encoded_channels(config: ModelConfig) -> int:
@@ -221,58 +233,6 @@ def latent_map_size(config: ModelConfig) -> tuple[int, int]:
     return tuple(-(-n // 32) for n in config.image_size)  # five stride-2 levels
 
 
-# notebooks/03_slamp_baseline.py, cell 48
-def check_backbone(config: ModelConfig) -> None:
-    """A ``ValueError`` when ``config``'s backbone cannot make its frames."""
-    height, width = config.image_size
-    if config.backbone not in BACKBONES:
-        raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, found {config.backbone!r}")
-    if config.backbone != "conv" and (height, width) != (64, 64):
-        raise ValueError(f"the {config.backbone} backbone works at 64x64, found image_size={config.image_size}; "
-                         f"use backbone='conv' for other sizes")
-    if config.backbone == "conv" and (height % 2 or width % 2 or min(height, width) < 32):
-        raise ValueError(f"the conv backbone needs an even height and width of at least 32, found {config.image_size}")
-    levels = config.conv_levels
-    if levels is not None and (config.backbone != "conv" or len(levels) != 5 or any(len(v) != 3 for v in levels)):
-        raise ValueError(f"conv_levels must be five (stride, height, width) of the conv backbone, found {levels!r}")
-
-
-def check_video(config: ModelConfig, x: torch.Tensor, name: str = "x", min_frames: int = 1,
-                dtype: torch.dtype | None = None) -> None:
-    """A ``ValueError`` naming what was expected when ``x`` is not a video ``(B, T, C, H, W)`` of
-    ``config``'s frames with at least ``min_frames`` frames, finite, in [0, 1], of the model's
-    ``dtype`` (any float under autocast)."""
-    height, width = config.image_size
-    expected = f"(B, T, {config.channels}, {height}, {width})"
-    if not torch.is_tensor(x) or x.ndim != 5 or x.shape[0] == 0:
-        found = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-        raise ValueError(f"{name} must be a video {expected} with B >= 1, found {found}")
-    if x.shape[2] != config.channels:
-        raise ValueError(f"{name} must have {config.channels} channel(s) {expected}, found {x.shape[2]} in {tuple(x.shape)}")
-    if tuple(x.shape[-2:]) != (height, width):
-        raise ValueError(f"{name} must be {height}x{width} for the {config.backbone} backbone {expected}, "
-                         f"found {tuple(x.shape[-2:])}")
-    if x.shape[1] < min_frames:
-        raise ValueError(f"{name} must have at least {min_frames} frames, found {x.shape[1]}")
-    if not x.is_floating_point():
-        raise ValueError(f"{name} must be floating point in [0, 1], found {x.dtype}")
-    if dtype is not None and x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
-        raise ValueError(f"{name} is {x.dtype} but the model computes in {dtype}: pass {name}.to({dtype})")
-    if torch.compiler.is_compiling():  # reading values back would split a torch.compile graph (and stall a
-        return                         # CUDA graph); the shapes above are checked while tracing
-    low, high = (value.item() for value in torch.aminmax(x))  # one pass; NaN and inf show in the extremes
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise ValueError(f"{name} holds {int((~torch.isfinite(x)).sum())} NaN or infinite values")
-    if low < -1e-3 or high > 1 + 1e-3:
-        hint = ": it looks like 0-255 pixel values, divide by 255" if high > 2 else ""
-        raise ValueError(f"{name} must be in [0, 1], found values in [{low:.3g}, {high:.3g}]{hint}")
-
-
-def _is_count(value) -> bool:
-    """A whole number (an ``int``, not a ``bool`` or a ``float``)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def stream_kl(stats: dict) -> torch.Tensor:
     """KL(posterior ‖ prior) of one stream's Gaussians ``(B, T, z[, h, w])``: summed over latent
     dimensions and steps, averaged over the batch."""
@@ -280,7 +240,7 @@ def stream_kl(stats: dict) -> torch.Tensor:
     return kl_loss(mu_q.flatten(2), logvar_q.flatten(2), mu_p.flatten(2), logvar_p.flatten(2))
 
 
-# notebooks/03_slamp_baseline.py, cell 50
+# notebooks/03_slamp_baseline.py, cell 48
 def encode_shared(encoder, *frames, shared: int = 1):
     """``encoder(*frames)`` for frames ``(B, ...)`` whose rows come in groups of ``shared``
     identical rows (the samples of one sequence reading its true frames): each group is encoded
@@ -294,7 +254,7 @@ def encode_shared(encoder, *frames, shared: int = 1):
 def repeat_rows(value, times: int):
     """Every row (first axis) of a tensor, or of each tensor in (nested) lists and tuples, ``times`` times."""
     if torch.is_tensor(value):  # a view expanded, then one copy: repeat_interleave's result, without an index
-        return value.unsqueeze(1).expand(-1, times, *value.shape[1:]).flatten(0, 1)  # kernel (CUDA-graph safe)
+        return value.unsqueeze(1).expand(-1, times, *value.shape[1:]).flatten(0, 1)
     return type(value)(repeat_rows(item, times) for item in value)
 
 
@@ -307,27 +267,52 @@ def encode_frames(model: PredictorParts, frames, shared: int = 1):
     return encode_shared(model.encoder, maps, shared=shared)[0], skips, maps
 
 
-def motion_input(model: PredictorParts, frames):
-    """What the motion encoder pairs of ``frames`` ``(N, C, H, W)`` (see :func:`encode_frames`)."""
-    return frames if model.image_encoder is None else model.image_encoder(frames)[0]
+# notebooks/03_slamp_baseline.py, cell 50
+def decode(model: PredictorParts, g_p, g_f, skips, x_prev) -> dict:
+    """Predictor features ``(N, g)`` of the appearance (``g_p``) and motion (``g_f``) predictors, the
+    skips and the previous frames ``(N, C, H, W)`` → ``{"x_hat", "x_p"}``, with a motion head also
+    ``x_f``, ``mask`` and ``flow``: the fields of :class:`Prediction`."""
+    x_p = model.pixel_decoder(g_p, skips)
+    if not model.motion_head:
+        return {"x_hat": x_p, "x_p": x_p}
+    flow = model.flow_decoder(g_f, skips)
+    x_f = warp(x_prev, flow)
+    mask = model.mask_net(x_p, x_f)
+    return {"x_hat": blend(x_p, x_f, mask), "x_p": x_p, "x_f": x_f, "mask": mask, "flow": flow}
 
 
 # notebooks/03_slamp_baseline.py, cell 52
-def predict_step(model: PredictorParts, x_in, target, noise: dict, memory: dict, shared: int = 1):
-    """Step features of frame ``x_in`` ``(B, C, H, W)`` (and ``target``, or None for the future):
-    ``(g_pixel, g_flow)`` ``(B, 1, g)``, ``{stream: Gaussians}``, skips of ``x_in``, new ``memory``.
-    ``noise``: ε of this step, ``{stream: (B, 1, *latent_shape)}``. ``shared``: the rows of
-    ``x_in`` and ``target`` come in groups of that many identical rows (see :func:`encode_shared`)."""
-    h_in, skips, pair_in = encode_frames(model, x_in, shared)
-    h_target, _, pair_target = encode_frames(model, target, shared) if target is not None else (None, None, None)
-    g_pixel, stats, state = model.appearance(h_in[:, None], None if target is None else h_target[:, None],
-                                             noise["appearance"], memory.get("appearance"))
-    memory, step_stats = {**memory, "appearance": state}, {"appearance": stats}
-    g_flow = g_pixel
-    if model.motion is not None:  # it pairs the frames (or their image maps): see encode_frames
-        g_flow, step_stats["motion"], memory["motion"] = model.motion.step(pair_in, pair_target, noise["motion"],
-                                                                          memory.get("motion"), shared)
-    return g_pixel, g_flow, step_stats, skips, memory
+def step(model: PredictorParts, x_in, target, eps: dict, state: dict, t: int, n_past: int,
+         decoded: bool = True, shared: int = 1):
+    """Time step ``t`` (from 1): predict the frame after ``x_in`` ``(B, C, H, W)``; ``target`` is
+    that frame while it is known, else None. ``eps``: ε of this step ``{stream: (B, 1, ...)}``;
+    ``state``: what step ``t - 1`` left (``{}`` at ``t = 1``). Returns the images of :func:`decode`
+    (None unless ``decoded``), ``{stream: {"z", "posterior", "prior"}}`` and the next state.
+    ``shared``: see :func:`encode_shared`."""
+    h_in, skips, pair_in = encode_frames(model, x_in, shared)  # encoder
+    h_target, _, pair_target = encode_frames(model, target, shared) if target is not None else (None,) * 3
+    g_p, gaussians_p, lstm_p = model.appearance(h_in[:, None], None if target is None else h_target[:, None],
+                                                eps["appearance"], state.get("appearance"))  # z^p, g^p
+    gaussians, new = {"appearance": gaussians_p}, {"appearance": lstm_p}
+    g_f = g_p  # SLAMP-Baseline: the flow decoder reads the appearance predictor
+    if model.motion is not None:  # SLAMP: the motion stream z^f on frame pairs (or image maps)
+        motion = model.motion
+        observed = encode_shared(motion.encoder, pair_in, pair_target, shared=shared) if target is not None else None
+        if "motion_history" in state:  # the motion observed into x_in
+            history = state["motion_history"]
+        elif "motion_from" in state:  # x_in was generated: the motion from the step before's input into it
+            history = motion.encoder(state["motion_from"], pair_in)
+        else:  # first step: zero motion
+            history = encode_shared(motion.encoder, pair_in, pair_in, shared=shared)
+        g_f, gaussians["motion"], new["motion"] = motion.latent(
+            history[:, None], None if observed is None else observed[:, None], eps["motion"], state.get("motion"))
+        if observed is not None:  # the next step's history: the motion observed now
+            new["motion_history"] = observed
+        else:  # the next step reads the frame generated now: its history is the motion from x_in into it
+            new["motion_from"] = pair_in
+    new["skips"], seen = step_skips(model.config.skips, state.get("skips"), skips, t, n_past)
+    images = decode(model, g_p[:, 0], g_f[:, 0], seen, x_in) if decoded else None
+    return images, gaussians, new
 
 
 # notebooks/03_slamp_baseline.py, cell 54
@@ -338,29 +323,23 @@ def rollout(model: PredictorParts, x, n_past: int, steps: int, noise: dict, teac
     ``shared``: the rows of ``x`` come in groups of that many copies (the samples of a sequence),
     so true frames are encoded once per group."""
     posterior_steps = steps if posterior_steps is None else posterior_steps
-    memory, carried, outputs, kls, latents = {}, None, [], {}, {}
+    state, outputs, kls, latents = {}, [], {}, {}
     x_in, use_truth = x[:, 0], True
     for t in range(1, steps + 1):
         if t > 1:
             coin = teacher_forcing >= 1 or bool(torch.rand(()) < teacher_forcing)
             use_truth = t <= n_past or (t - 1 < x.shape[1] and coin)
-            x_in = x[:, t - 1] if use_truth else outputs[-1]["frames"].detach()
+            x_in = x[:, t - 1] if use_truth else outputs[-1]["x_hat"].detach()
         target = x[:, t] if t <= posterior_steps else None
-        step_noise = {name: eps[:, t - 1:t] for name, eps in noise.items()}
-        g_pixel, g_flow, step_stats, skips, memory = predict_step(model, x_in, target, step_noise, memory,
-                                                                  shared if use_truth else 1)
-        carried, seen = step_skips(model.config.skips, carried, skips, t, n_past)
-        for name, stats in step_stats.items():
+        eps = {name: value[:, t - 1:t] for name, value in noise.items()}
+        images, gaussians, state = step(model, x_in, target, eps, state, t, n_past, t >= decode_from,
+                                        shared if use_truth else 1)
+        for name, stats in gaussians.items():
             latents.setdefault(name, []).append(stats["z"])
             if stats["posterior"] is not None:
                 kls[name] = kls.get(name, 0) + stream_kl(stats)
-        frame = None
-        if t >= decode_from:
-            outputs.append(model.decode(g_pixel[:, 0], g_flow[:, 0], seen, x_in))
-            frame = outputs[-1]["frames"]
-        if model.motion is not None and t < steps:  # the next step's motion history: observed, or into the prediction
-            generated = None if memory["motion"]["current"] is not None else motion_input(model, frame)
-            memory["motion"] = model.motion.after_step(generated, memory["motion"])
+        if images is not None:
+            outputs.append(images)
     stacked = {k: torch.stack([o[k] for o in outputs], 1) for k in outputs[0]}
     latents = {name: torch.cat(z, 1)[:, decode_from - 1:] for name, z in latents.items()}  # decoded steps
     return Prediction(**stacked, kl=kls, latents=latents)
@@ -368,32 +347,35 @@ def rollout(model: PredictorParts, x, n_past: int, steps: int, noise: dict, teac
 
 # notebooks/03_slamp_baseline.py, cell 56
 def teacher_forced(model: PredictorParts, x, noise: dict, n_past: int) -> Prediction:
-    """Predict frames 1..T-1 of ``x`` ``(B, T, C, H, W)`` from the true previous frames, batched over time."""
+    """Predict frames 1..T-1 of ``x`` ``(B, T, C, H, W)`` from the true previous frames, batched over
+    time: the function :func:`rollout` computes with ``teacher_forcing=1``."""
     batch, length = x.shape[:2]
     h, skips, pairs = encode_frames(model, x.flatten(0, 1))  # every frame encoded once
     h = h.unflatten(0, (batch, length))
-    g_pixel, stats, _ = model.appearance(h[:, :-1], h[:, 1:], noise["appearance"])
-    kls, latents = {"appearance": stream_kl(stats)}, {"appearance": stats["z"]}
-    g_flow = g_pixel
-    if model.motion is not None:
-        g_flow, stats = model.motion.teacher_forced(pairs.unflatten(0, (batch, length)), noise["motion"])
-        kls["motion"], latents["motion"] = stream_kl(stats), stats["z"]
+    g_p, gaussians, _ = model.appearance(h[:, :-1], h[:, 1:], noise["appearance"])
+    kls, latents = {"appearance": stream_kl(gaussians)}, {"appearance": gaussians["z"]}
+    g_f = g_p
+    if model.motion is not None:  # pairs (x_{t-1}, x_t), zero motion first; the prior reads the pair before
+        motion = model.motion.encoder(previous_frames(pairs.unflatten(0, (batch, length))).flatten(0, 1), pairs)
+        motion = motion.unflatten(0, (batch, length))
+        g_f, gaussians, _ = model.motion.latent(motion[:, :-1], motion[:, 1:], noise["motion"])
+        kls["motion"], latents["motion"] = stream_kl(gaussians), gaussians["z"]
     # Step t sees the skips of frames 0..t-1 as the model's rule combines them (`decoder_skips`).
     skips = [decoder_skips(model.config.skips, s.unflatten(0, (batch, length)), n_past).flatten(0, 1) for s in skips]
-    out = model.decode(g_pixel.flatten(0, 1), g_flow.flatten(0, 1), skips, x[:, :-1].flatten(0, 1))
+    out = decode(model, g_p.flatten(0, 1), g_f.flatten(0, 1), skips, x[:, :-1].flatten(0, 1))
     return Prediction(**{k: v.unflatten(0, (batch, length - 1)) for k, v in out.items()}, kl=kls, latents=latents)
 
 
 # notebooks/03_slamp_baseline.py, cell 59
 def prediction_loss(prediction: Prediction, x, beta: float) -> tuple[torch.Tensor, dict]:
     """The loss training minimises, ``(total, terms)``, for a prediction of frames 2..T of ``x``
-    ``(B, T, C, H, W)``: terms ``final`` (x̂), with a motion head ``pixel`` (x^p) and ``flow``
+    ``(B, T, C, H, W)``: terms ``x_hat`` (x̂), with a motion head ``x_p`` (x^p) and ``x_f``
     (x^f), and ``kl_<stream>`` for every latent stream; ``beta`` weighs the KL terms (Eq. 3)."""
     target = x[:, 1:]
-    terms = {"final": reconstruction_loss(prediction.frames, target)}
-    if prediction.motion is not None:
-        terms["pixel"] = reconstruction_loss(prediction.appearance, target)
-        terms["flow"] = reconstruction_loss(prediction.motion, target)
+    terms = {"x_hat": reconstruction_loss(prediction.x_hat, target)}
+    if prediction.x_f is not None:
+        terms["x_p"] = reconstruction_loss(prediction.x_p, target)
+        terms["x_f"] = reconstruction_loss(prediction.x_f, target)
     total = sum(terms.values())
     for name, kl in prediction.kl.items():
         terms[f"kl_{name}"] = kl
@@ -409,36 +391,13 @@ def sample_futures(model: PredictorParts, x_past, n_future: int, num_samples: in
     x = repeat_rows(x_past, num_samples)  # sample s of sequence b is row b*S + s
     prediction = rollout(model, x, n_past, n_past - 1 + n_future, noise, teacher_forcing=0.0,
                          posterior_steps=n_past - 1, decode_from=n_past, shared=num_samples)
-    parts = {}
-    for key in ("frames", "appearance", "motion", "mask", "flow"):
-        value = getattr(prediction, key)
-        if value is not None:
-            parts[key] = value.reshape(batch, num_samples, n_future, *value.shape[2:])
+    parts = {name: value.reshape(batch, num_samples, n_future, *value.shape[2:])
+             for name, value in prediction.images().items()}
     latents = {name: z.reshape(batch, num_samples, n_future, *z.shape[2:]) for name, z in prediction.latents.items()}
     return Prediction(**parts, latents=latents)
 
 
-# notebooks/03_slamp_baseline.py, cell 64
-def batchnorm_statistics(model: nn.Module) -> dict:
-    """A copy of every BatchNorm layer's running statistics, ``{name: tensor}``."""
-    return {name: value.clone() for name, value in model.named_buffers()
-            if name.endswith(("running_mean", "running_var", "num_batches_tracked"))}
-
-
-def restore_batchnorm_statistics(model: nn.Module, saved: dict) -> None:
-    buffers = dict(model.named_buffers())
-    with torch.no_grad():
-        for name, value in saved.items():
-            buffers[name].copy_(value)
-
-
-def is_finite(prediction: Prediction) -> bool:
-    """Whether the frames and the KL terms of ``prediction`` are finite."""
-    return bool(torch.isfinite(prediction.frames).all()) and all(bool(torch.isfinite(kl).all())
-                                                                 for kl in prediction.kl.values())
-
-
-# notebooks/03_slamp_baseline.py, cell 66
+# notebooks/03_slamp_baseline.py, cell 65
 class VideoPredictor(PredictorParts):
     """SVG, SLAMP-Baseline and SLAMP behind one interface: videos ``(B, T, C, H, W)`` in [0, 1]."""
 
@@ -459,7 +418,7 @@ class VideoPredictor(PredictorParts):
         true previous frame with that probability, else the prediction: the per-step path.
         ``noise``: ε ``{stream: (B, T-1, *latent_shape)}`` (default: fresh draws)."""
         check_video(self.config, x, min_frames=2, dtype=self.encoder_dtype)
-        if not _is_count(n_past) or not 1 <= n_past < x.shape[1]:
+        if not is_count(n_past) or not 1 <= n_past < x.shape[1]:
             raise ValueError(f"n_past must be in [1, T-1] = [1, {x.shape[1] - 1}] (a whole number), found {n_past!r}")
         if noise is None:
             noise = self.draw_noise(x.shape[0], x.shape[1] - 1, x.device)
@@ -469,7 +428,7 @@ class VideoPredictor(PredictorParts):
             prediction = teacher_forced(self, x, noise, n_past)
         else:
             prediction = rollout(self, x, n_past, x.shape[1] - 1, noise, teacher_forcing)
-        if saved is not None and not is_finite(prediction):  # one bad batch must not poison later ones
+        if saved is not None and not is_finite(prediction.x_hat, *prediction.kl.values()):  # one bad batch must not poison later ones
             restore_batchnorm_statistics(self, saved)
         return prediction
 
@@ -490,7 +449,7 @@ class VideoPredictor(PredictorParts):
         ``{stream: (B * num_samples, n_past - 1 + n_future, *latent_shape)}``, e.g. to redraw one
         stream and keep the other. Returns a :class:`Prediction` of ``(B, num_samples, n_future, ...)``."""
         check_video(self.config, x_past, "x_past", min_frames=1, dtype=self.encoder_dtype)
-        if not (_is_count(n_future) and _is_count(num_samples)) or n_future < 1 or num_samples < 1:
+        if not (is_count(n_future) and is_count(num_samples)) or n_future < 1 or num_samples < 1:
             raise ValueError(f"n_future and num_samples must be >= 1 (whole numbers), found {n_future!r} and "
                              f"{num_samples!r}")
         rows, steps = x_past.shape[0] * num_samples, x_past.shape[1] - 1 + n_future
@@ -500,32 +459,7 @@ class VideoPredictor(PredictorParts):
         return sample_futures(self, x_past, n_future, num_samples, noise)
 
 
-# notebooks/03_slamp_baseline.py, cell 68
-MODELS: dict[str, type] = {}  # name -> model class
-
-
-def register_model(name: str):
-    """Class decorator: enter a :class:`VideoPredictor` subclass in :data:`MODELS` as ``name``."""
-
-    def register(cls):
-        # A class of the same name replaces its entry: a notebook cell run again defines it anew.
-        if name in MODELS and MODELS[name].__name__ != cls.__name__:
-            raise ValueError(f"a model named {name!r} is already registered ({MODELS[name].__name__})")
-        MODELS[name], cls.registry_name = cls, name
-        return cls
-
-    return register
-
-
-def model_class(name: str) -> type:
-    """The model class registered as ``name``, or whose class name is ``name`` (checkpoints store it)."""
-    by_class = {cls.__name__: cls for cls in MODELS.values()}
-    if name not in MODELS and name not in by_class:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    return MODELS.get(name) or by_class[name]
-
-
-# notebooks/03_slamp_baseline.py, cell 70
+# notebooks/03_slamp_baseline.py, cell 67
 @register_model("svg")
 class SVG(VideoPredictor):
     """SVG-LP (Denton & Fergus, 2018) as its public code computes it: one latent, one pixel decoder,
@@ -564,89 +498,25 @@ class SLAMPBaseline(VideoPredictor):
     flow that warps the previous frame into x^f; a mask blends them."""
 
 
-# notebooks/03_slamp_baseline.py, cell 74
-class IncompatibleWeightsError(ValueError):
-    """Weights that do not fit a model; the message says which keys and why."""
-
-
-RENAMED_WEIGHTS = [(r"^motion_encoder\.", "motion.encoder."),  # older name: new name (a regex)
-                   (r"^motion\.(posterior|prior|predictor)\.", r"motion.latent.\1.")]
-
-
-def load_weights(model: nn.Module, weights: dict) -> nn.Module:
-    """``model.load_state_dict(weights)``, with older names renamed (``RENAMED_WEIGHTS``) and a
-    clear error for weights of an older layout."""
-    for old, new in RENAMED_WEIGHTS:
-        weights = {re.sub(old, new, key): value for key, value in weights.items()}
-    expected = set(model.state_dict())
-    extra, missing = sorted(set(weights) - expected), sorted(expected - set(weights))
-    if extra and not missing and all(key.endswith(".bias") for key in extra):
-        raise IncompatibleWeightsError(
-            f"these weights come from an older slamp whose convolutions before BatchNorm and whose "
-            f"squeeze-excitation layers had biases ({len(extra)} extra tensors, e.g. {extra[0]}); the "
-            f"public code has none, and neither has this version. Retrain the model (`slamp train`) or "
-            f"load it with the slamp version that wrote it.")
-    if extra or missing:
-        raise IncompatibleWeightsError(f"the weights do not fit {type(model).__name__}: missing {missing[:5]}"
-                                       f"{' ...' if len(missing) > 5 else ''}, unexpected {extra[:5]}"
-                                       f"{' ...' if len(extra) > 5 else ''}")
-    model.load_state_dict(weights)
-    return model
-
-
-def saved_as_now(class_name: str, config: dict) -> tuple[str, dict]:
-    """The model class name and config a checkpoint records (``model_class``, ``model_config``) as
-    this slamp names them: a config without ``skips`` predates the skip rules, when every model used
-    SLAMP's running mean and the class named ``SVG`` was :class:`AppearanceOnly`."""
-    if "skips" in config:
-        return class_name, config
-    return ("AppearanceOnly" if class_name in ("SVG", "svg") else class_name), {**config, "skips": "mean"}
-
-
-def saved_model(class_name: str, config: dict) -> VideoPredictor:
-    """A new model of the class and config a checkpoint records (see :func:`saved_as_now`)."""
-    class_name, config = saved_as_now(class_name, config)
-    return model_class(class_name)(ModelConfig(**config))
+# notebooks/03_slamp_baseline.py, cell 78
+def sample_spread(samples: torch.Tensor) -> torch.Tensor:
+    """How much the samples of a future differ: the standard deviation over the samples axis of
+    ``samples`` ``(..., S, T, C, H, W)`` per pixel (over S, not S - 1), averaged over the pixels of
+    each frame: ``(..., T)``. The evaluation computes the same from chunks (``SampleSpread``)."""
+    return samples.std(-5, unbiased=False).mean((-3, -2, -1))
 
 
 # notebooks/04_slamp.py, cell 13
 class MotionStream(nn.Module):
     """SLAMP's motion stream z^f: a motion encoder on frame pairs and a :class:`LatentStream` over
-    motion features. Its posterior reads the motion t-1 → t, its prior and predictor the motion
-    history t-2 → t-1 (zero motion, a frame paired with itself, at the first step). It pairs
-    frames, or with the conv backbone their image maps (:func:`encode_frames`)."""
+    motion features (its posterior reads the motion t-1 → t, its prior and predictor the motion
+    history t-2 → t-1). It pairs frames, or with the conv backbone their image maps."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         Encoder = BACKBONES[config.backbone][0]
         self.encoder = MotionEncoder(Encoder(config.g_dim, 2 * encoded_channels(config), config.width))
         self.latent = LatentStream(config)
-
-    def teacher_forced(self, x, noise):
-        """Flow-decoder features ``(B, T-1, g)`` and Gaussians for a whole video ``x`` ``(B, T, C, H, W)``
-        (or its image maps)."""
-        batch, length = x.shape[:2]
-        motion = self.encoder(previous_frames(x).flatten(0, 1), x.flatten(0, 1)).unflatten(0, (batch, length))
-        g_flow, stats, _ = self.latent(motion[:, :-1], motion[:, 1:], noise)  # prior: t-2 -> t-1
-        return g_flow, stats
-
-    def step(self, x_in, target, noise, memory=None, shared: int = 1):
-        """One step from frame ``x_in`` ``(B, C, H, W)`` or its image map (``target`` None: the future): features
-        ``(B, 1, g)``, Gaussians, memory. ``shared``: see :func:`encode_shared`."""
-        memory = memory or {}
-        current = encode_shared(self.encoder, x_in, target, shared=shared) if target is not None else None
-        history = memory.get("history")
-        if history is None:  # zero motion before the first step, encoded after the real pair as the public
-            history = encode_shared(self.encoder, x_in, x_in, shared=shared)  # code does (BatchNorm sees that order)
-        g_flow, stats, state = self.latent(history[:, None], None if current is None else current[:, None],
-                                           noise, memory.get("state"))
-        return g_flow, stats, {"history": history, "current": current, "state": state, "input": x_in}
-
-    def after_step(self, generated, memory):
-        """The next step's motion history: observed if the target was known, else the motion from
-        this step's input into the ``generated`` frame (paired as ``step`` pairs)."""
-        current = memory["current"]
-        return {**memory, "history": current if current is not None else self.encoder(memory["input"], generated)}
 
 
 # notebooks/04_slamp.py, cell 15
@@ -657,4 +527,4 @@ class SLAMP(VideoPredictor):
     motion_stream = MotionStream
 
 
-__all__ = ['ModelConfig', 'PRESETS', 'Prediction', 'LatentStream', 'PredictorParts', 'encoded_channels', 'latent_map_size', 'check_backbone', 'check_video', 'stream_kl', 'encode_shared', 'repeat_rows', 'encode_frames', 'motion_input', 'predict_step', 'rollout', 'teacher_forced', 'prediction_loss', 'sample_futures', 'batchnorm_statistics', 'restore_batchnorm_statistics', 'is_finite', 'VideoPredictor', 'MODELS', 'register_model', 'model_class', 'SVG', 'AppearanceOnly', 'SLAMPBaseline', 'IncompatibleWeightsError', 'RENAMED_WEIGHTS', 'load_weights', 'saved_as_now', 'saved_model', 'MotionStream', 'SLAMP']
+__all__ = ['ModelConfig', 'PRESETS', 'Prediction', 'LatentStream', 'PredictorParts', 'encoded_channels', 'latent_map_size', 'stream_kl', 'encode_shared', 'repeat_rows', 'encode_frames', 'decode', 'step', 'rollout', 'teacher_forced', 'prediction_loss', 'sample_futures', 'VideoPredictor', 'SVG', 'AppearanceOnly', 'SLAMPBaseline', 'sample_spread', 'MotionStream', 'SLAMP']

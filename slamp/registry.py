@@ -4,8 +4,8 @@ A spec says what a dataset's frames look like, which clips training reads and wh
 testing follows, which model preset is sized for it, the paper's training recipe, and how to load
 its clips. Training (``slamp.config``, ``slamp.data.stream``), evaluation (``slamp evaluate``) and
 the command line read the spec; nothing else keeps a table of datasets. Adding a dataset is a
-loader and one :func:`register_dataset` call (``docs/contributing.md`` shows both). The models
-have their registry beside them: ``slamp.models.MODELS`` (``register_model``).
+loader and one :func:`register_dataset` call (``docs/contributing.md`` shows both). The models have
+theirs in ``slamp.model_registry``.
 
 Plain Python, taught by no notebook: 05 shows the recipes, 02 and ``data/README.md`` the data.
 """
@@ -145,7 +145,7 @@ for _spec in (
     DatasetSpec("cityscapes", 3, (128, 256), (10, 10), (10, 20), "cityscapes", _real("cityscapes", "Cityscapes", "test"),
                 {"batch_size": 7, "lr": 1e-4, "epochs": 343}, _PAPER),
 ):
-    register_dataset(_spec)
+    DATASETS[_spec.name] = _spec  # their presets are slamp.models.PRESETS' own (tests/test_registry.py)
 del _spec
 
 

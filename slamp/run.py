@@ -29,8 +29,10 @@ from slamp.checkpoint import (
     build_model,
     load_checkpoint,
     load_model,
+    load_weights,
     rng_state,
     save_checkpoint,
+    saved_as_now,
     set_rng_state,
 )
 from slamp.config import ConfigError, TrainConfig
@@ -38,7 +40,7 @@ from slamp.data.files import atomic_path
 from slamp.data.stream import epoch_loader, training_sequences, validation_videos
 from slamp.distributed import Distributed, global_noise, synchronise_batchnorm
 from slamp.evaluate import validate
-from slamp.models import VideoPredictor, load_weights, saved_as_now
+from slamp.models import VideoPredictor
 from slamp.pretrained import load as load_shipped
 from slamp.runlock import RunLock, writing_in
 from slamp.runlog import CSVLog, sample_figure, save_figure, tensorboard_writer
@@ -85,7 +87,7 @@ class TrainingObjective(nn.Module):
 
 def loss_terms(model: VideoPredictor) -> list[str]:
     """The names of the loss terms ``model.loss`` returns."""
-    return ["final"] + (["pixel", "flow"] if model.motion_head else []) + [f"kl_{s}" for s in model.streams]
+    return ["x_hat"] + (["x_p", "x_f"] if model.motion_head else []) + [f"kl_{s}" for s in model.streams]
 
 
 def _grad_scaler(device: torch.device, dtype: torch.dtype | None):
@@ -262,10 +264,27 @@ class TrainingRun:
     def total_steps(self) -> int:
         return self.config.epochs * self.config.epoch_size
 
+    def begin(self, stop_after: int | None = None) -> int:
+        """Say what this run trains, open the progress bar and start the clock; returns the update
+        to stop after (``stop_after``, or the end of the schedule)."""
+        c, end = self.config, min(self.total_steps, stop_after or self.total_steps)
+        self.say(f"training {type(self.model).__name__} ({self.model.num_parameters() / 1e6:.2f} M parameters) "
+                 f"on {c.dataset}, {self.place.world_size} process(es) on {self.device}, "
+                 f"autocast {self.dtype}, updates {self.step} -> {end}, writing to {self.out}")
+        self.progress = tqdm(total=self.total_steps, initial=self.step, disable=not self.place.is_main,
+                             dynamic_ncols=True)
+        self.end, self.first, self.busy = end, self.step, 0.0
+        self.started = self.tick = time.perf_counter()
+        return end
+
     def batches(self, epoch: int, start: int):
-        """This process's batches ``(B / processes, T, C, H, W)`` of updates ``start..`` of ``epoch``."""
-        return epoch_loader(self.sequences, self.config, epoch, start, self.place.rank, self.place.world_size,
-                            pin_memory=self.device.type == "cuda")
+        """This process's batches ``(B / processes, T, C, H, W)`` of updates ``start..`` of ``epoch``,
+        on the run's device."""
+        self.progress.set_description(f"epoch {epoch}")
+        self.tick = time.perf_counter()
+        for batch in epoch_loader(self.sequences, self.config, epoch, start, self.place.rank, self.place.world_size,
+                                  pin_memory=self.device.type == "cuda"):
+            yield batch.to(self.device, non_blocking=True)
 
     def stop_if_not_finite(self, total, terms) -> None:
         """Raise :class:`NonFiniteLossError` when the loss is not finite in any process (all must
@@ -288,7 +307,7 @@ class TrainingRun:
                                  f"before updating the model. {kept}; resume from it with a lower lr "
                                  f"(--set lr=...) or amp=off.")
 
-    def log(self, epoch, p_true, total, terms, rate, progress):
+    def log(self, epoch, p_true, total, terms, rate):
         values = torch.stack([total.float()] + [terms[name].float() for name in self.terms])
         if self.place.enabled:  # the mean over processes is the loss of the global batch
             dist.all_reduce(values)
@@ -299,17 +318,23 @@ class TrainingRun:
         row = {"step": self.step, "epoch": epoch, "teacher_forcing": p_true, **numbers, "updates_per_second": rate}
         with writing_in(self.out, "train.csv"):
             self.train_log.append(row)
-        progress.set_postfix({k: f"{v:.3g}" for k, v in numbers.items()}, refresh=False)
+        self.progress.set_postfix({k: f"{v:.3g}" for k, v in numbers.items()}, refresh=False)
         if self.writer is not None:
             for name, value in numbers.items():
                 self.writer.add_scalar(f"train/{name}", value, self.step)
             self.writer.add_scalar("train/teacher_forcing", p_true, self.step)
 
-    def after_update(self, end: int) -> None:
-        """Validation every ``val_every`` updates and at the end; ``last.pt`` every
-        ``checkpoint_every``, at the end and at ``end`` (a stop with ``stop_after``). After a
-        SIGTERM or SIGINT: ``last.pt`` now, then :class:`TrainingInterrupted`."""
-        c = self.config
+    def after_update(self, epoch: int, p_true: float, total, terms) -> None:
+        """Everything between two updates: count the update; the log every ``log_every`` updates and
+        at the end; validation every ``val_every`` updates and at the end; ``last.pt`` every
+        ``checkpoint_every``, at the end and at the stop of ``begin``. After a SIGTERM or SIGINT:
+        ``last.pt`` now, then :class:`TrainingInterrupted`."""
+        c, end = self.config, self.end
+        self.step += 1
+        self.progress.update()
+        self.busy += time.perf_counter() - self.tick
+        if self.step % c.log_every == 0 or self.step == end:
+            self.log(epoch, p_true, total, terms, (self.step - self.first) / max(self.busy, 1e-9))
         if c.val_every and (self.step % c.val_every == 0 or self.step == self.total_steps):
             self.validate()
         stop = self._stop_requested()
@@ -320,6 +345,7 @@ class TrainingRun:
             self.say(f"stopped by {name} after update {self.step}: wrote {self.out / 'last.pt'}; continue with "
                      f"`slamp train --resume --out {self.out}` (the same run, exactly)")
             raise TrainingInterrupted(stop, self.out / "last.pt", self.step)
+        self.tick = time.perf_counter()
 
     # ---- signals: a cluster's SIGTERM before pre-emption, Ctrl-C ----------------------------------
     def _catch_signals(self) -> None:
@@ -397,9 +423,12 @@ class TrainingRun:
         if self.place.enabled:
             dist.barrier()
 
-    def finish(self, first, busy, seconds) -> dict:
+    def finish(self) -> dict:
+        """Close the progress bar; write and return the summary of the run."""
+        self.progress.close()
+        first, seconds = self.first, time.perf_counter() - self.started
         summary = {"updates": self.step, "updates_this_run": self.step - first,
-                   "updates_per_second": (self.step - first) / max(busy, 1e-9), "seconds": seconds,
+                   "updates_per_second": (self.step - first) / max(self.busy, 1e-9), "seconds": seconds,
                    "best_psnr": self.best_psnr if math.isfinite(self.best_psnr) else None,
                    "last": str(self.out / "last.pt"),
                    "best": str(self.out / "best.pt") if (self.out / "best.pt").is_file() else None,

@@ -13,32 +13,19 @@ import torch
 from matplotlib.figure import Figure
 
 from slamp.data.files import atomic_path
+from slamp.renamed import LOSS_TERMS, renamed_columns
 
 
 def sample_figure(truth: torch.Tensor, samples: torch.Tensor, n_past: int, psnrs=None, max_frames: int = 12,
                   title: str = "") -> Figure:
     """The true video ``(T, C, H, W)`` (conditioning frames, then the future) above sampled futures
-    ``(S, F, C, H, W)``, best PSNR first; at most ``max_frames`` columns."""
+    ``(S, F, C, H, W)``, best PSNR first; at most ``max_frames`` columns (``slamp.viz.show_futures``)."""
+    from slamp.viz import show_futures
+
     order = torch.argsort(torch.as_tensor(psnrs), descending=True).tolist() if psnrs is not None else range(len(samples))
     columns = min(truth.shape[0], max_frames)
-    rows = [("truth", truth[:columns], 0)]
-    rows += [(f"sample {k}" + (f" ({float(psnrs[k]):.1f} dB)" if psnrs is not None else ""),
-              samples[k][:columns - n_past], n_past) for k in order]
-    figure = Figure(figsize=(1.0 * columns, 1.1 * len(rows) + 0.3))
-    axes = figure.subplots(len(rows), columns, squeeze=False)
-    for r, (label, frames, offset) in enumerate(rows):
-        for c in range(columns):
-            ax = axes[r, c]
-            ax.set_axis_off()
-            if c < offset or c - offset >= len(frames):
-                continue
-            image = frames[c - offset].float().clamp(0, 1).permute(1, 2, 0).numpy()
-            ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
-            if r == 0 and c == n_past:
-                ax.set_title("future →", fontsize=7, loc="left")
-        axes[r, 0 if offset == 0 else offset].text(0, -4, label, fontsize=7)
-    figure.suptitle(title, fontsize=9)
-    return figure
+    labels = [f"sample {k + 1}" + (f" ({float(psnrs[k]):.1f} dB)" if psnrs is not None else "") for k in order]
+    return show_futures(truth[:columns], [samples[k][:columns - n_past] for k in order], labels, n_past, title=title)
 
 
 def save_figure(figure: Figure, path) -> Path:
@@ -85,7 +72,7 @@ def rows_until(path, last_step: int) -> tuple[list[dict], list[int]]:
             if not whole:
                 damaged.append(reader.line_num)
             elif int(row["step"]) <= last_step:
-                kept.append(row)
+                kept.append(renamed_columns(row))  # an older run's loss terms under today's names
     return kept, damaged
 
 
@@ -94,7 +81,7 @@ def read_log(path) -> dict[str, np.ndarray]:
     with open(path, newline="") as file:
         rows = list(csv.DictReader(file))
     columns = rows[0].keys() if rows else []
-    return {name: np.array([float(row[name]) for row in rows]) for name in columns}
+    return {LOSS_TERMS.get(name, name): np.array([float(row[name]) for row in rows]) for name in columns}
 
 
 def tensorboard_writer(folder):
@@ -121,7 +108,7 @@ def plot_training(run, smooth: int = 1) -> Figure:
         values = np.convolve(log[name], kernel, mode="valid")
         ax.plot(log["step"][len(log["step"]) - len(values):], values, label=name)
 
-    for name in [n for n in ("pixel", "flow", "final") if n in log]:
+    for name in [n for n in ("x_p", "x_f", "x_hat") if n in log]:
         curve(axes[0], name)
     for name in [n for n in log if n.startswith("kl_")]:
         curve(axes[1], name)

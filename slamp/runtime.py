@@ -87,9 +87,8 @@ def keep_freed_memory(enabled: bool = True) -> bool:
 
     By default glibc gives every block of 32 MB or more (one activation of a training step at the
     paper's sizes) its own ``mmap`` and hands it back to the kernel when the tensor is freed, so the
-    next step's tensors fault in fresh, zeroed pages one 4 KiB page at a time (the public code's
-    per-step update at the paper's MNIST size: 30.4 s, 23.2 s with the memory kept;
-    ``benchmarks/training.py --allocator``). Enabled, blocks up to 1 GiB come from the heap and
+    next step's tensors fault in fresh, zeroed pages one 4 KiB page at a time
+    (``benchmarks/training.py --allocator`` measures the cost). Enabled, blocks up to 1 GiB come from the heap and
     freed memory is never returned, so after a few steps a step reuses the memory of the ones
     before without a page fault (``tests/test_runtime.py``). The price: the process keeps the
     memory of its largest step until it exits, and a little more while the heap settles (torch's
@@ -116,9 +115,8 @@ def keep_freed_memory(enabled: bool = True) -> bool:
 
 def adam(parameters, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
     """A ``torch.optim.Adam`` for all parameters (the public code kept one per module, with equal settings: the
-    same updates). The fused kernel updates every tensor in one call: 4x faster than the default
-    on a 2-core CPU at the tiny size, 7x at the paper's MNIST size (``benchmarks/optimizer.py``); a
-    torch without it falls back to the default."""
+    same updates). The fused kernel updates every tensor in one call, faster than the default
+    (``benchmarks/optimizer.py``); a torch without it falls back to the default."""
     import torch
 
     parameters = list(parameters)

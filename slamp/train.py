@@ -3,10 +3,8 @@
 The engine around the loop is ``slamp.run``; configs and presets are ``slamp.config``."""
 
 import math
-import time
 
 import torch
-from tqdm.auto import tqdm
 
 from slamp.config import TrainConfig
 from slamp.distributed import init_distributed
@@ -43,33 +41,18 @@ def teacher_forcing_probability(epoch: int, k: float) -> float:
 def fit(run, stop_after: int | None = None) -> dict:
     """Train ``run`` (a :class:`slamp.run.TrainingRun`) until ``epochs * epoch_size`` updates, or
     until update ``stop_after`` (then write a checkpoint and return). Returns the summary."""
-    c, end = run.config, min(run.total_steps, stop_after or run.total_steps)
-    run.say(f"training {type(run.model).__name__} ({run.model.num_parameters() / 1e6:.2f} M parameters) "
-            f"on {c.dataset}, {run.place.world_size} process(es) on {run.device}, "
-            f"autocast {run.dtype}, updates {run.step} -> {end}, writing to {run.out}")
-    progress = tqdm(total=run.total_steps, initial=run.step, disable=not run.place.is_main, dynamic_ncols=True)
-    started, busy, first = time.perf_counter(), 0.0, run.step
+    objective, optimizer, scaler, config = run.objective, run.optimizer, run.scaler, run.config
+    end = run.begin(stop_after)  # the last update of this call; says what it trains, starts the clock
     while run.step < end:
-        epoch, start = divmod(run.step, c.epoch_size)
-        p_true = teacher_forcing_probability(epoch, c.scheduled_sampling_k)
-        progress.set_description(f"epoch {epoch}")
-        tick = time.perf_counter()
-        for batch in run.batches(epoch, start):
-            x = batch.to(run.device, non_blocking=True)
-            total, terms = train_step(run.objective, run.optimizer, run.scaler, x, c.n_past, p_true, run.dtype,
+        epoch, start = divmod(run.step, config.epoch_size)
+        p_true = teacher_forcing_probability(epoch, config.scheduled_sampling_k)
+        for x in run.batches(epoch, start):  # clips (B, T, C, H, W) on the run's device
+            total, terms = train_step(objective, optimizer, scaler, x, config.n_past, p_true, run.dtype,
                                       check=run.stop_if_not_finite)
-            run.step += 1
-            progress.update()
-            busy += time.perf_counter() - tick
-            if run.step % c.log_every == 0 or run.step == end:
-                run.log(epoch, p_true, total, terms, (run.step - first) / max(busy, 1e-9), progress)
-            run.after_update(end)
-            tick = time.perf_counter()
+            run.after_update(epoch, p_true, total, terms)  # log, validate, checkpoint, signals
             if run.step >= end:
                 break
-    progress.close()
-    return run.finish(first, busy, time.perf_counter() - started)
-
+    return run.finish()
 
 def train(config: TrainConfig, resume=None, stop_after: int | None = None, overwrite: bool = False) -> dict:
     """Run (or continue) training as ``config`` says; inside ``torchrun`` as one of its processes.

@@ -7,6 +7,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 
 # notebooks/01_flow_warping.py, cell 23
@@ -111,22 +112,17 @@ def save_gif(frames: torch.Tensor, path, fps: float = 8, scale: int = 1) -> Path
 
 
 # notebooks/07_latents.py, cell 9
-STREAM_TITLES = {"truth": "ground truth", "frames": r"prediction $\hat x$", "appearance": r"appearance $x^p$",
-                 "motion": r"motion $x^f$", "mask": "mask $m$", "flow": "flow $f$"}
+STREAM_TITLES = {"truth": "ground truth", "x_hat": r"prediction $\hat x$", "x_p": r"appearance $x^p$",
+                 "x_f": r"motion $x^f$", "mask": "mask $m$", "flow": "flow $f$"}
 
 
 def prediction_parts(prediction, sequence: int = 0, sample: int | None = 0) -> dict:
-    """The parts of one predicted sequence as ``{name: (T, ...)}`` (``frames``, ``appearance`` and,
-    with a motion head, ``motion``, ``mask``, ``flow``), from a ``slamp.models.Prediction``:
+    """The parts of one predicted sequence as ``{name: (T, ...)}`` (``x_hat``, ``x_p`` and, with a
+    motion head, ``x_f``, ``mask``, ``flow``), from a ``slamp.models.Prediction``:
     tensors ``(B, S, T, ...)`` from ``generate`` (pick ``sample``) or ``(B, T, ...)`` from a
     training forward (``sample=None``)."""
-    parts = {}
-    for name in ("frames", "appearance", "motion", "mask", "flow"):
-        value = getattr(prediction, name)
-        if value is not None:
-            value = value[sequence] if sample is None else value[sequence, sample]
-            parts[name] = value.detach().float().cpu()
-    return parts
+    return {name: (value[sequence] if sample is None else value[sequence, sample]).detach().float().cpu()
+            for name, value in prediction.images().items()}
 
 
 def stream_images(truth, parts: dict, max_flow: float | None = None) -> dict:
@@ -157,7 +153,7 @@ def _show(ax, image: torch.Tensor) -> None:
         spine.set_visible(False)
 
 
-def show_streams(truth, parts: dict, steps=None, first_frame: int = 0, title: str | None = None,
+def show_streams(truth, parts: dict, steps=None, first_frame: int = 1, title: str | None = None,
                  size: float = 1.0) -> plt.Figure:
     """The paper's Fig. 5/7 layout: one row per stream (ground truth, x̂, x^p, x^f, mask, flow; the
     rows a model has), one column per step. ``truth`` ``(T, C, H, W)`` or ``None``, ``parts``
@@ -218,29 +214,48 @@ def show_tsne(embeddings: dict, labels, names=None, title: str | None = None, cm
     return fig
 
 
-# notebooks/07_latents.py, cell 50
-def show_diversity(truth, samples, steps=None, best: int | None = None, first_frame: int = 0,
-                   size: float = 1.0) -> plt.Figure:
-    """Rows: ground truth ``(T, C, H, W)``, the ``best`` sample (if given), a random sample, the
-    mean of all ``samples`` ``(S, T, C, H, W)`` and their spread (standard deviation over samples,
-    ×2 so that its largest possible value, 0.5, is white); one column per step in ``steps``."""
+# notebooks/07_latents.py, cell 51
+def show_futures(truth, rows, labels=None, n_past: int = 0, steps=None, first_frame: int = 1,
+                 size: float = 1.0, title: str | None = None) -> Figure:
+    """Truth above futures: the true frames ``truth`` ``(T, C, H, W)``, then one row per entry of
+    ``rows`` ``(R, T - n_past, C, H, W)`` (frames after the first ``n_past`` true ones, each under
+    the frame it predicts), labelled by ``labels`` (default: sample 1, 2, ...). One column per frame
+    in ``steps`` (default: all), titled with its number, counted from ``first_frame``."""
+    labels = [f"sample {k + 1}" for k in range(len(rows))] if labels is None else list(labels)
+    shown = [("truth", truth, 0)] + [(label, frames, n_past) for label, frames in zip(labels, rows)]
+    steps = list(range(len(truth))) if steps is None else list(steps)
+    width, height = size * len(steps) + 1.2, size * 1.15 * len(shown) + 0.5
+    figure = Figure(figsize=(width, height))  # margins by hand: a label may reach over an empty column
+    figure.subplots_adjust(left=1.2 / width, right=0.99, bottom=0.01, top=1 - 0.45 / height, wspace=0.08, hspace=0.15)
+    axes = figure.subplots(len(shown), len(steps), squeeze=False)
+    for r, (label, frames, offset) in enumerate(shown):
+        drawn = [c for c, t in enumerate(steps) if offset <= t < offset + len(frames)]
+        for c, t in enumerate(steps):
+            if c in drawn:
+                _show(axes[r, c], frames[t - offset].detach().float().cpu().clamp(0, 1))
+            else:
+                axes[r, c].set_axis_off()
+            if r == 0:
+                future = " (future)" if n_past and t == n_past else ""
+                axes[r, c].set_title(f"{first_frame + t}{future}", fontsize=8)
+        if drawn:
+            axes[r, drawn[0]].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=9)
+    return figure
+
+
+def show_diversity(truth, samples, steps=None, best: int | None = None, first_frame: int = 1,
+                   size: float = 1.0) -> Figure:
+    """:func:`show_futures` of the ``best`` sample (if given), a random sample, the mean of all
+    ``samples`` ``(S, T, C, H, W)`` and their spread (standard deviation over samples, ×2 so that
+    its largest possible value, 0.5, is white) under the truth ``(T, C, H, W)``."""
     samples = samples.detach().float().cpu()
-    rows = {"ground truth": truth.detach().float().cpu()}
-    if best is not None:
-        rows["best sample"] = samples[best]
+    rows = {} if best is None else {"best sample": samples[best]}
     rows["random sample"] = samples[(best + 1) % len(samples) if best is not None else 0]
     rows[f"mean of {len(samples)}"] = samples.mean(0)
     rows["spread (2 std)"] = 2 * samples.std(0, unbiased=False)
-    steps = list(range(len(truth))) if steps is None else list(steps)
-    fig, axes = plt.subplots(len(rows), len(steps), figsize=(size * len(steps) + 1.2, size * len(rows)), squeeze=False)
-    for row, (name, frames) in enumerate(rows.items()):
-        for column, step in enumerate(steps):
-            _show(axes[row, column], frames[step].clamp(0, 1))
-            if row == 0:
-                axes[row, column].set_title(f"{first_frame + step}", fontsize=8)
-        axes[row, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
-    fig.tight_layout()
-    return fig
+    return show_futures(truth, list(rows.values()), list(rows), steps=steps, first_frame=first_frame, size=size)
 
 
-__all__ = ['demo_image', 'show_row', 'colour_wheel', 'flow_to_colour', 'flow_legend', 'save_gif', 'STREAM_TITLES', 'prediction_parts', 'stream_images', 'show_streams', 'streams_strip', 'show_tsne', 'show_diversity']
+__all__ = ['demo_image', 'show_row', 'colour_wheel', 'flow_to_colour', 'flow_legend', 'save_gif', 'STREAM_TITLES', 'prediction_parts', 'stream_images', 'show_streams', 'streams_strip', 'show_tsne', 'show_futures', 'show_diversity']

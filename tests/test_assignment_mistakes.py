@@ -85,28 +85,28 @@ MISTAKES = {
         ("return (mask * appearance + (1 - mask) * motion).mean(1, keepdim=True)", "shape"),
     ],
     "prediction_loss": [
-        ("target = x\nterms = {'final': reconstruction_loss(prediction.frames, target)}\nreturn terms['final'], terms",
+        ("target = x\nterms = {'x_hat': reconstruction_loss(prediction.x_hat, target)}\nreturn terms['x_hat'], terms",
          "x[:, 1:]"),
         ("target = x[:, 1:]\n"
-         "terms = {'final': reconstruction_loss(prediction.frames, target),\n"
-         "         'pixel': reconstruction_loss(prediction.appearance, target),\n"
-         "         'flow': reconstruction_loss(prediction.motion, target)}\n"
+         "terms = {'x_hat': reconstruction_loss(prediction.x_hat, target),\n"
+         "         'x_p': reconstruction_loss(prediction.x_p, target),\n"
+         "         'x_f': reconstruction_loss(prediction.x_f, target)}\n"
          "total = sum(terms.values())\n"
          "terms.update({f'kl_{name}': kl for name, kl in prediction.kl.items()})\n"
          "return total + sum(prediction.kl.values()), terms", "weighted by beta"),
         ("target = x[:, 1:]\n"
-         "terms = {'final': reconstruction_loss(prediction.frames, target),\n"
-         "         'pixel': reconstruction_loss(prediction.appearance, target),\n"
-         "         'flow': reconstruction_loss(prediction.motion, target)}\n"
+         "terms = {'x_hat': reconstruction_loss(prediction.x_hat, target),\n"
+         "         'x_p': reconstruction_loss(prediction.x_p, target),\n"
+         "         'x_f': reconstruction_loss(prediction.x_f, target)}\n"
          "total = sum(terms.values())\n"
          "terms.update({f'kl_{name}': kl for name, kl in prediction.kl.items()})\n"
          "return total + beta * prediction.kl['appearance'], terms", "every stream"),
         ("target = x[:, 1:]\n"
-         "terms = {'final': reconstruction_loss(prediction.frames, target),\n"
-         "         'pixel': reconstruction_loss(prediction.appearance, target),\n"
-         "         'flow': reconstruction_loss(prediction.motion, target)}\n"
+         "terms = {'x_hat': reconstruction_loss(prediction.x_hat, target),\n"
+         "         'x_p': reconstruction_loss(prediction.x_p, target),\n"
+         "         'x_f': reconstruction_loss(prediction.x_f, target)}\n"
          "terms.update({f'kl_{name}': kl for name, kl in prediction.kl.items()})\n"
-         "return terms['final'] + beta * sum(prediction.kl.values()), terms", "pixel (x^p) and flow"),
+         "return terms['x_hat'] + beta * sum(prediction.kl.values()), terms", "L2 terms of x^p and x^f"),
     ],
     "previous_frames": [
         ("return x", "frame t-1"),

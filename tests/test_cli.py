@@ -126,8 +126,8 @@ def test_train_and_evaluate_commands(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["settings"]["n_past"] == 5 and summary["settings"]["n_future"] == 3  # the MNIST protocol's n_past
     assert summary["settings"]["sequences"] == 3
-    assert set(summary["results"]) == {"final", "appearance", "motion", "average"}
-    assert len(summary["results"]["final"]["psnr"]["per_frame"]) == 3
+    assert set(summary["results"]) == {"x_hat", "x_p", "x_f", "average"}
+    assert len(summary["results"]["x_hat"]["psnr"]["per_frame"]) == 3
     assert "PSNR" in capsys.readouterr().out.upper()
 
 
@@ -180,16 +180,16 @@ def test_evaluate_scores_the_references_with_the_models_protocol(tmp_path, monke
         settings = summary["settings"]
         assert settings["source"] == f"reference:{name}" and settings["num_samples"] == 1  # deterministic
         assert (settings["dataset"], settings["sequences"], settings["n_past"], settings["n_future"]) == ("mnist", 3, 5, 4)
-        assert set(summary["results"]) == {"final"} and set(summary["results"]["final"]) == {"psnr", "ssim", "diversity"}
-        assert summary["results"]["final"]["diversity"]["mean"] == 0  # one prediction: nothing to differ
-        assert len(summary["results"]["final"]["psnr"]["per_frame"]) == 4
+        assert set(summary["results"]) == {"x_hat"} and set(summary["results"]["x_hat"]) == {"psnr", "ssim", "diversity"}
+        assert summary["results"]["x_hat"]["diversity"]["mean"] == 0  # one prediction: nothing to differ
+        assert len(summary["results"]["x_hat"]["psnr"]["per_frame"]) == 4
         assert (out / name / "per_frame.csv").is_file()
     assert "reference black on mnist: 3 sequences" in capsys.readouterr().out
     assert main(["evaluate", "--reference", "black", "--sequences", "3", "--n-future", "4", "--out", str(tmp_path / "one")]) == 0
     one = json.loads((tmp_path / "one" / "summary.json").read_text())["results"]
     assert one == json.loads((out / "black" / "summary.json").read_text())["results"]
     assert main(["evaluate", "--reference", "black", "--heads", "motion", "--out", str(tmp_path / "bad")]) == 1
-    assert "head 'final'" in capsys.readouterr().err
+    assert "head 'x_hat'" in capsys.readouterr().err
 
 
 def test_the_reference_choices_are_the_references():

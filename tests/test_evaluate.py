@@ -35,7 +35,7 @@ class ScriptedModel(torch.nn.Module):
         self.calls += num_samples
         noise = torch.randn((1, num_samples, *self.truth.shape[1:]), generator=generator)
         frames = (self.truth[:, None] + levels.view(1, -1, 1, 1, 1, 1) * noise).clamp(0, 1)
-        return Prediction(frames=frames, appearance=frames)
+        return Prediction(x_hat=frames, x_p=frames)
 
 
 def test_best_of_n_picks_the_best_frame_average():
@@ -66,8 +66,8 @@ def test_evaluate_keeps_the_best_sample_whatever_the_chunking(max_batch):
     truth = videos[:, 3:]
     result = evaluate(ScriptedModel(truth), [videos], n_past=3, n_future=4, num_samples=6, metrics=("psnr",),
                       max_batch=max_batch, progress=False)
-    assert result.curves["final"]["psnr"].shape == (2, 4)
-    assert (result.curves["final"]["psnr"] == 100).all()  # sample 0 is the truth itself
+    assert result.curves["x_hat"]["psnr"].shape == (2, 4)
+    assert (result.curves["x_hat"]["psnr"] == 100).all()  # sample 0 is the truth itself
     assert torch.equal(result.best_frames, truth)
 
 
@@ -76,14 +76,14 @@ def test_evaluate_a_real_model_with_every_head_and_save(tmp_path):
     model = SLAMP.from_preset("tiny")
     videos = [torch.rand(2, 6, 1, 64, 64), torch.rand(1, 6, 1, 64, 64)]
     result = evaluate(model, videos, n_past=2, n_future=4, num_samples=3, metrics=("psnr", "ssim"),
-                      heads=("final", "appearance", "motion", "average"), progress=False)
+                      heads=("x_hat", "x_p", "x_f", "average"), progress=False)
     assert not model.training
-    for head in ("final", "appearance", "motion", "average"):
+    for head in ("x_hat", "x_p", "x_f", "average"):
         assert result.curves[head]["psnr"].shape == (3, 4) and result.curves[head]["ssim"].shape == (3, 4)
     assert result.best_frames.shape == (3, 4, 1, 64, 64)
     # the best of 3 is at least as good, per sequence, as every sample: check against a recount
     summary = result.summary()
-    assert abs(summary["final"]["psnr"]["mean"] - result.curves["final"]["psnr"].mean().item()) < 1e-4
+    assert abs(summary["x_hat"]["psnr"]["mean"] - result.curves["x_hat"]["psnr"].mean().item()) < 1e-4
     folder = result.save(tmp_path / "eval")
     saved = json.loads((folder / "summary.json").read_text())
     assert saved["settings"]["num_samples"] == 3 and "average" in saved["results"]
@@ -91,8 +91,8 @@ def test_evaluate_a_real_model_with_every_head_and_save(tmp_path):
     rows = (folder / "per_sequence.csv").read_text().splitlines()
     assert len(rows) == 1 + 4 * 2 * 3  # heads x metrics x sequences
     head, metric, index, score = rows[1].split(",")
-    assert (head, metric, index) == ("final", "psnr", "0")
-    assert abs(float(score) - result.curves["final"]["psnr"][0].mean().item()) < 1e-5
+    assert (head, metric, index) == ("x_hat", "psnr", "0")
+    assert abs(float(score) - result.curves["x_hat"]["psnr"][0].mean().item()) < 1e-5
     assert torch.load(folder / "best_samples.pt").shape == (3, 4, 1, 64, 64)
 
 
@@ -103,26 +103,26 @@ def test_best_curve_dominates_every_sample_on_average():
     torch.manual_seed(5)
     result = evaluate(model, [videos], n_past=2, n_future=3, num_samples=4, metrics=("psnr",), progress=False)
     torch.manual_seed(5)
-    samples = model.generate(videos[:, :2], 3, 4).frames
+    samples = model.generate(videos[:, :2], 3, 4).x_hat
     every = psnr(samples.flatten(0, 2), videos[:, None, 2:].expand_as(samples).flatten(0, 2)).view(2, 4, 3).mean(-1)
-    assert torch.allclose(result.curves["final"]["psnr"].mean(1), every.max(1).values, atol=1e-5)
+    assert torch.allclose(result.curves["x_hat"]["psnr"].mean(1), every.max(1).values, atol=1e-5)
     # The samples' spread: the per-pixel standard deviation over the 4 samples, averaged over pixels.
     spread = samples.std(1, unbiased=False).mean((2, 3, 4))
-    assert torch.allclose(result.diversity["final"], spread, atol=1e-5) and (spread > 0).all()
-    assert abs(result.summary()["final"]["diversity"]["mean"] - spread.mean().item()) < 1e-5
+    assert torch.allclose(result.diversity["x_hat"], spread, atol=1e-5) and (spread > 0).all()
+    assert abs(result.summary()["x_hat"]["diversity"]["mean"] - spread.mean().item()) < 1e-5
 
 
 def test_a_deterministic_predictor_has_no_diversity():
     videos = torch.rand(3, 6, 1, 16, 16)
     result = evaluate_reference("last_frame", [videos], n_past=2, n_future=4)
-    assert result.diversity["final"].shape == (3, 4) and (result.diversity["final"] == 0).all()
+    assert result.diversity["x_hat"].shape == (3, 4) and (result.diversity["x_hat"] == 0).all()
 
 
 def test_bad_requests_are_rejected():
     model = SVG.from_preset("tiny")
     videos = [torch.rand(1, 6, 1, 64, 64)]
     with pytest.raises(ValueError, match="motion head"):
-        evaluate(model, videos, 2, 3, 2, heads=("motion",), progress=False)
+        evaluate(model, videos, 2, 3, 2, heads=("x_f",), progress=False)
     with pytest.raises(ValueError, match="unknown head"):
         evaluate(model, videos, 2, 3, 2, heads=("mask",), progress=False)
     with pytest.raises(ValueError, match="T >= n_past \\+ n_future"):
@@ -142,17 +142,17 @@ def test_black_frame_scores_the_psnr_computed_by_hand():
     video[0, :, :, :, :8] = 1.0
     video[1] = 0.5
     result = evaluate_reference("black", [video], n_past=2, n_future=4, metrics=("psnr",))
-    curve = result.curves["final"]["psnr"]
+    curve = result.curves["x_hat"]["psnr"]
     assert curve.shape == (2, 4)
     assert torch.allclose(curve[0], torch.full((4,), 10 * math.log10(2)), atol=1e-4)
     assert torch.allclose(curve[1], torch.full((4,), 10 * math.log10(4)), atol=1e-4)
-    assert result.summary()["final"]["psnr"]["mean"] == pytest.approx(5 * math.log10(8), abs=1e-4)
+    assert result.summary()["x_hat"]["psnr"]["mean"] == pytest.approx(5 * math.log10(8), abs=1e-4)
 
 
 def test_last_frame_on_a_still_video_is_perfect():
     torch.manual_seed(0)
     still = torch.rand(3, 1, 1, 16, 16).repeat(1, 7, 1, 1, 1)
-    summary = evaluate_reference("last_frame", [still], 3, 4).summary()["final"]
+    summary = evaluate_reference("last_frame", [still], 3, 4).summary()["x_hat"]
     assert summary["psnr"]["mean"] == 100  # the cap for identical frames
     assert summary["ssim"]["mean"] == pytest.approx(1, abs=1e-5)
     moving = torch.rand(2, 7, 1, 16, 16)
@@ -219,7 +219,7 @@ class RepeatingModel(torch.nn.Module):
 
     def generate(self, past, n_future, num_samples):
         frames = self.frames_of(past, n_future)
-        return Prediction(frames=frames[:, None].expand(-1, num_samples, -1, -1, -1, -1), appearance=frames)
+        return Prediction(x_hat=frames[:, None].expand(-1, num_samples, -1, -1, -1, -1), x_p=frames)
 
 
 @pytest.mark.parametrize("name", REFERENCES)
@@ -231,9 +231,9 @@ def test_evaluate_reference_agrees_with_evaluate_on_a_model_that_predicts_the_sa
     expected = evaluate(stub, videos, 3, 4, num_samples=3, metrics=("psnr", "ssim"), progress=False)
     found = evaluate_reference(name, videos, 3, 4, metrics=("psnr", "ssim"), mean_frame=mean)
     for metric in ("psnr", "ssim"):
-        assert torch.allclose(found.curves["final"][metric], expected.curves["final"][metric])
-    assert found.summary().keys() == expected.summary().keys() == {"final"}
-    assert found.summary()["final"].keys() == expected.summary()["final"].keys()
+        assert torch.allclose(found.curves["x_hat"][metric], expected.curves["x_hat"][metric])
+    assert found.summary().keys() == expected.summary().keys() == {"x_hat"}
+    assert found.summary()["x_hat"].keys() == expected.summary()["x_hat"].keys()
     assert found.settings["num_samples"] == 1 and found.settings["model"] == f"reference:{name}"
     assert found.best_frames is None  # deterministic: nothing to keep unless asked
     kept = evaluate_reference(name, videos, 3, 4, mean_frame=mean, keep_best=True)
@@ -242,7 +242,7 @@ def test_evaluate_reference_agrees_with_evaluate_on_a_model_that_predicts_the_sa
 
 def test_a_reference_is_a_model_with_generate():
     past = torch.rand(2, 3, 1, 8, 8)
-    futures = ReferencePredictor("last_frame").generate(past, n_future=4, num_samples=5).frames
+    futures = ReferencePredictor("last_frame").generate(past, n_future=4, num_samples=5).x_hat
     assert futures.shape == (2, 5, 4, 1, 8, 8) and torch.equal(futures[:, 4, 3], past[:, -1])
     with pytest.raises(ValueError, match="unknown reference"):
         ReferencePredictor("mean")
@@ -253,7 +253,8 @@ def test_the_fast_sampler_chooses_what_the_one_at_a_time_protocol_chooses_for_th
     sequence in one call with its true frames encoded once, on a CPU its decoders' output layers
     folded; the public code draws one sample per call on the model as trained. For the same noise:
     the same futures (to rounding), the same best samples, the same scores."""
-    from slamp.evaluate import FoldedTransposedConv, best_of_n, fast_sampler, fold_batchnorm, score_frames
+    from slamp.evaluate import best_of_n, score_frames
+    from slamp.kernels import FoldedTransposedConv, fast_sampler, fold_batchnorm
     from slamp.models import SLAMP
 
     sampler = fast_sampler(SLAMP.from_preset("tiny"), "cpu")
@@ -269,9 +270,9 @@ def test_the_fast_sampler_chooses_what_the_one_at_a_time_protocol_chooses_for_th
     videos, samples = torch.rand(2, 7, 1, 64, 64), 5
     noise = model.draw_noise(2 * samples, 3 - 1 + 4)
     with torch.inference_mode():
-        fast = fast_sampler(model, "cpu").generate(videos[:, :3], 4, samples, noise=noise).frames
+        fast = fast_sampler(model, "cpu").generate(videos[:, :3], 4, samples, noise=noise).x_hat
     with torch.no_grad():
-        looped = torch.cat([model.generate(videos[:, :3], 4, 1, noise={k: v[s::samples] for k, v in noise.items()}).frames
+        looped = torch.cat([model.generate(videos[:, :3], 4, 1, noise={k: v[s::samples] for k, v in noise.items()}).x_hat
                             for s in range(samples)], 1)
     assert fast.shape == looped.shape == (2, samples, 4, 1, 64, 64)
     assert torch.allclose(fast, looped, atol=1e-5) and not torch.equal(fast[:, 0], fast[:, 1])
@@ -293,7 +294,7 @@ def test_the_fast_sampler_chooses_what_the_one_at_a_time_protocol_chooses_for_th
 ], ids=["dcgan", "no-bias", "vgg", "conv", "head"])
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["contiguous", "channels-last"])
 def test_a_folded_transposed_convolution_is_the_transposed_convolution(layer, height, width, output_size, layout):
-    from slamp.evaluate import FoldedTransposedConv
+    from slamp.kernels import FoldedTransposedConv
 
     torch.manual_seed(0)
     conv = torch.nn.ConvTranspose2d(**layer)
@@ -308,7 +309,7 @@ def test_a_folded_transposed_convolution_is_the_transposed_convolution(layer, he
                                    dict(in_channels=4, out_channels=2, kernel_size=5, padding=1, bias=False)],
                          ids=["mask", "5x5-no-bias"])
 def test_a_folded_convolution_is_the_convolution(layer):
-    from slamp.evaluate import folded_convolution
+    from slamp.kernels import folded_convolution
 
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(**layer)
@@ -319,7 +320,7 @@ def test_a_folded_convolution_is_the_convolution(layer):
 
 
 def test_the_fast_sampler_folds_the_mask_nets_last_layer_from_16_channels():
-    from slamp.evaluate import FoldedTransposedConv, fast_sampler
+    from slamp.kernels import FoldedTransposedConv, fast_sampler
     from slamp.models import SLAMP
 
     wide = fast_sampler(SLAMP.from_preset("tiny"), "cpu").mask_net.net[-2]  # 16 channels
@@ -328,7 +329,7 @@ def test_the_fast_sampler_folds_the_mask_nets_last_layer_from_16_channels():
 
 
 def test_only_plain_transposed_convolutions_fold():
-    from slamp.evaluate import FoldedTransposedConv
+    from slamp.kernels import FoldedTransposedConv
 
     with pytest.raises(ValueError, match="only plain"):
         FoldedTransposedConv(torch.nn.ConvTranspose2d(4, 2, 3, groups=2))
@@ -345,5 +346,5 @@ def test_the_scores_do_not_depend_on_how_the_samples_are_chunked():
     for max_batch in (2, 12):
         torch.manual_seed(3)
         results.append(evaluate(model, [videos], 3, 3, 6, metrics=("psnr",), max_batch=max_batch, progress=False))
-    assert torch.allclose(results[0].curves["final"]["psnr"], results[1].curves["final"]["psnr"], atol=1e-4)
+    assert torch.allclose(results[0].curves["x_hat"]["psnr"], results[1].curves["x_hat"]["psnr"], atol=1e-4)
     assert torch.allclose(results[0].best_frames, results[1].best_frames, atol=1e-5)

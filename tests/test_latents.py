@@ -68,7 +68,7 @@ def test_explorer_starts_at_the_first_sequence_and_step(explorer, videos):
     assert (explorer.sequence, explorer.t, explorer.n_future) == (0, 0, N_FUTURE)
     assert torch.equal(explorer.truth, videos[0, N_PAST:])
     prediction = explorer.prediction
-    assert prediction.frames.shape == (1, 1, N_FUTURE, 1, 64, 64)
+    assert prediction.x_hat.shape == (1, 1, N_FUTURE, 1, 64, 64)
     assert set(explorer.latents) == {"appearance", "motion"}
     assert explorer.latents["motion"].shape == (N_FUTURE, 8)
 
@@ -79,10 +79,10 @@ def test_scrub_changes_the_frame_shown_without_generating_again(explorer):
     explorer.scrub(3)
     later = explorer.frame()
     assert explorer.prediction is prediction  # scrubbing only moves through the same future
-    assert torch.equal(later["frames"], prediction.frames[0, 0, 3])
+    assert torch.equal(later["x_hat"], prediction.x_hat[0, 0, 3])
     assert torch.equal(later["truth"], explorer.truth[3])
-    assert not torch.equal(first["truth"], later["truth"]) and not torch.equal(first["frames"], later["frames"])
-    assert set(later) == {"truth", "frames", "appearance", "motion", "mask", "flow"}
+    assert not torch.equal(first["truth"], later["truth"]) and not torch.equal(first["x_hat"], later["x_hat"])
+    assert set(later) == {"truth", "x_hat", "x_p", "x_f", "mask", "flow"}
     assert later["flow"].shape == (3, 64, 64)  # colour-coded
     with pytest.raises(ValueError, match=r"t must be in \[0, 4\], found 5"):
         explorer.scrub(N_FUTURE)
@@ -104,30 +104,30 @@ def test_resample_one_stream_keeps_the_others_draw(explorer, redrawn, kept):
 
 def test_resample_all_redraws_every_stream(explorer):
     before = {k: v.clone() for k, v in explorer.noise.items()}
-    frames = explorer.prediction.frames
+    frames = explorer.prediction.x_hat
     explorer.resample()
     assert all(not torch.equal(explorer.noise[k], before[k]) for k in before)
-    assert not torch.equal(explorer.prediction.frames, frames)
+    assert not torch.equal(explorer.prediction.x_hat, frames)
     with pytest.raises(ValueError, match=r"stream must be one of \['appearance', 'motion'\] or None, found 'colour'"):
         explorer.resample("colour")
 
 
 def test_select_picks_another_sequence_with_the_same_draws(explorer, videos):
     noise = {k: v.clone() for k, v in explorer.noise.items()}
-    frames = explorer.prediction.frames
+    frames = explorer.prediction.x_hat
     explorer.select(2)
     assert explorer.sequence == 2 and torch.equal(explorer.truth, videos[2, N_PAST:])
     assert all(torch.equal(explorer.noise[k], noise[k]) for k in noise)
-    assert not torch.allclose(explorer.prediction.frames, frames)  # another past, another future
+    assert not torch.allclose(explorer.prediction.x_hat, frames)  # another past, another future
     explorer.select(0)
-    assert torch.equal(explorer.prediction.frames, frames)  # same past and draws: same future
+    assert torch.equal(explorer.prediction.x_hat, frames)  # same past and draws: same future
     with pytest.raises(ValueError, match=r"sequence must be in \[0, 2\], found 3"):
         explorer.select(3)
 
 
 def test_explorer_is_reproducible_from_its_seed(slamp_model, videos):
     a, b = Explorer(slamp_model, videos, N_PAST, seed=4), Explorer(slamp_model, videos, N_PAST, seed=4)
-    assert torch.equal(a.prediction.frames, b.prediction.frames)
+    assert torch.equal(a.prediction.x_hat, b.prediction.x_hat)
     assert not torch.equal(Explorer(slamp_model, videos, N_PAST, seed=5).noise["motion"], a.noise["motion"])
 
 
@@ -148,7 +148,7 @@ def test_explorer_of_a_one_stream_model(videos):
     model = SVG.from_preset("tiny")
     explorer = Explorer(model, videos, n_past=N_PAST, n_future=2)
     assert explorer.streams == ("appearance",) and latent_symbol(model, "appearance") == "z"
-    assert set(explorer.frame()) == {"truth", "frames", "appearance"}
+    assert set(explorer.frame()) == {"truth", "x_hat", "x_p"}
     fig = explorer.figure()
     assert len(fig.axes) == 3 + 1 and fig.axes[-1].get_title() == "$z$ (draw 0)"
     matplotlib.pyplot.close(fig)

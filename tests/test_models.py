@@ -2,16 +2,15 @@
 import pytest
 import torch
 
+from slamp.checkpoint import IncompatibleWeightsError, load_weights
 from slamp.models import (
     PRESETS,
     SLAMP,
     SVG,
     AppearanceOnly,
-    IncompatibleWeightsError,
     ModelConfig,
     SLAMPBaseline,
     check_video,
-    load_weights,
     repeat_rows,
     sample_futures,
 )
@@ -164,8 +163,8 @@ def test_conv_lstm_over_a_sequence_equals_step_by_step_and_keeps_the_map():
 def test_kitti_model_predicts_full_size_frames():
     model = SLAMP.from_preset("kitti", width=4, mask_width=4, g_dim=8, z_dim=2, rnn_size=8)
     total, terms, prediction = model.loss(torch.rand(1, 3, 3, 92, 310), n_past=1)
-    assert prediction.frames.shape == (1, 2, 3, 92, 310) and prediction.flow.shape == (1, 2, 2, 92, 310)
-    assert torch.isfinite(total) and set(terms) == {"final", "pixel", "flow", "kl_appearance", "kl_motion"}
+    assert prediction.x_hat.shape == (1, 2, 3, 92, 310) and prediction.flow.shape == (1, 2, 2, 92, 310)
+    assert torch.isfinite(total) and set(terms) == {"x_hat", "x_p", "x_f", "kl_appearance", "kl_motion"}
 
 
 def test_mask_net_gives_one_channel_in_unit_interval():
@@ -184,14 +183,14 @@ def test_running_mean_of_skips():
 def test_loss_terms_and_prediction_shapes(cls):
     model = cls.from_preset("tiny")
     total, terms, prediction = model.loss(torch.rand(2, 5, 1, 64, 64), n_past=2)
-    expected = {"final", "kl_appearance"}
+    expected = {"x_hat", "kl_appearance"}
     if cls.motion_head:
-        expected |= {"pixel", "flow"}
+        expected |= {"x_p", "x_f"}
         assert prediction.flow.shape == (2, 4, 2, 64, 64) and prediction.mask.shape == (2, 4, 1, 64, 64)
     if cls is SLAMP:
         expected |= {"kl_motion"}
     assert set(terms) == expected
-    assert prediction.frames.shape == (2, 4, 1, 64, 64)
+    assert prediction.x_hat.shape == (2, 4, 1, 64, 64)
     l2 = sum(v for k, v in terms.items() if not k.startswith("kl"))
     kl = sum(v for k, v in terms.items() if k.startswith("kl"))
     assert torch.allclose(total, l2 + model.config.beta * kl)
@@ -200,9 +199,9 @@ def test_loss_terms_and_prediction_shapes(cls):
 
 def test_svg_prediction_is_its_appearance_and_blend_follows_the_mask():
     svg = SVG.from_preset("tiny")(torch.rand(2, 4, 1, 64, 64))
-    assert svg.motion is None and torch.equal(svg.frames, svg.appearance)
+    assert svg.x_f is None and torch.equal(svg.x_hat, svg.x_p)
     out = SLAMP.from_preset("tiny")(torch.rand(2, 4, 1, 64, 64))
-    assert torch.allclose(out.frames, out.mask * out.appearance + (1 - out.mask) * out.motion)
+    assert torch.allclose(out.x_hat, out.mask * out.x_p + (1 - out.mask) * out.x_f)
 
 
 @pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
@@ -217,7 +216,7 @@ def test_batched_and_per_step_paths_give_the_same_loss(cls, backbone):
     assert torch.allclose(batched, stepwise, rtol=1e-5, atol=1e-6)
     for name in batched_terms:
         assert torch.allclose(batched_terms[name], stepwise_terms[name], rtol=1e-4, atol=1e-6), name
-    assert torch.allclose(batched_prediction.frames, stepwise_prediction.frames, atol=1e-5)
+    assert torch.allclose(batched_prediction.x_hat, stepwise_prediction.x_hat, atol=1e-5)
     for stream, z in batched_prediction.latents.items():
         assert z.shape[:2] == (2, 5) and torch.allclose(z, stepwise_prediction.latents[stream], atol=1e-5)
 
@@ -257,8 +256,8 @@ def test_scheduled_sampling_feeds_predictions_back():
     torch.manual_seed(0)
     free = model(video, n_past=2, teacher_forcing=0.0)
     # Steps 1..2 read true frames either way; from step 3 on the inputs differ.
-    assert torch.allclose(forced.frames[:, :2], free.frames[:, :2], atol=1e-6)
-    assert not torch.allclose(forced.frames[:, 2:], free.frames[:, 2:], atol=1e-4)
+    assert torch.allclose(forced.x_hat[:, :2], free.x_hat[:, :2], atol=1e-6)
+    assert not torch.allclose(forced.x_hat[:, 2:], free.x_hat[:, 2:], atol=1e-4)
 
 
 @pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
@@ -267,10 +266,10 @@ def test_generate_samples_many_futures_in_one_batch(cls):
     past = torch.rand(3, 2, 1, 64, 64)
     torch.manual_seed(0)
     futures = model.generate(past, n_future=4, num_samples=5)
-    assert futures.frames.shape == (3, 5, 4, 1, 64, 64) and not futures.frames.requires_grad
-    assert futures.frames.std(dim=1).mean() > 0  # samples differ
+    assert futures.x_hat.shape == (3, 5, 4, 1, 64, 64) and not futures.x_hat.requires_grad
+    assert futures.x_hat.std(dim=1).mean() > 0  # samples differ
     torch.manual_seed(0)
-    assert torch.equal(model.generate(past, n_future=4, num_samples=5).frames, futures.frames)
+    assert torch.equal(model.generate(past, n_future=4, num_samples=5).x_hat, futures.x_hat)
     if cls.motion_head:
         assert futures.flow.shape == (3, 5, 4, 2, 64, 64)
     streams = ["appearance", "motion"] if cls is SLAMP else ["appearance"]
@@ -283,7 +282,7 @@ def test_generate_with_given_noise_redraws_only_the_stream_whose_noise_changes()
     past = torch.rand(1, 3, 1, 64, 64)
     noise = {s: torch.randn(2, 2 + 4, 8) for s in ("appearance", "motion")}  # 2 samples, 2 + 4 steps, z = 8
     first = model.generate(past, n_future=4, num_samples=2, noise=noise)
-    assert torch.equal(model.generate(past, n_future=4, num_samples=2, noise=noise).frames, first.frames)
+    assert torch.equal(model.generate(past, n_future=4, num_samples=2, noise=noise).x_hat, first.x_hat)
     redrawn = model.generate(past, n_future=4, num_samples=2, noise={**noise, "appearance": torch.randn(2, 6, 8)})
     # The first future step's prior reads only the past, so the kept stream's z is unchanged there.
     assert torch.equal(redrawn.latents["motion"][:, :, 0], first.latents["motion"][:, :, 0])
@@ -315,19 +314,19 @@ def test_sampling_reads_no_value_back_to_the_host(cls):
     # On the meta device a tensor has no values: reading one (item, bool, a branch on data) fails.
     # A rollout that runs there can be recorded as a CUDA graph (benchmarks/gpu.py) or compiled
     # without graph breaks.
-    from slamp.evaluate import fast_sampler
+    from slamp.kernels import fast_sampler
     sampler = fast_sampler(cls.from_preset("tiny").eval(), "meta").to("meta")
     past = torch.rand(2, 3, 1, 64, 64, device="meta")
     noise = {s: torch.randn(2 * 4, 2 + 3, 8, device="meta") for s in sampler.streams}
     with torch.inference_mode():
-        assert sample_futures(sampler, past, 3, 4, noise).frames.shape == (2, 4, 3, 1, 64, 64)
+        assert sample_futures(sampler, past, 3, 4, noise).x_hat.shape == (2, 4, 3, 1, 64, 64)
     with pytest.raises((RuntimeError, NotImplementedError)):
         bool(past.sum() > 0)  # what the test would catch
 
 
 def test_generate_from_one_frame():
     futures = SLAMP.from_preset("tiny").eval().generate(torch.rand(2, 1, 1, 64, 64), n_future=3)
-    assert futures.frames.shape == (2, 1, 3, 1, 64, 64)
+    assert futures.x_hat.shape == (2, 1, 3, 1, 64, 64)
 
 
 @pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
@@ -418,9 +417,9 @@ def test_weights_of_the_older_layout_get_a_clear_error():
 def test_the_cpu_preset_starts_one_grey_level_above_black():
     torch.manual_seed(0)
     default, cpu = SLAMP.from_preset("tiny").eval(), SLAMP.from_preset("cpu").eval()
-    grey = default.generate(torch.rand(2, 3, 1, 64, 64), n_future=2).appearance  # PyTorch's default
+    grey = default.generate(torch.rand(2, 3, 1, 64, 64), n_future=2).x_p  # PyTorch's default
     assert 0.4 < grey.median() < 0.6  # frames start grey
-    frames = cpu.generate(torch.rand(2, 3, 1, 64, 64), n_future=2).appearance
+    frames = cpu.generate(torch.rand(2, 3, 1, 64, 64), n_future=2).x_p
     assert 0.5 / 255 < frames.median() < 2 / 255
 
 
@@ -440,15 +439,14 @@ def test_forward_and_loss_take_the_noise_as_generate_does():
         model(video, noise=model.draw_noise(2, 2))
 
 
-def test_weights_of_the_older_motion_stream_layout_load_under_their_new_names():
+def test_weights_of_the_older_motion_stream_layout_are_refused_with_the_keys_named():
+    """Before MotionStream was one module its weights were ``motion_encoder.*`` and ``motion.prior.*``;
+    the shipped weights were re-saved under today's names, so those names are no longer read."""
     model = SLAMP.from_preset("tiny")
-    renamed = {}
-    for key, value in model.state_dict().items():  # the names before MotionStream existed
-        key = key.replace("motion.encoder.", "motion_encoder.").replace("motion.latent.", "motion.")
-        renamed[key] = value.clone() + 1
-    assert any(k.startswith("motion_encoder.") for k in renamed) and not any(".latent." in k for k in renamed)
-    fresh = load_weights(SLAMP.from_preset("tiny"), renamed)
-    assert all(torch.equal(a + 1, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))
+    renamed = {key.replace("motion.encoder.", "motion_encoder.").replace("motion.latent.", "motion."): value
+               for key, value in model.state_dict().items()}
+    with pytest.raises(IncompatibleWeightsError, match=r"missing \[.motion\.encoder\..*unexpected \[.motion\."):
+        load_weights(SLAMP.from_preset("tiny"), renamed)
 
 
 def test_at_the_first_step_the_motion_encoder_sees_the_real_pair_before_the_zero_pair():
@@ -509,7 +507,7 @@ def test_svg_and_appearance_only_agree_until_the_skips_differ():
     other.load_state_dict(svg.state_dict())
     clip, noise = torch.rand(2, 5, 1, 64, 64), svg.draw_noise(2, 4)
     with torch.no_grad():
-        held, mean = svg(clip, n_past=3, noise=noise).frames, other(clip, n_past=3, noise=noise).frames
+        held, mean = svg(clip, n_past=3, noise=noise).x_hat, other(clip, n_past=3, noise=noise).x_hat
     gap = (held - mean).abs().amax(dim=(0, 2, 3, 4))
     assert gap[0] < 1e-6 and (gap[1:] > 1e-4).all(), gap
 
@@ -521,15 +519,15 @@ def test_both_paths_and_generation_apply_the_skip_rule_alike(rule):
     model = cls.from_preset("tiny", skips=rule).eval()
     clip, noise = torch.rand(2, 6, 1, 64, 64), model.draw_noise(2, 5)
     with torch.no_grad():
-        batched = model(clip, n_past=3, noise=noise).frames
-        stepwise = model(clip, n_past=3, per_step=True, noise=noise).frames
+        batched = model(clip, n_past=3, noise=noise).x_hat
+        stepwise = model(clip, n_past=3, per_step=True, noise=noise).x_hat
     assert torch.allclose(batched, stepwise, atol=1e-6)
 
 
 def test_old_checkpoints_named_svg_read_as_appearance_only():
     from dataclasses import asdict
 
-    from slamp.models import saved_as_now, saved_model
+    from slamp.checkpoint import saved_as_now, saved_model
 
     config = {k: v for k, v in asdict(PRESETS["tiny"]).items() if k != "skips"}  # written before skip rules
     assert saved_as_now("SVG", config) == ("AppearanceOnly", {**config, "skips": "mean"})

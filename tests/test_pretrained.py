@@ -32,7 +32,7 @@ def test_the_four_models_ship_small_and_load_offline():
         assert about["train_config"]["model"] == name and about["train_config"]["model_preset"] == "cpu"
         assert about["metrics"]["updates_in_all"] >= about["updates"] > 0
         futures = model.generate(torch.rand(2, 5, 1, 64, 64), n_future=3, num_samples=2)
-        assert futures.frames.shape == (2, 2, 3, 1, 64, 64)
+        assert futures.x_hat.shape == (2, 2, 3, 1, 64, 64)
 
 
 def test_the_models_had_one_budget_and_carry_their_learning_curves():
@@ -69,12 +69,12 @@ def test_the_shipped_slamp_beats_an_untrained_one():
     scores = {}
     for name, model in [("trained", pretrained.load("slamp")), ("untrained", SLAMP.from_preset("cpu").eval())]:
         torch.manual_seed(0)
-        scores[name] = evaluate(model, videos, 5, 20, 10, progress=False).summary()["final"]["psnr"]["mean"]
+        scores[name] = evaluate(model, videos, 5, 20, 10, progress=False).summary()["x_hat"]["psnr"]["mean"]
     # The untrained cpu preset starts one grey level above black, so it scores about as the black
     # frame; the trained model must beat both (measured at 750 updates: 14.30 vs 13.83 dB).
     from slamp.evaluate import evaluate_reference
 
-    scores["black"] = evaluate_reference("black", videos, 5, 20).summary()["final"]["psnr"]["mean"]
+    scores["black"] = evaluate_reference("black", videos, 5, 20).summary()["x_hat"]["psnr"]["mean"]
     assert scores["trained"] > max(scores["untrained"], scores["black"]) + 0.3, scores
 
 
@@ -92,7 +92,7 @@ def test_unknown_and_damaged_files_get_clear_errors(tmp_path, monkeypatch):
 
 def test_the_table_puts_the_floors_under_the_models(tmp_path, monkeypatch):
     recorded = json.loads(json.dumps(RECORDED))
-    recorded["references"] = {name: {"settings": {}, "results": {"final": {
+    recorded["references"] = {name: {"settings": {}, "results": {"x_hat": {
         "psnr": {"mean": 13.8 + i, "ci95": 0.3}, "ssim": {"mean": 0.72, "ci95": 0.01}}}}
         for i, name in enumerate(tool.REFERENCES)}
     (tmp_path / "results.json").write_text(json.dumps(recorded))
@@ -107,8 +107,8 @@ def test_the_table_puts_the_floors_under_the_models(tmp_path, monkeypatch):
 def test_the_per_frame_figure_is_drawn_from_the_record(tmp_path, monkeypatch):
     frames = lambda start: {"mean": start, "ci95": 0.1, "per_frame": [start - 0.1 * t for t in range(20)]}  # noqa: E731
     final = {"psnr": frames(16.0), "ssim": frames(0.8)}
-    recorded = {"models": {m: {"settings": {"sequences": 100}, "results": {"final": final}} for m in tool.MODELS},
-                "references": {n: {"results": {"final": final}} for n in tool.REFERENCES}}
+    recorded = {"models": {m: {"settings": {"sequences": 100}, "results": {"x_hat": final}} for m in tool.MODELS},
+                "references": {n: {"results": {"x_hat": final}} for n in tool.REFERENCES}}
     (tmp_path / "results.json").write_text(json.dumps(recorded))
     monkeypatch.setattr(tool, "RESULTS", tmp_path / "results.json")
     path = tool.per_frame_figure(tmp_path / "per_frame.png")

@@ -10,7 +10,8 @@ from torch.utils.data import Dataset
 from slamp import cli
 from slamp.checkpoint import load_model
 from slamp.config import ConfigError, TrainConfig, training_presets
-from slamp.models import MODELS, PRESETS, SVG, model_class, register_model
+from slamp.model_registry import MODELS, model_class, register_model
+from slamp.models import PRESETS, SVG
 from slamp.registry import DATASETS, DatasetSpec, dataset_spec, register_dataset
 from slamp.train import train
 
@@ -107,3 +108,9 @@ def test_the_paper_datasets_are_registered_with_their_protocols_and_recipes():
     finetune = presets["mnist_finetune"]
     assert (finetune.lr, finetune.beta, finetune.betas) == (1e-5, 5e-5, (0.7, 0.999))
     assert (presets["kth"].scheduled_sampling_k, presets["kth"].batch_size, presets["mnist"].lr) == (25.0, 20, 3e-4)
+
+
+def test_every_built_in_dataset_names_a_model_preset_that_exists():
+    from slamp.registry import DATASETS
+
+    assert {name: spec.model_preset in PRESETS for name, spec in DATASETS.items()} == {name: True for name in DATASETS}

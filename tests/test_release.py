@@ -173,7 +173,8 @@ def _as_tensor(array):
     return torch.from_numpy(np.asarray(array))
 
 
-HEADS = (("frames", "final"), ("appearance", "appearance"), ("motion", "motion"), ("mask", "mask"), ("flow", "flow"))
+# Ours, and the names the recorded public outputs carry (tests/data/public_release/README.md).
+HEADS = (("x_hat", "final"), ("x_p", "appearance"), ("x_f", "motion"), ("mask", "mask"), ("flow", "flow"))
 
 
 def assert_as_recorded(prediction, outputs: dict, prefix: str, dataset: str) -> None:

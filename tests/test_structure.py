@@ -37,3 +37,31 @@ def test_no_module_imports_one_that_imports_it_back():
 
     cycles = sorted({tuple(sorted((a, b))) for a in graph for b in graph[a] if reaches(b, a)})
     assert not cycles, f"import cycles (pairs of modules that reach each other): {cycles}"
+
+
+# The three images have one name each, the paper's: x̂ `x_hat`, x^p `x_p`, x^f `x_f` (slamp.renamed
+# keeps the older names, to read older logs, result files and command lines).
+OLD_IMAGE_NAMES = [
+    r"""["'](final|pixel)["']""",  # loss terms and heads
+    r"""\b(prediction|futures|generated|samples?|batched|stepwise|out|parts)\.(frames|appearance|motion)\b""",
+    r"""generate\([^)]*\)\.(frames|appearance|motion)\b""",  # model.generate(...).frames
+    r"""heads=\(["'](appearance|motion)""",
+    r"""parts\[["'](frames|appearance|motion)["']\]""",
+]
+
+
+def test_the_three_images_have_one_name_each():
+    import re
+
+    root = PACKAGE.parent
+    files = [*PACKAGE.rglob("*.py"), *root.glob("notebooks/*.py"), *root.glob("tools/*.py"),
+             *root.glob("benchmarks/*.py"), root / "README.md"]
+    allowed = {PACKAGE / "renamed.py"}
+    found = []
+    for path in sorted(set(files) - allowed):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if "_renamed(" in line or "slamp.renamed" in line:  # the warning aliases themselves
+                continue
+            found += [f"{path.relative_to(root)}:{number}: {line.strip()}" for pattern in OLD_IMAGE_NAMES
+                      if re.search(pattern, line)]
+    assert not found, "older names of x̂, x^p, x^f:\n" + "\n".join(found)

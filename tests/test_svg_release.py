@@ -78,8 +78,8 @@ def test_training_computes_the_public_loss_gradients_and_statistics(public_svg):
     x = _tensor(outputs["x"])
     total, terms, prediction = model.loss(x, n_past, per_step=True, noise={"appearance": _tensor(outputs["eps_train"])})
     total.backward()
-    assert_frames(prediction.frames.detach(), outputs, "train_frames")
-    mse = ((prediction.frames.detach() - x[:, 1:]) ** 2).mean((0, 2, 3, 4))
+    assert_frames(prediction.x_hat.detach(), outputs, "train_frames")
+    mse = ((prediction.x_hat.detach() - x[:, 1:]) ** 2).mean((0, 2, 3, 4))
     assert torch.allclose(mse, _tensor(outputs["train_mse"]), rtol=1e-6, atol=0)
     assert torch.allclose(total.detach(), _tensor(outputs["train_loss"]), rtol=1e-7, atol=0)
     assert torch.allclose(terms["kl_appearance"].detach(), _tensor(outputs["train_kld"]).sum(), rtol=1e-6, atol=0)
@@ -129,7 +129,7 @@ def test_generation_as_the_public_generation_script(public_svg):
     with torch.no_grad():
         generated = PublicCodeSampler(model).generate(x[:, :n_past], x.shape[1] - n_past, samples,
                                                       noise=_generation_noise(outputs))
-    assert_frames(generated.frames, outputs, "generate_trainbn_frames")
+    assert_frames(generated.x_hat, outputs, "generate_trainbn_frames")
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # statistics put back
 
 
@@ -139,7 +139,7 @@ def test_generation_in_evaluation_mode(public_svg):
     outputs, n_past, samples = record["outputs"], record["record"]["n_past"], record["record"]["S"]
     x = _tensor(outputs["x"])
     generated = model.eval().generate(x[:, :n_past], x.shape[1] - n_past, samples, noise=_generation_noise(outputs))
-    assert_frames(generated.frames, outputs, "generate_eval_frames")
+    assert_frames(generated.x_hat, outputs, "generate_eval_frames")
 
 
 def test_the_batched_training_path_matches_in_evaluation_mode(public_svg):
@@ -149,8 +149,8 @@ def test_the_batched_training_path_matches_in_evaluation_mode(public_svg):
     outputs, n_past = record["outputs"], record["record"]["n_past"]
     x, noise = _tensor(outputs["x"]), {"appearance": _tensor(outputs["eps_train"])}
     with torch.no_grad():
-        batched = model.eval()(x, n_past, noise=noise).frames
-        stepwise = model(x, n_past, per_step=True, noise=noise).frames
+        batched = model.eval()(x, n_past, noise=noise).x_hat
+        stepwise = model(x, n_past, per_step=True, noise=noise).x_hat
     assert torch.allclose(batched, stepwise, atol=1e-12, rtol=0)
 
 

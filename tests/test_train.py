@@ -122,7 +122,7 @@ def test_a_run_writes_logs_checkpoints_and_a_figure(tmp_path):
     assert summary["updates"] == 6
     log = read_log(tmp_path / "train.csv")
     assert list(log["step"]) == [1, 2, 3, 4, 5, 6]
-    assert {"total", "final", "pixel", "flow", "kl_appearance", "kl_motion"} <= set(log)
+    assert {"total", "x_hat", "x_p", "x_f", "kl_appearance", "kl_motion"} <= set(log)
     assert list(read_log(tmp_path / "validation.csv")["step"]) == [3, 6]
     assert len(list((tmp_path / "samples").glob("*.png"))) == 2
     model, config = load_model(tmp_path / "last.pt")

@@ -141,9 +141,9 @@ def fake_prediction(batch=2, samples=3, length=4, motion_head=True):
     """A Prediction shaped like generate's: tensors (B, S, T, ...)."""
     torch.manual_seed(0)
     shape = (batch, samples, length)
-    parts = {"frames": torch.rand(*shape, 1, 16, 16), "appearance": torch.rand(*shape, 1, 16, 16)}
+    parts = {"x_hat": torch.rand(*shape, 1, 16, 16), "x_p": torch.rand(*shape, 1, 16, 16)}
     if motion_head:
-        parts.update(motion=torch.rand(*shape, 1, 16, 16), mask=torch.rand(*shape, 1, 16, 16),
+        parts.update(x_f=torch.rand(*shape, 1, 16, 16), mask=torch.rand(*shape, 1, 16, 16),
                      flow=torch.randn(*shape, 2, 16, 16))
     return Prediction(**parts)
 
@@ -151,22 +151,22 @@ def fake_prediction(batch=2, samples=3, length=4, motion_head=True):
 def test_prediction_parts_picks_one_sample_of_one_sequence():
     prediction = fake_prediction()
     parts = prediction_parts(prediction, sequence=1, sample=2)
-    assert list(parts) == ["frames", "appearance", "motion", "mask", "flow"]
-    assert torch.equal(parts["flow"], prediction.flow[1, 2]) and parts["frames"].shape == (4, 1, 16, 16)
-    training = Prediction(frames=torch.rand(2, 4, 1, 16, 16), appearance=torch.rand(2, 4, 1, 16, 16))
-    assert list(prediction_parts(training, 1, sample=None)) == ["frames", "appearance"]  # SVG: no motion head
+    assert list(parts) == ["x_hat", "x_p", "x_f", "mask", "flow"]
+    assert torch.equal(parts["flow"], prediction.flow[1, 2]) and parts["x_hat"].shape == (4, 1, 16, 16)
+    training = Prediction(x_hat=torch.rand(2, 4, 1, 16, 16), x_p=torch.rand(2, 4, 1, 16, 16))
+    assert list(prediction_parts(training, 1, sample=None)) == ["x_hat", "x_p"]  # SVG: no motion head
 
 
 def test_stream_images_colour_the_flow_on_one_scale_for_the_sequence():
     flow = torch.zeros(2, 2, 4, 4)
     flow[0, 0] = 1.0  # frame 0 moves right by 1 pixel, frame 1 by 2
     flow[1, 0] = 2.0
-    images = stream_images(torch.rand(2, 1, 4, 4), {"flow": flow, "frames": torch.rand(2, 1, 4, 4)})
-    assert list(images) == ["truth", "frames", "flow"]  # in the order of STREAM_TITLES
+    images = stream_images(torch.rand(2, 1, 4, 4), {"flow": flow, "x_hat": torch.rand(2, 1, 4, 4)})
+    assert list(images) == ["truth", "x_hat", "flow"]  # in the order of STREAM_TITLES
     assert torch.allclose(images["flow"][0], flow_to_colour(flow[0], max_flow=2.0))  # half saturated
     assert not torch.allclose(images["flow"][0], images["flow"][1])
     with pytest.raises(ValueError, match="same number of frames"):
-        stream_images(torch.rand(3, 1, 4, 4), {"frames": torch.rand(2, 1, 4, 4)})
+        stream_images(torch.rand(3, 1, 4, 4), {"x_hat": torch.rand(2, 1, 4, 4)})
 
 
 def test_show_streams_has_a_row_per_stream_and_a_column_per_step():
@@ -174,7 +174,7 @@ def test_show_streams_has_a_row_per_stream_and_a_column_per_step():
     fig = show_streams(truth, prediction_parts(fake_prediction()), steps=[0, 2], first_frame=5, title="best")
     assert len(fig.axes) == 6 * 2
     rows = [fig.axes[2 * r].get_ylabel() for r in range(6)]
-    assert rows == [STREAM_TITLES[k] for k in ("truth", "frames", "appearance", "motion", "mask", "flow")]
+    assert rows == [STREAM_TITLES[k] for k in ("truth", "x_hat", "x_p", "x_f", "mask", "flow")]
     assert [ax.get_title() for ax in fig.axes[:2]] == ["5", "7"] and fig.get_suptitle() == "best"
     svg = show_streams(truth, prediction_parts(fake_prediction(motion_head=False)))
     assert len(svg.axes) == 3 * 4  # truth, x̂, x^p; every step
@@ -185,7 +185,7 @@ def test_streams_strip_puts_the_rows_side_by_side_with_white_gaps():
     strip = streams_strip(torch.rand(4, 1, 16, 16), parts, gap=2)
     assert strip.shape == (4, 3, 16, 6 * 16 + 5 * 2)
     assert (strip[..., 16:18] == 1).all()  # the first gap
-    assert torch.equal(strip[:, 0, :, 18:34], parts["frames"][:, 0])  # x̂, grey in all channels
+    assert torch.equal(strip[:, 0, :, 18:34], parts["x_hat"][:, 0])  # x̂, grey in all channels
 
 
 def test_show_tsne_has_a_panel_per_space_and_names_the_labels():
@@ -205,7 +205,7 @@ def test_show_diversity_shows_truth_samples_their_mean_and_spread():
     samples = torch.rand(6, 4, 1, 16, 16)
     fig = show_diversity(torch.rand(4, 1, 16, 16), samples, steps=[1, 3], best=2)
     rows = [fig.axes[2 * r].get_ylabel() for r in range(5)]
-    assert rows == ["ground truth", "best sample", "random sample", "mean of 6", "spread (2 std)"]
+    assert rows == ["truth", "best sample", "random sample", "mean of 6", "spread (2 std)"]
     shown_mean = fig.axes[6].get_images()[0].get_array()
     assert np.allclose(shown_mean, samples.mean(0)[1, 0].numpy(), atol=1e-6)
     assert len(show_diversity(torch.rand(4, 1, 16, 16), samples).axes) == 4 * 4  # no best: four rows

@@ -274,25 +274,25 @@ def prediction_loss(function):
 
     torch.manual_seed(0)
     x = torch.rand(2, 4, 1, 4, 4)
-    parts = {name: torch.rand(2, 3, 1, 4, 4) for name in ("frames", "appearance", "motion")}
+    parts = {name: torch.rand(2, 3, 1, 4, 4) for name in ("x_hat", "x_p", "x_f")}
     kl = {"appearance": torch.tensor(3.0), "motion": torch.tensor(5.0)}
     prediction = Prediction(**parts, mask=torch.rand(2, 3, 1, 4, 4), kl=kl)
     l2 = {name: ((value - x[:, 1:]) ** 2).mean(dim=(0, 2, 3, 4)).sum() for name, value in parts.items()}
-    right = l2["frames"] + l2["appearance"] + l2["motion"] + 0.01 * 8.0
+    right = l2["x_hat"] + l2["x_p"] + l2["x_f"] + 0.01 * 8.0
     try:
         total, terms = function(prediction, x, 0.01)
     except ValueError as error:
         raise Mistake(f"compare each prediction with frames 2..T of x, x[:, 1:] (a prediction exists for every "
                       f"frame but the first); it raised {error}") from None
-    expect(isinstance(terms, dict) and {"final", "pixel", "flow", "kl_appearance", "kl_motion"} <= set(terms),
-           "return the terms by name: final, pixel, flow and kl_<stream> for every stream")
-    expect(_close(terms["final"], l2["frames"], 1e-5), "the final term is the L2 of x̂ (prediction.frames) against x[:, 1:]")
+    expect(isinstance(terms, dict) and {"x_hat", "x_p", "x_f", "kl_appearance", "kl_motion"} <= set(terms),
+           "return the terms by name: x_hat, x_p, x_f and kl_<stream> for every stream")
+    expect(_close(terms["x_hat"], l2["x_hat"], 1e-5), "the x_hat term is the L2 of x̂ (prediction.x_hat) against x[:, 1:]")
     if _close(total, right, 1e-5):
         return
     expect(not _close(total, right - 0.01 * 8.0 + 8.0, 1e-5), "the KL terms are weighted by beta")
     expect(not _close(total, right - 0.01 * 5.0, 1e-5), "every stream's KL counts: SLAMP has two, appearance and motion")
-    expect(not _close(total, l2["frames"] + 0.01 * 8.0, 1e-5), "the pixel (x^p) and flow (x^f) L2 terms belong to the "
-                                                                "loss too: they give each head its own gradient")
+    expect(not _close(total, l2["x_hat"] + 0.01 * 8.0, 1e-5), "the L2 terms of x^p and x^f belong to the loss too: "
+                                                               "they give each head its own gradient")
     raise Mistake(f"total = the three L2 terms + beta * (sum of the KL terms): expected {right.item():.5f}, "
                   f"got {float(total):.5f}")
 

@@ -173,10 +173,11 @@ def export(continued: bool = False, models=MODELS) -> None:
 
 def rename(old: str, new: str) -> Path:
     """Ship ``old`` as ``new``, its class and config as this slamp names them
-    (:func:`slamp.models.saved_as_now`): how the SVG of earlier sessions, trained with SLAMP's
+    (:func:`slamp.checkpoint.saved_as_now`): how the SVG of earlier sessions, trained with SLAMP's
     running-mean skips, became ``appearance_only`` when ``svg`` became SVG-LP. Weights, curve and
     record are kept; the results recorded for ``old`` move to ``new``."""
-    from slamp.models import model_class, saved_as_now
+    from slamp.checkpoint import saved_as_now
+    from slamp.model_registry import model_class
     from slamp.pretrained import FOLDER, _read, write_shipped
 
     shipped = _read(old)
@@ -257,7 +258,7 @@ def check_results(models=MODELS) -> dict:
     for model in models:
         torch.manual_seed(0)
         summary = best_of_n(load(model), DataLoader(test_set, batch_size=8), 5, 20, CHECK["num_samples"],
-                            progress=False).summary()["final"]
+                            progress=False).summary()["x_hat"]
         results[model] = {metric: round(summary[metric]["mean"], 4) for metric in ("psnr", "ssim")}
     return results
 
@@ -266,12 +267,14 @@ RESULTS = ROOT / "slamp" / "pretrained" / "results.json"
 
 
 def _per_sequence(folder: Path) -> dict:
-    """{metric: [score of each sequence]} of the final head, from an evaluation's per_sequence.csv."""
+    """{metric: [score of each sequence]} of the x̂ head, from an evaluation's per_sequence.csv."""
     import csv
+
+    from slamp.renamed import HEADS
 
     scores = {}
     for row in csv.DictReader(open(folder / "per_sequence.csv")):
-        if row["head"] == "final":
+        if HEADS.get(row["head"], row["head"]) == "x_hat":  # older files use an older name
             scores.setdefault(row["metric"], []).append(float(row["score"]))
     return scores
 
@@ -323,8 +326,8 @@ def record(models=MODELS) -> dict:
         floors = _recorded_references({model: _summary(ROOT / "results" / "pretrained" / model / "summary.json")
                                        for model in models})
         for name, floor in floors.items():  # the same sequences and code: the same numbers, to float rounding
-            for metric, value in floor["results"]["final"].items():
-                if abs(value["mean"] - recorded["references"][name]["results"]["final"][metric]["mean"]) > 1e-5:
+            for metric, value in floor["results"]["x_hat"].items():
+                if abs(value["mean"] - recorded["references"][name]["results"]["x_hat"][metric]["mean"]) > 1e-5:
                     sys.exit(f"the {name} floor's {metric} evaluated now differs from the recorded one: "
                              "evaluate every model again")
         check = check_results(models)
@@ -363,13 +366,13 @@ def table() -> str:
     lines = ["| model (`slamp.pretrained`) | PSNR ↑ | SSIM ↑ | diversity | paper PSNR | paper SSIM |",
              "|---|---|---|---|---|---|"]
     for model in MODELS:
-        final = recorded["models"][model]["results"]["final"]
+        final = recorded["models"][model]["results"]["x_hat"]
         paper = PAPER.get(model)
         paper_cells = f"{paper[0]:.2f} | {paper[1]:.4f}" if paper else "– | –"
         lines.append(f"| {NAMES[model]} (`{model}`) | {final['psnr']['mean']:.2f} ± {final['psnr']['ci95']:.2f} | "
                      f"{final['ssim']['mean']:.4f} ± {final['ssim']['ci95']:.4f} | {_diversity(final)} | {paper_cells} |")
     for name, reference in recorded.get("references", {}).items():  # the floors, on the same sequences
-        final = reference["results"]["final"]
+        final = reference["results"]["x_hat"]
         lines.append(f"| floor: {REFERENCES[name]} (`--reference {name}`) | {final['psnr']['mean']:.2f} ± "
                      f"{final['psnr']['ci95']:.2f} | {final['ssim']['mean']:.4f} ± {final['ssim']['ci95']:.4f} | "
                      f"0 (one prediction) | – | – |")
@@ -394,7 +397,7 @@ def curves(path: Path = CURVES) -> Path:
     clips = validation_videos(config)
     mean_frame = mean_training_frame()
     floors = {name: evaluate_reference(name, [clips], config.n_past, config.val_n_future,
-                                       mean_frame=mean_frame).summary()["final"] for name in REFERENCES}
+                                       mean_frame=mean_frame).summary()["x_hat"] for name in REFERENCES}
     figure = Figure(figsize=(11, 6.5), layout="constrained")
     axes = figure.subplots(2, 2, sharey="row")
     for model in MODELS:
@@ -434,10 +437,10 @@ def per_frame_figure(path: Path = PER_FRAME) -> Path:
     axes = figure.subplots(1, 2)
     for ax, metric in zip(axes, ("psnr", "ssim")):
         for model in MODELS:
-            values = recorded["models"][model]["results"]["final"][metric]["per_frame"]
+            values = recorded["models"][model]["results"]["x_hat"][metric]["per_frame"]
             ax.plot(frames, values, "o-", ms=3, color=COLOURS[model], label=NAMES[model])
         for (name, reference), style in zip(recorded.get("references", {}).items(), (":", "--", "-.")):
-            values = reference["results"]["final"][metric]["per_frame"]
+            values = reference["results"]["x_hat"][metric]["per_frame"]
             ax.plot(frames, values, color="grey", linestyle=style, label=f"floor: {REFERENCES[name]}")
         ax.set(xlabel=f"frame (1-{n_past} given, {frames[0]}-{frames[-1]} predicted)",
                ylabel=f"{metric.upper()}, best of 100", xticks=frames[::2])

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import torch
 
+from slamp.checkpoint import IncompatibleWeightsError, load_weights, saved_model
 from slamp.data.files import atomic_path, save_tensors
 from slamp.download import file_sha256
-from slamp.models import IncompatibleWeightsError, VideoPredictor, load_weights, saved_model
+from slamp.models import VideoPredictor
 
 
 FOLDER = Path(__file__).resolve().parent
