@@ -349,3 +349,25 @@ def test_a_fresh_environment_with_the_student_build_gives_no_solution_away(stude
         assert f'NotImplementedError("exercise {function}' in found[function], function
         for line in lines[function]:
             assert line not in found[function] and line not in found["text"], (function, line)
+
+
+def test_lint_passes_with_the_assignments_folder_present(tmp_path):
+    """`make assignments` writes assignments/ at the root; ruff must sort the tests' and tools'
+    imports of tools/assignments.py the same with it there (pyproject.toml names the tools'
+    scripts). Without that setting the same files fail (I001), so this test can tell."""
+    pytest.importorskip("ruff")
+    for name in ("tests/test_assignment_mistakes.py", "tests/test_assignments.py", "tools/assignments.py"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    (tmp_path / "assignments" / "slamp").mkdir(parents=True)
+    (tmp_path / "assignments" / "00_elbo.py").write_text("import os\nx = 1\n")
+
+    def lint(pyproject: str) -> subprocess.CompletedProcess:
+        (tmp_path / "pyproject.toml").write_text(pyproject)
+        return subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "tests", "tools"], cwd=tmp_path,
+                              capture_output=True, text=True)
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert lint(pyproject).returncode == 0, lint(pyproject).stdout
+    without = re.sub(r"^known-third-party = .*\n", "", pyproject, flags=re.M)
+    assert without != pyproject and "I001" in lint(without).stdout
