@@ -742,6 +742,7 @@ def grade_student(files: list[Path], exercises: list[Exercise], lib: Path, limit
             try:
                 if sandbox is None:
                     sandbox = Sandbox(lib, limits)
+                    start = time.monotonic()  # the seconds are the exercise's, not the process's start
                 deadline = time.monotonic() + limits.timeout
                 try:
                     sandbox.define(exercise, _cell_for_exec(cell), f"<the cell defining {exercise.function}>", deadline)
