@@ -150,6 +150,7 @@ def test_memory_and_time_are_bounded(tmp_path):
     assert time.monotonic() - started < 60
 
 
+@pytest.mark.slow
 def test_a_class_folder_with_renamed_broken_and_hostile_submissions(tmp_path):
     folder = tmp_path / "class"
     blend_notebook(folder / "ada", BLEND, name="Copy of 03_slamp_baseline.ipynb".replace(".ipynb", ".py"))

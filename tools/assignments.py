@@ -442,7 +442,7 @@ def prepare_lib(folder: Path) -> Path:
 @dataclass
 class Limits:
     timeout: float = TIMEOUT  # seconds per exercise (defining the function and all its checks)
-    memory_mb: int = 3072  # address space of the submission's process
+    memory_mb: int = 4096  # address space of the submission's process (a CUDA build of torch maps more: raise it)
     cpu_seconds: int = 600  # CPU time of the submission's process over all its exercises
     startup: float = 120  # seconds for the process to import torch and the student package
     contained: bool = True  # False: no Landlock/seccomp (only where containment() says it is missing)
@@ -478,8 +478,6 @@ class Sandbox:
         read = json.dumps(sandbox_read_paths()) if limits.contained else None
         command = [sys.executable, "-I", str(lib / "sandbox_worker.py"), str(lib), str(self.work),
                    str(limits.memory_mb), str(limits.cpu_seconds), str(requests_read), str(replies_write)]
-        if not limits.contained:
-            env["SLAMP_UNCONTAINED"] = "1"
         self.process = subprocess.Popen(command + ([read] if read else []), pass_fds=(requests_read, replies_write),
                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log,
                                         cwd=self.work, env=env, start_new_session=True)
@@ -491,7 +489,8 @@ class Sandbox:
             self.log.seek(0)
             tail = self.log.read()[-1500:].decode(errors="replace")  # written before any student code ran
             self.close()
-            raise RuntimeError(f"the submission's process did not start ({error}): {tail}") from None
+            raise RuntimeError(f"the submission's process did not start ({error}; with a CUDA build of torch, raise "
+                               f"--memory from {limits.memory_mb} MB): {tail}") from None
         if header.get("op") != "ready":
             self.close()
             raise RuntimeError(f"the submission's process did not start: {header}")
@@ -843,7 +842,7 @@ def grade_class(folder: Path, out: Path, exercises: list[Exercise], limits: Limi
                 command.append("--uncontained")
             budget = limits.startup * 2 + limits.timeout * (len(exercises) + 1) + 60
             env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT)] + os.environ.get("PYTHONPATH", "").split(
-                os.pathsep)).rstrip(os.pathsep), "OMP_NUM_THREADS": "1"}
+                os.pathsep)).rstrip(os.pathsep), "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
             try:
                 process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                            env=env, start_new_session=True)
