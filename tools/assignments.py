@@ -611,7 +611,10 @@ class Sandbox:
 
 def _reap_orphans() -> None:
     """Kill and reap the processes that were reparented to this one (it is a child subreaper: a
-    process a submission started and detached from its session ends up here)."""
+    process a submission started and detached from its session ends up here). Only in a process
+    that :func:`become_subreaper` made one, whose other children are all known."""
+    if not _SUBREAPER:
+        return
     for _ in range(10):
         children = []
         for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -634,13 +637,17 @@ def _reap_orphans() -> None:
 
 
 _STARTED: list = []  # the checkers a class grading started (not orphans)
+_SUBREAPER: list = []  # non-empty once this process is a child subreaper
 
 
 def become_subreaper() -> None:
+    """Make orphaned descendants (a submission's detached processes) children of this process,
+    so that :func:`_reap_orphans` finds them (the command line does this; ``grade()`` does not)."""
     if sys.platform == "linux":
         import ctypes
 
-        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+        if ctypes.CDLL(None).prctl(36, 1, 0, 0, 0) == 0:  # PR_SET_CHILD_SUBREAPER
+            _SUBREAPER.append(True)
 
 
 class Remote:
