@@ -24,6 +24,8 @@ MISTAKES = {
         ("return mu - torch.exp(0.5 * logvar) * noise", "added, not subtracted"),
         ("return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)", "noise= argument"),
         ("return (mu + torch.exp(0.5 * logvar) * noise).detach()", "gradient"),
+        ("return mu + torch.exp(-0.5 * logvar) * noise", "exponent's sign"),
+        ("return mu + 0.5 * torch.exp(logvar) * noise", "not half of it"),
     ],
     "gaussian_kl": [
         ("return logvar_p - logvar_q + torch.exp(logvar_q - logvar_p) + (mu_q - mu_p) ** 2 * torch.exp(-logvar_p) - 1",
@@ -36,12 +38,21 @@ MISTAKES = {
          "prior's variance"),
         ("return (0.5 * (logvar_p - logvar_q + torch.exp(logvar_q - logvar_p) + (mu_q - mu_p) ** 2 * "
          "torch.exp(-logvar_p) - 1)).sum(-1)", "one KL per element"),
+        ("return 0.5 * (logvar_p - logvar_q + torch.exp(logvar_p - logvar_q) + (mu_q - mu_p) ** 2 * torch.exp(-logvar_p) - 1)",
+         "upside down"),
+        ("return 0.5 * (logvar_p - logvar_q + torch.exp(logvar_q - logvar_p) + (mu_q - mu_p) ** 2 * torch.exp(-logvar_q) - 1)",
+         "not the posterior's"),
+        ("return (0.5 * (logvar_p - logvar_q + torch.exp(logvar_q - logvar_p) + (mu_q - mu_p) ** 2 * "
+         "torch.exp(-logvar_p) - 1)).mean(0)", "one KL per element"),
     ],
     "reconstruction_loss": [
         ("return ((prediction - target) ** 2).mean()", "sum over the time steps"),
         ("return ((prediction - target) ** 2).sum()", "you summed over them"),
         ("return (prediction - target).abs().mean(dim=(0, 2, 3, 4)).sum()", "squared"),
         ("return ((prediction - target) ** 2).mean(dim=(1, 2, 3, 4)).sum()", "right axes"),
+        ("return ((prediction - target) ** 2).sum(dim=(2, 3, 4)).mean(0).sum()", "channels, height and width too"),
+        ("return ((prediction - target) ** 2).mean(dim=(0, 3, 4)).sum()", "average over the channels"),
+        ("return ((prediction - target) ** 2).mean(dim=(0, 2, 3, 4)).mean()", "sum over the time steps"),
     ],
     "warp": [
         ("coords = pixel_grid(height, width, frames.device, dtype) - flow.reshape(-1, 2, height, width).to(dtype)\n"
@@ -59,6 +70,29 @@ MISTAKES = {
         ("coords = pixel_grid(height, width, frames.device, dtype) + flow.to(dtype)\n"
          "grid = (2 * coords / size - 1).permute(0, 2, 3, 1)\n"
          "out = F.grid_sample(images, grid, mode='bilinear', padding_mode=padding, align_corners=True)", "(B, T, 2, H, W)"),
+        # x and y swapped in the grid itself: grid_sample gets (y, x)
+        ("coords = pixel_grid(height, width, frames.device, dtype) + flow.reshape(-1, 2, height, width).to(dtype)\n"
+         "grid = (2 * coords / size - 1).permute(0, 2, 3, 1).flip(-1)\n"
+         "out = F.grid_sample(images, grid, mode='bilinear', padding_mode=padding, align_corners=True)", "swapped"),
+        # normalised by the wrong side: x by height - 1, y by width - 1
+        ("coords = pixel_grid(height, width, frames.device, dtype) + flow.reshape(-1, 2, height, width).to(dtype)\n"
+         "grid = (2 * coords / size.flip(1) - 1).permute(0, 2, 3, 1)\n"
+         "out = F.grid_sample(images, grid, mode='bilinear', padding_mode=padding, align_corners=True)", "width - 1"),
+        ("coords = pixel_grid(height, width, frames.device, dtype) + flow.reshape(-1, 2, height, width).to(dtype)\n"
+         "grid = (2 * coords / size - 1).permute(0, 2, 3, 1)\n"
+         "out = F.grid_sample(images, grid, mode='bilinear', padding_mode=padding, align_corners=False)", "align_corners"),
+        ("coords = pixel_grid(height, width, frames.device, dtype) + flow.reshape(-1, 2, height, width).to(dtype)\n"
+         "grid = (2 * coords / (size + 1) - 1).permute(0, 2, 3, 1)\n"
+         "out = F.grid_sample(images, grid, mode='bilinear', padding_mode=padding, align_corners=True)", "align_corners"),
+        # only the y displacement's sign flipped
+        ("coords = pixel_grid(height, width, frames.device, dtype) + flow.reshape(-1, 2, height, width).to(dtype) * "
+         "torch.tensor([1.0, -1.0]).view(1, 2, 1, 1)\n"
+         "grid = (2 * coords / size - 1).permute(0, 2, 3, 1)\n"
+         "out = F.grid_sample(images, grid, mode='bilinear', padding_mode=padding, align_corners=True)", "y displacement"),
+        # the x displacement used for both axes
+        ("coords = pixel_grid(height, width, frames.device, dtype) + flow.reshape(-1, 2, height, width)[:, :1].to(dtype)\n"
+         "grid = (2 * coords / size - 1).permute(0, 2, 3, 1)\n"
+         "out = F.grid_sample(images, grid, mode='bilinear', padding_mode=padding, align_corners=True)", "-2 columns"),
     ],
     "render_digits": [
         ("for digit, path in zip(digit_images, corners):\n"
@@ -83,6 +117,8 @@ MISTAKES = {
         ("return (appearance + motion) / 2", "mask is ignored"),
         ("return mask * appearance + motion", "(1 - m)"),
         ("return (mask * appearance + (1 - mask) * motion).mean(1, keepdim=True)", "shape"),
+        ("return mask * appearance + (1 + mask) * motion", "(1 + m)"),
+        ("return mask[:, :1] * appearance + (1 - mask[:, :1]) * motion if mask.ndim == 4 else appearance", "frame by frame"),
     ],
     "prediction_loss": [
         ("target = x\nterms = {'x_hat': reconstruction_loss(prediction.x_hat, target)}\nreturn terms['x_hat'], terms",
@@ -107,12 +143,37 @@ MISTAKES = {
          "         'x_f': reconstruction_loss(prediction.x_f, target)}\n"
          "terms.update({f'kl_{name}': kl for name, kl in prediction.kl.items()})\n"
          "return terms['x_hat'] + beta * sum(prediction.kl.values()), terms", "L2 terms of x^p and x^f"),
+        ("target = x[:, :-1]\n"
+         "terms = {'x_hat': reconstruction_loss(prediction.x_hat, target),\n"
+         "         'x_p': reconstruction_loss(prediction.x_p, target),\n"
+         "         'x_f': reconstruction_loss(prediction.x_f, target)}\n"
+         "total = sum(terms.values())\n"
+         "terms.update({f'kl_{name}': kl for name, kl in prediction.kl.items()})\n"
+         "return total + beta * sum(prediction.kl.values()), terms", "x[:, 1:]"),
+        ("target = x[:, 1:]\n"
+         "terms = {'x_hat': reconstruction_loss(prediction.x_hat, target),\n"
+         "         'x_p': reconstruction_loss(prediction.x_p, target),\n"
+         "         'x_f': reconstruction_loss(prediction.x_f, target)}\n"
+         "total = sum(terms.values())\n"
+         "terms.update({f'kl_{name}': kl for name, kl in prediction.kl.items()})\n"
+         "return total + beta * sum(prediction.kl.values()) / len(prediction.kl), terms", "do not average"),
+        ("target = x[:, 1:]\n"
+         "terms = {'x_hat': reconstruction_loss(prediction.x_hat, target),\n"
+         "         'x_p': reconstruction_loss(prediction.x_p, target),\n"
+         "         'x_f': reconstruction_loss(prediction.x_f, target)}\n"
+         "total = sum(terms.values())\n"
+         "terms.update({f'kl_{name}': kl for name, kl in prediction.kl.items()})\n"
+         "return beta * (total + sum(prediction.kl.values())), terms", "KL terms only"),
     ],
     "previous_frames": [
         ("return x", "frame t-1"),
         ("return torch.cat([x[:, 1:], x[:, -1:]], 1)", "other way"),
         ("return torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], 1)", "position 0"),
         ("return torch.cat([x[:1], x[:-1]], 0)", "batch axis"),
+        ("return torch.cat([x[:, :, :1], x[:, :, :-1]], 2)", "channel axis"),
+        ("return torch.cat([x[..., :1], x[..., :-1]], -1)", "column axis"),
+        ("return torch.roll(x, 1, 1)", "position 0"),
+        ("return x.flip(1)", "frame t-1"),
         ("return x[:, :-1]", "shape"),
     ],
     "teacher_forcing_probability": [
@@ -122,6 +183,8 @@ MISTAKES = {
          "factor k"),
         ("if k == 0:\n    return 1.0\nif epoch / k > 700:\n    return 0.0\nreturn 1 - k / (k + math.exp(epoch / k))",
          "the *prediction*"),
+        ("if k == 0:\n    return 1.0\nreturn k / (k + math.exp(-epoch / k))", "decay"),
+        ("if k == 0:\n    return 1.0\nreturn k / (k + math.exp(epoch * k))", "not e * k"),
     ],
     "psnr": [
         ("mse = ((prediction - target) ** 2).flatten(1).mean(1)\nreturn 20 * torch.log10(1 / mse.clamp_min(1e-10))",
@@ -129,6 +192,21 @@ MISTAKES = {
         ("mse = ((prediction - target) ** 2).flatten(1).mean(1)\nreturn 10 * torch.log(1 / mse.clamp_min(1e-10))", "log10"),
         ("mse = ((prediction - target) ** 2).mean()\nreturn 10 * torch.log10(1 / mse.clamp_min(1e-10))", "one PSNR per image"),
         ("mse = ((prediction - target) ** 2).flatten(1).mean(1)\nreturn 10 * torch.log10(1 / mse)", "100 dB"),
+        # per-channel PSNRs averaged: passed before the colour check
+        ("mse = ((prediction - target) ** 2).mean(dim=(2, 3))\nreturn (10 * torch.log10(1 / mse.clamp_min(1e-10))).mean(1)",
+         "per-channel PSNRs"),
+        ("mse = ((prediction - target) ** 2)[:, 0].flatten(1).mean(1)\nreturn 10 * torch.log10(1 / mse.clamp_min(1e-10))",
+         "per-channel PSNRs"),
+        ("mse = ((prediction - target) ** 2).mean(dim=(2, 3))\nreturn 10 * torch.log10(1 / mse.clamp_min(1e-10))",
+         "shape (N,)"),
+        ("mse = ((prediction - target) ** 2).flatten(1).mean(1)\nreturn 10 * torch.log10(255 ** 2 / mse.clamp_min(1e-10))",
+         "peak is 1"),
+        ("mse = ((prediction - target) ** 2).flatten(1).mean(1)\nreturn 10 * torch.log10(mse.clamp_min(1e-10))",
+         "sign is flipped"),
+        ("mse = ((prediction - target) ** 2).flatten(1).sum(1)\nreturn 10 * torch.log10(1 / mse.clamp_min(1e-10))",
+         "do not sum"),
+        ("mse = ((prediction - target) ** 2).flatten(1).mean(1)\nreturn 10 * torch.log10(1 / mse.clamp_min(1e-10).sqrt())",
+         "root of the MSE"),
     ],
     "best_of_n": [
         ("best = scores.max(-1).values.argmax(1)\nreturn best, scores[torch.arange(len(scores)), best]", "single frame"),
@@ -137,6 +215,13 @@ MISTAKES = {
          "higher_is_better"),
         ("mean = scores.mean(-1)\nindex = mean.argmax(1) if higher_is_better else mean.argmin(1)\n"
          "return index, mean.max(1).values", "per-frame scores"),
+        # averaged over the samples axis: passed before, when the check had 3 samples and 2 frames
+        ("mean = scores.mean(1)\nindex = mean.argmax(1) if higher_is_better else mean.argmin(1)\n"
+         "return index, scores[torch.arange(len(scores)), index]", "samples axis"),
+        ("mean = scores.mean(-1)\nindex = mean.argmax() if higher_is_better else mean.argmin()\n"
+         "return index, scores[torch.arange(len(scores)), index]", "shape (B,)"),
+        ("mean = scores.mean(-1)\nindex = mean.argmax(1) if higher_is_better else mean.argmin(1)\n"
+         "return index, scores[:, index]", "shape (B, T)"),
     ],
     "motion_labels": [
         ("angle = np.arctan2(-displacement[..., 0], displacement[..., 1])\n"
@@ -150,6 +235,15 @@ MISTAKES = {
          "return np.where(np.hypot(*np.moveaxis(displacement, -1, 0)) > 1e-6, labels, -1)", "centred"),
         ("angle = np.arctan2(displacement[..., 0], displacement[..., 1])\n"
          "return np.rint(angle / (2 * np.pi / bins)).astype(np.int64) % bins", "does not move"),
+        ("angle = np.arctan2(displacement[..., 0], displacement[..., 1])\n"
+         "labels = np.rint(angle / (2 * np.pi / bins)).astype(np.int64)\n"
+         "return np.where(np.hypot(*np.moveaxis(displacement, -1, 0)) > 1e-6, labels, -1)", "% bins"),
+        ("angle = np.arctan2(displacement[..., 0], displacement[..., 1])\n"
+         "labels = np.rint(angle / (2 * np.pi / 8)).astype(np.int64) % 8\n"
+         "return np.where(np.hypot(*np.moveaxis(displacement, -1, 0)) > 1e-6, labels, -1)", "bins argument"),
+        ("angle = np.arctan2(displacement[..., 0], displacement[..., 1])\n"
+         "labels = np.rint(angle / (2 * np.pi / bins)).astype(np.int64) % bins\n"
+         "return np.where(np.hypot(*np.moveaxis(displacement, -1, 0))[:1] > 1e-6, labels, -1)", "own labels"),
     ],
 }
 EXERCISES = {e.function: e for e in assignments.EXERCISES}

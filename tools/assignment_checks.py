@@ -25,8 +25,11 @@ def run(check, function) -> dict:
     except NotImplementedError:
         return {"passed": False, "message": "not done yet (the function still raises NotImplementedError)"}
     except Exception as error:  # the student's code crashed: say where
-        frames = [f for f in traceback.extract_tb(error.__traceback__) if "assignment_checks" not in f.filename]
-        where = f" (at {frames[-1].filename}, line {frames[-1].lineno}: {frames[-1].line})" if frames else ""
+        if getattr(error, "where", ""):  # raised in the submission's own process (tools/sandbox_worker.py)
+            where = f" (at {error.where})"
+        else:
+            frames = [f for f in traceback.extract_tb(error.__traceback__) if "assignment_checks" not in f.filename]
+            where = f" (at {frames[-1].filename}, line {frames[-1].lineno}: {frames[-1].line})" if frames else ""
         return {"passed": False, "message": f"it raised {type(error).__name__}: {error}{where}"}
     return {"passed": True, "message": "ok"}
 
@@ -34,6 +37,22 @@ def run(check, function) -> dict:
 def expect(condition, hint: str) -> None:
     if not condition:
         raise Mistake(hint)
+
+
+def call_with_gradients(function, *args, **kwargs):
+    """``(output, requires_grad, gradients)``: ``function(*args, **kwargs)``, whether its output
+    carries a gradient, and the gradient of ``output.sum()`` with respect to every positional
+    argument that requires one (None where none reaches it). Graded answers run in another
+    process (tools/assignments.py), which computes the gradients there."""
+    import torch
+
+    if hasattr(function, "call_with_gradients"):
+        return function.call_with_gradients(*args, **kwargs)
+    output = function(*args, **kwargs)
+    inputs = [a for a in args if torch.is_tensor(a) and a.requires_grad]
+    if not (torch.is_tensor(output) and output.requires_grad):
+        return output, False, [None] * len(inputs)
+    return output, True, list(torch.autograd.grad(output.sum(), inputs, allow_unused=True))
 
 
 def _close(a, b, atol=1e-4) -> bool:
@@ -59,6 +78,8 @@ def reparameterize(function):
             "logvar is the log of the variance: sigma = exp(logvar / 2), not logvar itself": mu + logvar * noise,
             "the noise is added, not subtracted: z = mu + sigma * eps": mu - (0.5 * logvar).exp() * noise,
             "sigma = exp(logvar / 2) multiplies the noise, not the mean": mu * (0.5 * logvar).exp() + noise,
+            "sigma = exp(+logvar / 2): the exponent's sign is flipped (that is 1 / sigma)": mu + (-0.5 * logvar).exp() * noise,
+            "sigma = exp(logvar / 2), the root of the variance, not half of it": mu + 0.5 * logvar.exp() * noise,
         }
         for hint, wrong in candidates.items():
             expect(not _close(z, wrong.detach(), 1e-3), hint)
@@ -66,11 +87,12 @@ def reparameterize(function):
         expect(torch.equal(a, b), "use the noise you are given (the noise= argument) instead of drawing new noise")
         raise Mistake(f"z = mu + sigma * eps: expected {right.tolist()} for mu = [1, -2], sigma = [1, 2], "
                       f"eps = [0.5, -1], got {[round(v, 4) for v in z.tolist()]}")
-    expect(z.requires_grad, "the gradient must reach mu and logvar: do not detach z or use .data / torch.no_grad()")
-    z.sum().backward()
-    expect(mu.grad is not None and logvar.grad is not None,
+    _, carries, (mu_grad, logvar_grad) = call_with_gradients(function, mu, logvar, noise=noise)
+    expect(carries, "the gradient must reach mu and logvar: do not detach z or use .data / torch.no_grad()")
+    expect(mu_grad is not None and logvar_grad is not None,
            "the gradient must reach mu and logvar: do not detach them or use .data / torch.no_grad()")
-    expect(torch.allclose(logvar.grad, 0.5 * torch.exp(0.5 * logvar.detach()) * noise, atol=1e-4),
+    expect(torch.allclose(mu_grad, torch.ones(2)), "the gradient reaching mu is wrong: z = mu + sigma * eps")
+    expect(torch.allclose(logvar_grad, 0.5 * torch.exp(0.5 * logvar.detach()) * noise, atol=1e-4),
            "the gradient reaching logvar is wrong: z must depend on logvar through sigma = exp(logvar / 2)")
     torch.manual_seed(0)
     draws = function(torch.full((20000,), 3.0), torch.full((20000,), 2 * 0.6931472))
@@ -105,6 +127,12 @@ def gaussian_kl(function):
     flipped = 0.5 * (logvar_q - logvar_p + (logvar_q - logvar_p).exp() + (mu_q - mu_p) ** 2 * (-logvar_p).exp() - 1)
     expect(not _close(found, flipped, 1e-5),
            "the log-variance difference has the wrong sign: log(sigma_p^2 / sigma_q^2) = logvar_p - logvar_q")
+    ratio_flipped = 0.5 * (logvar_p - logvar_q + (logvar_p - logvar_q).exp() + (mu_q - mu_p) ** 2 * (-logvar_p).exp() - 1)
+    expect(not _close(found, ratio_flipped, 1e-5),
+           "the variance ratio is upside down: sigma_q^2 / sigma_p^2 = exp(logvar_q - logvar_p)")
+    by_posterior = 0.5 * (logvar_p - logvar_q + (logvar_q - logvar_p).exp() + (mu_q - mu_p) ** 2 * (-logvar_q).exp() - 1)
+    expect(not _close(found, by_posterior, 1e-5),
+           "the squared mean difference is divided by the prior's variance sigma_p^2, not the posterior's")
     with_variance = 0.5 * (logvar_p - logvar_q + (logvar_q - logvar_p).exp() + (mu_q - mu_p) ** 2 - 1)
     expect(not _close(found, with_variance, 1e-5),
            "the squared mean difference must be divided by the prior's variance, (mu_q - mu_p)^2 / sigma_p^2")
@@ -117,11 +145,19 @@ def warp(function):
     import torch
 
     torch.manual_seed(0)
-    image = torch.rand(2, 3, 8, 10)
+    square = torch.rand(2, 3, 8, 8)
+    out = function(square, torch.zeros(2, 2, 8, 8))
+    expect(torch.is_tensor(out) and out.shape == square.shape, f"return frames of the input's shape {tuple(square.shape)}")
+    if not _close(out, square, 1e-5):
+        expect(not _close(out, square.transpose(-1, -2), 1e-5),
+               "x and y are swapped: zero flow transposes the image. grid_sample wants (x, y) = (column, row) in the "
+               "last axis of the grid, and channel 0 of the flow is x")
+        raise Mistake("zero flow must return the image unchanged (check the pixel grid and align_corners=True)")
+    image = torch.rand(2, 3, 8, 10)  # not square: x runs over 10 columns, y over 8 rows
     out = function(image, torch.zeros(2, 2, 8, 10))
     expect(torch.is_tensor(out) and out.shape == image.shape, f"return frames of the input's shape {tuple(image.shape)}")
-    expect(_close(out, image, 1e-5), "zero flow must return the image unchanged (check the pixel grid and "
-                                     "align_corners=True)")
+    expect(_close(out, image, 1e-5), "zero flow must return a 8x10 image unchanged (it does for a square one): "
+                                     "normalise x by width - 1 and y by height - 1, not the other way round")
     flow = torch.zeros(2, 2, 8, 10)
     flow[:, 0] = -2  # every pixel reads the one 2 columns to its left: the image moves right by 2
     moved = function(image, flow)
@@ -135,6 +171,14 @@ def warp(function):
         raise Mistake("an integer flow of -2 columns must shift the image 2 pixels right exactly (pixel units: "
                       "convert to grid_sample's [-1, 1] with 2 * coords / (size - 1) - 1)")
     expect(moved[..., :2].abs().max() == 0, "samples from outside the image must be 0 with padding='zeros'")
+    down = torch.zeros(2, 2, 8, 10)
+    down[:, 1] = -1  # every pixel reads the one a row above: the image moves down by 1
+    moved = function(image, down)
+    if not torch.allclose(moved[..., 1:, :], image[..., :-1, :], atol=1e-5):
+        expect(not torch.allclose(moved[..., :-1, :], image[..., 1:, :], atol=1e-5),
+               "the y displacement has the wrong sign: out[y, x] = frames[y + flow_y, x + flow_x]")
+        raise Mistake("a flow of -1 in channel 1 (y, rows) must shift the image 1 row down exactly; yours does not "
+                      "(does channel 1 of the flow reach the rows of the grid?)")
     border = function(image, flow, padding="border")
     expect(torch.allclose(border[..., :2], image[..., :1].expand(-1, -1, -1, 2), atol=1e-5),
            "the padding argument is ignored: with padding='border' a sample outside the image takes the edge pixel "
@@ -159,17 +203,23 @@ def blend(function):
     import torch
 
     torch.manual_seed(0)
-    appearance, motion, mask = torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4), torch.rand(2, 1, 4, 4)
+    # colour, not square; the one-channel mask broadcasts over the channels
+    appearance, motion, mask = torch.rand(2, 3, 4, 5), torch.rand(2, 3, 4, 5), torch.rand(2, 1, 4, 5)
     found = function(appearance, motion, mask)
     expect(torch.is_tensor(found) and found.shape == appearance.shape,
            f"one frame per input frame, shape {tuple(appearance.shape)} (the one-channel mask broadcasts over channels)")
     right = mask * appearance + (1 - mask) * motion
     if _close(found, right, 1e-6):
+        video = [torch.rand(2, 4, 3, 4, 5), torch.rand(2, 4, 3, 4, 5), torch.rand(2, 4, 1, 4, 5)]
+        expect(_close(function(*video), video[2] * video[0] + (1 - video[2]) * video[1], 1e-6),
+               "videos (B, T, C, H, W) with a mask (B, T, 1, H, W) must blend frame by frame too")
         return
     expect(not _close(found, mask * motion + (1 - mask) * appearance, 1e-6),
            "the mask weighs the appearance prediction: m = 1 means x^p, m = 0 means x^f (Eq. 1); yours is the other way")
     expect(not _close(found, (appearance + motion) / 2, 1e-6), "the mask is ignored: this is the plain average")
     expect(not _close(found, mask * appearance + motion, 1e-6), "the motion prediction needs the weight (1 - m)")
+    expect(not _close(found, mask * appearance + (1 + mask) * motion, 1e-6), "the motion prediction's weight is "
+                                                                             "(1 - m), not (1 + m)")
     raise Mistake("x̂ must blend the two predictions pixel by pixel with the mask (Eq. 1)")
 
 
@@ -177,43 +227,59 @@ def blend(function):
 def previous_frames(function):
     import torch
 
-    video = torch.arange(3 * 5, dtype=torch.float32).view(3, 5, 1, 1, 1).expand(3, 5, 1, 4, 4).contiguous()
+    # every value distinct (B=3, T=5, C=2, H=3, W=4): a shift along any other axis shows
+    video = torch.arange(3 * 5 * 2 * 3 * 4, dtype=torch.float32).view(3, 5, 2, 3, 4)
     earlier = function(video)
     expect(torch.is_tensor(earlier) and earlier.shape == video.shape,
            f"one earlier frame per frame, shape {tuple(video.shape)} (B, T, C, H, W); got "
            f"{tuple(earlier.shape) if torch.is_tensor(earlier) else type(earlier).__name__}")
-    expect(not torch.equal(earlier[1:], video[:-1]), "the shift is along the batch axis (0): shift along time, "
-                                                     "axis 1 of (B, T, C, H, W)")
     if not torch.equal(earlier[:, 1:], video[:, :-1]):
+        for axis, name in ((0, "batch axis (0)"), (2, "channel axis (2)"), (3, "row axis (3)"), (4, "column axis (4)")):
+            index = [slice(None)] * 5
+            index[axis] = slice(1, None)
+            before = [slice(None)] * 5
+            before[axis] = slice(None, -1)
+            expect(not torch.equal(earlier[tuple(index)], video[tuple(before)]),
+                   f"the shift is along the {name}: shift along time, axis 1 of (B, T, C, H, W)")
         expect(not torch.equal(earlier[:, 1:], video[:, 1:]), "position t must hold frame t-1, not frame t")
         expect(not torch.equal(earlier[:, :-1], video[:, 1:]), "off by one the other way: position t holds frame "
                                                                "t+1; shift towards the future, not the past")
         raise Mistake("position t (t >= 1) must hold frame t-1 of the same video")
     expect(torch.equal(earlier[:, 0], video[:, 0]),
-           "position 0 must hold the first frame itself (zero motion: a frame paired with itself)")
+           "position 0 must hold the first frame itself (zero motion: a frame paired with itself), not zeros or "
+           "the last frame")
 
 
 # ---- 06_evaluation ----------------------------------------------------------------------------
 def best_of_n(function):
     import torch
 
-    scores = torch.tensor([[[1.0, 9.0], [4.0, 4.0], [9.5, 0.0]],   # means 5, 4, 4.75; best single frame: sample 2
-                           [[0.0, 1.0], [2.0, 2.0], [1.0, 1.5]]])  # means 0.5, 2, 1.25
+    # (B=2 sequences, N=4 samples, T=3 frames): N, T and B all differ, so a reduction or a choice
+    # over the wrong axis gives another shape or another index
+    scores = torch.tensor([[[5.0, 5.0, 5.0], [9.9, 0.0, 0.0], [6.0, 6.0, 6.3], [0.0, 1.0, 2.0]],   # means 5, 3.3, 6.1, 1
+                           [[2.0, 2.0, 2.0], [1.0, 1.0, 1.0], [3.0, 8.0, 0.0], [4.0, 4.0, 4.5]]])  # 2, 1, 3.67, 4.17
     index, curve = function(scores)
-    expect(torch.is_tensor(index) and index.shape == (2,), "return one index per sequence, shape (B,)")
-    if index.tolist() != [0, 1]:
-        expect(index.tolist() != [2, 1], "you kept the sample with the best single frame: the protocol keeps the "
+    expect(torch.is_tensor(index) and index.shape == (2,),
+           "return one index per sequence, shape (B,): choose over the samples axis 1 of (B, N, T) "
+           f"(got shape {tuple(index.shape) if torch.is_tensor(index) else type(index).__name__})")
+    if index.tolist() != [2, 3]:
+        expect(index.tolist() != [1, 2], "you kept the sample with the best single frame: the protocol keeps the "
                                          "sample whose score *averaged over frames* is best")
-        expect(index.tolist() != [1, 0], "lower is not better for PSNR and SSIM: take the largest mean "
+        expect(index.tolist() != [3, 1], "lower is not better for PSNR and SSIM: take the largest mean "
                                          "(higher_is_better=True)")
-        raise Mistake(f"the best sample by its mean over frames: expected [0, 1], got {index.tolist()} (reduce "
+        expect(index.tolist() != scores.mean(1).argmax(-1).tolist(),
+               "you averaged over the samples axis (1) and chose a frame: average over the frames (the last axis, "
+               "T) and choose over the samples (axis 1) of (B, N, T)")
+        raise Mistake(f"the best sample by its mean over frames: expected [2, 3], got {index.tolist()} (reduce "
                       f"over the frame axis -1, choose over the sample axis 1)")
-    expect(torch.is_tensor(curve) and curve.shape == (2, 2),
-           "return the per-frame scores of each sequence's best sample, shape (B, T)")
-    expect(torch.equal(curve, torch.tensor([[1.0, 9.0], [2.0, 2.0]])), "return the per-frame scores of the best "
-                                                                        "sample itself (not their mean or the best frames)")
+    expect(torch.is_tensor(curve) and curve.shape == (2, 3),
+           "return the per-frame scores of each sequence's best sample, shape (B, T) "
+           f"(got {tuple(curve.shape) if torch.is_tensor(curve) else type(curve).__name__}: index the samples of "
+           "each sequence, scores[arange(B), index])")
+    expect(torch.equal(curve, torch.tensor([[6.0, 6.0, 6.3], [4.0, 4.0, 4.5]])),
+           "return the per-frame scores of the best sample itself (not their mean or the best frames)")
     index, _ = function(scores, higher_is_better=False)
-    expect(index.tolist() == [1, 0], "the higher_is_better argument is ignored: for LPIPS the lowest mean wins")
+    expect(index.tolist() == [3, 1], "the higher_is_better argument is ignored: for LPIPS the lowest mean wins")
 
 
 # ---- 00_elbo: the L2 term ---------------------------------------------------------------------
@@ -221,7 +287,8 @@ def reconstruction_loss(function):
     import torch
 
     torch.manual_seed(0)
-    prediction, target = torch.rand(2, 3, 1, 4, 4), torch.rand(2, 3, 1, 4, 4)
+    # B=2, T=3, colour C=3, H=4, W=5: every axis its own size, so each wrong reduction gives another number
+    prediction, target = torch.rand(2, 3, 3, 4, 5), torch.rand(2, 3, 3, 4, 5)
     prediction[:, 0] = target[:, 0]  # step 1 perfect: the steps differ
     found = function(prediction, target)
     expect(torch.is_tensor(found) and found.ndim == 0, "return one number (a scalar tensor)")
@@ -233,6 +300,10 @@ def reconstruction_loss(function):
                                                     "(the loss is the per-step mean squared error, summed over steps)")
     expect(not _close(found, squared.sum(), 1e-4), "average over batch, channels, height and width at each step: "
                                                    "you summed over them")
+    expect(not _close(found, squared.sum(dim=(2, 3, 4)).mean(0).sum(), 1e-4),
+           "average over channels, height and width too: you summed over them (only the time steps are summed)")
+    expect(not _close(found, squared.mean(dim=(0, 3, 4)).sum(), 1e-5),
+           "average over the channels too: you summed over them (mean over axes 0, 2, 3, 4)")
     expect(not _close(found, (prediction - target).abs().mean(dim=(0, 2, 3, 4)).sum(), 1e-6),
            "the error must be squared: a Gaussian likelihood is an L2 loss, not L1")
     expect(not _close(found, squared.mean(dim=(1, 2, 3, 4)).sum(), 1e-6),
@@ -290,6 +361,10 @@ def prediction_loss(function):
     if _close(total, right, 1e-5):
         return
     expect(not _close(total, right - 0.01 * 8.0 + 8.0, 1e-5), "the KL terms are weighted by beta")
+    expect(not _close(total, right - 0.01 * 4.0, 1e-5), "sum the streams' KL terms, do not average them")
+    l2_sum = right - 0.01 * 8.0
+    expect(not _close(total, 0.01 * (l2_sum + 8.0), 1e-5) and not _close(total, 0.01 * l2_sum + 8.0, 1e-5),
+           "beta weighs the KL terms only, not the L2 terms")
     expect(not _close(total, right - 0.01 * 5.0, 1e-5), "every stream's KL counts: SLAMP has two, appearance and motion")
     expect(not _close(total, l2["x_hat"] + 0.01 * 8.0, 1e-5), "the L2 terms of x^p and x^f belong to the loss too: "
                                                                "they give each head its own gradient")
@@ -306,7 +381,11 @@ def teacher_forcing_probability(function):
     except ZeroDivisionError:
         raise Mistake("k = 0 switches scheduled sampling off: return 1 (always the true frame) before dividing by k") from None
     expect(off == 1, "k = 0 switches scheduled sampling off: the probability is 1")
-    values = {e: function(e, 25.0) for e in (0, 25, 80, 299)}
+    try:
+        values = {e: function(e, 25.0) for e in (0, 25, 80, 299)}
+    except OverflowError:
+        raise Mistake("math.exp overflowed for k = 25 and epochs up to 299: the exponent is e / k, which stays "
+                      "small early in training (not e * k)") from None
     right = {e: 25 / (25 + math.exp(e / 25)) for e in values}
     if all(abs(values[e] - right[e]) < 1e-9 for e in values):
         try:
@@ -330,22 +409,45 @@ def teacher_forcing_probability(function):
 def psnr(function):
     import torch
 
-    target = torch.zeros(3, 1, 4, 4)
-    prediction = torch.zeros(3, 1, 4, 4)
+    target = torch.zeros(3, 1, 4, 6)  # grey, not square
+    prediction = torch.zeros(3, 1, 4, 6)
     prediction[0] += 0.1          # MSE 0.01: 20 dB
     prediction[1, :, :2] += 0.5   # MSE 0.125: 9.03 dB
     found = function(prediction, target)
     expect(torch.is_tensor(found) and found.shape == (3,), "one PSNR per image, shape (N,): do not average over "
-                                                           "the batch (the protocol scores every frame)")
+                                                           "the batch (the protocol scores every frame), nor keep "
+                                                           "the channel or pixel axes")
     right = torch.tensor([20.0, 10 * torch.log10(torch.tensor(8.0)).item(), 100.0])
     if torch.allclose(found[:2], right[:2], atol=1e-3):
         expect(torch.isfinite(found[2]) and abs(found[2] - 100) < 1e-3,
                "identical images have MSE 0: cap the PSNR at 100 dB (clamp the MSE at 1e-10) instead of inf")
-        return
+        colour_target = torch.full((2, 3, 4, 6), 0.5)
+        colour = colour_target.clone()
+        colour[0, 0] += 0.1   # one channel off by 0.1: MSE over the image 0.01 / 3, 24.77 dB
+        colour[1] += 0.2      # every channel off by 0.2: MSE 0.04, 13.98 dB
+        found = function(colour, colour_target)
+        expect(torch.is_tensor(found) and found.shape == (2,),
+               "colour images (N, 3, H, W) get one PSNR each too, shape (N,): reduce over channels, height and width")
+        right = torch.tensor([10 * torch.log10(torch.tensor(300.0)).item(), 10 * torch.log10(torch.tensor(25.0)).item()])
+        if torch.allclose(found, right, atol=1e-3):
+            return
+        expect(not torch.allclose(found[1], right[1], atol=1e-3),  # image 1: the same error in every channel
+               "one PSNR per image from the MSE over all its channels and pixels: you averaged per-channel PSNRs "
+               "(a perfect channel counts 100 dB), or scored one channel only")
+        raise Mistake(f"PSNR of colour images: expected {right.tolist()} dB, got {found.tolist()} (the MSE is the "
+                      "mean over channels, height and width)")
     expect(not torch.allclose(found[:2], 2 * right[:2], atol=1e-3), "PSNR is 10 log10(1 / MSE): 20 log10 applies to "
                                                                     "the root of the MSE, not to the MSE")
+    expect(not torch.allclose(found[:2], right[:2] / 2, atol=1e-3), "PSNR is 10 log10(1 / MSE): 10 log10 of the root "
+                                                                    "of the MSE gives half of it")
     expect(not torch.allclose(found[:2], right[:2] * torch.log(torch.tensor(10.0)), atol=1e-3),
            "decibels use log10, not the natural logarithm")
+    expect(not torch.allclose(found[:2], -right[:2], atol=1e-3), "the sign is flipped: PSNR = 10 log10(1 / MSE), "
+                                                                 "large when the error is small")
+    expect(not torch.allclose(found[:2], right[:2] + 20 * torch.log10(torch.tensor(255.0)), atol=1e-3),
+           "the images are in [0, 1]: the peak is 1, not 255")
+    expect(not torch.allclose(found[:2], right[:2] - 10 * torch.log10(torch.tensor(24.0)), atol=1e-3),
+           "the M in MSE is a mean: average the squared error over the pixels, do not sum it")
     raise Mistake(f"PSNR of images in [0, 1] (peak 1): expected {right[:2].tolist()} dB, got {found[:2].tolist()}")
 
 
@@ -353,15 +455,27 @@ def psnr(function):
 def motion_labels(function):
     import numpy as np
 
-    # One digit, seven moves: right (a little up), down-right, down, left, up, up-left, none; rows grow downwards.
+    # Two digits, seven moves each: right (a little up), down-right, down, left, up, up-left, none; and the
+    # same moves in reverse order. Rows grow downwards.
     moves = np.array([[-0.05, 2], [2, 2], [3, 0], [0, -1], [-2, 0], [-1, -1], [0, 0]], dtype=np.float64)
-    positions = np.concatenate([[[0.0, 0.0]], np.cumsum(moves, 0)])[None]  # (N=1, T=8, 2)
+    positions = np.stack([np.concatenate([[[0.0, 0.0]], np.cumsum(m, 0)]) for m in (moves, moves[::-1])])  # (2, 8, 2)
     found = np.asarray(function(positions, by="direction", bins=8))
-    expect(found.shape == (1, 7), "one label per step: (N, T-1)")
+    expect(found.shape == (2, 7), f"one label per digit and step: (N, T-1) = (2, 7), got {found.shape} (the angle "
+                                  "comes from the last axis of the displacements, (row, column))")
     right = [0, 1, 2, 4, 6, 5, -1]  # DIRECTIONS: → ↘ ↓ ↙ ← ↖ ↑ ↗
-    if found[0].tolist() == right:
+    second = [-1] + right[:6][::-1]
+    if found.tolist() == [right, second]:
+        four = np.array([[[0.0, 0.0], [0, 1], [1, 1], [1, 0], [0, 0]]])  # right, down, left, up
+        found = np.asarray(function(four, by="direction", bins=4))
+        expect(found.tolist() == [[0, 1, 2, 3]], "the bins argument is ignored: with bins=4 the sectors are "
+                                                 f"right 0, down 1, left 2, up 3; got {found.tolist()}")
         return
     expect(found[0, -1] == -1, "a digit that does not move has no direction: label it -1")
+    expect(found.min() >= -1, "sectors count 0 .. bins - 1: wrap negative angles with % bins (moving up is sector 6, "
+                              "not -2)")
+    expect(found[1].tolist() == second or found[0].tolist() != right,
+           "each digit gets its own labels: the second digit's are wrong (use the last axis of the displacements, "
+           "not the first)")
     expect(found[0].tolist()[:6] != [0, 7, 6, 4, 2, 3], "clockwise on screen: rows grow downwards, so moving down is "
                                                          "sector 2 (the angle is atan2(row, column), not -row)")
     expect(found[0].tolist()[:6] != [2, 1, 0, 6, 4, 5], "the angle is atan2(d_row, d_column): you swapped them "
