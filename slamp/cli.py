@@ -186,6 +186,7 @@ def _prepare(args) -> int:
     try:
         with RunLock(out, say=lambda message: print(f"slamp prepare: {message}", file=sys.stderr),
                      command="prepare", kind="data folder"):  # one preparation per folder
+            _remove_unfinished(out)
             return _prepare_into(args, out)
     except UnsafePathError:
         raise
@@ -193,6 +194,16 @@ def _prepare(args) -> int:
         if isinstance(error, FileNotFoundError) and not str(error.filename or "").startswith(str(out)):
             raise  # a missing source, not a disk problem
         raise folder_error(out, error, kind="data folder") from None
+
+
+def _remove_unfinished(out: Path) -> None:
+    """What a killed ``prepare`` left half-written in ``out``, removed (the lock is held) and said."""
+    from slamp.data.files import remove_unfinished
+
+    removed = remove_unfinished(out)
+    if removed:
+        print(f"slamp prepare: removed {len(removed)} unfinished file(s) of an interrupted run in {out}: "
+              + ", ".join(str(p.relative_to(out)) for p in removed[:3]), file=sys.stderr)
 
 
 def _prepare_into(args, out: Path) -> int:

@@ -225,3 +225,141 @@ def test_a_lock_that_is_not_a_regular_file_is_refused_and_its_target_untouched(t
     assert notes.read_text() == "a week of notes\n" and not (out / "config.json").exists()
     with pytest.raises(OSError, match="refusing to use"):
         RunLock(out).acquire()
+
+
+# ---- 4. nothing written outside --out, nothing read from outside --source -----------------------------
+def _png(seed: int = 0, size=(20, 30)) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    data = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)).save(data, "PNG")
+    return data.getvalue()
+
+
+SLIPS = {"kitti": "../../X/2011_09_26_drive_0001_sync/image_02/data/0.png",
+         "cityscapes": "../../X/leftImg8bit_sequence/train/aachen/aachen_000000_000000_leftImg8bit.png"}
+
+
+@pytest.mark.parametrize("dataset", ["kitti", "cityscapes"])
+@pytest.mark.parametrize("name", ["dotdot", "absolute"])
+def test_an_archive_member_that_leads_outside_out_is_refused(tmp_path, capsys, dataset, name):
+    import zipfile
+
+    member = SLIPS[dataset] if name == "dotdot" else "/" + SLIPS[dataset].replace("../../", str(tmp_path)[1:] + "/")
+    archive = tmp_path / "hostile.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr(zipfile.ZipInfo(member), _png())  # ZipInfo keeps the name as given
+    out = tmp_path / "a" / "b" / "out"
+    code = cli.main(["prepare", dataset, "--source", str(archive), "--out", str(out)])
+    said = capsys.readouterr().err
+    assert code == 1 and "refusing" in said and "stays inside" in said and "Traceback" not in said
+    assert not (tmp_path / "a" / "X").exists() and not (tmp_path / "X").exists()
+    assert not [p for p in tmp_path.rglob("*.png")]
+
+
+def test_a_symlink_planted_in_out_is_not_written_through(tmp_path, capsys):
+    import zipfile
+
+    archive = tmp_path / "drive.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("2011_09_26/2011_09_26_drive_0001_sync/image_02/data/0000000000.png", _png())
+    elsewhere, out = tmp_path / "elsewhere", tmp_path / "out"
+    elsewhere.mkdir()
+    out.mkdir()
+    (out / "2011_09_26").symlink_to(elsewhere)  # anyone who can write in a shared data folder
+    assert cli.main(["prepare", "kitti", "--source", str(archive), "--out", str(out)]) == 1
+    assert "a symlink on the way leads outside" in capsys.readouterr().err and not list(elsewhere.rglob("*"))
+
+
+def test_a_symlinked_drive_folder_in_source_is_named_not_skipped(tmp_path, capsys):
+    from test_faults import _kitti_source
+
+    real = _kitti_source(tmp_path / "real", frames=1)
+    source = tmp_path / "source" / "2011_09_26"
+    source.mkdir(parents=True)
+    (source / "2011_09_26_drive_0001_sync").symlink_to(real / "2011_09_26" / "2011_09_26_drive_0001_sync")
+    code = cli.main(["prepare", "kitti", "--source", str(tmp_path / "source"), "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert code == 1 and "wrote 0 frames" not in captured.out
+    assert "2011_09_26_drive_0001_sync is a symlink to" in captured.err and "outside" in captured.err
+    import shutil
+
+    inner = tmp_path / "inner" / "2011_09_26"  # a link that stays inside its source is followed
+    inner.mkdir(parents=True)
+    shutil.move(str(real / "2011_09_26" / "2011_09_26_drive_0001_sync"), str(tmp_path / "inner" / "store"))
+    (inner / "2011_09_26_drive_0001_sync").symlink_to(tmp_path / "inner" / "store")
+    assert cli.main(["prepare", "kitti", "--source", str(tmp_path / "inner"), "--out", str(tmp_path / "out")]) == 0
+    assert len(list((tmp_path / "out").rglob("*.png"))) == 2
+
+
+def test_a_source_with_no_matching_frames_is_an_error_not_zero_frames(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["prepare", "cityscapes", "--source", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 1
+    assert "no frames in" in capsys.readouterr().err
+
+
+def test_a_tfrecord_length_field_is_bounded_before_it_is_read(tmp_path, capsys):
+    import struct
+
+    from slamp.data.bair import masked_crc32c
+
+    folder = tmp_path / "softmotion30_44k" / "train"
+    folder.mkdir(parents=True)
+    length = struct.pack("<Q", 1 << 40)  # 1 TB, with a valid checksum of the length
+    (folder / "traj_0_to_255.tfrecords").write_bytes(length + struct.pack("<I", masked_crc32c(length)) + b"x" * 64)
+    code = cli.main(["prepare", "bair", "--source", str(tmp_path / "softmotion30_44k"), "--out", str(tmp_path / "o")])
+    said = capsys.readouterr().err
+    assert code == 1 and "a record of 1,099,511,627,776 bytes" in said and "Traceback" not in said
+
+
+def test_a_large_kth_zip_member_is_streamed_not_read_whole(tmp_path):
+    import tracemalloc
+    import zipfile
+
+    from slamp.data.kth import prepare_kth
+
+    with zipfile.ZipFile(tmp_path / "boxing.zip", "w", zipfile.ZIP_DEFLATED) as zipped:
+        zipped.writestr("person01_boxing_d1_uncomp.avi", bytes(64 << 20))  # 64 MB that compress to 64 KB
+    sizes = []
+
+    def decode(path, size):
+        sizes.append(Path(path).stat().st_size)
+        import numpy as np
+
+        return np.zeros((2, size, size), np.uint8)
+
+    tracemalloc.start()
+    prepare_kth(tmp_path, tmp_path / "out", decode=decode)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert sizes == [64 << 20] and peak < 16 << 20
+
+
+def test_a_kth_zip_member_beyond_any_video_is_refused(tmp_path, monkeypatch):
+    import zipfile
+
+    from slamp.data import kth
+    from slamp.data.files import DataError
+
+    with zipfile.ZipFile(tmp_path / "boxing.zip", "w", zipfile.ZIP_DEFLATED) as zipped:
+        zipped.writestr("person01_boxing_d1_uncomp.avi", bytes(4096))
+    monkeypatch.setattr(kth, "MAX_VIDEO_BYTES", 1024)
+    with pytest.raises(DataError, match="member person01_boxing_d1_uncomp.avi is 4,096 bytes"):
+        kth.prepare_kth(tmp_path, tmp_path / "out", decode=lambda path, size: pytest.fail("decoded"))
+
+
+def test_what_a_killed_prepare_left_is_removed_on_the_next_start(tmp_path, capsys):
+    from test_faults import _kitti_source
+
+    source = _kitti_source(tmp_path / "kitti_raw", frames=1)
+    out = tmp_path / "out"
+    data = out / "2011_09_26" / "2011_09_26_drive_0001_sync" / "image_02" / "data"
+    data.mkdir(parents=True)
+    (data / ".0000000000.png.k3j2.part").write_bytes(b"half a frame")
+    (out / "processed_data" / "train" / "traj" / "001.part").mkdir(parents=True)
+    assert cli.main(["prepare", "kitti", "--source", str(source), "--out", str(out)]) == 0
+    assert "removed 2 unfinished file(s)" in capsys.readouterr().err
+    assert not [p for p in out.rglob("*.part")]

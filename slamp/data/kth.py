@@ -20,12 +20,14 @@ from slamp.data.files import (
     MissingDataError,
     ToolMissingError,
     atomic_path,
+    copy_member,
     dataset_root,
     list_images,
     natural_key,
     read_frame,
     to_video_tensor,
     uint8_sha256,
+    walk_files,
 )
 from slamp.data.mnist import fold_indices
 from slamp.data.video import Video, VideoClips
@@ -220,15 +222,23 @@ def decode_video(path, size: int = 64) -> np.ndarray:
 
 def _kth_avi_files(source: Path, scratch: Path):
     """(name, path) of every KTH .avi below ``source`` and inside the .zip archives there."""
-    for path in sorted(source.rglob("*.avi")):
+    files = [path for _, path in walk_files(source)]  # symlinks out of source: a DataError, not skipped
+    for path in (p for p in files if p.suffix == ".avi"):
         yield path.name, path
-    for archive_path in sorted(source.rglob("*.zip")):
-        with zipfile.ZipFile(archive_path) as archive:
+    for archive_path in (p for p in files if p.suffix == ".zip"):
+        try:
+            archive = zipfile.ZipFile(archive_path)
+        except zipfile.BadZipFile as err:
+            raise DataError(f"{archive_path} is not a zip archive (truncated or corrupt): download it again") from err
+        with archive:
             for name in sorted(n for n in archive.namelist() if n.endswith(".avi")):
-                target = scratch / Path(name).name
-                target.write_bytes(archive.read(name))
+                target = scratch / Path(name).name  # the base name only: nothing outside the scratch folder
+                copy_member(archive, name, target, MAX_VIDEO_BYTES)  # streamed, never whole in memory
                 yield target.name, target
                 target.unlink()
+
+
+MAX_VIDEO_BYTES = 256 << 20  # a KTH .avi is at most a few MB
 
 
 def prepare_kth(source, output, size: int = 64, decode=decode_video) -> int:
