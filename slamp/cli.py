@@ -268,8 +268,11 @@ def _test_videos(dataset: str, data_root, sequences: int | None, n_frames: int):
     from slamp.registry import dataset_spec
 
     test_set = dataset_spec(dataset).clips("test", n_frames, data_root)
+    if sequences is not None and sequences > len(test_set):
+        raise ValueError(f"--sequences {sequences} asks for more test sequences than the {dataset} test set holds "
+                         f"({len(test_set)}); pass at most {len(test_set)}, or leave --sequences out for all of them")
     if sequences is not None:
-        test_set = Subset(test_set, range(min(sequences, len(test_set))))
+        test_set = Subset(test_set, range(sequences))
     return test_set
 
 

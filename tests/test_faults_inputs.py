@@ -363,3 +363,80 @@ def test_what_a_killed_prepare_left_is_removed_on_the_next_start(tmp_path, capsy
     assert cli.main(["prepare", "kitti", "--source", str(source), "--out", str(out)]) == 0
     assert "removed 2 unfinished file(s)" in capsys.readouterr().err
     assert not [p for p in out.rglob("*.part")]
+
+
+# ---- 6. a test set file is checked on load ------------------------------------------------------------------
+@pytest.fixture
+def small_set(tmp_path):
+    from slamp.data import MovingMNISTTestSet
+    from slamp.data.mnist import load_digits
+
+    test_set = MovingMNISTTestSet.generate(load_digits("test", "sklearn"), num_sequences=8, n_frames=6)
+    return test_set, test_set.save(tmp_path / "test_set.npz")
+
+
+def _rewrite(path, **changes):
+    import numpy as np
+
+    with np.load(path) as data:
+        arrays = {key: data[key] for key in data.files}
+    config = json.loads(str(arrays["config"]))
+    for key in changes.pop("drop", ()):
+        config.pop(key)
+    arrays.update(changes, config=np.array(json.dumps(config)))
+    os.unlink(path)
+    np.savez_compressed(path, **arrays)
+
+
+@pytest.mark.parametrize("how", ["all zero", "cut to 3", "32x32", "float"])
+def test_a_changed_test_set_file_is_refused_and_names_the_file(small_set, how):
+    import numpy as np
+
+    from slamp.data import MovingMNISTTestSet
+    from slamp.data.files import DataError
+
+    test_set, path = small_set
+    frames = test_set.sequences
+    changed = {"all zero": np.zeros_like(frames), "cut to 3": frames[:3], "32x32": frames[:, :, ::2, ::2],
+               "float": frames.astype(np.float32)}[how]
+    _rewrite(path, sequences=changed)
+    with pytest.raises(DataError, match=f"{path}: .*(SHA-256|expected frames uint8).*delete it and make it again"):
+        MovingMNISTTestSet.load(path)
+
+
+def test_srvps_set_is_checked_against_its_published_hash_even_without_a_recorded_one(small_set, monkeypatch):
+    import numpy as np
+
+    from slamp.data import MovingMNISTTestSet, moving_mnist
+    from slamp.data.files import DataError
+
+    test_set, path = small_set
+    standard = {key: test_set.config[key] for key in moving_mnist.SRVP_TEST_SET if key != "is_mnist"}
+    monkeypatch.setattr(moving_mnist, "SRVP_TEST_SET", {**standard, "is_mnist": False})  # this set stands in for it
+    monkeypatch.setattr(moving_mnist, "SRVP_TEST_SET_SHA256", test_set.sha256())
+    _rewrite(path, drop=["sequences_sha256"])  # a file made before the hash was recorded
+    assert MovingMNISTTestSet.load(path).sha256() == test_set.sha256()
+    _rewrite(path, sequences=np.zeros_like(test_set.sequences))
+    with pytest.raises(DataError, match="the file was changed or damaged"):
+        MovingMNISTTestSet.load(path)
+
+
+def test_more_sequences_than_the_test_set_holds_is_refused(small_set, monkeypatch, tmp_path, capsys):
+    from slamp.data import MovingMNISTTestSet
+
+    test_set, _ = small_set
+    monkeypatch.setattr(MovingMNISTTestSet, "cached", classmethod(lambda cls, *a, **k: test_set))
+    code = cli.main(["evaluate", "--reference", "black", "--sequences", "9", "--n-past", "2", "--n-future", "4",
+                     "--device", "cpu", "--out", str(tmp_path / "eval")])
+    assert code == 1 and "--sequences 9 asks for more test sequences than the mnist test set holds (8)" in \
+        capsys.readouterr().err
+
+
+def test_a_test_set_that_cannot_be_kept_is_used_and_said_so(tmp_path):
+    from slamp.data import MovingMNISTTestSet
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a folder cannot be made under a file, even by root")
+    with pytest.warns(UserWarning, match="cannot keep the test set in .*a-file/set.npz"):
+        test_set = MovingMNISTTestSet.cached(blocker / "set.npz", "sklearn", num_sequences=4, n_frames=6)
+    assert len(test_set) == 4

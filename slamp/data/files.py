@@ -76,6 +76,38 @@ def uint8_sha256(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array, dtype=np.uint8).tobytes()).hexdigest()
 
 
+_VERIFIED: dict = {}  # (path, size, mtime, inode) -> SHA-256 already computed in this process
+
+
+def check_frames(path, frames: np.ndarray, shape: tuple | None = None, sha256=(), remake: str = "") -> None:
+    """Check frames read from the file ``path`` before anything uses them: uint8 ``(N, T, H, W)``,
+    of ``shape`` where given (``None`` entries: any size), and equal to every SHA-256 in ``sha256``
+    (:func:`uint8_sha256`; ``None`` entries skipped: recorded when the file was made, or known
+    for a published set). A :class:`DataError` names the file, what differs and ``remake`` (how to
+    make it again). A file's hash is computed once per process (keyed by its size, time and inode)."""
+    path = Path(path)
+    where = f"{path}: " if path else ""
+    expected = "uint8 (N, T, H, W)" + (f" of shape {tuple(shape)}" if shape is not None else "")
+    if (frames.dtype != np.uint8 or frames.ndim != 4 or frames.size == 0
+            or (shape is not None and any(w is not None and w != f for w, f in zip(shape, frames.shape)))):
+        raise DataError(f"{where}expected frames {expected}, found {frames.dtype} {frames.shape}: the file was cut, "
+                        f"damaged or made for other settings; {remake}")
+    wanted = [h for h in sha256 if h]
+    if not wanted:
+        return
+    try:
+        info = path.stat()
+        key = (str(path.resolve()), info.st_size, info.st_mtime_ns, info.st_ino)
+    except OSError:
+        key = None
+    found = _VERIFIED.get(key) or uint8_sha256(frames)
+    if any(found != h for h in wanted):
+        raise DataError(f"{where}its frames' SHA-256 is {found[:16]}..., expected {wanted[0][:16]}... (recorded when "
+                        f"it was made, or the published set's): the file was changed or damaged; {remake}")
+    if key is not None:
+        _VERIFIED[key] = found
+
+
 def inside(root, relative) -> Path:
     """``root / relative`` for a path read from data (an archive member's name, a name found in a
     folder walk), refused with a :class:`DataError` when it would lead outside ``root``: an absolute
@@ -273,4 +305,4 @@ def dataset_root(name: str, root=None) -> Path:
     return found
 
 
-__all__ = ['IMAGE_SUFFIXES', 'DataError', 'MissingDataError', 'ToolMissingError', 'atomic_path', 'save_tensors', 'NPZ_READ_ERRORS', 'uint8_sha256', 'inside', 'walk_files', 'MAX_MEMBER_BYTES', 'copy_member', 'remove_unfinished', 'natural_key', 'list_images', 'read_frame', 'to_video_tensor', 'DATA_ENVIRONMENT', 'CLONE_DATA', 'user_cache', 'data_roots', 'data_home', 'find_data', 'searched', 'dataset_root']
+__all__ = ['IMAGE_SUFFIXES', 'DataError', 'MissingDataError', 'ToolMissingError', 'atomic_path', 'save_tensors', 'NPZ_READ_ERRORS', 'uint8_sha256', 'check_frames', 'inside', 'walk_files', 'MAX_MEMBER_BYTES', 'copy_member', 'remove_unfinished', 'natural_key', 'list_images', 'read_frame', 'to_video_tensor', 'DATA_ENVIRONMENT', 'CLONE_DATA', 'user_cache', 'data_roots', 'data_home', 'find_data', 'searched', 'dataset_root']

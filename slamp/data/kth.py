@@ -20,6 +20,7 @@ from slamp.data.files import (
     MissingDataError,
     ToolMissingError,
     atomic_path,
+    check_frames,
     copy_member,
     dataset_root,
     list_images,
@@ -159,8 +160,11 @@ class KTHTestSet(Dataset):
         except NPZ_READ_ERRORS as err:
             raise DataError(f"cannot read the KTH test set {path} ({err}); expected SRVP's svg_test_set .npz with "
                             f"sequences, persons, actions: delete it to draw it again from the frames") from err
-        if sequences.dtype != np.uint8 or sequences.ndim != 4:
-            raise DataError(f"{path}: sequences should be uint8 (N, T, H, W), found {sequences.dtype} {sequences.shape}")
+        remake = "delete it to draw it again from the frames (KTHTestSet.cached, or `slamp prepare kth`)"
+        check_frames(path, sequences, (None, None, 64, 64), remake=remake)  # SRVP's file records no hash
+        if persons.shape != (len(sequences),) or actions.shape != (len(sequences),):
+            raise DataError(f"{path}: {len(sequences)} sequences but {persons.shape} persons and {actions.shape} "
+                            f"actions; {remake}")
         return cls(sequences, persons, actions, str(path))
 
     @classmethod
@@ -170,7 +174,10 @@ class KTHTestSet(Dataset):
         root = dataset_root("kth", root)
         path = root / TEST_SET_FILE.format(seq_len=seq_len)
         if path.is_file():
-            return cls.load(path)
+            test_set = cls.load(path)
+            check_frames(path, test_set.sequences, (None, seq_len, 64, 64),
+                         remake="delete it to draw it again from the frames (`slamp prepare kth`)")  # its clip length
+            return test_set
         test_set = cls.build(root, seq_len)
         try:
             test_set.save(path)
