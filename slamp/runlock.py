@@ -178,6 +178,35 @@ def open_regular_file(path):
     return os.fdopen(descriptor, "r+")
 
 
+RUN_MARKER = ".slamp-run"  # written at the start of a run: what says a folder's run files are slamp's
+
+
+def mark_run_folder(folder, command: str = "train") -> Path:
+    """Write ``<folder>/.slamp-run`` (once): the folder holds a slamp run, so ``--overwrite`` may
+    remove the files such a run writes there, and nothing else."""
+    path = Path(folder) / RUN_MARKER
+    if not path.is_file():
+        from slamp.data.files import atomic_path
+
+        with writing_in(folder, RUN_MARKER), atomic_path(path) as temporary:
+            temporary.write_text(json.dumps({"written_by": f"slamp {command}",
+                                             "started": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n")
+    return path
+
+
+def holds_a_slamp_run(folder) -> bool:
+    """Whether ``folder`` holds a run slamp wrote: its marker, or (a run from before markers) a
+    ``last.pt`` beside the ``config.json`` of a slamp training config."""
+    folder = Path(folder)
+    if (folder / RUN_MARKER).is_file():
+        return True
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "model_preset" in config and (folder / "last.pt").is_file()
+
+
 def _read(handle) -> dict:
     handle.seek(0)
     text = handle.read().strip()
@@ -196,4 +225,4 @@ def _describe(holder: dict) -> str:
 
 
 __all__ = ["LOCK_NAME", "RunLockedError", "RunFolderError", "UnsafePathError", "folder_error", "writing_in",
-           "check_writable", "RunLock", "open_regular_file"]
+           "check_writable", "RunLock", "open_regular_file", "RUN_MARKER", "mark_run_folder", "holds_a_slamp_run"]

@@ -440,3 +440,40 @@ def test_a_test_set_that_cannot_be_kept_is_used_and_said_so(tmp_path):
     with pytest.warns(UserWarning, match="cannot keep the test set in .*a-file/set.npz"):
         test_set = MovingMNISTTestSet.cached(blocker / "set.npz", "sklearn", num_sequences=4, n_frames=6)
     assert len(test_set) == 4
+
+
+# ---- 7. --overwrite removes only what a slamp run wrote ------------------------------------------------------
+def _user_files(folder: Path) -> dict:
+    (folder / "samples").mkdir(parents=True)
+    (folder / "samples" / "holiday.jpg").write_bytes(b"a photo")
+    (folder / "tensorboard").mkdir()
+    files = {"train.csv": "my own table\n", "summary.json": "{\"mine\": true}\n", "samples/holiday.jpg": "a photo"}
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return files
+
+
+@pytest.mark.parametrize("overwrite", [["--overwrite"], []])
+def test_a_folder_that_never_held_a_run_keeps_its_files(tmp_path, capsys, overwrite):
+    folder = tmp_path / "mine"
+    files = _user_files(folder)
+    code = cli.main(["train", "--preset", "tiny", "--out", str(folder), *overwrite, "--set", "epochs=1",
+                     "epoch_size=1", "batch_size=2", "n_past=2", "n_future=2", "val_every=0", "workers=0"])
+    said = capsys.readouterr().err
+    assert code == 1 and "which no slamp run wrote" in said and "Traceback" not in said
+    assert {name: (folder / name).read_text() for name in files} == files
+    assert (folder / "tensorboard").is_dir() and not (folder / "last.pt").exists()
+
+
+def test_overwrite_still_starts_a_slamp_run_afresh_including_one_from_before_the_marker(tmp_path):
+    from slamp.runlock import RUN_MARKER
+
+    folder = tmp_path / "run"
+    train(tiny(folder))
+    assert (folder / RUN_MARKER).is_file()
+    (folder / RUN_MARKER).unlink()  # a run written before the marker existed
+    (folder / "samples").mkdir(exist_ok=True)
+    (folder / "samples" / "old.png").write_bytes(b"old")
+    summary = train(tiny(folder, epoch_size=1), overwrite=True)
+    assert summary["updates"] == 1 and not (folder / "samples" / "old.png").exists()
+    assert (folder / RUN_MARKER).is_file()
