@@ -915,6 +915,7 @@ def latent_map_size(config: ModelConfig) -> tuple[int, int]:
 # %%
 #| export
 import math
+import numbers
 
 
 def check_backbone(config: ModelConfig) -> None:
@@ -964,8 +965,8 @@ def check_video(config: ModelConfig, x: torch.Tensor, name: str = "x", min_frame
 
 
 def _is_count(value) -> bool:
-    """A whole number (an ``int``, not a ``bool`` or a ``float``)."""
-    return isinstance(value, int) and not isinstance(value, bool)
+    """A whole number (an ``int`` or a NumPy integer such as ``np.int64(2)``; not a ``bool`` or a ``float``)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def stream_kl(stats: dict) -> torch.Tensor:
@@ -1238,6 +1239,8 @@ class VideoPredictor(PredictorParts):
         check_video(self.config, x, min_frames=2, dtype=self.encoder_dtype)
         if not _is_count(n_past) or not 1 <= n_past < x.shape[1]:
             raise ValueError(f"n_past must be in [1, T-1] = [1, {x.shape[1] - 1}] (a whole number), found {n_past!r}")
+        if not 0 <= teacher_forcing <= 1:  # NaN too
+            raise ValueError(f"teacher_forcing must be a probability in [0, 1], found {teacher_forcing!r}")
         if noise is None:
             noise = self.draw_noise(x.shape[0], x.shape[1] - 1, x.device)
         self._check_noise(noise, (x.shape[0], x.shape[1] - 1, *self.latent_shape))

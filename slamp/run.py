@@ -27,6 +27,7 @@ from slamp.checkpoint import (
     CheckpointError,
     NonFiniteLossError,
     build_model,
+    check_weights,
     load_checkpoint,
     load_model,
     rng_state,
@@ -232,6 +233,7 @@ class TrainingRun:
 
     def _restore(self, checkpoint):
         self._check_same_model(checkpoint)
+        check_weights(self.resumed_from, self.model, checkpoint["model"])
         load_weights(self.model, checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         # load_state_dict brings back the checkpoint's lr, betas and eps too; the config decides

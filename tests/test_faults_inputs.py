@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from slamp import cli
 from slamp.config import TrainConfig
@@ -477,3 +478,121 @@ def test_overwrite_still_starts_a_slamp_run_afresh_including_one_from_before_the
     summary = train(tiny(folder, epoch_size=1), overwrite=True)
     assert summary["updates"] == 1 and not (folder / "samples" / "old.png").exists()
     assert (folder / RUN_MARKER).is_file()
+
+
+# ---- 8. clear errors, nothing silent ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def checkpoint(two_models):
+    return two_models[0]
+
+
+def _rewritten(checkpoint, tmp_path, change) -> Path:
+    from slamp.checkpoint import load_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    change(state)
+    path = tmp_path / "changed.pt"
+    torch.save({k: v for k, v in state.items() if k != "checksum"}, path)  # as another program would write it
+    return path
+
+
+@pytest.mark.parametrize("field", ["config", "model_config"])
+def test_a_checkpoint_with_foreign_fields_is_a_checkpoint_error(checkpoint, tmp_path, capsys, field):
+    from slamp.checkpoint import CheckpointError, load_model
+
+    path = _rewritten(checkpoint, tmp_path, lambda state: state[field].update(colour="blue"))
+    with pytest.raises(CheckpointError, match=f"{path.name}: its .*(colour)"):
+        load_model(path)
+    assert cli.main(EVALUATE + ["--checkpoint", str(path), "--out", str(tmp_path / "eval")]) == 1
+    assert "CheckpointError" in capsys.readouterr().err
+
+
+def test_weights_of_another_dtype_are_refused_not_cast(checkpoint, tmp_path):
+    from slamp.checkpoint import CheckpointError, load_model
+
+    def to_int64(state):
+        name = next(k for k, v in state["model"].items() if v.is_floating_point())
+        state["model"][name] = state["model"][name].long()
+
+    with pytest.raises(CheckpointError, match=r"weight\(s\) of the wrong type or shape, e.g. .*torch.int64"):
+        load_model(_rewritten(checkpoint, tmp_path, to_int64))
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    import shutil
+
+    import slamp.pretrained as pretrained
+
+    folder = tmp_path / "pretrained"
+    shutil.copytree(pretrained.FOLDER, folder, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    monkeypatch.setattr(pretrained, "FOLDER", folder)
+    return pretrained, folder
+
+
+def test_a_truncated_sha256sums_says_so_for_every_model(shipped):
+    pretrained, folder = shipped
+    sums = folder / pretrained.SUMS
+    sums.write_text(sums.read_text()[:100])  # cut in the second line
+    with pytest.raises(pretrained.PretrainedError, match="SHA256SUMS is damaged .*git checkout"):
+        pretrained.load("svg")
+    assert "svg" in pretrained.available()
+
+
+def test_a_run_written_into_the_package_folder_is_not_a_shipped_model(shipped):
+    pretrained, folder = shipped
+    (folder / "last.pt").write_bytes((folder / "svg.pt").read_bytes())  # slamp train --out slamp/pretrained
+    assert "last" not in pretrained.available() and "svg" in pretrained.available()
+
+
+def test_a_damaged_model_given_by_absolute_path_is_a_pretrained_error(tmp_path, capsys):
+    path = tmp_path / "model.pt"
+    path.write_bytes(b"PK\x03\x04 not a model")
+    assert cli.main(EVALUATE + ["--pretrained", str(path), "--out", str(tmp_path / "eval")]) == 1
+    said = capsys.readouterr().err
+    assert "PretrainedError" in said and str(path) in said and "relative_to" not in said
+
+
+@pytest.mark.parametrize("change", ["20x20", "float", "empty"])
+def test_digits_of_the_wrong_shape_or_type_are_refused_with_the_file(tmp_path, change):
+    import numpy as np
+
+    from slamp.data.files import DataError
+    from slamp.data.mnist import DIGITS_FILE, load_mnist_digits
+
+    rng = np.random.default_rng(0)
+    images = {"20x20": rng.integers(0, 256, (10, 20, 20), dtype=np.uint8),
+              "float": rng.random((10, 28, 28)).astype(np.float32),
+              "empty": np.zeros((0, 28, 28), np.uint8)}[change]
+    labels = np.zeros(len(images), np.int64)
+    path = tmp_path / DIGITS_FILE
+    np.savez(path, train_images=images, train_labels=labels, test_images=images, test_labels=labels)
+    with pytest.raises(DataError, match=f"{DIGITS_FILE}: the test digits should be uint8 images .*slamp prepare mnist"):
+        load_mnist_digits("test", path=path)
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("beta=inf", "beta must be a finite number, found inf"),
+    ("adam_eps=inf", "adam_eps must be a finite number"),
+    ("scheduled_sampling_k=inf", "scheduled_sampling_k must be a finite number"),
+    ("lr=nan", "lr must be a finite number, found nan"),
+    ("betas=0.9,nan", "betas must be a finite number"),
+    ("batch_size=1000000000", "batch_size must be at most 65,536, found 1,000,000,000"),
+    ("seed=99999999999", "seed must be at most 4,294,967,295"),
+])
+def test_settings_that_are_not_finite_or_absurdly_large_exit_2(tmp_path, capsys, setting, message):
+    assert cli.main(["train", "--preset", "tiny", "--out", str(tmp_path / "run"), "--set", setting]) == 2
+    said = capsys.readouterr().err
+    assert message in said and "Traceback" not in said and not (tmp_path / "run").exists()
+
+
+def test_teacher_forcing_must_be_a_probability_and_numpy_counts_are_whole_numbers():
+    import numpy as np
+
+    from slamp.models import SLAMP
+
+    model, x = SLAMP.from_preset("tiny").eval(), torch.rand(2, 4, 1, 64, 64)
+    with pytest.raises(ValueError, match=r"teacher_forcing must be a probability in \[0, 1\], found nan"):
+        model(x, n_past=2, teacher_forcing=float("nan"))
+    model(x, n_past=np.int64(2))
+    assert model.generate(x[:, :2], np.int64(2), num_samples=np.int64(3)).frames.shape[:3] == (2, 3, 2)
