@@ -881,11 +881,7 @@ class MovingMNISTTestSet(Dataset):
             raise DataError(f"cannot read the Moving MNIST test set {path} ({err}); expected an .npz "
                             f"with {', '.join(TEST_SET_KEYS)}: delete it and generate it again") from err
         config = json.loads(str(arrays.pop("config")))
-        # the frames are what the config says: shape, dtype and their SHA-256 (recorded, or SRVP's)
-        srvp = {key: config.get(key) for key in SRVP_TEST_SET} == SRVP_TEST_SET
-        check_frames(path, arrays["sequences"], tuple(config.get(k) for k in ("num_sequences", "n_frames",
-                     "frame_size", "frame_size")), (config.get("sequences_sha256"), srvp and SRVP_TEST_SET_SHA256),
-                     "delete it and make it again (MovingMNISTTestSet.cached, or `slamp prepare mnist --test-set`)")
+        check_test_set(path, arrays["sequences"], config)
         return cls(**arrays, config=config)
 
     def __len__(self) -> int:
@@ -897,10 +893,21 @@ class MovingMNISTTestSet(Dataset):
 
 # %% [markdown]
 # A file is reused only when it was made with the requested settings from the same digits (the
-# SHA-256 of their images); anything else is an error that says what differs.
+# SHA-256 of their images); anything else is an error that says what differs. Every load checks
+# the frames themselves too: the shape the settings give and the SHA-256 recorded when the set was
+# made (or SRVP's, for SRVP's set), so a file cut short, zeroed or resized is refused, not scored.
 
 # %%
 #| export
+def check_test_set(path, sequences: np.ndarray, config: dict) -> None:
+    """The frames of a test set file are what its config says: their shape, dtype and SHA-256 (the
+    one recorded when it was made, or SRVP's for SRVP's set); a ``DataError`` naming the file otherwise."""
+    srvp = {key: config.get(key) for key in SRVP_TEST_SET} == SRVP_TEST_SET
+    check_frames(path, sequences, tuple(config.get(k) for k in ("num_sequences", "n_frames", "frame_size", "frame_size")),
+                 (config.get("sequences_sha256"), srvp and SRVP_TEST_SET_SHA256),
+                 "delete it and make it again (MovingMNISTTestSet.cached, or `slamp prepare mnist --test-set`)")
+
+
 def cached_test_set(cls, path, digits: Digits, settings: dict):
     """:meth:`MovingMNISTTestSet.cached`: the set at ``path`` if it matches, else made and saved."""
     settings = {"protocol": "srvp", "num_sequences": None, "n_frames": 25, "num_digits": 2, "frame_size": 64,

@@ -915,7 +915,6 @@ def latent_map_size(config: ModelConfig) -> tuple[int, int]:
 # %%
 #| export
 import math
-import numbers
 
 
 def check_backbone(config: ModelConfig) -> None:
@@ -964,16 +963,35 @@ def check_video(config: ModelConfig, x: torch.Tensor, name: str = "x", min_frame
         raise ValueError(f"{name} must be in [0, 1], found values in [{low:.3g}, {high:.3g}]{hint}")
 
 
-def _is_count(value) -> bool:
-    """A whole number (an ``int`` or a NumPy integer such as ``np.int64(2)``; not a ``bool`` or a ``float``)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def stream_kl(stats: dict) -> torch.Tensor:
     """KL(posterior ‖ prior) of one stream's Gaussians ``(B, T, z[, h, w])``: summed over latent
     dimensions and steps, averaged over the batch."""
     (mu_q, logvar_q), (mu_p, logvar_p) = stats["posterior"], stats["prior"]
     return kl_loss(mu_q.flatten(2), logvar_q.flatten(2), mu_p.flatten(2), logvar_p.flatten(2))
+
+
+# %% [markdown]
+# The counts a model is given (past frames, future frames, samples) are whole numbers, Python's or
+# NumPy's, and the probability of reading the true frame (scheduled sampling) is a probability:
+# a float count or a NaN is refused before any frame is computed.
+
+# %%
+#| export
+import numbers
+
+
+def _is_count(value) -> bool:
+    """A whole number (an ``int`` or a NumPy integer such as ``np.int64(2)``; not a ``bool`` or a ``float``)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_past(x: torch.Tensor, n_past, teacher_forcing) -> None:
+    """``n_past`` a whole number in [1, T-1] and ``teacher_forcing`` a probability (not NaN)."""
+    if not _is_count(n_past) or not 1 <= n_past < x.shape[1]:
+        raise ValueError(f"n_past must be in [1, T-1] = [1, {x.shape[1] - 1}] (a whole number), found {n_past!r}")
+    if not 0 <= teacher_forcing <= 1:  # NaN too
+        raise ValueError(f"teacher_forcing must be a probability in [0, 1], found {teacher_forcing!r}")
+
 
 # %% [markdown]
 # **Encoding frames.** `encode_frames` gives what a step needs of a frame: the appearance
@@ -1237,10 +1255,7 @@ class VideoPredictor(PredictorParts):
         true previous frame with that probability, else the prediction: the per-step path.
         ``noise``: ε ``{stream: (B, T-1, *latent_shape)}`` (default: fresh draws)."""
         check_video(self.config, x, min_frames=2, dtype=self.encoder_dtype)
-        if not _is_count(n_past) or not 1 <= n_past < x.shape[1]:
-            raise ValueError(f"n_past must be in [1, T-1] = [1, {x.shape[1] - 1}] (a whole number), found {n_past!r}")
-        if not 0 <= teacher_forcing <= 1:  # NaN too
-            raise ValueError(f"teacher_forcing must be a probability in [0, 1], found {teacher_forcing!r}")
+        _check_past(x, n_past, teacher_forcing)
         if noise is None:
             noise = self.draw_noise(x.shape[0], x.shape[1] - 1, x.device)
         self._check_noise(noise, (x.shape[0], x.shape[1] - 1, *self.latent_shape))

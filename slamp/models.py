@@ -269,11 +269,6 @@ def check_video(config: ModelConfig, x: torch.Tensor, name: str = "x", min_frame
         raise ValueError(f"{name} must be in [0, 1], found values in [{low:.3g}, {high:.3g}]{hint}")
 
 
-def _is_count(value) -> bool:
-    """A whole number (an ``int`` or a NumPy integer such as ``np.int64(2)``; not a ``bool`` or a ``float``)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def stream_kl(stats: dict) -> torch.Tensor:
     """KL(posterior ‖ prior) of one stream's Gaussians ``(B, T, z[, h, w])``: summed over latent
     dimensions and steps, averaged over the batch."""
@@ -282,6 +277,20 @@ def stream_kl(stats: dict) -> torch.Tensor:
 
 
 # notebooks/03_slamp_baseline.py, cell 50
+def _is_count(value) -> bool:
+    """A whole number (an ``int`` or a NumPy integer such as ``np.int64(2)``; not a ``bool`` or a ``float``)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_past(x: torch.Tensor, n_past, teacher_forcing) -> None:
+    """``n_past`` a whole number in [1, T-1] and ``teacher_forcing`` a probability (not NaN)."""
+    if not _is_count(n_past) or not 1 <= n_past < x.shape[1]:
+        raise ValueError(f"n_past must be in [1, T-1] = [1, {x.shape[1] - 1}] (a whole number), found {n_past!r}")
+    if not 0 <= teacher_forcing <= 1:  # NaN too
+        raise ValueError(f"teacher_forcing must be a probability in [0, 1], found {teacher_forcing!r}")
+
+
+# notebooks/03_slamp_baseline.py, cell 52
 def encode_shared(encoder, *frames, shared: int = 1):
     """``encoder(*frames)`` for frames ``(B, ...)`` whose rows come in groups of ``shared``
     identical rows (the samples of one sequence reading its true frames): each group is encoded
@@ -313,7 +322,7 @@ def motion_input(model: PredictorParts, frames):
     return frames if model.image_encoder is None else model.image_encoder(frames)[0]
 
 
-# notebooks/03_slamp_baseline.py, cell 52
+# notebooks/03_slamp_baseline.py, cell 54
 def predict_step(model: PredictorParts, x_in, target, noise: dict, memory: dict, shared: int = 1):
     """Step features of frame ``x_in`` ``(B, C, H, W)`` (and ``target``, or None for the future):
     ``(g_pixel, g_flow)`` ``(B, 1, g)``, ``{stream: Gaussians}``, skips of ``x_in``, new ``memory``.
@@ -331,7 +340,7 @@ def predict_step(model: PredictorParts, x_in, target, noise: dict, memory: dict,
     return g_pixel, g_flow, step_stats, skips, memory
 
 
-# notebooks/03_slamp_baseline.py, cell 54
+# notebooks/03_slamp_baseline.py, cell 56
 def rollout(model: PredictorParts, x, n_past: int, steps: int, noise: dict, teacher_forcing: float = 1.0,
             posterior_steps: int | None = None, decode_from: int = 1, shared: int = 1) -> Prediction:
     """Predict ``steps`` frames of ``x`` ``(B, T, C, H, W)`` one at a time (see above). Frames are
@@ -367,7 +376,7 @@ def rollout(model: PredictorParts, x, n_past: int, steps: int, noise: dict, teac
     return Prediction(**stacked, kl=kls, latents=latents)
 
 
-# notebooks/03_slamp_baseline.py, cell 56
+# notebooks/03_slamp_baseline.py, cell 58
 def teacher_forced(model: PredictorParts, x, noise: dict, n_past: int) -> Prediction:
     """Predict frames 1..T-1 of ``x`` ``(B, T, C, H, W)`` from the true previous frames, batched over time."""
     batch, length = x.shape[:2]
@@ -385,7 +394,7 @@ def teacher_forced(model: PredictorParts, x, noise: dict, n_past: int) -> Predic
     return Prediction(**{k: v.unflatten(0, (batch, length - 1)) for k, v in out.items()}, kl=kls, latents=latents)
 
 
-# notebooks/03_slamp_baseline.py, cell 59
+# notebooks/03_slamp_baseline.py, cell 61
 def prediction_loss(prediction: Prediction, x, beta: float) -> tuple[torch.Tensor, dict]:
     """The loss training minimises, ``(total, terms)``, for a prediction of frames 2..T of ``x``
     ``(B, T, C, H, W)``: terms ``final`` (x̂), with a motion head ``pixel`` (x^p) and ``flow``
@@ -401,7 +410,7 @@ def prediction_loss(prediction: Prediction, x, beta: float) -> tuple[torch.Tenso
     return total + beta * sum(prediction.kl.values()), terms
 
 
-# notebooks/03_slamp_baseline.py, cell 62
+# notebooks/03_slamp_baseline.py, cell 64
 def sample_futures(model: PredictorParts, x_past, n_future: int, num_samples: int, noise: dict) -> Prediction:
     """``num_samples`` futures of ``n_future`` frames after ``x_past`` ``(B, n_past, C, H, W)``;
     ``noise``: ε ``{stream: (B * num_samples, n_past - 1 + n_future, ...)}``. Returns tensors
@@ -419,7 +428,7 @@ def sample_futures(model: PredictorParts, x_past, n_future: int, num_samples: in
     return Prediction(**parts, latents=latents)
 
 
-# notebooks/03_slamp_baseline.py, cell 64
+# notebooks/03_slamp_baseline.py, cell 66
 def batchnorm_statistics(model: nn.Module) -> dict:
     """A copy of every BatchNorm layer's running statistics, ``{name: tensor}``."""
     return {name: value.clone() for name, value in model.named_buffers()
@@ -439,7 +448,7 @@ def is_finite(prediction: Prediction) -> bool:
                                                                  for kl in prediction.kl.values())
 
 
-# notebooks/03_slamp_baseline.py, cell 66
+# notebooks/03_slamp_baseline.py, cell 68
 class VideoPredictor(PredictorParts):
     """SVG, SLAMP-Baseline and SLAMP behind one interface: videos ``(B, T, C, H, W)`` in [0, 1]."""
 
@@ -460,10 +469,7 @@ class VideoPredictor(PredictorParts):
         true previous frame with that probability, else the prediction: the per-step path.
         ``noise``: ε ``{stream: (B, T-1, *latent_shape)}`` (default: fresh draws)."""
         check_video(self.config, x, min_frames=2, dtype=self.encoder_dtype)
-        if not _is_count(n_past) or not 1 <= n_past < x.shape[1]:
-            raise ValueError(f"n_past must be in [1, T-1] = [1, {x.shape[1] - 1}] (a whole number), found {n_past!r}")
-        if not 0 <= teacher_forcing <= 1:  # NaN too
-            raise ValueError(f"teacher_forcing must be a probability in [0, 1], found {teacher_forcing!r}")
+        _check_past(x, n_past, teacher_forcing)
         if noise is None:
             noise = self.draw_noise(x.shape[0], x.shape[1] - 1, x.device)
         self._check_noise(noise, (x.shape[0], x.shape[1] - 1, *self.latent_shape))
@@ -503,7 +509,7 @@ class VideoPredictor(PredictorParts):
         return sample_futures(self, x_past, n_future, num_samples, noise)
 
 
-# notebooks/03_slamp_baseline.py, cell 68
+# notebooks/03_slamp_baseline.py, cell 70
 MODELS: dict[str, type] = {}  # name -> model class
 
 
@@ -528,7 +534,7 @@ def model_class(name: str) -> type:
     return MODELS.get(name) or by_class[name]
 
 
-# notebooks/03_slamp_baseline.py, cell 70
+# notebooks/03_slamp_baseline.py, cell 72
 @register_model("svg")
 class SVG(VideoPredictor):
     """SVG-LP (Denton & Fergus, 2018) as its public code computes it: one latent, one pixel decoder,
@@ -567,7 +573,7 @@ class SLAMPBaseline(VideoPredictor):
     flow that warps the previous frame into x^f; a mask blends them."""
 
 
-# notebooks/03_slamp_baseline.py, cell 74
+# notebooks/03_slamp_baseline.py, cell 76
 class IncompatibleWeightsError(ValueError):
     """Weights that do not fit a model; the message says which keys and why."""
 

@@ -4,7 +4,7 @@
 import torch
 
 
-# notebooks/03_slamp_baseline.py, cell 86
+# notebooks/03_slamp_baseline.py, cell 88
 def moving_squares(batch: int = 4, length: int = 8, size: int = 64, side: int = 12, seed: int = 0) -> torch.Tensor:
     """White squares moving in straight lines at random integer velocities, ``(B, T, 1, size, size)``."""
     generator = torch.Generator().manual_seed(seed)

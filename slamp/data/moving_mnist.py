@@ -402,11 +402,7 @@ class MovingMNISTTestSet(Dataset):
             raise DataError(f"cannot read the Moving MNIST test set {path} ({err}); expected an .npz "
                             f"with {', '.join(TEST_SET_KEYS)}: delete it and generate it again") from err
         config = json.loads(str(arrays.pop("config")))
-        # the frames are what the config says: shape, dtype and their SHA-256 (recorded, or SRVP's)
-        srvp = {key: config.get(key) for key in SRVP_TEST_SET} == SRVP_TEST_SET
-        check_frames(path, arrays["sequences"], tuple(config.get(k) for k in ("num_sequences", "n_frames",
-                     "frame_size", "frame_size")), (config.get("sequences_sha256"), srvp and SRVP_TEST_SET_SHA256),
-                     "delete it and make it again (MovingMNISTTestSet.cached, or `slamp prepare mnist --test-set`)")
+        check_test_set(path, arrays["sequences"], config)
         return cls(**arrays, config=config)
 
     def __len__(self) -> int:
@@ -417,6 +413,15 @@ class MovingMNISTTestSet(Dataset):
 
 
 # notebooks/02_data.py, cell 53
+def check_test_set(path, sequences: np.ndarray, config: dict) -> None:
+    """The frames of a test set file are what its config says: their shape, dtype and SHA-256 (the
+    one recorded when it was made, or SRVP's for SRVP's set); a ``DataError`` naming the file otherwise."""
+    srvp = {key: config.get(key) for key in SRVP_TEST_SET} == SRVP_TEST_SET
+    check_frames(path, sequences, tuple(config.get(k) for k in ("num_sequences", "n_frames", "frame_size", "frame_size")),
+                 (config.get("sequences_sha256"), srvp and SRVP_TEST_SET_SHA256),
+                 "delete it and make it again (MovingMNISTTestSet.cached, or `slamp prepare mnist --test-set`)")
+
+
 def cached_test_set(cls, path, digits: Digits, settings: dict):
     """:meth:`MovingMNISTTestSet.cached`: the set at ``path`` if it matches, else made and saved."""
     settings = {"protocol": "srvp", "num_sequences": None, "n_frames": 25, "num_digits": 2, "frame_size": 64,
@@ -445,4 +450,4 @@ def cached_test_set(cls, path, digits: Digits, settings: dict):
     return test_set
 
 
-__all__ = ['random_velocity', 'advance', 'bounce_trajectory', 'render_digits', 'MovingMNISTSample', 'sample_sequence', 'digits_for', 'StochasticMovingMNIST', 'srvp_step', 'srvp_trajectory', 'srvp_sequences', 'TEST_SET_KEYS', 'TEST_SET_PROTOCOLS', 'SRVP_TEST_SET_SHA256', 'SRVP_TEST_SET', 'digits_tag', 'digits_sha256', 'test_set_name', 'default_test_set_path', 'test_set_arrays', 'MovingMNISTTestSet', 'cached_test_set']
+__all__ = ['random_velocity', 'advance', 'bounce_trajectory', 'render_digits', 'MovingMNISTSample', 'sample_sequence', 'digits_for', 'StochasticMovingMNIST', 'srvp_step', 'srvp_trajectory', 'srvp_sequences', 'TEST_SET_KEYS', 'TEST_SET_PROTOCOLS', 'SRVP_TEST_SET_SHA256', 'SRVP_TEST_SET', 'digits_tag', 'digits_sha256', 'test_set_name', 'default_test_set_path', 'test_set_arrays', 'MovingMNISTTestSet', 'check_test_set', 'cached_test_set']
