@@ -581,7 +581,8 @@ def test_digits_of_the_wrong_shape_or_type_are_refused_with_the_file(tmp_path, c
     ("seed=99999999999", "seed must be at most 4,294,967,295"),
 ])
 def test_settings_that_are_not_finite_or_absurdly_large_exit_2(tmp_path, capsys, setting, message):
-    assert cli.main(["train", "--preset", "tiny", "--out", str(tmp_path / "run"), "--set", setting]) == 2
+    argv = ["train", "--preset", "tiny", "--out", str(tmp_path / "run"), "--show-config", "--set", setting]
+    assert cli.main(argv) == 2  # refused when the config is read, before anything runs
     said = capsys.readouterr().err
     assert message in said and "Traceback" not in said and not (tmp_path / "run").exists()
 

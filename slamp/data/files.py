@@ -174,13 +174,16 @@ def copy_member(archive: zipfile.ZipFile, name: str, target, limit: int = MAX_ME
 
 def remove_unfinished(folder) -> list[Path]:
     """Remove what interrupted writes left below ``folder`` (:func:`atomic_path`'s ``.<name>.<random>.part``
-    files, the ``<name>.part`` folders a conversion fills before renaming them) and return them.
-    Call it only while holding the folder's lock (``slamp.runlock``): no other process is writing there."""
+    files, the ``<name>.part`` folders KTH's and BAIR's conversions fill under ``processed_*/`` before
+    renaming them) and return them. Call it only while holding the folder's lock (``slamp.runlock``):
+    no other process is writing there. Nothing else is touched."""
     import shutil
 
-    removed = []
+    removed, folder = [], Path(folder)
     for parent, folders, files in os.walk(folder):
-        for name in [f for f in folders if f.endswith(".part")]:
+        parts = Path(parent).relative_to(folder).parts
+        converted = bool(parts) and parts[0].startswith("processed_")  # KTH's and BAIR's converted frames
+        for name in [f for f in folders if converted and f.endswith(".part")]:
             shutil.rmtree(Path(parent, name), ignore_errors=True)
             folders.remove(name)
             removed.append(Path(parent, name))
