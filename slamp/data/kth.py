@@ -254,7 +254,8 @@ def prepare_kth(source, output, size: int = 64, decode=decode_video) -> int:
     Videos already converted are skipped; returns the number converted now."""
     source, output = Path(source), Path(output)
     if not source.is_dir():
-        raise MissingDataError(f"{source} does not exist; expected a folder with KTH's boxing.zip, ... or its .avi files")
+        what = "is not a folder" if source.exists() else "does not exist"
+        raise MissingDataError(f"{source} {what}; expected a folder with KTH's boxing.zip, ... or its .avi files")
     converted, seen = 0, 0
     with tempfile.TemporaryDirectory() as scratch:
         for name, path in _kth_avi_files(source, Path(scratch)):
