@@ -135,6 +135,7 @@ digits bouncing in a 64x64 frame, drawing a new random velocity at every bounce.
 import itertools
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,8 +143,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from slamp.data.files import (NPZ_READ_ERRORS, DataError, MissingDataError, atomic_path, data_home, find_data,
-                              to_video_tensor, uint8_sha256)
+from slamp.data.files import (NPZ_READ_ERRORS, DataError, MissingDataError, atomic_path, check_frames, data_home,
+                              find_data, to_video_tensor, uint8_sha256)
 from slamp.data.mnist import Digits, load_digits
 
 _WALL_TOLERANCE = 1e-9  # two walls reached within this time count as one corner hit
@@ -761,6 +762,8 @@ print(f"{len(test_digits) // 2} sequences from {len(test_digits)} test digits; s
 TEST_SET_KEYS = ("sequences", "positions", "bounces", "digit_indices", "config")
 TEST_SET_PROTOCOLS = ("srvp", "per-sequence")
 SRVP_TEST_SET_SHA256 = "6d9c8c1f209d03b8595e5867961a3ae60cab3904d43a35384d1365a22e8a78d7"  # 5,000 x 25 frames, MNIST
+SRVP_TEST_SET = dict(protocol="srvp", num_sequences=5000, n_frames=25, num_digits=2, frame_size=64, max_speed=4,
+                     seed=42, stochastic=True, is_mnist=True)  # the settings SRVP_TEST_SET_SHA256 is for
 
 
 def digits_tag(digits: Digits) -> str:
@@ -810,10 +813,12 @@ def test_set_arrays(digits: Digits, num_sequences: int | None = None, n_frames: 
     else:
         samples = [sample_sequence(digits.images, n_frames, np.random.default_rng([seed, i]), num_digits,
                                    frame_size, max_speed, stochastic) for i in range(num_sequences)]
+    sequences = np.stack([s.frames for s in samples])
     config = dict(protocol=protocol, num_sequences=num_sequences, n_frames=n_frames, num_digits=num_digits,
                   frame_size=frame_size, max_speed=max_speed, seed=seed, stochastic=stochastic,
-                  digits=digits.source, digits_sha256=digits_sha256(digits), is_mnist=digits.is_mnist)
-    return {"sequences": np.stack([s.frames for s in samples]),
+                  digits=digits.source, digits_sha256=digits_sha256(digits), is_mnist=digits.is_mnist,
+                  sequences_sha256=uint8_sha256(sequences))  # checked whenever the file is read
+    return {"sequences": sequences,
             "positions": np.stack([s.positions for s in samples]).astype(np.float64),
             "bounces": np.stack([s.bounces for s in samples]),
             "digit_indices": np.stack([s.digit_indices for s in samples]).astype(np.int64), "config": config}
@@ -876,6 +881,7 @@ class MovingMNISTTestSet(Dataset):
             raise DataError(f"cannot read the Moving MNIST test set {path} ({err}); expected an .npz "
                             f"with {', '.join(TEST_SET_KEYS)}: delete it and generate it again") from err
         config = json.loads(str(arrays.pop("config")))
+        check_test_set(path, arrays["sequences"], config)
         return cls(**arrays, config=config)
 
     def __len__(self) -> int:
@@ -887,10 +893,21 @@ class MovingMNISTTestSet(Dataset):
 
 # %% [markdown]
 # A file is reused only when it was made with the requested settings from the same digits (the
-# SHA-256 of their images); anything else is an error that says what differs.
+# SHA-256 of their images); anything else is an error that says what differs. Every load checks
+# the frames themselves too: the shape the settings give and the SHA-256 recorded when the set was
+# made (or SRVP's, for SRVP's set), so a file cut short, zeroed or resized is refused, not scored.
 
 # %%
 #| export
+def check_test_set(path, sequences: np.ndarray, config: dict) -> None:
+    """The frames of a test set file are what its config says: their shape, dtype and SHA-256 (the
+    one recorded when it was made, or SRVP's for SRVP's set); a ``DataError`` naming the file otherwise."""
+    srvp = {key: config.get(key) for key in SRVP_TEST_SET} == SRVP_TEST_SET
+    check_frames(path, sequences, tuple(config.get(k) for k in ("num_sequences", "n_frames", "frame_size", "frame_size")),
+                 (config.get("sequences_sha256"), srvp and SRVP_TEST_SET_SHA256),
+                 "delete it and make it again (MovingMNISTTestSet.cached, or `slamp prepare mnist --test-set`)")
+
+
 def cached_test_set(cls, path, digits: Digits, settings: dict):
     """:meth:`MovingMNISTTestSet.cached`: the set at ``path`` if it matches, else made and saved."""
     settings = {"protocol": "srvp", "num_sequences": None, "n_frames": 25, "num_digits": 2, "frame_size": 64,
@@ -903,7 +920,11 @@ def cached_test_set(cls, path, digits: Digits, settings: dict):
     path = Path(path)
     if not path.is_file():
         test_set = cls.generate(digits, **settings)
-        test_set.save(path)
+        try:
+            test_set.save(path)
+        except OSError as error:  # a read-only data folder: use the set without keeping it, and say so
+            warnings.warn(f"cannot keep the test set in {path} ({error.strerror or error}); it is made again on "
+                          f"each run: set SLAMP_DATA to a folder you can write to")
         return test_set
     test_set = cls.load(path)
     wanted = {**settings, "digits_sha256": digits_sha256(digits), "is_mnist": digits.is_mnist}

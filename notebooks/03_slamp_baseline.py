@@ -849,11 +849,13 @@ class LatentStream(nn.Module):
 # Two guards stand at the door, from the plain module `slamp.guards`: `check_backbone` refuses a
 # frame size the backbone cannot make, and `check_video` refuses anything that is not a video
 # `(B, T, C, H, W)` of the configured frames, finite floats in [0, 1] (with a hint when it looks
-# like 0–255 pixel values).
+# like 0–255 pixel values); `check_past` refuses a count of past frames that is not a whole number
+# (Python's or NumPy's) in $[1, T-1]$ and a `teacher_forcing` that is not a probability.
 
 # %%
 #| export
-from slamp.guards import batchnorm_statistics, check_backbone, check_video, is_count, is_finite, restore_batchnorm_statistics
+from slamp.guards import (batchnorm_statistics, check_backbone, check_past, check_video, is_count, is_finite,
+                          restore_batchnorm_statistics)
 
 
 class PredictorParts(nn.Module):
@@ -931,6 +933,7 @@ def stream_kl(stats: dict) -> torch.Tensor:
     dimensions and steps, averaged over the batch."""
     (mu_q, logvar_q), (mu_p, logvar_p) = stats["posterior"], stats["prior"]
     return kl_loss(mu_q.flatten(2), logvar_q.flatten(2), mu_p.flatten(2), logvar_p.flatten(2))
+
 
 # %% [markdown]
 # **Encoding frames.** `encode_frames` gives what a step needs of a frame: the appearance
@@ -1211,8 +1214,7 @@ class VideoPredictor(PredictorParts):
         true previous frame with that probability, else the prediction: the per-step path.
         ``noise``: ε ``{stream: (B, T-1, *latent_shape)}`` (default: fresh draws)."""
         check_video(self.config, x, min_frames=2, dtype=self.encoder_dtype)
-        if not is_count(n_past) or not 1 <= n_past < x.shape[1]:
-            raise ValueError(f"n_past must be in [1, T-1] = [1, {x.shape[1] - 1}] (a whole number), found {n_past!r}")
+        check_past(x, n_past, teacher_forcing)
         if noise is None:
             noise = self.draw_noise(x.shape[0], x.shape[1] - 1, x.device)
         self._check_noise(noise, (x.shape[0], x.shape[1] - 1, *self.latent_shape))

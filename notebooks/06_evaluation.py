@@ -548,14 +548,16 @@ class Evaluation:
         return out
 
     def save(self, folder) -> Path:
-        """Write ``summary.json``, ``per_frame.csv``, ``per_sequence.csv`` (each sequence's score, the
-        mean over frames: what paired comparisons between predictors need) and (if kept)
-        ``best_samples.pt`` to ``folder``. Each file is written beside its name and renamed into
-        place when complete, so a full disk leaves earlier files as they were, never half a file."""
+        """Write (if kept) ``best_samples.pt``, ``per_frame.csv``, ``per_sequence.csv`` (each sequence's
+        score, the mean over frames: what paired comparisons between predictors need) and, last,
+        ``summary.json`` to ``folder``. Each file is written beside its name and renamed into place
+        when complete, so a full disk leaves earlier files as they were, never half a file; the
+        summary comes last, when the rest is on disk, and the largest file first."""
         folder = Path(folder)
         summary = self.summary()
-        with atomic_path(folder / "summary.json") as temporary:
-            temporary.write_text(json.dumps({"settings": self.settings, "results": summary}, indent=2) + "\n")
+        if self.best_frames is not None:
+            with atomic_path(folder / "best_samples.pt") as temporary:
+                save_tensors(self.best_frames.to(torch.float16), temporary)
         with atomic_path(folder / "per_frame.csv") as temporary, open(temporary, "w", newline="") as file:
             writer = csv.writer(file)
             writer.writerow(["head", "metric", "frame", "mean", "ci95"])
@@ -569,9 +571,8 @@ class Evaluation:
             for head, metrics in self.curves.items():
                 for metric, curve in metrics.items():
                     writer.writerows([head, metric, i, f"{v:.6f}"] for i, v in enumerate(curve.mean(1).tolist()))
-        if self.best_frames is not None:
-            with atomic_path(folder / "best_samples.pt") as temporary:
-                save_tensors(self.best_frames.to(torch.float16), temporary)
+        with atomic_path(folder / "summary.json") as temporary:
+            temporary.write_text(json.dumps({"settings": self.settings, "results": summary}, indent=2) + "\n")
         return folder
 
 

@@ -228,9 +228,45 @@ def load_model(path, map_location="cpu") -> tuple[VideoPredictor, TrainConfig]:
     except ValueError as error:
         raise CheckpointError(f"{path} holds a model of class {state['model_class']!r}, which this slamp does not "
                               f"build: {error}") from None
+    except (TypeError, AttributeError) as error:  # fields this slamp's ModelConfig does not have, or not a dict
+        raise CheckpointError(f"{path}: its model_config is not one this slamp reads ({error}); it was written by "
+                              f"another program or version") from None
+    check_weights(path, model, state["model"])
     load_weights(model, state["model"])
     # the run's config names the model as this slamp does (an older run's "svg" is appearance_only)
-    return model.to(map_location).eval(), TrainConfig(**{**state["config"], "model": model.registry_name})
+    return model.to(map_location).eval(), read_config(path, {**state["config"], "model": model.registry_name})
+
+
+def read_config(path, fields: dict) -> TrainConfig:
+    """The training config a checkpoint records, or a :class:`CheckpointError` naming the file and
+    the fields this slamp does not know (a foreign or newer file)."""
+    from slamp.config import ConfigError
+
+    unknown = sorted(set(fields) - set(TrainConfig.__dataclass_fields__))
+    if unknown:
+        raise CheckpointError(f"{path}: its training config has fields this slamp does not know ({', '.join(unknown[:5])}"
+                              f"{' ...' if len(unknown) > 5 else ''}); it was written by another program or version")
+    try:
+        return TrainConfig(**fields)
+    except ConfigError as error:
+        raise CheckpointError(f"{path}: its training config is not valid here: {error}") from None
+
+
+def check_weights(path, model: torch.nn.Module, weights) -> None:
+    """Every tensor of ``weights`` has the dtype and shape of the model's tensor of the same name
+    (int64 weights would be cast in silence by ``load_state_dict``); a :class:`CheckpointError`
+    naming the file and the first tensors that differ. Names the model does not have are left to
+    :func:`slamp.models.load_weights` (renamed older weights, a clear error otherwise)."""
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{path}: its model weights are a {type(weights).__name__}, not a dict of tensors")
+    own = model.state_dict()
+    wrong = [f"{name} ({value.dtype if torch.is_tensor(value) else type(value).__name__}"
+             f"{tuple(value.shape) if torch.is_tensor(value) else ''}, expected {own[name].dtype}{tuple(own[name].shape)})"
+             for name, value in weights.items() if name in own and not (
+                 torch.is_tensor(value) and value.dtype == own[name].dtype and value.shape == own[name].shape)]
+    if wrong:
+        raise CheckpointError(f"{path}: {len(wrong)} weight(s) of the wrong type or shape, e.g. {'; '.join(wrong[:3])}: "
+                              f"not weights this model was trained with")
 
 
 # `slamp convert`: a public release file as an ordinary training checkpoint.
@@ -264,4 +300,4 @@ def convert_release_file(source, destination) -> Path:
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_KEYS", "CheckpointError", "PublicReleaseFile", "NonFiniteLossError", "rng_state",
            "set_rng_state", "save_checkpoint", "load_checkpoint", "build_model", "load_model",
-           "release_checkpoint_state", "convert_release_file"]
+           "release_checkpoint_state", "convert_release_file", "read_config", "check_weights"]

@@ -31,7 +31,6 @@ import matplotlib
 
 matplotlib.use("Agg")  # the commands write files; they never need a display
 
-from slamp.data.files import atomic_path, save_tensors  # noqa: E402
 from slamp.demo import NUM_SAMPLES, SEQUENCES, comparison_line, run_demo  # noqa: E402  (the demo: slamp/demo.py)
 from slamp.renamed import renamed_heads  # noqa: E402
 
@@ -180,16 +179,31 @@ def _train(args) -> int:
 def _prepare(args) -> int:
     """``slamp prepare <dataset>``: the official download (MNIST: fetched) -> the data folder."""
     from slamp.data import data_home
-    from slamp.runlock import check_writable, folder_error
+    from slamp.runlock import RunLock, UnsafePathError, check_writable, folder_error
 
     out = Path(args.out).expanduser() if args.out is not None else data_home() / args.dataset
     check_writable(out, "data folder")  # before a download or a conversion of hours
     try:
-        return _prepare_into(args, out)
+        with RunLock(out, say=lambda message: print(f"slamp prepare: {message}", file=sys.stderr),
+                     command="prepare", kind="data folder"):  # one preparation per folder
+            _remove_unfinished(out)
+            return _prepare_into(args, out)
+    except UnsafePathError:
+        raise
     except OSError as error:  # each file is written whole or not at all (atomic_path): say which folder, how full
         if isinstance(error, FileNotFoundError) and not str(error.filename or "").startswith(str(out)):
             raise  # a missing source, not a disk problem
         raise folder_error(out, error, kind="data folder") from None
+
+
+def _remove_unfinished(out: Path) -> None:
+    """What a killed ``prepare`` left half-written in ``out``, removed (the lock is held) and said."""
+    from slamp.data.files import remove_unfinished
+
+    removed = remove_unfinished(out)
+    if removed:
+        print(f"slamp prepare: removed {len(removed)} unfinished file(s) of an interrupted run in {out}: "
+              + ", ".join(str(p.relative_to(out)) for p in removed[:3]), file=sys.stderr)
 
 
 def _prepare_into(args, out: Path) -> int:
@@ -254,24 +268,44 @@ def _test_videos(dataset: str, data_root, sequences: int | None, n_frames: int):
     from slamp.registry import dataset_spec
 
     test_set = dataset_spec(dataset).clips("test", n_frames, data_root)
+    if sequences is not None and sequences > len(test_set):
+        raise ValueError(f"--sequences {sequences} asks for more test sequences than the {dataset} test set holds "
+                         f"({len(test_set)}); pass at most {len(test_set)}, or leave --sequences out for all of them")
     if sequences is not None:
-        test_set = Subset(test_set, range(min(sequences, len(test_set))))
+        test_set = Subset(test_set, range(sequences))
     return test_set
 
 
 def _evaluate(args) -> int:
-    import torch
-    from torch.utils.data import DataLoader
-
-    from slamp.evaluate import evaluate
-    from slamp.registry import dataset_spec
+    """``slamp evaluate``: one evaluation per ``--out`` at a time (its lock), then a model's or the references'."""
     from slamp.runlock import check_writable
-    from slamp.runtime import keep_freed_memory, select_device
 
     check_writable(args.out, "evaluation folder")  # before hours of sampling whose results would go nowhere
     if args.reference is not None:
         return _evaluate_references(args)
+    return _evaluate_model(args)
+
+
+def _evaluation_lock(out):
+    """The lock of an evaluation folder, taken once the inputs are checked and before any saved
+    progress is read: a second evaluation into the same ``--out`` is refused, naming the first."""
+    from slamp.runlock import RunLock
+
+    return RunLock(out, say=lambda message: print(f"slamp evaluate: {message}", file=sys.stderr),
+                   command="evaluate", kind="evaluation folder")
+
+
+def _evaluate_model(args) -> int:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from slamp.evaluate import evaluate
+    from slamp.progress import model_sha256, remove_progress
+    from slamp.registry import dataset_spec
+    from slamp.runtime import keep_freed_memory, select_device
+
     model, dataset = _load_for_evaluation(args)
+    model_hash = model_sha256(model)  # what the saved progress belongs to: the content, not the path
     dataset = args.dataset or dataset
     default_past, default_future = dataset_spec(dataset).test_protocol
     n_past, n_future = args.n_past or default_past, args.n_future or default_future
@@ -300,95 +334,65 @@ def _evaluate(args) -> int:
                         metrics=per_frame, heads=tuple(heads), max_batch=args.max_batch, device=device,
                         protocol=args.protocol)
 
-    settings = {"source": source, "dataset": dataset, "sequences": len(test_set), "n_past": n_past,
-                "n_future": n_future, "num_samples": args.num_samples, "metrics": list(per_frame),
+    settings = {"source": source, "model_sha256": model_hash, "dataset": dataset, "sequences": len(test_set),
+                "n_past": n_past, "n_future": n_future, "num_samples": args.num_samples, "metrics": list(per_frame),
                 "heads": list(heads), "batch_size": batch_size, "max_batch": args.max_batch, "seed": args.seed,
                 "protocol": args.protocol}
-    result = _evaluate_in_parts(run_part, test_set, Path(args.out), batch_size, settings)
-    _save_evaluation(result, args, args.out, test_set, dataset, device, started, source,
-                     f"{type(model).__name__} on {dataset}: {len(test_set)} sequences, {n_past} -> {n_future} "
-                     f"frames, best of {args.num_samples} samples")
+    with _evaluation_lock(args.out):
+        result = _evaluate_in_parts(run_part, test_set, Path(args.out), batch_size, settings)
+        result.settings["model_sha256"] = model_hash
+        _save_evaluation(result, args, args.out, test_set, dataset, device, started, source,
+                         f"{type(model).__name__} on {dataset}: {len(test_set)} sequences, {n_past} -> {n_future} "
+                         f"frames, best of {args.num_samples} samples")
+        remove_progress(args.out)  # only now: the results are whole on disk
     return 0
 
 
 PUBLIC_CODE_BATCH = 20  # the public evaluate.py's --batch_size default
 EVALUATION_PART = 256  # test sequences per saved part of a long evaluation (rounded to whole batches)
+KEPT_PROGRESS = "the saved progress in .progress stays: the same command continues from it"
 
 
 def _evaluate_in_parts(run_part, test_set, out: Path, batch_size: int, settings: dict):
     """``run_part(subset)`` over ``test_set`` in parts of about ``EVALUATION_PART`` sequences, each
-    part's scores and the random state after it saved in ``<out>/.progress/`` (with a checksum of
-    its content); the same command run again continues after the last saved part and gives what
-    one uninterrupted run gives. A damaged part is computed again. The parts are merged into one
-    ``Evaluation``, and the progress folder is removed."""
-    import shutil
-
+    part's scores and the random state after it saved in ``<out>/.progress/`` with the inputs it
+    belongs to (the settings, the model's content hash, its test sequences' hash; see
+    ``slamp.progress``) and a checksum of its content; the same command run again continues after
+    the last saved part and gives what one uninterrupted run gives. A damaged part, or one of other
+    inputs, is computed again. The parts are merged into one ``Evaluation``; the caller removes the
+    progress once the results are written."""
     import torch
     from torch.utils.data import Subset
 
-    from slamp.checkpoint import content_sha256
     from slamp.evaluate import Evaluation
+    from slamp.progress import SavedProgress, sequences_sha256
     from slamp.runlock import writing_in
 
-    progress = out / ".progress"
-    if _recorded_settings(progress) not in (None, settings):
-        print(f"slamp evaluate: {progress} holds a different evaluation; starting again", file=sys.stderr)
-        shutil.rmtree(progress)
     size = max(batch_size, EVALUATION_PART // batch_size * batch_size)  # whole batches: the same random draws
-    parts = []
-    with writing_in(out, ".progress", kind="evaluation folder"):  # a full disk: the saved parts stay for the next run
-        with atomic_path(progress / "settings.json") as temporary:
-            temporary.write_text(json.dumps(settings, indent=2) + "\n")
+    parts, continued = [], False
+    with writing_in(out, ".progress", kind="evaluation folder", kept=KEPT_PROGRESS):  # a full disk: saved parts stay
+        progress = SavedProgress(out, settings)
         for number, start in enumerate(range(0, len(test_set), size)):
-            path = progress / f"part_{number:05d}.pt"
-            saved = _read_part(path, content_sha256)
+            part = Subset(test_set, range(start, min(start + size, len(test_set))))
+            inputs = sequences_sha256(part)
+            saved = progress.load(number, inputs)
             if saved is not None:
                 torch.set_rng_state(saved.pop("rng"))
-                if not parts:
-                    print(f"slamp evaluate: continuing a saved evaluation in {progress}", file=sys.stderr)
+                if not continued:
+                    print(f"slamp evaluate: continuing a saved evaluation in {progress.folder}", file=sys.stderr)
+                    continued = True
                 parts.append(Evaluation(**saved))
                 continue
-            result = run_part(Subset(test_set, range(start, min(start + size, len(test_set)))))
-            content = {"curves": result.curves, "best_frames": result.best_frames, "settings": result.settings,
-                       "diversity": result.diversity, "rng": torch.get_rng_state()}
-            with atomic_path(path) as temporary:
-                save_tensors({**content, "checksum": content_sha256(content)}, temporary)
+            result = run_part(part)
+            progress.save(number, {"curves": result.curves, "best_frames": result.best_frames,
+                                   "settings": result.settings, "diversity": result.diversity,
+                                   "rng": torch.get_rng_state()}, inputs)
             parts.append(result)
-    merged = Evaluation({head: {metric: torch.cat([p.curves[head][metric] for p in parts]) for metric in metrics}
-                         for head, metrics in parts[0].curves.items()},
-                        None if parts[0].best_frames is None else torch.cat([p.best_frames for p in parts]),
-                        parts[0].settings, {head: torch.cat([p.diversity[head] for p in parts])
-                                            for head in parts[0].diversity})
-    shutil.rmtree(progress)
-    return merged
-
-
-def _recorded_settings(progress: Path) -> dict | None:
-    """The settings of the evaluation saved in ``progress`` (``{}`` when unreadable), or None."""
-    try:
-        return json.loads((progress / "settings.json").read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
-        return {}
-
-
-def _read_part(path: Path, checksum) -> dict | None:
-    """A saved part of an evaluation, or None when there is none or it is damaged (then said so)."""
-    import torch
-
-    if not path.is_file():
-        return None
-    try:
-        saved = torch.load(path, weights_only=True)
-        good = isinstance(saved, dict) and saved.pop("checksum", None) == checksum(saved)
-    except Exception:  # truncated, empty or not a torch file
-        good = False
-    if not good:
-        print(f"slamp evaluate: {path} is damaged (truncated or flipped bytes); computing that part again",
-              file=sys.stderr)
-        return None
-    return saved
+    return Evaluation({head: {metric: torch.cat([p.curves[head][metric] for p in parts]) for metric in metrics}
+                       for head, metrics in parts[0].curves.items()},
+                      None if parts[0].best_frames is None else torch.cat([p.best_frames for p in parts]),
+                      parts[0].settings, {head: torch.cat([p.diversity[head] for p in parts])
+                                          for head in parts[0].diversity})
 
 
 def _save_evaluation(result, args, out: Path, test_set, dataset: str, device, started: float, source: str,
@@ -413,7 +417,9 @@ def _save_evaluation(result, args, out: Path, test_set, dataset: str, device, st
                             "source": source})
     from slamp.runlock import writing_in
 
-    with writing_in(out, "the results", kind="evaluation folder"):  # a full disk: each file is whole or absent
+    kept = KEPT_PROGRESS if (Path(out) / ".progress").is_dir() else "each file is whole or absent"
+    with writing_in(out, "the results", kind="evaluation folder", kept=kept):  # each file whole or absent
+        Path(out, "summary.json").unlink(missing_ok=True)  # written last: present only beside its own results
         result.save(out)
     print(f"{title} ({result.settings['seconds']} s)")
     for head, metrics in result.summary().items():
@@ -438,9 +444,8 @@ def _mean_frame(dataset: str, data_root, n_frames: int):
 def _evaluate_references(args) -> int:
     """``--reference``: score the floors (black, last_frame, mean_frame) on the test sequences and
     protocol a model would be scored on; one reference writes to ``--out``, ``all`` to ``--out/<name>``."""
-    from torch.utils.data import DataLoader
 
-    from slamp.evaluate import REFERENCES, evaluate_reference
+    from slamp.evaluate import REFERENCES
     from slamp.registry import dataset_spec
     from slamp.runtime import select_device
 
@@ -455,6 +460,16 @@ def _evaluate_references(args) -> int:
     per_frame = tuple(m for m in args.metrics if m != "fvd") or ("psnr",)
     names = REFERENCES if args.reference == "all" else (args.reference,)
     mean_frame = _mean_frame(dataset, args.data_root, n_past + n_future) if "mean_frame" in names else None
+    with _evaluation_lock(args.out):
+        _evaluate_each_reference(args, names, test_set, dataset, n_past, n_future, per_frame, mean_frame, device)
+    return 0
+
+
+def _evaluate_each_reference(args, names, test_set, dataset, n_past, n_future, per_frame, mean_frame, device):
+    from torch.utils.data import DataLoader
+
+    from slamp.evaluate import evaluate_reference
+
     for name in names:
         started = time.perf_counter()
         result = evaluate_reference(name, DataLoader(test_set, batch_size=args.batch_size or 16), n_past, n_future,
@@ -463,7 +478,6 @@ def _evaluate_references(args) -> int:
         _save_evaluation(result, args, out, test_set, dataset, device, started, f"reference:{name}",
                          f"reference {name} on {dataset}: {len(test_set)} sequences, {n_past} -> {n_future} "
                          f"frames, deterministic (1 sample)")
-    return 0
 
 
 def parser() -> argparse.ArgumentParser:

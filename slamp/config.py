@@ -118,8 +118,32 @@ def _coerce(name: str, value, kind):
     return value
 
 
+# The largest value a count may take: beyond these a run would only end in a MemoryError traceback
+# (a batch of 10^9 clips) or overflow a generator (seeds are 32-bit in NumPy).
+COUNT_LIMITS = {"batch_size": 1 << 16, "val_batch_size": 1 << 16, "val_sequences": 1 << 20, "val_samples": 1 << 14,
+                "n_past": 1000, "n_future": 1000, "val_n_future": 1000, "workers": 256, "seed": (1 << 32) - 1,
+                "val_seed": (1 << 32) - 1}
+MAX_COUNT = 10 ** 12  # any other count (updates, epochs, intervals)
+
+
+def _range_problems(c: TrainConfig) -> list[str]:
+    """Every float finite (``inf``, ``nan``: refused), every count below its limit."""
+    problems = []
+    for f in fields(c):
+        values = getattr(c, f.name) if isinstance(getattr(c, f.name), tuple) else (getattr(c, f.name),)
+        for value in values:
+            if isinstance(value, float) and not math.isfinite(value):
+                problems.append(f"{f.name} must be a finite number, found {value}")
+            elif isinstance(value, int) and not isinstance(value, bool) and value > COUNT_LIMITS.get(f.name, MAX_COUNT):
+                problems.append(f"{f.name} must be at most {COUNT_LIMITS.get(f.name, MAX_COUNT):,}, found {value:,}")
+    return problems
+
+
 def _value_problems(c: TrainConfig) -> list[str]:
     """Everything wrong with the values of a well-typed config (an empty list when all is well)."""
+    ranges = _range_problems(c)
+    if ranges:
+        return ranges
     checks = [
         (c.model in MODELS, f"model must be one of {sorted(MODELS)}, found {c.model!r}"),
         (c.model_preset in PRESETS, f"model_preset must be one of {sorted(PRESETS)}, found {c.model_preset!r}"),

@@ -11,6 +11,7 @@ Plain Python, tested in ``tests/test_models.py`` (the video checks) and ``tests/
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import nn
@@ -19,8 +20,17 @@ from slamp.nn import BACKBONES
 
 
 def is_count(value) -> bool:
-    """A whole number (an ``int``, not a ``bool`` or a ``float``)."""
-    return isinstance(value, int) and not isinstance(value, bool)
+    """A whole number (an ``int`` or a NumPy integer such as ``np.int64(2)``; not a ``bool`` or a ``float``)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_past(x: torch.Tensor, n_past, teacher_forcing) -> None:
+    """A ``ValueError`` unless ``n_past`` is a whole number in [1, T-1] for the video ``x`` ``(B, T, ...)``
+    and ``teacher_forcing`` a probability (not NaN)."""
+    if not is_count(n_past) or not 1 <= n_past < x.shape[1]:
+        raise ValueError(f"n_past must be in [1, T-1] = [1, {x.shape[1] - 1}] (a whole number), found {n_past!r}")
+    if not 0 <= teacher_forcing <= 1:  # NaN too
+        raise ValueError(f"teacher_forcing must be a probability in [0, 1], found {teacher_forcing!r}")
 
 
 def check_backbone(config) -> None:

@@ -11,6 +11,7 @@ from torch import nn
 from slamp.guards import (
     batchnorm_statistics,
     check_backbone,
+    check_past,
     check_video,
     is_count,
     is_finite,
@@ -418,8 +419,7 @@ class VideoPredictor(PredictorParts):
         true previous frame with that probability, else the prediction: the per-step path.
         ``noise``: ε ``{stream: (B, T-1, *latent_shape)}`` (default: fresh draws)."""
         check_video(self.config, x, min_frames=2, dtype=self.encoder_dtype)
-        if not is_count(n_past) or not 1 <= n_past < x.shape[1]:
-            raise ValueError(f"n_past must be in [1, T-1] = [1, {x.shape[1] - 1}] (a whole number), found {n_past!r}")
+        check_past(x, n_past, teacher_forcing)
         if noise is None:
             noise = self.draw_noise(x.shape[0], x.shape[1] - 1, x.device)
         self._check_noise(noise, (x.shape[0], x.shape[1] - 1, *self.latent_shape))

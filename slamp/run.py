@@ -27,6 +27,7 @@ from slamp.checkpoint import (
     CheckpointError,
     NonFiniteLossError,
     build_model,
+    check_weights,
     load_checkpoint,
     load_model,
     load_weights,
@@ -42,7 +43,7 @@ from slamp.distributed import Distributed, global_noise, synchronise_batchnorm
 from slamp.evaluate import validate
 from slamp.models import VideoPredictor
 from slamp.pretrained import load as load_shipped
-from slamp.runlock import RunLock, writing_in
+from slamp.runlock import RUN_MARKER, RunLock, holds_a_slamp_run, mark_run_folder, writing_in
 from slamp.runlog import CSVLog, sample_figure, save_figure, tensorboard_writer
 from slamp.runtime import adam, autocast_dtype, keep_freed_memory, memory_format, seed_everything, select_device
 
@@ -185,17 +186,33 @@ class TrainingRun:
             if last.exists() and not overwrite:
                 raise FileExistsError(f"{self.out} already holds a run ({last}); resume it, pass overwrite "
                                       f"(--overwrite), or choose another output folder")
-            if overwrite and self.place.is_main:
-                for name in RUN_FILES:
-                    (self.out / name).unlink(missing_ok=True)
-                shutil.rmtree(self.out / "samples", ignore_errors=True)
-                shutil.rmtree(self.out / "tensorboard", ignore_errors=True)
+            if self.place.is_main:
+                self._claim_folder(overwrite)
             return None
         path = last if resume is True else Path(resume)
         if not path.is_file():
             raise CheckpointError(f"no checkpoint to resume at {path}")
         self.resumed_from = path
-        return load_checkpoint(path)  # on the CPU: the RNG states must stay there
+        checkpoint = load_checkpoint(path)  # on the CPU: the RNG states must stay there
+        if self.place.is_main and path == last:
+            mark_run_folder(self.out)  # a run from before the marker: it is slamp's
+        return checkpoint
+
+    def _claim_folder(self, overwrite: bool) -> None:
+        """A fresh run: files of a run's names that no slamp run wrote (no marker) are neither
+        overwritten nor deleted; with ``overwrite``, a slamp run's files are removed. Then the
+        folder is marked as a run's (``runlock.mark_run_folder``)."""
+        present = [name for name in (*RUN_FILES, "config.json", "samples", "tensorboard") if (self.out / name).exists()]
+        if present and not holds_a_slamp_run(self.out):
+            raise FileExistsError(f"{self.out} holds {', '.join(present)}, which no slamp run wrote (it has no "
+                                  f"{RUN_MARKER}): slamp neither overwrites nor deletes them, with or without "
+                                  f"--overwrite; choose another output folder, or move them away")
+        if overwrite:
+            for name in RUN_FILES:
+                (self.out / name).unlink(missing_ok=True)
+            shutil.rmtree(self.out / "samples", ignore_errors=True)
+            shutil.rmtree(self.out / "tensorboard", ignore_errors=True)
+        mark_run_folder(self.out)
 
     def _check_same_model(self, checkpoint) -> None:
         """A checkpoint of another model class or other sizes: one clear error instead of hundreds
@@ -218,6 +235,7 @@ class TrainingRun:
 
     def _restore(self, checkpoint):
         self._check_same_model(checkpoint)
+        check_weights(self.resumed_from, self.model, checkpoint["model"])
         load_weights(self.model, checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         # load_state_dict brings back the checkpoint's lr, betas and eps too; the config decides

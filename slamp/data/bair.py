@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from slamp.data.files import DataError, MissingDataError, dataset_root, list_images, natural_key
+from slamp.data.files import DataError, MissingDataError, dataset_root, inside, list_images, natural_key, walk_files
 from slamp.data.mnist import fold_indices
 from slamp.data.video import Video, VideoClips, split_stride
 
@@ -50,6 +50,9 @@ def masked_crc32c(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
+MAX_RECORD_BYTES = 256 << 20  # one record of a TFRecord file: 256 MB at most
+
+
 def read_tfrecords(file, name: str = "", verify: bool = False):
     """Yield the records (bytes) of a TFRecord file given as a path or a binary file object."""
     if isinstance(file, (str, Path)):
@@ -64,6 +67,9 @@ def read_tfrecords(file, name: str = "", verify: bool = False):
         length, length_crc = struct.unpack("<QI", header)
         if masked_crc32c(header[:8]) != length_crc:
             raise DataError(f"{where}: the length's checksum does not match; not a TFRecord file, or corrupt")
+        if length > MAX_RECORD_BYTES:  # bounded before anything is allocated for it
+            raise DataError(f"{where}: a record of {length:,} bytes, more than the {MAX_RECORD_BYTES:,} slamp reads "
+                            f"(a BAIR record is about 1 MB); not a BAIR TFRecord file, or corrupt")
         data, footer = file.read(length), file.read(4)
         if len(data) < length or len(footer) < 4:
             raise DataError(f"{where}: truncated ({len(data)} of {length} bytes)")
@@ -161,8 +167,9 @@ def bair_frames(features: dict, where: str = "") -> np.ndarray:
 
 def _tfrecord_files(source: Path):
     """(split, file stem, binary file) of every ``<split>/<name>.tfrecords`` in a tar or folder."""
-    if source.is_dir():
-        for path in sorted(source.rglob("*.tfrecords"), key=natural_key):
+    if source.is_dir():  # symlinks out of the folder: a DataError (files.walk_files)
+        found = [path for _, path in walk_files(source) if path.suffix == ".tfrecords"]
+        for path in sorted(found, key=natural_key):
             with open(path, "rb") as file:
                 yield path.parent.name, path.stem, file
         return
@@ -189,7 +196,7 @@ def prepare_bair(source, output, verify: bool = False) -> dict[str, int]:
     counts: dict[str, int] = {}
     for split, stem, file in _tfrecord_files(source):
         for k, record in enumerate(read_tfrecords(file, f"{source}:{split}/{stem}", verify)):
-            folder = output / "processed_data" / split / stem / f"{k + 1:03d}"
+            folder = inside(output / "processed_data", f"{split}/{stem}/{k + 1:03d}")  # names from the tar stay in
             counts[split] = counts.get(split, 0) + 1
             if folder.is_dir():
                 continue

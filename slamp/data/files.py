@@ -76,6 +76,123 @@ def uint8_sha256(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array, dtype=np.uint8).tobytes()).hexdigest()
 
 
+_VERIFIED: dict = {}  # (path, size, mtime, inode) -> SHA-256 already computed in this process
+
+
+def check_frames(path, frames: np.ndarray, shape: tuple | None = None, sha256=(), remake: str = "") -> None:
+    """Check frames read from the file ``path`` before anything uses them: uint8 ``(N, T, H, W)``,
+    of ``shape`` where given (``None`` entries: any size), and equal to every SHA-256 in ``sha256``
+    (:func:`uint8_sha256`; ``None`` entries skipped: recorded when the file was made, or known
+    for a published set). A :class:`DataError` names the file, what differs and ``remake`` (how to
+    make it again). A file's hash is computed once per process (keyed by its size, time and inode)."""
+    path = Path(path)
+    where = f"{path}: " if path else ""
+    expected = "uint8 (N, T, H, W)" + (f" of shape {tuple(shape)}" if shape is not None else "")
+    if (frames.dtype != np.uint8 or frames.ndim != 4 or frames.size == 0
+            or (shape is not None and any(w is not None and w != f for w, f in zip(shape, frames.shape)))):
+        raise DataError(f"{where}expected frames {expected}, found {frames.dtype} {frames.shape}: the file was cut, "
+                        f"damaged or made for other settings; {remake}")
+    wanted = [h for h in sha256 if h]
+    if not wanted:
+        return
+    try:
+        info = path.stat()
+        key = (str(path.resolve()), info.st_size, info.st_mtime_ns, info.st_ino)
+    except OSError:
+        key = None
+    found = _VERIFIED.get(key) or uint8_sha256(frames)
+    if any(found != h for h in wanted):
+        raise DataError(f"{where}its frames' SHA-256 is {found[:16]}..., expected {wanted[0][:16]}... (recorded when "
+                        f"it was made, or the published set's): the file was changed or damaged; {remake}")
+    if key is not None:
+        _VERIFIED[key] = found
+
+
+def inside(root, relative) -> Path:
+    """``root / relative`` for a path read from data (an archive member's name, a name found in a
+    folder walk), refused with a :class:`DataError` when it would lead outside ``root``: an absolute
+    name, a ``..`` part, or a folder on the way that is a symlink out of ``root``. What
+    ``tarfile``'s ``data`` filter does for tar members, for every other path slamp writes from data."""
+    root, name = Path(root), str(relative).replace("\\", "/")
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if name.startswith("/") or (parts and ":" in parts[0]) or ".." in parts or not parts:
+        raise DataError(f"refusing {name!r}: a name read from data must be a relative path that stays inside "
+                        f"{root} (an absolute name or '..' writes elsewhere: a hostile or broken archive)")
+    target = root.joinpath(*parts)
+    base = root.resolve()
+    if not target.parent.resolve().is_relative_to(base) or (target.is_symlink() and not target.resolve().is_relative_to(base)):
+        raise DataError(f"refusing to write {target}: a symlink on the way leads outside {root}; remove it")
+    return target
+
+
+def walk_files(source):
+    """``(relative name, path)`` of every regular file below the folder ``source``, in sorted
+    order, following a symlink (to a file or a folder) only when it stays inside ``source``; one
+    that leads outside is a :class:`DataError` saying which (never skipped in silence)."""
+    source = Path(source)
+    base = source.resolve()
+
+    def visit(folder: Path):
+        for path in sorted(folder.iterdir()):
+            if path.is_symlink():
+                target = path.resolve()
+                if not target.is_relative_to(base):
+                    raise DataError(f"{path} is a symlink to {target}, outside {source}: slamp reads only what is "
+                                    f"inside the folder it is given. Pass a folder that holds the target itself "
+                                    f"(e.g. its parent as another --source), or copy it in place of the link")
+                if target.is_dir() and any(p.is_relative_to(target) for p in stack):
+                    continue  # a link back up the tree: its files are visited once, on their own path
+            if path.is_dir():
+                stack.append(path.resolve())
+                yield from visit(path)
+                stack.pop()
+            elif path.is_file():
+                yield path.relative_to(source).as_posix(), path
+
+    stack = [base]
+    yield from visit(source)
+
+
+MAX_MEMBER_BYTES = 1 << 30  # an archive member or record slamp reads: 1 GiB at most (frames, videos)
+
+
+def copy_member(archive: zipfile.ZipFile, name: str, target, limit: int = MAX_MEMBER_BYTES) -> Path:
+    """Copy the zip member ``name`` to the file ``target`` in chunks (never whole in memory),
+    refused with a :class:`DataError` past ``limit`` bytes (what the archive says, or what it gives)."""
+    import shutil
+
+    size = archive.getinfo(name).file_size
+    if size > limit:
+        raise DataError(f"{archive.filename}: member {name} is {size:,} bytes, more than the {limit:,} slamp reads "
+                        f"from one member; not the archive slamp expects, or corrupt")
+    with archive.open(name) as member, open(target, "wb") as file:
+        shutil.copyfileobj(member, file, 1 << 20)
+        if file.tell() > limit:
+            raise DataError(f"{archive.filename}: member {name} gives more than {limit:,} bytes; corrupt")
+    return Path(target)
+
+
+def remove_unfinished(folder) -> list[Path]:
+    """Remove what interrupted writes left below ``folder`` (:func:`atomic_path`'s ``.<name>.<random>.part``
+    files, the ``<name>.part`` folders KTH's and BAIR's conversions fill under ``processed_*/`` before
+    renaming them) and return them. Call it only while holding the folder's lock (``slamp.runlock``):
+    no other process is writing there. Nothing else is touched."""
+    import shutil
+
+    removed, folder = [], Path(folder)
+    for parent, folders, files in os.walk(folder):
+        parts = Path(parent).relative_to(folder).parts
+        converted = bool(parts) and parts[0].startswith("processed_")  # KTH's and BAIR's converted frames
+        for name in [f for f in folders if converted and f.endswith(".part")]:
+            shutil.rmtree(Path(parent, name), ignore_errors=True)
+            folders.remove(name)
+            removed.append(Path(parent, name))
+        for name in (f for f in files if f.startswith(".") and f.endswith(".part")):
+            Path(parent, name).unlink(missing_ok=True)
+            removed.append(Path(parent, name))
+    return removed
+
+
 def natural_key(path) -> list:
     """Sort key for file names with numbers: ``frame-2.png`` comes before ``frame-10.png``."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", Path(path).name)]
@@ -191,4 +308,4 @@ def dataset_root(name: str, root=None) -> Path:
     return found
 
 
-__all__ = ['IMAGE_SUFFIXES', 'DataError', 'MissingDataError', 'ToolMissingError', 'atomic_path', 'save_tensors', 'NPZ_READ_ERRORS', 'uint8_sha256', 'natural_key', 'list_images', 'read_frame', 'to_video_tensor', 'DATA_ENVIRONMENT', 'CLONE_DATA', 'user_cache', 'data_roots', 'data_home', 'find_data', 'searched', 'dataset_root']
+__all__ = ['IMAGE_SUFFIXES', 'DataError', 'MissingDataError', 'ToolMissingError', 'atomic_path', 'save_tensors', 'NPZ_READ_ERRORS', 'uint8_sha256', 'check_frames', 'inside', 'walk_files', 'MAX_MEMBER_BYTES', 'copy_member', 'remove_unfinished', 'natural_key', 'list_images', 'read_frame', 'to_video_tensor', 'DATA_ENVIRONMENT', 'CLONE_DATA', 'user_cache', 'data_roots', 'data_home', 'find_data', 'searched', 'dataset_root']

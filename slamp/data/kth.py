@@ -20,12 +20,15 @@ from slamp.data.files import (
     MissingDataError,
     ToolMissingError,
     atomic_path,
+    check_frames,
+    copy_member,
     dataset_root,
     list_images,
     natural_key,
     read_frame,
     to_video_tensor,
     uint8_sha256,
+    walk_files,
 )
 from slamp.data.mnist import fold_indices
 from slamp.data.video import Video, VideoClips
@@ -157,8 +160,11 @@ class KTHTestSet(Dataset):
         except NPZ_READ_ERRORS as err:
             raise DataError(f"cannot read the KTH test set {path} ({err}); expected SRVP's svg_test_set .npz with "
                             f"sequences, persons, actions: delete it to draw it again from the frames") from err
-        if sequences.dtype != np.uint8 or sequences.ndim != 4:
-            raise DataError(f"{path}: sequences should be uint8 (N, T, H, W), found {sequences.dtype} {sequences.shape}")
+        remake = "delete it to draw it again from the frames (KTHTestSet.cached, or `slamp prepare kth`)"
+        check_frames(path, sequences, (None, None, 64, 64), remake=remake)  # SRVP's file records no hash
+        if persons.shape != (len(sequences),) or actions.shape != (len(sequences),):
+            raise DataError(f"{path}: {len(sequences)} sequences but {persons.shape} persons and {actions.shape} "
+                            f"actions; {remake}")
         return cls(sequences, persons, actions, str(path))
 
     @classmethod
@@ -168,7 +174,10 @@ class KTHTestSet(Dataset):
         root = dataset_root("kth", root)
         path = root / TEST_SET_FILE.format(seq_len=seq_len)
         if path.is_file():
-            return cls.load(path)
+            test_set = cls.load(path)
+            check_frames(path, test_set.sequences, (None, seq_len, 64, 64),
+                         remake="delete it to draw it again from the frames (`slamp prepare kth`)")  # its clip length
+            return test_set
         test_set = cls.build(root, seq_len)
         try:
             test_set.save(path)
@@ -220,15 +229,23 @@ def decode_video(path, size: int = 64) -> np.ndarray:
 
 def _kth_avi_files(source: Path, scratch: Path):
     """(name, path) of every KTH .avi below ``source`` and inside the .zip archives there."""
-    for path in sorted(source.rglob("*.avi")):
+    files = [path for _, path in walk_files(source)]  # symlinks out of source: a DataError, not skipped
+    for path in (p for p in files if p.suffix == ".avi"):
         yield path.name, path
-    for archive_path in sorted(source.rglob("*.zip")):
-        with zipfile.ZipFile(archive_path) as archive:
+    for archive_path in (p for p in files if p.suffix == ".zip"):
+        try:
+            archive = zipfile.ZipFile(archive_path)
+        except zipfile.BadZipFile as err:
+            raise DataError(f"{archive_path} is not a zip archive (truncated or corrupt): download it again") from err
+        with archive:
             for name in sorted(n for n in archive.namelist() if n.endswith(".avi")):
-                target = scratch / Path(name).name
-                target.write_bytes(archive.read(name))
+                target = scratch / Path(name).name  # the base name only: nothing outside the scratch folder
+                copy_member(archive, name, target, MAX_VIDEO_BYTES)  # streamed, never whole in memory
                 yield target.name, target
                 target.unlink()
+
+
+MAX_VIDEO_BYTES = 256 << 20  # a KTH .avi is at most a few MB
 
 
 def prepare_kth(source, output, size: int = 64, decode=decode_video) -> int:
@@ -237,7 +254,8 @@ def prepare_kth(source, output, size: int = 64, decode=decode_video) -> int:
     Videos already converted are skipped; returns the number converted now."""
     source, output = Path(source), Path(output)
     if not source.is_dir():
-        raise MissingDataError(f"{source} does not exist; expected a folder with KTH's boxing.zip, ... or its .avi files")
+        what = "is not a folder" if source.exists() else "does not exist"
+        raise MissingDataError(f"{source} {what}; expected a folder with KTH's boxing.zip, ... or its .avi files")
     converted, seen = 0, 0
     with tempfile.TemporaryDirectory() as scratch:
         for name, path in _kth_avi_files(source, Path(scratch)):

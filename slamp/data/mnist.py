@@ -211,7 +211,19 @@ def _read_source(kind: str, path: str, stamp: float) -> dict[str, tuple[np.ndarr
 def _load(kind: str, path: Path, split: str) -> Digits:
     images, labels = _read_source(kind, str(path), path.stat().st_mtime)[split]
     described = {"prepared": "prepared file", "pickle": "mnist.pkl.gz", "idx": "torchvision idx files in"}[kind]
+    _check_digits(path, split, images, labels)
     return Digits(images, labels, f"MNIST ({described} {path})")
+
+
+def _check_digits(path, split: str, images: np.ndarray, labels: np.ndarray) -> None:
+    """MNIST's ``split`` as read from ``path`` is what it must be: uint8 images ``(N, 28, 28)``, N >= 2
+    (two digits a sequence), one label each; a :class:`DataError` naming the file otherwise."""
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) < 2 \
+            or labels.shape != (len(images),):
+        raise DataError(f"{path}: the {split} digits should be uint8 images (N, 28, 28) with N >= 2 and one label "
+                        f"each, found images {images.dtype} {images.shape} and labels {labels.shape}; delete it and "
+                        f"make it again with `slamp prepare mnist`")
 
 
 def load_mnist_digits(split: str = "train", path=None) -> Digits:

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from slamp.data.files import DataError, MissingDataError, atomic_path, read_frame, to_video_tensor
+from slamp.data.files import DataError, MissingDataError, atomic_path, inside, read_frame, to_video_tensor, walk_files
 
 
 @dataclass(frozen=True)
@@ -110,19 +110,25 @@ def copy_resized_frames(sources, output, size: tuple[int, int], pattern: str, ch
     """Copy every image below ``sources`` (folders and/or .zip archives) whose relative path
     matches the regular expression ``pattern`` to the same relative path under ``output``,
     resized to ``size = (H, W)`` and saved as PNG. Frames already there are kept, so an
-    interrupted run resumes. Returns the number of frames written."""
-    matcher, written = re.compile(pattern), 0
+    interrupted run resumes. Returns the number of frames written.
+
+    Every name read from an archive or a folder walk stays inside ``output`` when written, and
+    folder walks follow only symlinks that stay inside their source (``files.inside``,
+    ``files.walk_files``): a DataError naming the path otherwise. No matching frame at all is a
+    MissingDataError saying what was expected."""
+    matcher, written, matched = re.compile(pattern), 0, 0
     sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
 
     def write(relative: str, opener) -> None:
-        nonlocal written
-        target = Path(output, relative).with_suffix(".png")
+        nonlocal written, matched
+        matched += 1
+        target = inside(output, relative).with_suffix(".png")
         if target.is_file():
             return
         try:
             with opener() as file, Image.open(file) as image:
                 image = image.convert("L" if channels == 1 else "RGB").resize(size[::-1], Image.Resampling.BICUBIC)
-        except OSError as err:
+        except (OSError, Image.DecompressionBombError) as err:
             raise DataError(f"cannot read {relative} ({err}); re-download the archive it came from") from err
         with atomic_path(target) as temporary:
             image.save(temporary, format="PNG")
@@ -132,9 +138,8 @@ def copy_resized_frames(sources, output, size: tuple[int, int], pattern: str, ch
         if not source.exists():
             raise MissingDataError(f"{source} does not exist")
         if source.is_dir():
-            for path in sorted(source.rglob("*")):
-                relative = path.relative_to(source).as_posix()
-                if path.is_file() and matcher.search(relative):
+            for relative, path in walk_files(source):
+                if matcher.search(relative):
                     write(relative, lambda path=path: open(path, "rb"))
             continue
         try:
@@ -142,10 +147,19 @@ def copy_resized_frames(sources, output, size: tuple[int, int], pattern: str, ch
         except zipfile.BadZipFile as err:
             raise DataError(f"{source} is neither a folder nor a zip archive") from err
         with archive:
-            for name in archive.namelist():
-                if matcher.search(name) and not name.endswith("/"):
-                    write(name, lambda name=name: io.BytesIO(archive.read(name)))
+            for info in archive.infolist():
+                if matcher.search(info.filename) and not info.is_dir():
+                    if info.file_size > MAX_FRAME_BYTES:
+                        raise DataError(f"{source}: member {info.filename} is {info.file_size:,} bytes, not a frame "
+                                        f"(at most {MAX_FRAME_BYTES:,}); the archive is not the one expected, or corrupt")
+                    write(info.filename, lambda name=info.filename: io.BytesIO(archive.read(name)))
+    if not matched:
+        raise MissingDataError(f"no frames in {', '.join(map(str, sources))} match the layout expected "
+                               f"(relative paths matching {pattern}); nothing was written")
     return written
+
+
+MAX_FRAME_BYTES = 64 << 20  # a frame's file: 64 MB at most (a KITTI PNG is about 1 MB)
 
 
 __all__ = ['Video', 'VideoClips', 'split_stride', 'copy_resized_frames']

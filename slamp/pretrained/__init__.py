@@ -11,6 +11,7 @@ Plain glue: no notebook teaches this module.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -30,8 +31,13 @@ class PretrainedError(RuntimeError):
 
 
 def available() -> list[str]:
-    """Names of the models shipped in ``slamp/pretrained/``."""
-    return sorted(p.stem for p in FOLDER.glob("*.pt"))
+    """Names of the models shipped in ``slamp/pretrained/``: its ``*.pt`` files that ``SHA256SUMS``
+    records (another ``.pt`` there, e.g. a run's ``last.pt`` written into the folder, is not one)."""
+    try:
+        sums = recorded_sums()
+    except PretrainedError:  # a damaged SHA256SUMS: loading says so; listing still lists
+        sums = {}
+    return sorted(p.stem for p in FOLDER.glob("*.pt") if not sums or p.name in sums)
 
 
 SUMS = "SHA256SUMS"  # beside the models: "<sha256>  <file>" per shipped model, written by export_checkpoint
@@ -42,7 +48,16 @@ def recorded_sums(folder=None) -> dict[str, str]:
     sums = Path(folder or FOLDER) / SUMS
     if not sums.is_file():
         return {}
-    return {line.split()[1]: line.split()[0] for line in sums.read_text().splitlines() if line.strip()}
+    recorded = {}
+    for number, line in enumerate(sums.read_text(errors="replace").splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2 or not re.fullmatch(r"[0-9a-f]{64}", fields[0]):
+            raise PretrainedError(f"{sums} is damaged (line {number} is not '<sha256>  <file>': {line[:80]!r}): "
+                                  f"restore it with `git checkout -- slamp/pretrained/{SUMS}` (or reinstall slamp)")
+        recorded[fields[1]] = fields[0]
+    return recorded
 
 
 def _read(name: str) -> dict:
