@@ -755,6 +755,8 @@ PRESETS = {
 #| export
 import warnings
 
+from slamp.renamed import PREDICTION
+
 
 @dataclass
 class Prediction:
@@ -780,13 +782,14 @@ class Prediction:
         """The per-frame tensors the model made, ``{name: tensor}`` (``IMAGES`` that are not None)."""
         return {name: getattr(self, name) for name in self.IMAGES if getattr(self, name) is not None}
 
-    # The names of slamp 0.x, kept for a while: each warns and returns the paper's.
-    frames = property(lambda self: _renamed(self, "frames", "x_hat"))
-    appearance = property(lambda self: _renamed(self, "appearance", "x_p"))
-    motion = property(lambda self: _renamed(self, "motion", "x_f"))
+    # The names of slamp 0.x (slamp.renamed.PREDICTION), kept for a while: each warns and returns the paper's.
+    frames = property(lambda self: _renamed(self, "frames"))
+    appearance = property(lambda self: _renamed(self, "appearance"))
+    motion = property(lambda self: _renamed(self, "motion"))
 
 
-def _renamed(prediction: Prediction, old: str, new: str):
+def _renamed(prediction: Prediction, old: str):
+    new = PREDICTION[old]
     warnings.warn(f"Prediction.{old} is now Prediction.{new} (the paper's name)", DeprecationWarning, stacklevel=3)
     return getattr(prediction, new)
 

@@ -21,10 +21,10 @@ def renamed_columns(row: dict) -> dict:
     return {LOSS_TERMS.get(name, name): value for name, value in row.items()}
 
 
-def renamed_heads(heads, say=True) -> list[str]:
+def renamed_heads(heads) -> list[str]:
     """Heads as given on a command line, the old names replaced by today's (with a warning)."""
     old = [head for head in heads if head in HEADS]
-    if old and say:
+    if old:
         warnings.warn(f"heads {old} are now named {[HEADS[h] for h in old]} (the paper's x̂, x^p, x^f)",
                       DeprecationWarning, stacklevel=2)
     return [HEADS.get(head, head) for head in heads]

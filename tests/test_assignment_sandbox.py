@@ -2,24 +2,17 @@
 none of the teacher's files, and what it starts or allocates is bounded and ends with it. A class
 folder with renamed, broken and hostile submissions grades to a CSV without aborting."""
 import csv
-import importlib.util
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from tool_scripts import load_tool
 
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"tools_{name}", ROOT / "tools" / f"{name}.py")
-    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 assignments = load_tool("assignments")

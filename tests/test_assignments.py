@@ -1,6 +1,5 @@
 """Course assignments: student versions without solutions, an autograder that passes the solutions
 and fails the blanks, one setup cell in every notebook, and the Colab cell's install path."""
-import importlib.util
 import json
 import os
 import re
@@ -11,17 +10,11 @@ from pathlib import Path
 
 import jupytext
 import pytest
+from tool_scripts import load_tool
 
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def load_tool(name: str):
-    """A script of tools/ as a module (registered, so that its dataclasses resolve their module)."""
-    spec = importlib.util.spec_from_file_location(f"tools_{name}", ROOT / "tools" / f"{name}.py")
-    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 assignments, setup_cell = load_tool("assignments"), load_tool("setup_cell")
