@@ -57,7 +57,7 @@ from slamp.models import SVG, LatentStream, SLAMPBaseline, VideoPredictor
 from slamp.nn import BACKBONES
 
 SMOKE = os.environ.get("SLAMP_SMOKE", "0") == "1"  # small settings for CI
-torch.manual_seed(0)
+torch.manual_seed(0);
 
 # %% [markdown]
 # ## The motion encoder

@@ -50,7 +50,7 @@ import torch
 
 SMOKE = os.environ.get("SLAMP_SMOKE", "0") == "1"  # small settings for CI
 WORK = Path(tempfile.mkdtemp(prefix="slamp-05-"))  # scratch space for the runs this notebook makes
-torch.manual_seed(0)
+torch.manual_seed(0);
 
 # %% [markdown]
 # ## One update

@@ -43,7 +43,7 @@ import matplotlib.pyplot as plt
 import torch
 
 SMOKE = os.environ.get("SLAMP_SMOKE", "0") == "1"  # small settings for CI
-torch.manual_seed(0)
+torch.manual_seed(0);
 
 # %% [markdown]
 # ## PSNR
