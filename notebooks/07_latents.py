@@ -353,7 +353,7 @@ class ExplorerState:
         return self
 
     def scrub(self, t: int) -> "Explorer":
-        """Show future step ``t`` (0 is frame ``n_past``)."""
+        """Show future step ``t``, from 0 (frame ``n_past + 1``, frames counted from 1)."""
         if not 0 <= t < self.n_future:
             raise ValueError(f"t must be in [0, {self.n_future - 1}], found {t}")
         self.t = int(t)
@@ -435,11 +435,11 @@ def explorer_figure(explorer: Explorer, size: float = 1.6):
     for k, name in enumerate(explorer.streams):
         ax = fig.add_subplot(grid[1, k * width: (k + 1) * width])
         z = latents[name][explorer.t].flatten()
-        ax.bar(range(len(z)), z.numpy(), color=f"C{k}")
-        ax.set_ylim(-3.5, 3.5)
+        ax.bar(range(1, len(z) + 1), z.numpy(), color=f"C{k}")
+        ax.set(ylim=(-3.5, 3.5), xticks=range(1, len(z) + 1, max(1, len(z) // 5)), xlabel="dimension")
         ax.set_title(f"${latent_symbol(explorer.model, name)}$ (draw {explorer.draws[name]})", fontsize=8)
         ax.tick_params(labelsize=6)
-    fig.suptitle(f"sequence {explorer.sequence}, frame {explorer.n_past + explorer.t} "
+    fig.suptitle(f"sequence {explorer.sequence}, frame {explorer.n_past + explorer.t + 1} "
                  f"(future step {explorer.t + 1} of {explorer.n_future})", fontsize=9)
     fig.tight_layout()
     return fig

@@ -138,7 +138,9 @@ def test_explorer_figure_shows_every_stream_and_each_latent(explorer):
     assert titles[:6] == ["ground truth", r"prediction $\hat x$", r"appearance $x^p$", r"motion $x^f$",
                           "mask $m$", "flow $f$"]
     assert titles[6:] == ["$z^p$ (draw 0)", "$z^f$ (draw 1)"]
-    assert "sequence 1, frame 5" in fig.get_suptitle()
+    assert "sequence 1, frame 6" in fig.get_suptitle()  # frames from 1: N_PAST = 3 past, future step 2 is the 3rd
+    ticks = fig.axes[7].get_xticks()
+    assert ticks.min() >= 1 and all(float(tick).is_integer() for tick in ticks)  # dimensions 1, 2, ..., not 2.5
     heights = [bar.get_height() for bar in fig.axes[7].patches]
     assert np.allclose(heights, explorer.latents["motion"][2].numpy())
     matplotlib.pyplot.close(fig)
