@@ -175,7 +175,7 @@ def explorer_figure(explorer: Explorer, size: float = 1.6):
     return fig
 
 
-# notebooks/07_latents.py, cell 32
+# notebooks/07_latents.py, cell 33
 def explorer_widget(explorer: Explorer):
     """Jupyter controls for an :class:`Explorer`: a sequence number, a future-step slider (with a
     play button), one button per latent stream and one for all, and the explorer's figure, redrawn
@@ -209,7 +209,7 @@ def explorer_widget(explorer: Explorer):
     return widgets.VBox([widgets.HBox([sequence, play, step]), widgets.HBox(buttons), output])
 
 
-# notebooks/07_latents.py, cell 36
+# notebooks/07_latents.py, cell 37
 DIRECTIONS = ("→", "↘", "↓", "↙", "←", "↖", "↑", "↗")  # sectors of 45°, clockwise on screen (rows grow down)
 
 
@@ -239,7 +239,7 @@ def motion_labels(positions, by: str = "direction", bins: int = 8, digit: int = 
     raise ValueError(f"by must be 'direction' or 'speed', found {by!r}")
 
 
-# notebooks/07_latents.py, cell 39
+# notebooks/07_latents.py, cell 40
 @torch.no_grad()
 def posterior_latents(model: VideoPredictor, videos: torch.Tensor, batch_size: int = 64) -> dict:
     """The latents the posteriors draw for steps ``1 .. T-1`` of ``videos`` ``(N, T, C, H, W)``
