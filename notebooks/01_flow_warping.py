@@ -134,7 +134,10 @@ pixel_grid(2, 3)
 # flow (in pixels), converted to `grid_sample`'s $[-1, 1]$ coordinates (x first), and the bilinear
 # sample with the given `padding`. Shapes: frames `(B, C, H, W)` or `(B, T, C, H, W)`, flow
 # `(B, 2, H, W)` or `(B, T, 2, H, W)` → frames' shape. Checked with zero, integer and half-pixel
-# flows, both paddings and a video of flows.
+# flows, both paddings and a video of flows. The lines after the blank read two of your names:
+# `grid`, the normalised sampling positions `(N, H, W, 2)` with x first (N = B·T images, as in
+# `images`), and `out`, the sampled images `(N, C, H, W)`; `size` (width − 1, height − 1) is there
+# for the conversion.
 
 # %%
 #| export
