@@ -24,8 +24,12 @@
 # The loss (the negative ELBO of Eq. 3, derived in `00_elbo`) gains a second KL term, because
 # posterior and prior both factorise over the streams:
 #
-# $$\text{loss} = \sum_t \lVert x^p_t - x_t\rVert^2 + \lVert x^f_t - x_t\rVert^2 + \lVert \hat x_t - x_t\rVert^2
-#   + \beta\big(\mathrm{KL}(q_{\phi_p} \Vert p_{\psi_p}) + \mathrm{KL}(q_{\phi_f} \Vert p_{\psi_f})\big).$$
+# $$\text{loss} = \sum_t \Big[\mathrm{MSE}_t(x^p) + \mathrm{MSE}_t(x^f) + \mathrm{MSE}_t(\hat x)
+#   + \beta\big(\mathrm{KL}(q_{\phi_p} \Vert p_{\psi_p}) + \mathrm{KL}(q_{\phi_f} \Vert p_{\psi_f})\big)\Big],$$
+#
+# with $\mathrm{MSE}_t(x^p) = \frac1D\lVert x^p_t - x_t\rVert^2$ the mean over the $D$ numbers of
+# a frame (§5 of `00_elbo`: with this mean, β means pixel noise $\sigma^2 = \beta D/2$; a summed
+# $\lVert\cdot\rVert^2$ would give a different β, $\sigma^2 = \beta/2$).
 
 # %%
 # Setup. On Colab, install slamp from its repository (it carries its trained models, so nothing

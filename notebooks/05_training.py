@@ -4,10 +4,12 @@
 # `00_elbo` derived the objective and `03_slamp_baseline`/`04_slamp` built the models; what is left
 # is to *minimise* the loss of `00` (the negative ELBO of the paper's Eq. 3, as the public code scales it),
 #
-# $$\text{loss} = \sum_{t} \underbrace{\lVert x^p_t - x_t\rVert^2 + \lVert x^f_t - x_t\rVert^2
-#   + \lVert \hat x_t - x_t\rVert^2}_{\text{pixel, flow, final}}
+# $$\text{loss} = \sum_{t} \underbrace{\mathrm{MSE}_t(x^p) + \mathrm{MSE}_t(x^f)
+#   + \mathrm{MSE}_t(\hat x)}_{\text{the three image terms}}
 #   + \beta \big(\mathrm{KL}^p_t + \mathrm{KL}^f_t\big),$$
 #
+# where $\mathrm{MSE}_t(x^p) = \frac1D\lVert x^p_t - x_t\rVert^2$ is the mean over the $D$ numbers
+# of a frame, as in §5 of `00_elbo` (which is why β means pixel noise $\sigma^2 = \beta D/2$),
 # by stochastic gradient descent over random training clips, with Adam. This notebook teaches the
 # three things the paper says about it (Sec. 4 and App. C.3):
 #
