@@ -490,16 +490,31 @@ print(f"z^p over {len(z_p)} samples: std {wide.max():.2f} on dimension {wide.arg
 # %% [markdown]
 # The interactive version: pick a sequence, scrub or play through the future, redraw $z^p$, $z^f$
 # or both, and watch $x^p$, $x^f$, the mask and the flow follow. It needs a live Jupyter kernel
-# (locally or on Colab); in a rendered notebook only the static figures above remain.
+# (locally or on Colab). Where no kernel runs (GitHub, a notebook opened without running it) the
+# cell shows the explorer's figure as it was when the notebook was saved: run the cell to explore.
 
 # %%
 #| export
 def explorer_widget(explorer: Explorer):
     """Jupyter controls for an :class:`Explorer`: a sequence number, a future-step slider (with a
     play button), one button per latent stream and one for all, and the explorer's figure, redrawn
-    on every change. Display the returned widget in a notebook."""
+    on every change. Display the returned widget in a notebook; where widgets do not render (a
+    saved notebook on GitHub) it shows as a PNG of the explorer's figure at the time it was shown."""
+    import base64
+    import io
+
     import ipywidgets as widgets
     from IPython.display import display
+
+    class ExplorerBox(widgets.VBox):
+        def _repr_mimebundle_(self, **kwargs):
+            data = super()._repr_mimebundle_(**kwargs)
+            fig, buffer = explorer.figure(), io.BytesIO()
+            fig.savefig(buffer, format="png", dpi=72)
+            plt.close(fig)
+            data["image/png"] = base64.b64encode(buffer.getvalue()).decode()
+            data["text/plain"] = "the explorer (a static figure here: run the cell to explore)"
+            return data
 
     output = widgets.Output()
 
@@ -524,7 +539,7 @@ def explorer_widget(explorer: Explorer):
         button.on_click(lambda _, stream=stream: redraw(explorer.resample(stream)))
         buttons.append(button)
     redraw()
-    return widgets.VBox([widgets.HBox([sequence, play, step]), widgets.HBox(buttons), output])
+    return ExplorerBox([widgets.HBox([sequence, play, step]), widgets.HBox(buttons), output])
 
 
 # %%

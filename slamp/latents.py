@@ -179,9 +179,23 @@ def explorer_figure(explorer: Explorer, size: float = 1.6):
 def explorer_widget(explorer: Explorer):
     """Jupyter controls for an :class:`Explorer`: a sequence number, a future-step slider (with a
     play button), one button per latent stream and one for all, and the explorer's figure, redrawn
-    on every change. Display the returned widget in a notebook."""
+    on every change. Display the returned widget in a notebook; where widgets do not render (a
+    saved notebook on GitHub) it shows as a PNG of the explorer's figure at the time it was shown."""
+    import base64
+    import io
+
     import ipywidgets as widgets
     from IPython.display import display
+
+    class ExplorerBox(widgets.VBox):
+        def _repr_mimebundle_(self, **kwargs):
+            data = super()._repr_mimebundle_(**kwargs)
+            fig, buffer = explorer.figure(), io.BytesIO()
+            fig.savefig(buffer, format="png", dpi=72)
+            plt.close(fig)
+            data["image/png"] = base64.b64encode(buffer.getvalue()).decode()
+            data["text/plain"] = "the explorer (a static figure here: run the cell to explore)"
+            return data
 
     output = widgets.Output()
 
@@ -206,7 +220,7 @@ def explorer_widget(explorer: Explorer):
         button.on_click(lambda _, stream=stream: redraw(explorer.resample(stream)))
         buttons.append(button)
     redraw()
-    return widgets.VBox([widgets.HBox([sequence, play, step]), widgets.HBox(buttons), output])
+    return ExplorerBox([widgets.HBox([sequence, play, step]), widgets.HBox(buttons), output])
 
 
 # notebooks/07_latents.py, cell 37

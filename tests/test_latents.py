@@ -1,5 +1,7 @@
 """slamp.latents: trained models, the explorer's state, motion labels, t-SNE and separability
 (notebook 07_latents)."""
+import base64
+
 import matplotlib
 import numpy as np
 import pytest
@@ -171,6 +173,13 @@ def test_the_widget_only_wires_controls_to_the_explorer(explorer):
     assert explorer.draws == {"appearance": 1, "motion": 0} and torch.equal(explorer.noise["motion"], motion)
     buttons[2].click()
     assert explorer.draws == {"appearance": 2, "motion": 1}
+
+
+def test_the_widget_is_stored_as_a_figure_where_widgets_do_not_render(explorer):
+    bundle = explorer_widget(explorer)._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle  # a live front end shows the controls
+    assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")  # GitHub the figure
+    assert "run the cell to explore" in bundle["text/plain"] and "VBox(" not in bundle["text/plain"]
 
 
 # ---- labels, latents, t-SNE, separability -------------------------------------------------------
