@@ -1015,8 +1015,9 @@ def evaluate_reference(name: str, videos, n_past: int, n_future: int, metrics=("
 # %% [markdown]
 # **Check.** PSNR by hand: an all-black prediction errs by exactly the truth, so its MSE is the mean
 # of $x^2$. Holding the last frame still is perfect on a video that does not move (PSNR at its cap
-# of 100 dB, SSIM 1). And `evaluate_reference` agrees with `evaluate` on a model whose every sample
-# is that same black frame.
+# of 100 dB, SSIM 1). (`evaluate_reference` *is* `evaluate`, run on a model that draws the
+# reference frame, so the two cannot disagree; what is checked here is the numbers, against the
+# formulas.)
 
 # %%
 from slamp.evaluate import REFERENCES, evaluate_reference, mean_training_frame, reference_frames
