@@ -881,6 +881,7 @@ for t in after_bounce:
 print(f"spread: frame {n_past + 1} {spread[0]:.4f}, frame {n_past + 3} {spread[2]:.4f}, frames {n_past + 4}-"
       f"{n_past + n_future} {spread[3:].min():.4f} to {spread[3:].max():.4f}; bounces into frames {after_bounce}")
 ax.set(xlabel="frame", ylabel="mean squared error", title=f"{slamp_about}:\n{num_samples} samples of one sequence")
+ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # frames are whole numbers
 ax.legend(fontsize=7)
 fig.tight_layout()
 
