@@ -482,7 +482,7 @@ print(f"z^p over {len(z_p)} samples: std {wide.max():.2f} on dimension {wide.arg
 # The first future step's $z^f$ is unchanged, as promised; later steps change a little even in
 # $z^f$, because each prior reads the frames generated so far. Redrawing $z^p$ moves fewer bars
 # than one might expect: for the shipped model, the samples' $z^p$ differ on one of its 20
-# dimensions (standard deviation about 0.9, printed) and hardly on the others (about 0.1), so most
+# dimensions (standard deviation about 1, printed) and hardly on the others (about 0.1), so most
 # of a new draw is the same. The appearance latent carries little; what a redraw changes in the
 # picture is printed above (for the shipped model, at this step, about 7% of $\hat x$'s pixels by
 # more than 0.1).

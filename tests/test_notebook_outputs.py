@@ -29,6 +29,8 @@ PYPLOT_DRAWERS = {"plt." + name for name in ("figure", "subplots", "subplot", "s
                                               "matshow", "scatter", "bar", "hist", "show")}
 FIGURE_TEXT = re.compile(r"<Figure size \d")
 # An object's default repr (`<... at 0x...>`) and IPython's for functions, methods and classes.
+# A widget's text repr, what GitHub shows of a stored widget without a picture: `VBox(children=(...`.
+WIDGET_TEXT = re.compile(r"^[A-Z]\w*\(children=")
 OBJECT_REPR = re.compile(r"<[^<>\n]* at 0x[0-9a-fA-F]+>|<(?:function|bound method|built-in function|class) [^<>\n]*>")
 
 
@@ -135,6 +137,9 @@ def object_repr_problems(notebook: dict, name: str) -> list[str]:
             if found:
                 problems.append(f"{name}, cell {number}: stores {found.group(0)!r} (end the line with ';' "
                                 f"or assign the value to '_')")
+            if WIDGET_TEXT.match(text) and "image/png" not in output.get("data", {}):
+                problems.append(f"{name}, cell {number}: stores a widget as its text {text[:40]!r}... "
+                                f"(give it a picture for readers without a kernel)")
     return problems
 
 
@@ -154,6 +159,11 @@ def test_the_check_finds_object_reprs():
     harmless = _notebook(("fig", [PNG, TEXT]), ("print(1)", [PRINTED]), ("x < y and y > z", [
         {"output_type": "execute_result", "data": {"text/plain": "tensor([0.1000]) <IPython.core.display.Image object>"}}]))
     assert object_repr_problems(harmless, "nb") == []
+    widget = {"output_type": "display_data", "data": {"text/plain": "VBox(children=(HBox(children=(Bou",
+                                                      "application/vnd.jupyter.widget-view+json": {}}}
+    assert "stores a widget as its text" in object_repr_problems(_notebook(("explorer_widget(e)", [widget])), "nb")[0]
+    pictured = {"output_type": "display_data", "data": dict(widget["data"], **{"image/png": "iVBOR"})}
+    assert object_repr_problems(_notebook(("explorer_widget(e)", [pictured])), "nb") == []
 
 
 def _notebook(*cells):
