@@ -29,7 +29,7 @@
 # | symbol | meaning | in `slamp` |
 # |---|---|---|
 # | $x_{1:T}$, $x_t$ | a video of $T$ frames, frame $t$ (counted from 1, as in the paper) | `x` `(B, T, C, H, W)`; $x_t$ is `x[:, t-1]` |
-# | $n_	ext{past}$, $n_	ext{future}$ | conditioning frames, predicted frames | `n_past`, `n_future` |
+# | $n_\text{past}$, $n_\text{future}$ | conditioning frames, predicted frames | `n_past`, `n_future` |
 # | $h_t = \mathrm{Enc}(x_t)$ | features of frame $t$ | `model.encoder(frames)` → `(N, g)` |
 # | $h^f_t = \mathrm{MotionEnc}(x_{t-1}, x_t)$ | features of the motion into frame $t$ (SLAMP, Eq. 4) | `model.motion.encoder(earlier, later)` |
 # | $z_t$; $z^p_t$, $z^f_t$ | the latent of step $t$; SLAMP's appearance (*pixel*) and motion (*flow*) latents | `prediction.latents["appearance"]`, `["motion"]` |

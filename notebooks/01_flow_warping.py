@@ -43,7 +43,7 @@ import matplotlib.pyplot as plt
 import torch
 
 SMOKE = os.environ.get("SLAMP_SMOKE", "0") == "1"  # small settings for CI
-torch.manual_seed(0)
+torch.manual_seed(0);
 
 # %% [markdown]
 # ## Backward, not forward
@@ -134,7 +134,10 @@ pixel_grid(2, 3)
 # flow (in pixels), converted to `grid_sample`'s $[-1, 1]$ coordinates (x first), and the bilinear
 # sample with the given `padding`. Shapes: frames `(B, C, H, W)` or `(B, T, C, H, W)`, flow
 # `(B, 2, H, W)` or `(B, T, 2, H, W)` → frames' shape. Checked with zero, integer and half-pixel
-# flows, both paddings and a video of flows.
+# flows, both paddings and a video of flows. The lines after the blank read two of your names:
+# `grid`, the normalised sampling positions `(N, H, W, 2)` with x first (N = B·T images, as in
+# `images`), and `out`, the sampled images `(N, C, H, W)`; `size` (width − 1, height − 1) is there
+# for the conversion.
 
 # %%
 #| export
@@ -315,8 +318,16 @@ show_row([pattern, rotated, rotated_border],
 #
 # ## Why not forward warping?
 #
-# To see the holes, splat every source pixel to its rounded target $p - f(p)$ for a zoom by 1.4×.
-# Backward warping fills every target; forward splatting leaves a lattice of empty pixels.
+# To see the holes, apply one zoom by 1.4× about the centre $c$ both ways. Backward warping reads
+# each target pixel $p$ at $p + f(p) = c + (p - c)/1.4$, with $f$ the *backward* field. Forward
+# splatting needs the *forward* field $g$ of the same zoom, $g(p) = 0.4\,(p - c)$: it sends each
+# source pixel $p$ to its rounded target $p + g(p) = c + 1.4\,(p - c)$. (The backward field with
+# its sign flipped is not $g$: splatting to $p - f(p)$ would draw a different transform, a
+# $2 - 1/1.4 \approx 1.29\times$ zoom.) Backward warping fills every target; forward splatting
+# leaves a lattice of empty pixels, close to $1 - 1/1.4^2 = 49\%$ of them. Where the splat did
+# write, it shows the same image as the backward warp up to rounding: the printed difference is
+# below what a half-pixel shift changes (the rounding's largest error), and splatting along
+# $-f$ instead fails that test.
 
 # %%
 def zoom_flow(height, width, factor):
@@ -326,20 +337,34 @@ def zoom_flow(height, width, factor):
     return (grid - centre) / factor + centre - grid
 
 
-def forward_splat(image, flow):
-    """Nearest-pixel forward warping: source pixel p goes to round(p - f(p)); holes stay 0."""
+def zoom_forward_flow(height, width, factor):
+    """Forward flow of the same zoom: source pixel p moves to p + g(p) = c + factor (p - c)."""
+    centre = torch.tensor([(width - 1) / 2, (height - 1) / 2]).view(2, 1, 1)
+    return (pixel_grid(height, width) - centre) * (factor - 1)
+
+
+def forward_splat(image, forward_flow):
+    """Nearest-pixel forward warping: source pixel p goes to round(p + g(p)) for a *forward* flow g;
+    returns the image (holes stay 0) and which target pixels were written."""
     _, height, width = image.shape
-    target = (pixel_grid(height, width) - flow).round().long()
-    x, y = target
+    x, y = (pixel_grid(height, width) + forward_flow).round().long()
     keep = (x >= 0) & (x < width) & (y >= 0) & (y < height)
-    out = torch.zeros_like(image)
+    out, written = torch.zeros_like(image), torch.zeros(height, width, dtype=torch.bool)
     out[:, y[keep], x[keep]] = image[:, keep]
-    return out
+    written[y[keep], x[keep]] = True
+    return out, written
 
 
-flow = zoom_flow(64, 64, 1.4)
-show_row([pattern, warp(pattern[None], flow[None])[0], forward_splat(pattern, flow)],
-         ["source", "backward warp (zoom 1.4×)", "forward splat: holes"], size=3);
+backward = warp(pattern[None], zoom_flow(64, 64, 1.4)[None])[0]
+splat, written = forward_splat(pattern, zoom_forward_flow(64, 64, 1.4))
+wrong_sign, wrong_written = forward_splat(pattern, -zoom_flow(64, 64, 1.4))  # p - f(p): a 1.29x zoom
+half_pixel = (warp(pattern[None], torch.full((1, 2, 64, 64), 0.5))[0] - pattern)[:, 4:-4, 4:-4].abs().mean().item()
+agree = (splat - backward)[:, written].abs().mean().item()
+disagree = (wrong_sign - backward)[:, wrong_written].abs().mean().item()
+print(f"holes: {1 - written.float().mean():.1%} of the target; where written, |splat - backward warp| = {agree:.4f} "
+      f"(a half-pixel shift: {half_pixel:.4f}; splatting to p - f(p): {disagree:.4f})")
+assert agree < half_pixel < disagree
+show_row([pattern, backward, splat], ["source", "backward warp (zoom 1.4×)", "forward splat, same zoom: holes"], size=3);
 
 # %% [markdown]
 # ## Seeing flow: the colour wheel
@@ -465,21 +490,36 @@ flow, losses = fit_flow(first, second, steps=60 if SMOKE else 300)
 error = (flow - true_flow)[..., 4:-4, 4:-4].norm(dim=1).mean().item()
 print(f"photometric loss {losses[0]:.4f} -> {losses[-1]:.6f}; mean end-point error {error:.3f} px")
 assert losses[-1] < 0.1 * losses[0]
+# Texture: the pattern's gradient; the half of the pixels with more of it against the half with less.
+gradient_y, gradient_x = torch.gradient(pattern.mean(0))
+texture = (gradient_x**2 + gradient_y**2).sqrt()[4:-4, 4:-4]
+end_point = (flow - true_flow)[0].norm(dim=0)[4:-4, 4:-4]
+textured, flat = end_point[texture > texture.median()].mean().item(), end_point[texture <= texture.median()].mean().item()
+print(f"end-point error where the pattern has more texture: {textured:.3f} px, less: {flat:.3f} px")
+assert textured < flat
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(9, 2.8))
+fig, axes = plt.subplots(1, 5, figsize=(13, 2.9))
 axes[0].semilogy(losses)
 axes[0].set(title="photometric loss", xlabel="step")
-for ax, field, title in [(axes[1], true_flow[0], "true flow"), (axes[2], flow[0], "learned flow")]:
+axes[1].imshow(pattern.permute(1, 2, 0).numpy())
+axes[1].set_title("the image (first frame)")
+for ax, field, title in [(axes[2], true_flow[0], "true flow (-1.5, 1) px"), (axes[3], flow[0], "learned flow")]:
     ax.imshow(flow_to_colour(field[:, 4:-4, 4:-4], max_flow=2.0).permute(1, 2, 0).numpy())
     ax.set_title(title)
+axes[4].imshow(flow_legend().permute(1, 2, 0).numpy())
+axes[4].set_title("key: edge of disc = 2 px")
+for ax in axes[1:]:
     ax.set_axis_off()
 fig.tight_layout()
 
 # %% [markdown]
-# Where the pattern has texture the learned flow matches the true one; in flat regions the
-# photometric loss cannot tell displacements apart (the *aperture problem*), so the flow there is
-# less certain. SLAMP faces the same ambiguity, and its mask network decides per pixel whether the
+# Both flows are backward fields (where each pixel of the second frame reads the first), drawn with
+# the key on the right at a fixed scale of 2 px: the true one is the single colour of
+# $(-1.5, 1)$, the content moving right and up. Where the pattern has more texture the learned flow
+# is closer to the true one (printed: the mean end-point error over the more textured half of the
+# pixels, about a third of that over the flatter half); in flat regions the photometric loss cannot
+# tell displacements apart (the *aperture problem*), so the flow there is less certain. SLAMP faces the same ambiguity, and its mask network decides per pixel whether the
 # warped previous frame or the freshly painted appearance prediction is more trustworthy.
 #
 # ## Movies
@@ -519,8 +559,9 @@ print(gif.name, gif.stat().st_size > 0)
 # The exercise of this notebook: **`warp`** (three lines: the sampling positions, their
 # `grid_sample` coordinates, the bilinear sample with the given padding).
 #
-# * Warp an image forward (splat each pixel to $p + f(p)$) and count the holes, then backward with
-#   `warp`: why does SLAMP warp backward?
+# * Warp an image forward (splat each pixel $p$ to $p + g(p)$ along a *forward* field $g$, as
+#   `forward_splat` does) and count the holes, then backward with `warp` along the backward field
+#   of the same motion: why does SLAMP warp backward?
 # * Compare `padding="zeros"` with `"border"` on a digit that leaves the frame: which one makes the
 #   motion prediction wrong, and where?
 # * Fit a flow by gradient descent (as above) for a shift of 1, 4 and 12 pixels. Bilinear sampling

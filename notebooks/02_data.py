@@ -238,19 +238,20 @@ print("trajectories stay in the box; velocities change only at bounces")
 
 # %% [markdown]
 # One trajectory of 60 frames from the same start, deterministic and stochastic. Dots mark the
-# frames, crosses the frames right after a bounce.
+# frames, coloured by frame number (the colour bar: frame 1 dark blue, frame 60 yellow), crosses
+# the frames right after a bounce.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(7, 3.4))
+fig, axes = plt.subplots(1, 2, figsize=(7.6, 3.4), layout="constrained")
 for ax, stochastic in zip(axes, (False, True)):
     positions, _, bounces = bounce_trajectory([10, 5], [3, 2], 60, high, np.random.default_rng(3),
                                               stochastic=stochastic)
     ax.plot(positions[:, 1], positions[:, 0], "-", lw=0.8, color="0.6")
-    ax.scatter(positions[:, 1], positions[:, 0], c=np.arange(60), s=10, cmap="viridis")
+    dots = ax.scatter(positions[:, 1], positions[:, 0], c=np.arange(1, 61), s=10, cmap="viridis")
     ax.scatter(positions[bounces, 1], positions[bounces, 0], marker="x", color="red", s=30)
     ax.set(xlim=(-2, 38), ylim=(38, -2), aspect="equal", title="stochastic" if stochastic else "deterministic",
            xlabel="column of the top-left corner", ylabel="row")
-fig.tight_layout()
+fig.colorbar(dots, ax=axes, label="frame", shrink=0.85);
 
 # %% [markdown]
 # ## Drawing frames: add, then clip
@@ -438,14 +439,14 @@ def show_videos(videos: torch.Tensor, title: str = ""):
     fig, ax = plt.subplots(figsize=(0.55 * t + 0.5, 0.55 * b + 0.4))
     ax.imshow(grid.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([j * (w + 2) + w / 2 for j in range(t)])
-    ax.set_xticklabels(range(t), fontsize=7)
+    ax.set_xticklabels(range(1, t + 1), fontsize=7)  # frames from 1
     ax.set_yticks([])
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
 
 
-show_videos(batch, "Stochastic Moving MNIST: 8 sequences, frames 0-14");
+show_videos(batch, "Stochastic Moving MNIST: 8 sequences, frames 1-15");
 
 # %% [markdown]
 # And as a movie: `save_gif` from `01_flow_warping`, four sequences side by side.
@@ -492,25 +493,25 @@ def clear_bounce(s):
 index, bounce = find_sequence(clear_bounce, num_digits=1)
 t_bounce = 6 + int(np.argmax(bounce.bounces[0, 6:9]))
 frames = range(t_bounce - 3, t_bounce + 3)
-print(f"sequence {index}: the digit bounces between frames {t_bounce - 1} and {t_bounce}; velocity "
+print(f"sequence {index}: the digit bounces between frames {t_bounce} and {t_bounce + 1}; velocity "
       f"{bounce.velocities[0, t_bounce - 1].astype(int).tolist()} -> {bounce.velocities[0, t_bounce].astype(int).tolist()}")
 show_row([torch.from_numpy(bounce.frames[t])[None] / 255 for t in frames],
-         [f"t={t}" + (" bounced" if t == t_bounce else "") for t in frames], size=1.5);
+         [f"frame {t + 1}" + (" bounced" if t == t_bounce else "") for t in frames], size=1.5);  # index t: frame t + 1
 
 # %%
 index, collision = find_sequence(lambda s: ink_overlap(s)[5:10].any())
 touching = ink_overlap(collision)
 t_hit = 5 + int(np.argmax(touching[5:10]))
 frames = range(max(t_hit - 3, 0), min(t_hit + 3, 15))
-print(f"sequence {index}: the digits overlap in frames {np.flatnonzero(touching).tolist()}")
+print(f"sequence {index}: the digits overlap in frames {(np.flatnonzero(touching) + 1).tolist()}")
 show_row([torch.from_numpy(collision.frames[t])[None] / 255 for t in frames],
-         [f"t={t}" + (" overlap" if touching[t] else "") for t in frames], size=1.5);
+         [f"frame {t + 1}" + (" overlap" if touching[t] else "") for t in frames], size=1.5);
 
 # %% [markdown]
 # ## Why a random bounce makes the future uncertain
 #
 # Take one past (5 frames, the test protocol's conditioning) of a digit about to hit a wall, and
-# continue it several times from the *same* state (exact position and velocity at frame 4) with
+# continue it several times from the *same* state (exact position and velocity at frame 5, the last of the past) with
 # different random generators. Until the bounce all continuations agree; after it, each
 # leaves the wall in its own direction. Nothing in the past tells which one will happen: the
 # future is a *distribution*. A deterministic predictor trained with a squared error would predict
@@ -521,7 +522,7 @@ show_row([torch.from_numpy(collision.frames[t])[None] / 255 for t in frames],
 # %%
 def continuations(sample, t_past, n_future, n_samples, stochastic=True, seed=0):
     """Frames (K, t_past + n_future, H, W) uint8: the sample's first t_past frames, then K random
-    continuations of its digits from their state at frame t_past - 1."""
+    continuations of its digits from their state in the last past frame (index t_past - 1)."""
     digits = train_digits.images[sample.digit_indices]
     videos = []
     for k in range(n_samples):
@@ -542,7 +543,7 @@ same = continuations(about_to_bounce, t_past, n_future, 3, stochastic=False)
 assert (same == same[0]).all()  # ... and would not with deterministic bounces
 videos = torch.from_numpy(futures[:5]).unsqueeze(2) / 255
 mean = torch.from_numpy(futures.astype(np.float32).mean(0)).unsqueeze(1)[None] / 255
-show_videos(torch.cat([videos, mean]), f"one past (frames 0-4), 5 sampled futures, and the mean of {n_samples} futures (last row)");
+show_videos(torch.cat([videos, mean]), f"one past (frames 1-5), 5 sampled futures, and the mean of {n_samples} futures (last row)");
 
 # %% [markdown]
 # The top-left corner of the digit in all continuations: one path up to the wall, a fan after it.

@@ -49,7 +49,7 @@ import matplotlib.pyplot as plt
 import torch
 
 SMOKE = os.environ.get("SLAMP_SMOKE", "0") == "1"  # small settings for CI
-torch.manual_seed(0)
+torch.manual_seed(0);
 
 # %% [markdown]
 # ## Encoders and decoders with skips
@@ -1116,7 +1116,7 @@ def teacher_forced(model: PredictorParts, x, noise: dict, n_past: int) -> Predic
         motion = motion.unflatten(0, (batch, length))
         g_f, gaussians, _ = model.motion.latent(motion[:, :-1], motion[:, 1:], noise["motion"])
         kls["motion"], latents["motion"] = stream_kl(gaussians), gaussians["z"]
-    # Step t sees the skips of frames 0..t-1 as the model's rule combines them (`decoder_skips`).
+    # The prediction of frame t + 1 sees the skips of frames 1..t as the model's rule combines them (`decoder_skips`).
     skips = [decoder_skips(model.config.skips, s.unflatten(0, (batch, length)), n_past).flatten(0, 1) for s in skips]
     out = decode(model, g_p.flatten(0, 1), g_f.flatten(0, 1), skips, x[:, :-1].flatten(0, 1))
     return Prediction(**{k: v.unflatten(0, (batch, length - 1)) for k, v in out.items()}, kl=kls, latents=latents)
@@ -1470,16 +1470,26 @@ ax.set(xlabel="step", ylabel="L2 (summed over steps)", title="one batch of movin
 ax.legend()
 fig.tight_layout()
 
+# %% [markdown]
+# One step of the fitted model: frame 6 of the first video, predicted from the true frames 1–5
+# (teacher forcing). The mask is white where $\hat x$ takes $x^p$ and black where it takes $x^f$.
+# The flow is the *backward* field of `01_flow_warping` (at each pixel of frame 6, where its content
+# was in frame 5), coloured as on the key beside it: hue is the direction, white is no motion, full
+# colour the longest vector of the field (printed).
+
 # %%
-from slamp.viz import flow_to_colour, show_row
+from slamp.viz import flow_legend, flow_to_colour, show_row
 
 model.eval()
 with torch.no_grad():
     parts = model(squares, n_past=2)
-t = 4  # prediction of frame 5 from frame 4
-show_row([squares[0, t + 1], parts.x_p[0, t], parts.x_f[0, t], parts.mask[0, t],
-          flow_to_colour(parts.flow[0, t]), parts.x_hat[0, t]],
-         ["truth x_t", "appearance x^p", "motion x^f", "mask m", "flow", "x̂ = m x^p + (1-m) x^f"]);
+t = 4  # output index 4: the prediction of frame 6 (index 5) from frames 1-5
+flow = parts.flow[0, t]
+print(f"frame {t + 2}: longest flow vector {flow.norm(dim=0).max():.2f} px, mask mean {parts.mask[0, t].mean():.2f}")
+show_row([squares[0, t + 1], parts.x_p[0, t], parts.x_f[0, t], parts.mask[0, t], flow_to_colour(flow), flow_legend(),
+          parts.x_hat[0, t]],
+         [f"truth x_{t + 2}", "appearance x^p", "motion x^f", "mask m\n(white: x^p, black: x^f)", "flow (backward)",
+          "flow key: hue =\ndirection, white = 0", "x̂ = m x^p + (1-m) x^f"], size=1.8);
 
 # %% [markdown]
 # ## Exercises and what to try next
@@ -1489,10 +1499,10 @@ show_row([squares[0, t + 1], parts.x_p[0, t], parts.x_f[0, t], parts.mask[0, t],
 #
 # * The mask off: fix $m = \tfrac12$ (the "average" row of the paper's Table 7; `docs/contributing.md`
 #   shows the model) and fit the moving squares again: what does the learned mask add?
-# * Leave the `pixel` or the `flow` term out of `prediction_loss` and fit the squares: which head
+# * Leave the `x_p` or the `x_f` term out of `prediction_loss` and fit the squares: which head
 #   stops learning, and why (section 3 of `00_elbo`)?
 # * Fit AppearanceOnly and SLAMP-Baseline to the same batch for the same number of steps: the only
-#   difference is the motion head. How much lower is SLAMP-Baseline's `final` term, and where in
+#   difference is the motion head. How much lower is SLAMP-Baseline's `x_hat` term, and where in
 #   the frame does its mask trust $x^f$?
 # * Fit SVG (`held` skips) and AppearanceOnly (`mean`) to the squares with `n_past=2`: SVG's
 #   decoder keeps reading the first frame's skips while the square moves away. Where does that show

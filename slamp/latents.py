@@ -93,7 +93,7 @@ class ExplorerState:
         return self
 
     def scrub(self, t: int) -> "Explorer":
-        """Show future step ``t`` (0 is frame ``n_past``)."""
+        """Show future step ``t``, from 0 (frame ``n_past + 1``, frames counted from 1)."""
         if not 0 <= t < self.n_future:
             raise ValueError(f"t must be in [0, {self.n_future - 1}], found {t}")
         self.t = int(t)
@@ -165,23 +165,37 @@ def explorer_figure(explorer: Explorer, size: float = 1.6):
     for k, name in enumerate(explorer.streams):
         ax = fig.add_subplot(grid[1, k * width: (k + 1) * width])
         z = latents[name][explorer.t].flatten()
-        ax.bar(range(len(z)), z.numpy(), color=f"C{k}")
-        ax.set_ylim(-3.5, 3.5)
+        ax.bar(range(1, len(z) + 1), z.numpy(), color=f"C{k}")
+        ax.set(ylim=(-3.5, 3.5), xticks=range(1, len(z) + 1, max(1, len(z) // 5)), xlabel="dimension")
         ax.set_title(f"${latent_symbol(explorer.model, name)}$ (draw {explorer.draws[name]})", fontsize=8)
         ax.tick_params(labelsize=6)
-    fig.suptitle(f"sequence {explorer.sequence}, frame {explorer.n_past + explorer.t} "
+    fig.suptitle(f"sequence {explorer.sequence}, frame {explorer.n_past + explorer.t + 1} "
                  f"(future step {explorer.t + 1} of {explorer.n_future})", fontsize=9)
     fig.tight_layout()
     return fig
 
 
-# notebooks/07_latents.py, cell 32
+# notebooks/07_latents.py, cell 33
 def explorer_widget(explorer: Explorer):
     """Jupyter controls for an :class:`Explorer`: a sequence number, a future-step slider (with a
     play button), one button per latent stream and one for all, and the explorer's figure, redrawn
-    on every change. Display the returned widget in a notebook."""
+    on every change. Display the returned widget in a notebook; where widgets do not render (a
+    saved notebook on GitHub) it shows as a PNG of the explorer's figure at the time it was shown."""
+    import base64
+    import io
+
     import ipywidgets as widgets
     from IPython.display import display
+
+    class ExplorerBox(widgets.VBox):
+        def _repr_mimebundle_(self, **kwargs):
+            data = super()._repr_mimebundle_(**kwargs)
+            fig, buffer = explorer.figure(), io.BytesIO()
+            fig.savefig(buffer, format="png", dpi=72)
+            plt.close(fig)
+            data["image/png"] = base64.b64encode(buffer.getvalue()).decode()
+            data["text/plain"] = "the explorer (a static figure here: run the cell to explore)"
+            return data
 
     output = widgets.Output()
 
@@ -206,10 +220,10 @@ def explorer_widget(explorer: Explorer):
         button.on_click(lambda _, stream=stream: redraw(explorer.resample(stream)))
         buttons.append(button)
     redraw()
-    return widgets.VBox([widgets.HBox([sequence, play, step]), widgets.HBox(buttons), output])
+    return ExplorerBox([widgets.HBox([sequence, play, step]), widgets.HBox(buttons), output])
 
 
-# notebooks/07_latents.py, cell 36
+# notebooks/07_latents.py, cell 37
 DIRECTIONS = ("→", "↘", "↓", "↙", "←", "↖", "↑", "↗")  # sectors of 45°, clockwise on screen (rows grow down)
 
 
@@ -239,7 +253,7 @@ def motion_labels(positions, by: str = "direction", bins: int = 8, digit: int = 
     raise ValueError(f"by must be 'direction' or 'speed', found {by!r}")
 
 
-# notebooks/07_latents.py, cell 39
+# notebooks/07_latents.py, cell 40
 @torch.no_grad()
 def posterior_latents(model: VideoPredictor, videos: torch.Tensor, batch_size: int = 64) -> dict:
     """The latents the posteriors draw for steps ``1 .. T-1`` of ``videos`` ``(N, T, C, H, W)``

@@ -363,7 +363,7 @@ def teacher_forced(model: PredictorParts, x, noise: dict, n_past: int) -> Predic
         motion = motion.unflatten(0, (batch, length))
         g_f, gaussians, _ = model.motion.latent(motion[:, :-1], motion[:, 1:], noise["motion"])
         kls["motion"], latents["motion"] = stream_kl(gaussians), gaussians["z"]
-    # Step t sees the skips of frames 0..t-1 as the model's rule combines them (`decoder_skips`).
+    # The prediction of frame t + 1 sees the skips of frames 1..t as the model's rule combines them (`decoder_skips`).
     skips = [decoder_skips(model.config.skips, s.unflatten(0, (batch, length)), n_past).flatten(0, 1) for s in skips]
     out = decode(model, g_p.flatten(0, 1), g_f.flatten(0, 1), skips, x[:, :-1].flatten(0, 1))
     return Prediction(**{k: v.unflatten(0, (batch, length - 1)) for k, v in out.items()}, kl=kls, latents=latents)

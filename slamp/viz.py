@@ -186,7 +186,7 @@ def streams_strip(truth, parts: dict, gap: int = 2) -> torch.Tensor:
     return torch.cat(pieces, dim=-1)
 
 
-# notebooks/07_latents.py, cell 44
+# notebooks/07_latents.py, cell 45
 def show_tsne(embeddings: dict, labels, names=None, title: str | None = None, cmap: str = "hsv",
               size: float = 3.4) -> plt.Figure:
     """Scatter plots of 2-D embeddings ``{panel title: (N, 2)}``, one panel each, with every point
@@ -214,7 +214,7 @@ def show_tsne(embeddings: dict, labels, names=None, title: str | None = None, cm
     return fig
 
 
-# notebooks/07_latents.py, cell 51
+# notebooks/07_latents.py, cell 52
 def show_futures(truth, rows, labels=None, n_past: int = 0, steps=None, first_frame: int = 1,
                  size: float = 1.0, title: str | None = None) -> Figure:
     """Truth above futures: the true frames ``truth`` ``(T, C, H, W)``, then one row per entry of

@@ -1,5 +1,7 @@
 """slamp.latents: trained models, the explorer's state, motion labels, t-SNE and separability
 (notebook 07_latents)."""
+import base64
+
 import matplotlib
 import numpy as np
 import pytest
@@ -138,7 +140,9 @@ def test_explorer_figure_shows_every_stream_and_each_latent(explorer):
     assert titles[:6] == ["ground truth", r"prediction $\hat x$", r"appearance $x^p$", r"motion $x^f$",
                           "mask $m$", "flow $f$"]
     assert titles[6:] == ["$z^p$ (draw 0)", "$z^f$ (draw 1)"]
-    assert "sequence 1, frame 5" in fig.get_suptitle()
+    assert "sequence 1, frame 6" in fig.get_suptitle()  # frames from 1: N_PAST = 3 past, future step 2 is the 3rd
+    ticks = fig.axes[7].get_xticks()
+    assert ticks.min() >= 1 and all(float(tick).is_integer() for tick in ticks)  # dimensions 1, 2, ..., not 2.5
     heights = [bar.get_height() for bar in fig.axes[7].patches]
     assert np.allclose(heights, explorer.latents["motion"][2].numpy())
     matplotlib.pyplot.close(fig)
@@ -169,6 +173,13 @@ def test_the_widget_only_wires_controls_to_the_explorer(explorer):
     assert explorer.draws == {"appearance": 1, "motion": 0} and torch.equal(explorer.noise["motion"], motion)
     buttons[2].click()
     assert explorer.draws == {"appearance": 2, "motion": 1}
+
+
+def test_the_widget_is_stored_as_a_figure_where_widgets_do_not_render(explorer):
+    bundle = explorer_widget(explorer)._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle  # a live front end shows the controls
+    assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")  # GitHub the figure
+    assert "run the cell to explore" in bundle["text/plain"] and "VBox(" not in bundle["text/plain"]
 
 
 # ---- labels, latents, t-SNE, separability -------------------------------------------------------

@@ -43,3 +43,42 @@ def test_no_notebook_drifts_from_the_notation(path):
     for pattern, rule in DRIFT.items():
         found = re.search(pattern, text)
         assert found is None, f"{path.name}: {found.group(0)!r} ({rule})"
+
+
+def notebook_text(path: Path) -> str:
+    """All a reader sees of the notebook's own words: its markdown, and its code cells (comments,
+    figure titles, printed messages), from the .py half and from the .ipynb half."""
+    halves = [jupytext.read(path), jupytext.read(path.with_suffix(".ipynb"))]
+    return "\n".join(cell.source for notebook in halves for cell in notebook.cells)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_notebook_has_a_tab_in_its_text(path):
+    """A TAB in a notebook is almost always a ``\\t`` eaten by a string escape: ``$n_\\text{past}$``
+    written where ``\\t`` is read as a TAB shows as ``n_ ext{past}``."""
+    for number, line in enumerate(notebook_text(path).splitlines(), start=1):
+        assert "\t" not in line, f"{path.name}: a TAB in {line.strip()!r} (a '\\t' of '\\text' eaten?)"
+
+
+# Frames are counted from 1, as in the paper and 00's table: x_1 .. x_T, "frames 1-5" conditioning.
+# What counts from 0 slipped in from Python's indices: "frames 0-14", "frame 0", "0 is frame
+# n_past", a label "frame {n_past + t}" for future step t = 0, 1, ... (that is frame n_past + t + 1).
+FROM_ZERO = {r"\bframes? 0\b(?![.,]\d)": "frames are numbered from 1",
+             r"\b0 is frame\b": "step 0 is frame 1 (or n_past + 1 for the future)",
+             r"frame \{[\w.]*n_past \+ [\w.]*\bt\}": "future step t = 0 is frame n_past + 1: add 1"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_frames_are_counted_from_1(path):
+    text = notebook_text(path)
+    for pattern, rule in FROM_ZERO.items():
+        found = re.search(pattern, text)
+        assert found is None, f"{path.name}: {found.group(0)!r} ({rule})"
+
+
+def test_the_frame_and_tab_checks_find_what_they_look_for():
+    for wrong in ["frames 0-14", "(frames 0-4)", "frames 0..t-1", "frame 0 of", "(0 is frame ``n_past``)",
+                  'f"frame {explorer.n_past + explorer.t} "']:
+        assert any(re.search(pattern, wrong) for pattern in FROM_ZERO), wrong
+    for right in ["frames 1-15", "frame 0.5 s", "frame {n_past + t + 1}", "frame 10", "x_{t-1}"]:
+        assert not any(re.search(pattern, right) for pattern in FROM_ZERO), right

@@ -8,6 +8,11 @@ the notebook defines that does either; or when its stored outputs hold the text
 ``<Figure size ...>`` (what a non-inline backend such as ``MPLBACKEND=Agg`` leaves). Such a cell
 must store an ``image/png``, unless it closes its figure (``plt.close``). A notebook must store some
 outputs. Re-render with ``make notebooks``.
+
+No code cell stores an object's repr as its output (``<torch._C.Generator at 0x7f...>``,
+``<function __main__.warp(...)>``): it is what a cell's last expression leaves when its value was
+not meant to be shown (end the line with ``;`` or assign it to ``_``), and a reader learns nothing
+from a memory address.
 """
 import ast
 import json
@@ -23,6 +28,10 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
 PYPLOT_DRAWERS = {"plt." + name for name in ("figure", "subplots", "subplot", "subplot_mosaic", "plot", "imshow",
                                               "matshow", "scatter", "bar", "hist", "show")}
 FIGURE_TEXT = re.compile(r"<Figure size \d")
+# An object's default repr (`<... at 0x...>`) and IPython's for functions, methods and classes.
+# A widget's text repr, what GitHub shows of a stored widget without a picture: `VBox(children=(...`.
+WIDGET_TEXT = re.compile(r"^[A-Z]\w*\(children=")
+OBJECT_REPR = re.compile(r"<[^<>\n]* at 0x[0-9a-fA-F]+>|<(?:function|bound method|built-in function|class) [^<>\n]*>")
 
 
 @lru_cache(maxsize=1)
@@ -113,6 +122,48 @@ def test_committed_notebook_stores_its_figures(path):
     problems = figure_problems(json.loads(path.read_text()), f"notebooks/{path.name}")
     assert not problems, ("stored notebooks must show their figures; re-render with `make notebooks`:\n  "
                           + "\n  ".join(problems))
+
+
+def object_repr_problems(notebook: dict, name: str) -> list[str]:
+    """The code cells of ``notebook`` whose stored outputs (printed text or a result's text/plain)
+    show an object's repr, each named with its cell number (from 1, as Jupyter lists all cells)."""
+    problems = []
+    for number, cell in enumerate(notebook["cells"], start=1):
+        if cell["cell_type"] != "code":
+            continue
+        for output in cell.get("outputs", []):
+            text = "".join(output.get("text", "")) + "".join(output.get("data", {}).get("text/plain", ""))
+            found = OBJECT_REPR.search(text)
+            if found:
+                problems.append(f"{name}, cell {number}: stores {found.group(0)!r} (end the line with ';' "
+                                f"or assign the value to '_')")
+            if WIDGET_TEXT.match(text) and "image/png" not in output.get("data", {}):
+                problems.append(f"{name}, cell {number}: stores a widget as its text {text[:40]!r}... "
+                                f"(give it a picture for readers without a kernel)")
+    return problems
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_committed_notebook_stores_an_object_repr(path):
+    problems = object_repr_problems(json.loads(path.read_text()), f"notebooks/{path.name}")
+    assert not problems, "a stored output shows a memory address, not a result:\n  " + "\n  ".join(problems)
+
+
+def test_the_check_finds_object_reprs():
+    result = {"output_type": "execute_result", "data": {"text/plain": "<torch._C.Generator at 0x7ff4381294b0>"}}
+    function = {"output_type": "execute_result", "data": {"text/plain": "<function __main__.warp(image, flow)>"}}
+    printed = {"output_type": "stream", "name": "stdout", "text": "made <object object at 0x10>\n"}
+    assert object_repr_problems(_notebook(("torch.manual_seed(0)", [result])), "nb") == [
+        "nb, cell 1: stores '<torch._C.Generator at 0x7ff4381294b0>' (end the line with ';' or assign the value to '_')"]
+    assert len(object_repr_problems(_notebook(("warp", [function]), ("print(o)", [printed])), "nb")) == 2
+    harmless = _notebook(("fig", [PNG, TEXT]), ("print(1)", [PRINTED]), ("x < y and y > z", [
+        {"output_type": "execute_result", "data": {"text/plain": "tensor([0.1000]) <IPython.core.display.Image object>"}}]))
+    assert object_repr_problems(harmless, "nb") == []
+    widget = {"output_type": "display_data", "data": {"text/plain": "VBox(children=(HBox(children=(Bou",
+                                                      "application/vnd.jupyter.widget-view+json": {}}}
+    assert "stores a widget as its text" in object_repr_problems(_notebook(("explorer_widget(e)", [widget])), "nb")[0]
+    pictured = {"output_type": "display_data", "data": dict(widget["data"], **{"image/png": "iVBOR"})}
+    assert object_repr_problems(_notebook(("explorer_widget(e)", [pictured])), "nb") == []
 
 
 def _notebook(*cells):

@@ -564,6 +564,7 @@ def snapshot(model: str) -> Path:
         "updates_in_all": base_updates + done, "cpu_minutes": round(base_minutes + cpu_seconds / 60, 1),
         "continuation_cpu_seconds": cpu_seconds, "continued_from_shipped": True, "device": "cpu",
         "continuation": {"init_from": state["init_from"], "seed": state["seed"], "lr": state["lr"],
+                         "lr_from_update": state.get("lr_from_update", {}),
                          "batch_size": state["batch_size"], "val_seed": VAL_SEED, "settings": CONTINUE_SETTINGS},
         "learning_curve": curve})
     print(f"wrote {path.relative_to(ROOT)}: {base_updates + done} updates in all, "
