@@ -456,7 +456,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from slamp.console import progress_bar
 
 from slamp.data.files import atomic_path, save_tensors
 from slamp.metrics import at_least_float32, lpips, mean_confidence_interval, psnr, ssim, ssim_of_samples
@@ -705,7 +705,7 @@ def evaluate(model, videos, n_past: int, n_future: int, num_samples: int = 100, 
     sampler = fast_sampler(model, device) if protocol == "slamp" else PublicCodeSampler(model)
     curves = {head: {metric: [] for metric in metrics} for head in heads}
     best_frames, diversity = [], {head: [] for head in heads}
-    for batch in tqdm(videos, desc="evaluating", disable=not progress):
+    for batch in progress_bar(videos, desc="evaluating", disable=not progress):
         batch = batch.to(device)
         if batch.ndim != 5 or batch.shape[1] < n_past + n_future:
             raise ValueError(f"test batches must be (B, T, C, H, W) with T >= n_past + n_future = {n_past + n_future}, "

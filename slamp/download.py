@@ -200,7 +200,7 @@ def download_public(dataset: str, data_dir=None, base_url: str | None = None, pr
 def _receive(response, part: Path, offset: int, name: str, progress: bool, out, failed) -> bool:
     """Write ``response``'s body into ``part`` (appended to its first ``offset`` bytes for a 206);
     True when the file is whole, False to start again."""
-    from tqdm.auto import tqdm
+    from slamp.console import progress_bar
 
     status = response.status
     length = response.headers.get("Content-Length")
@@ -225,8 +225,8 @@ def _receive(response, part: Path, offset: int, name: str, progress: bool, out, 
     out(f"size: {_size(total)}" + (f", resuming at byte {offset:,}" if offset else ""))
     received, stopped = offset, None
     with open(part, "ab" if offset else "wb") as file, \
-            tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-                 desc=name, disable=not progress, file=sys.stderr) as bar:
+            progress_bar(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                         desc=name, disable=not progress) as bar:
         while True:
             try:
                 block = response.read1(CHUNK)  # what has arrived: a timeout loses nothing read

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
+from slamp.console import progress_bar
 from slamp.data.files import atomic_path, save_tensors
 from slamp.guards import batchnorm_statistics, restore_batchnorm_statistics
 from slamp.kernels import MAX_BATCH, fast_sampler
@@ -184,7 +184,7 @@ def evaluate(model, videos, n_past: int, n_future: int, num_samples: int = 100, 
     sampler = fast_sampler(model, device) if protocol == "slamp" else PublicCodeSampler(model)
     curves = {head: {metric: [] for metric in metrics} for head in heads}
     best_frames, diversity = [], {head: [] for head in heads}
-    for batch in tqdm(videos, desc="evaluating", disable=not progress):
+    for batch in progress_bar(videos, desc="evaluating", disable=not progress):
         batch = batch.to(device)
         if batch.ndim != 5 or batch.shape[1] < n_past + n_future:
             raise ValueError(f"test batches must be (B, T, C, H, W) with T >= n_past + n_future = {n_past + n_future}, "

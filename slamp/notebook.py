@@ -16,6 +16,8 @@ import os
 import platform
 import sys
 
+from slamp.console import kernel_shell
+
 
 def inline_figures() -> bool:
     """In a Jupyter kernel, switch matplotlib to the inline backend (``%matplotlib inline``) and
@@ -23,12 +25,8 @@ def inline_figures() -> bool:
 
     A kernel started with ``MPLBACKEND=Agg`` in its environment draws into Agg, which displays
     nothing: ``jupyter nbconvert --execute`` would then store no figure in the notebook."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    if shell is None or getattr(shell, "kernel", None) is None:  # plain IPython has no inline display
+    shell = kernel_shell()
+    if shell is None:
         return False
     shell.run_line_magic("matplotlib", "inline")
     return True

@@ -22,11 +22,11 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import torch
 
+from slamp.console import say
 from slamp.data.files import atomic_path, save_tensors
 
 
@@ -34,7 +34,7 @@ PROGRESS = ".progress"
 
 
 def _say(message: str) -> None:
-    print(f"slamp evaluate: {message}", file=sys.stderr)
+    say(message, program="slamp evaluate")
 
 
 def tensor_sha256(*tensors: torch.Tensor) -> str:

@@ -12,7 +12,6 @@ import json
 import math
 import shutil
 import signal
-import sys
 import threading
 import time
 from dataclasses import asdict, replace
@@ -21,7 +20,6 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
 
 from slamp.checkpoint import (
     CheckpointError,
@@ -37,6 +35,7 @@ from slamp.checkpoint import (
     set_rng_state,
 )
 from slamp.config import ConfigError, TrainConfig
+from slamp.console import progress_bar, say
 from slamp.data.files import atomic_path
 from slamp.data.stream import epoch_loader, training_sequences, validation_videos
 from slamp.distributed import Distributed, global_noise, synchronise_batchnorm
@@ -275,7 +274,7 @@ class TrainingRun:
 
     def say(self, message: str) -> None:
         if self.place.is_main:
-            tqdm.write(message, file=sys.stderr)  # stdout stays for results (the CLI prints JSON)
+            say(message)
 
     # ---- around the updates -------------------------------------------------------------------
     @property
@@ -289,7 +288,7 @@ class TrainingRun:
         self.say(f"training {type(self.model).__name__} ({self.model.num_parameters() / 1e6:.2f} M parameters) "
                  f"on {c.dataset}, {self.place.world_size} process(es) on {self.device}, "
                  f"autocast {self.dtype}, updates {self.step} -> {end}, writing to {self.out}")
-        self.progress = tqdm(total=self.total_steps, initial=self.step, disable=not self.place.is_main,
+        self.progress = progress_bar(total=self.total_steps, initial=self.step, disable=not self.place.is_main,
                              dynamic_ncols=True)
         self.end, self.first, self.busy = end, self.step, 0.0
         self.started = self.tick = time.perf_counter()
