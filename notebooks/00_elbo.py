@@ -432,9 +432,9 @@ fig.tight_layout()
 # \;-\; \mathrm{KL}\Big(\prod_{t} q_\phi(z_t \mid x_{1:t}) \,\Big\|\, \prod_{t} p_\psi(z_t \mid x_{1:t-1})\Big).$$
 #
 # **The KL splits into a sum over time.** The log of a ratio of products is a sum of log-ratios,
-# and the $t$-th log-ratio depends on $z_t$ alone, because both networks are fed frames, never
-# earlier codes. The expectation of each term under the product $q$ is then an expectation under
-# $q_\phi(z_t \mid x_{1:t})$ only:
+# and the $t$-th log-ratio depends on $z_t$ alone, because both networks, as SVG's code and the
+# public SLAMP code build them, are fed frames and no earlier code. The expectation of each term
+# under the product $q$ is then an expectation under $q_\phi(z_t \mid x_{1:t})$ only:
 #
 # $$\mathrm{KL}\Big(\prod_t q_t \,\Big\|\, \prod_t p_t\Big)
 # = \mathbb{E}_{q}\Big[\sum_{t=2}^{T} \log\frac{q_\phi(z_t \mid x_{1:t})}{p_\psi(z_t \mid x_{1:t-1})}\Big]
@@ -442,9 +442,17 @@ fig.tight_layout()
 # = \sum_{t=2}^{T} \mathrm{KL}\big(q_\phi(z_t \mid x_{1:t}) \,\big\|\, p_\psi(z_t \mid x_{1:t-1})\big).$$
 #
 # Every term is a KL between two diagonal Gaussians, in closed form; only the likelihood needs a
-# sample. (Were the prior also fed earlier codes, as in a state-space model, the sum would still
-# hold, with each term averaged over $q(z_{2:t-1})$ and estimated with the sampled codes.) With
-# the weight $\beta$ of §1.3, SVG maximises
+# sample.
+#
+# **What the SLAMP paper writes, what the code does.** The paper's Eq. 2 writes each prior with the
+# previous code in its condition as well, $p_\psi(z_t \mid x_{1:t-1}, z_{t-1})$. The public SLAMP
+# code feeds its prior LSTMs only encoded frames (for the motion prior, encoded frame pairs), never
+# a code, and slamp does as the public code, so the priors above are exactly what runs. Had the
+# prior been fed $z_{t-1}$, the bound would keep its shape: the sum over time still holds, each
+# term is averaged over $q(z_{t-1})$ as well, and a training step estimates it with the code the
+# posterior sampled, so the loss code would be the same; only the prior network's input changes.
+#
+# With the weight $\beta$ of §1.3, SVG maximises
 #
 # $$\mathcal{L}_{\text{SVG}} = \sum_{t=2}^{T}\Big(\mathbb{E}_{q}\big[\log p_\theta(x_t \mid x_{1:t-1}, z_{2:t})\big]
 # - \beta\,\mathrm{KL}\big(q_\phi(z_t \mid x_{1:t}) \,\big\|\, p_\psi(z_t \mid x_{1:t-1})\big)\Big).$$
@@ -605,6 +613,10 @@ for name, with_pixel_term in [("L2(x̂) only", False), ("L2(x̂) + L2(x^p)", Tru
 #   $p^f_\psi(z^f_t \mid x_{1:t-1})$ sees the **motion history**, the motion $x_{t-2} \to x_{t-1}$
 #   (and at the first step the pair $(x_1, x_1)$: zero motion). The motion predictor, fed $z^f_t$,
 #   drives the flow decoder: $f_{t-1:t}$, then $x^f_t = \mathcal{W}(x_{t-1}, f_{t-1:t})$.
+#
+# (Eq. 2 of the paper also puts each stream's previous code, $z^p_{t-1}$ or $z^f_{t-1}$, in its
+# prior's condition; the public code and slamp feed the priors frames only. §2 says why the bound
+# and the loss code keep their shape either way.)
 #
 # The mask and the three likelihood terms are those of §3. The posterior and the prior over the
 # pair of codes both **factorise** over the streams:
