@@ -1159,6 +1159,12 @@ assert same_floors["black"].keys() == summary["x_hat"].keys()
 # `AppearanceOnly`. Note the floor: on SRVP's 5,000 sequences an all-black frame scores SSIM 0.7235 (PSNR 13.82), above
 # the paper's own SVG row (0.7090): SSIM rewards the empty background, and only a model that keeps it
 # exactly black while placing the digits can beat the black frame.
+#
+# The figure after the table compares like with like: the paper reports one number per metric,
+# the mean over the 20 predicted frames, so its SLAMP is a star in a column of means beside ours
+# (with our 95% interval), not a line across the per-frame curves. Below them, each other head
+# minus $\hat x$ on the same sequences, with the 95% interval of that paired difference: where the
+# band holds 0, this run cannot tell the head from $\hat x$ at that frame.
 
 # %%
 PAPER = {  # Akan et al., ICCV 2021, tables 4–6: best-of-100, mean over the test set
@@ -1176,20 +1182,38 @@ for name, scores in same_floors.items():  # the paper reports no floor; ours, on
           f"PSNR {scores['psnr']['mean']:.2f}  SSIM {scores['ssim']['mean']:.4f}")
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
-frames_axis = torch.arange(6, 26)
-for ax, metric in zip(axes, ["psnr", "ssim"]):
-    for head in summary:
-        values = summary[head][metric]
-        mean, half = torch.tensor(values["per_frame"]), torch.tensor(values["per_frame_ci95"])
-        ax.plot(frames_axis, mean, label=head)
-        ax.fill_between(frames_axis, mean - half, mean + half, alpha=0.2)
-    for (name, scores), grey in zip(same_floors.items(), ["0.1", "0.4", "0.7"]):
-        ax.plot(frames_axis, scores[metric]["per_frame"], color=grey, ls=":", lw=1.5, label=f"floor: {name}")
-    ax.axhline(PAPER["Stochastic Moving MNIST", "SLAMP"][metric], color="k", ls="--", lw=1, label="paper SLAMP (mean)")
-    ax.set(xlabel="frame", title=f"{metric.upper()} of the best of {num_samples} samples, 95% CI")
-axes[0].legend(fontsize=7)
-fig.suptitle(model_name, fontsize=9)
+FLOOR_STYLE = {"black": ("0.0", ":"), "last_frame": ("0.35", "--"), "mean_frame": ("0.6", "-.")}
+frames_axis, at_mean = torch.arange(6, 26), 28  # the frames, and where the frame-mean column sits
+fig, axes = plt.subplots(2, 2, figsize=(10, 6), sharex=True, height_ratios=[3, 2])
+for column, metric in enumerate(["psnr", "ssim"]):
+    top, bottom = axes[0, column], axes[1, column]
+    ours = summary["x_hat"][metric]
+    mean, half = torch.tensor(ours["per_frame"]), torch.tensor(ours["per_frame_ci95"])
+    top.plot(frames_axis, mean, color="C0", lw=2, label=r"$\hat x$, 95% CI")
+    top.fill_between(frames_axis, mean - half, mean + half, color="C0", alpha=0.25)
+    for name, scores in same_floors.items():  # each floor in its own grey and dash, named at its end
+        grey, dash = FLOOR_STYLE[name]
+        top.plot(frames_axis, scores[metric]["per_frame"], color=grey, ls=dash, lw=1.5, label=f"floor: {name}")
+    # Means over frames in a column of their own: the paper reports only this number, so ours is
+    # compared with it there, not frame by frame.
+    top.axvline(26.5, color="0.8", lw=1)
+    top.errorbar(at_mean, ours["mean"], yerr=ours["ci95"], fmt="o", color="C0", capsize=3)
+    top.plot(at_mean, PAPER["Stochastic Moving MNIST", "SLAMP"][metric], "k*", ms=10, label="paper's SLAMP (mean)")
+    top.set(ylabel=f"{metric.upper()}{' (dB)' if metric == 'psnr' else ''}, best of {num_samples}",
+            title=f"{metric.upper()} per frame, and the mean over frames")
+    # The other heads against x-hat on the same sequences: the paired difference and its 95% CI.
+    for head, color in zip(["x_p", "x_f", "average"], ["C1", "C2", "C3"]):
+        difference = result.curves[head][metric] - result.curves["x_hat"][metric]  # (sequences, frames)
+        per_frame = [mean_confidence_interval(difference[:, k]) for k in range(difference.shape[1])]
+        centre, width = (torch.tensor(v) for v in zip(*per_frame))
+        bottom.plot(frames_axis, centre, color=color, label=head)
+        bottom.fill_between(frames_axis, centre - width, centre + width, color=color, alpha=0.15)
+    bottom.axhline(0, color="C0", lw=1)
+    bottom.set(xlabel="frame", ylabel=f"head − $\\hat x$ ({metric.upper()})",
+               xticks=[6, 10, 15, 20, 25, at_mean], xticklabels=["6", "10", "15", "20", "25", "mean"])
+axes[0, 0].legend(fontsize=7, loc="upper center")
+axes[1, 0].legend(fontsize=7, loc="lower right", ncol=3)
+fig.suptitle(f"{model_name}: {len(test_set)} test sequences, 5 → 20 frames (frames 6–25 predicted)", fontsize=9)
 fig.tight_layout()
 
 # %% [markdown]
@@ -1217,6 +1241,8 @@ for r, (name, frames) in enumerate(rows.items()):
         axes[r, k].imshow(frames[t, 0].cpu(), cmap="gray", vmin=0, vmax=1)
         axes[r, k].set_axis_off()
     axes[r, 0].set_title(name, fontsize=8, loc="left")
+for k, t in enumerate(range(0, 20, 2)):  # frames counted from 1: the first predicted one is frame 6
+    axes[-1, k].text(0.5, -0.08, f"frame {6 + t}", transform=axes[-1, k].transAxes, ha="center", va="top", fontsize=8)
 fig.suptitle(f"{model_name}: test sequence 0, every second predicted frame", fontsize=9)
 fig.tight_layout()
 
