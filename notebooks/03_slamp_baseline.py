@@ -468,7 +468,8 @@ class ConvLSTM(nn.Module):
 
 
 # %% [markdown]
-# A frame first goes through one **image encoder**, shared by the two streams: five levels of
+# A frame first goes through one **image encoder**, shared by the two streams, as the paper's
+# App. C describes it for KITTI and Cityscapes: five levels of
 # $3\times3$ conv-BN-LeakyReLU (2, 2, 3, 3, 3 layers of 64, 96, 128, 192, 256 channels), the
 # first layer of each strided, each level's map kept as a skip, then two layers to a map of
 # $2g = 128$ channels. Cityscapes' levels are stride-2 halvings ($64\times128$ down to
