@@ -12,8 +12,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-import assignment_checks as checks  # noqa: E402
 import assignments  # noqa: E402
+
+from slamp import exercises as checks  # noqa: E402
 
 
 # exercise -> [(what the student wrote in place of the solution, words the hint must contain)]

@@ -302,8 +302,10 @@ import importlib, importlib.util, inspect, json, sys
 from pathlib import Path
 import slamp
 exercises = json.loads(sys.argv[1])
-found = {"slamp": slamp.__file__, "grader": [m for m in ("assignments", "assignment_checks", "sandbox_worker", "literate")
+found = {"slamp": slamp.__file__, "grader": [m for m in ("assignments", "sandbox_worker", "literate")
                                              if importlib.util.find_spec(m) is not None]}
+from slamp.exercises import CHECKS  # the self-checks come with the student build
+found["checks"] = sorted(CHECKS)
 for function, module in exercises.items():
     found[function] = inspect.getsource(getattr(importlib.import_module("slamp." + module), function))
 files = [p for p in Path(slamp.__file__).parent.rglob("*") if p.is_file()]
@@ -338,6 +340,7 @@ def test_a_fresh_environment_with_the_student_build_gives_no_solution_away(stude
     assert result.returncode == 0, result.stderr[-2000:]
     found = json.loads(result.stdout)
     assert found["slamp"].startswith(site) and found["grader"] == [] and found["marker"]
+    assert found["checks"] == sorted(exercises)
     lines = solution_lines()
     assert set(lines) == set(exercises) and all(lines.values())
     for function in exercises:
