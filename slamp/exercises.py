@@ -39,27 +39,35 @@ class SelfCheckFailed(AssertionError):
 
 def _where(error: BaseException, function) -> str:
     """`` (at FILE, line N: CODE)`` for the line that raised ``error``: the last one in the file
-    that defines ``function`` (a notebook cell), else the last one outside this module."""
+    that defines ``function`` (a notebook cell: "line N of the cell"), else the last one outside
+    this module."""
     if getattr(error, "where", ""):  # raised in the submission's own process (tools/sandbox_worker.py)
         return f" (at {error.where})"
     frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename != __file__]
     code = getattr(function, "__code__", None)
     own = [f for f in frames if code is not None and f.filename == code.co_filename]
     frame = (own or frames or [None])[-1]
-    return f" (at {frame.filename}, line {frame.lineno}: {frame.line})" if frame else ""
+    if frame is None:
+        return ""
+    code = f": {frame.line}" if frame.line else ""
+    if own and "ipykernel_" in frame.filename:  # a Jupyter cell: as the grader says it
+        return f" (at line {frame.lineno} of the cell{code})"
+    return f" (at {frame.filename}, line {frame.lineno}{code})"
 
 
-def run(check, function) -> dict:
+def run(check, function, name: str | None = None) -> dict:
     """``{"passed", "message"}`` of ``check(function)``: ``message`` is the hint of a wrong answer,
     says that a blank is not done yet (or which other exercise it calls is not), or reports an
-    exception inside the student's code with the line it came from; ``"ok"`` when it passes."""
+    exception inside the student's code with the line it came from; ``"ok"`` when it passes.
+    ``name``: the exercise (``function.__name__`` by default)."""
+    name = name or getattr(function, "__name__", "")
     try:
         check(function)
     except Mistake as mistake:
         return {"passed": False, "message": str(mistake)}
     except NotImplementedError as error:
         other = re.match(r"exercise (\w+):", str(error))
-        if other and other[1] != getattr(function, "__name__", other[1]):
+        if other and other[1] != name:
             return {"passed": False, "message": f"it calls {other[1]}, which is not done yet (it still raises "
                                                 f"NotImplementedError): do exercise {other[1]} first"}
         return {"passed": False, "message": "not done yet (the function still raises NotImplementedError)"}
@@ -75,7 +83,7 @@ def check(function, name: str | None = None) -> None:
 
     ``name`` is the exercise (``function.__name__`` by default, e.g. ``"gaussian_kl"``). The hint
     is the one the class grader gives for the same answer; an answer that is not done yet, or that
-    raises, is reported as the grader reports it (with the line that raised). The checks seed
+    raises, is reported so (with the line that raised). The checks seed
     torch's generator for their own inputs; the generators' state is restored afterwards, so
     the notebook's later random numbers do not depend on the check. Returns None."""
     import torch
@@ -84,7 +92,7 @@ def check(function, name: str | None = None) -> None:
     if name not in CHECKS:
         raise ValueError(f"no exercise named {name!r}; the exercises are {', '.join(CHECKS)}")
     with torch.random.fork_rng(), torch.enable_grad():
-        result = run(CHECKS[name], function)
+        result = run(CHECKS[name], function, name)
     if result["passed"]:
         print(f"✓ {name}: passes the grader's checks")
         return
