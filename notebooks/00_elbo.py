@@ -138,6 +138,9 @@ SAMPLES = 20_000 if SMOKE else 400_000  # Monte-Carlo sample size for the checks
 # Shapes: every argument `(B, Z)` or `(B, T, Z)` (or shapes that broadcast); returns `z` of that
 # shape. Checked on known numbers (μ = [1, −2], σ = [1, 2], ε = [0.5, −1]), on the gradients it
 # passes back, and on the moments of many draws.
+#
+# The cell after the function runs the grader's own checks on it, `check(reparameterize)`: it prints
+# ✓ when they pass, or ✗ and the hint the grader gives for the mistake it finds, and stops there.
 
 # %%
 #| export
@@ -199,8 +202,10 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
 
 
 # %%
+from slamp.exercises import check
 from slamp.notebook import use
 
+check(reparameterize)  # the grader's checks: ✓, or ✗ and its hint for the mistake found (the run stops)
 use(reparameterize)  # from here on the package runs this reparameterize: in a student's notebook, yours
 
 # %% [markdown]
@@ -285,6 +290,9 @@ for name, (f, _) in closed_forms.items():
 # N(`mu_p`, exp(`logvar_p`)), per element (the derivation above). Shapes: `(B, Z)` or `(B, T, Z)`,
 # the prior's may broadcast; returns the same shape (no reduction). Checked against
 # `torch.distributions.kl_divergence` on random parameters and with a standard-normal prior.
+#
+# The cell after the function runs the grader's own checks on it, `check(gaussian_kl)`: it prints ✓
+# when they pass, or ✗ and the hint the grader gives for the mistake it finds, and stops there.
 
 # %%
 #| export
@@ -312,8 +320,10 @@ def gaussian_kl(mu_q: torch.Tensor, logvar_q: torch.Tensor,
 
 
 # %%
+from slamp.exercises import check
 from slamp.notebook import use
 
+check(gaussian_kl)  # the grader's checks: ✓, or ✗ and its hint for the mistake found (the run stops)
 use(gaussian_kl)  # from here on the package runs this gaussian_kl: in a student's notebook, yours
 
 # %% [markdown]
@@ -549,6 +559,10 @@ assert torch.isclose(sum(per_step), whole) and torch.isclose(official, whole)
 # it, the squared error averaged over batch, channels, height and width at each step, then summed
 # over steps. Shapes: `prediction`, `target` `(B, T, C, H, W)` → a scalar. Checked on a video whose
 # steps have different errors, so that averaging or summing over the wrong axis shows.
+#
+# The cell after the function runs the grader's own checks on it, `check(reconstruction_loss)`: it
+# prints ✓ when they pass, or ✗ and the hint the grader gives for the mistake it finds, and stops
+# there.
 
 # %%
 #| export
@@ -575,8 +589,10 @@ def reconstruction_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch
 
 
 # %%
+from slamp.exercises import check
 from slamp.notebook import use
 
+check(reconstruction_loss)  # the grader's checks: ✓, or ✗ and its hint for the mistake found (the run stops)
 use(reconstruction_loss)  # from here on the package runs this reconstruction_loss: in a student's notebook, yours
 
 # %% [markdown]

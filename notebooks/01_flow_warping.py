@@ -138,6 +138,9 @@ pixel_grid(2, 3)
 # `grid`, the normalised sampling positions `(N, H, W, 2)` with x first (N = B·T images, as in
 # `images`), and `out`, the sampled images `(N, C, H, W)`; `size` (width − 1, height − 1) is there
 # for the conversion.
+#
+# The cell after the function runs the grader's own checks on it, `check(warp)`: it prints ✓ when
+# they pass, or ✗ and the hint the grader gives for the mistake it finds, and stops there.
 
 # %%
 #| export
@@ -190,8 +193,10 @@ def warp(frames: torch.Tensor, flow: torch.Tensor, padding: str = "zeros") -> to
 
 
 # %%
+from slamp.exercises import check
 from slamp.notebook import use
 
+check(warp)  # the grader's checks: ✓, or ✗ and its hint for the mistake found (the run stops)
 use(warp)  # from here on the package runs this warp: in a student's notebook, yours
 
 # %% [markdown]

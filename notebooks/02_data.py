@@ -273,6 +273,9 @@ fig.colorbar(dots, ax=axes, label="frame", shrink=0.85);
 # **adding** the ink where digits overlap, then clip to 255. Shapes: digits `(N, h, w)` uint8,
 # positions `(N, T, 2)` (row, column) → frames `(T, frame_size, frame_size)` uint8. Checked on two
 # small digits drawn over each other and apart.
+#
+# The cell after the function runs the grader's own checks on it, `check(render_digits)`: it prints
+# ✓ when they pass, or ✗ and the hint the grader gives for the mistake it finds, and stops there.
 
 # %%
 #| export
@@ -295,8 +298,10 @@ def render_digits(digit_images: np.ndarray, positions: np.ndarray, frame_size: i
 
 
 # %%
+from slamp.exercises import check
 from slamp.notebook import use
 
+check(render_digits)  # the grader's checks: ✓, or ✗ and its hint for the mistake found (the run stops)
 use(render_digits)  # from here on the package runs this render_digits: in a student's notebook, yours
 
 # %%

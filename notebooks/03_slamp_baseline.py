@@ -299,6 +299,9 @@ print("mu", tuple(mu.shape), "logvar", tuple(logvar.shape), "state", [tuple(s.sh
 # and the mask (1 = trust the appearance). Shapes: frames `(N, C, H, W)`, mask `(N, 1, H, W)` →
 # `(N, C, H, W)`. Checked on random frames and masks; the models of this notebook use your
 # `blend` from here on.
+#
+# The cell after the function runs the grader's own checks on it, `check(blend)`: it prints ✓ when
+# they pass, or ✗ and the hint the grader gives for the mistake it finds, and stops there.
 
 # %%
 #| export nn
@@ -346,8 +349,10 @@ def blend(appearance, motion, mask):
 
 
 # %%
+from slamp.exercises import check
 from slamp.notebook import use
 
+check(blend)  # the grader's checks: ✓, or ✗ and its hint for the mistake found (the run stops)
 use(blend)  # from here on the package runs this blend: in a student's notebook, yours
 
 # %%
@@ -1136,6 +1141,10 @@ def teacher_forced(model: PredictorParts, x, noise: dict, n_past: int) -> Predic
 # stream's KL. Shapes: the prediction's tensors `(B, T−1, C, H, W)` are predictions of frames 2..T
 # of `x` `(B, T, C, H, W)`; returns `(total, terms)` with terms named after the images, `x_hat`, `x_p`, `x_f`,
 # and `kl_<stream>`. Checked on a made-up prediction with two streams.
+#
+# The cell after the function runs the grader's own checks on it, `check(prediction_loss)`: it
+# prints ✓ when they pass, or ✗ and the hint the grader gives for the mistake it finds, and stops
+# there.
 
 # %%
 #| export
@@ -1157,8 +1166,10 @@ def prediction_loss(prediction: Prediction, x, beta: float) -> tuple[torch.Tenso
 
 
 # %%
+from slamp.exercises import check
 from slamp.notebook import use
 
+check(prediction_loss)  # the grader's checks: ✓, or ✗ and its hint for the mistake found (the run stops)
 use(prediction_loss)  # from here on the package runs this prediction_loss: in a student's notebook, yours
 
 # %% [markdown]

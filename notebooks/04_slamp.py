@@ -96,6 +96,10 @@ class MotionEncoder(nn.Module):
 # Write `previous_frames`: for every frame of a video, the frame before it, and for the first
 # frame the frame itself (zero motion, what the motion prior reads first). Shapes:
 # `(B, T, C, H, W)` → `(B, T, C, H, W)`. Checked on a video whose frames are numbered.
+#
+# The cell after the function runs the grader's own checks on it, `check(previous_frames)`: it
+# prints ✓ when they pass, or ✗ and the hint the grader gives for the mistake it finds, and stops
+# there.
 
 # %%
 #| export nn
@@ -109,8 +113,10 @@ def previous_frames(x):
 
 
 # %%
+from slamp.exercises import check
 from slamp.notebook import use
 
+check(previous_frames)  # the grader's checks: ✓, or ✗ and its hint for the mistake found (the run stops)
 use(previous_frames)  # from here on the package runs this previous_frames: in a student's notebook, yours
 
 # %%

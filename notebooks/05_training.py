@@ -136,6 +136,10 @@ assert second < first and moved == len(before)
 # in epoch `epoch`, the inverse-sigmoid decay with constant `k`; `k = 0` switches scheduled
 # sampling off. Returns a float in [0, 1]. Checked at epochs 0, 25, 80, 299 for k = 25, with k = 0,
 # and at an epoch so late that `math.exp` would overflow.
+#
+# The cell after the function runs the grader's own checks on it,
+# `check(teacher_forcing_probability)`: it prints ✓ when they pass, or ✗ and the hint the grader
+# gives for the mistake it finds, and stops there.
 
 # %%
 #| export
@@ -152,8 +156,10 @@ def teacher_forcing_probability(epoch: int, k: float) -> float:
 
 
 # %%
+from slamp.exercises import check
 from slamp.notebook import use
 
+check(teacher_forcing_probability)  # the grader's checks: ✓, or ✗ and its hint for the mistake found (the run stops)
 use(teacher_forcing_probability)  # from here on the package runs this teacher_forcing_probability: in a student's notebook, yours
 
 # %%

@@ -62,6 +62,9 @@ torch.manual_seed(0);
 # Write `psnr`: the peak signal-to-noise ratio, in dB, of each predicted image against its target,
 # for images in [0, 1] (peak 1), capped at 100 dB where they are identical. Shapes:
 # `(N, C, H, W)` twice → `(N,)`. Checked on images whose mean squared errors are known.
+#
+# The cell after the function runs the grader's own checks on it, `check(psnr)`: it prints ✓ when
+# they pass, or ✗ and the hint the grader gives for the mistake it finds, and stops there.
 
 # %%
 #| export
@@ -94,8 +97,10 @@ def psnr(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 # %%
+from slamp.exercises import check
 from slamp.notebook import use
 
+check(psnr)  # the grader's checks: ✓, or ✗ and its hint for the mistake found (the run stops)
 use(psnr)  # from here on the package runs this psnr: in a student's notebook, yours
 
 # %% [markdown]
@@ -446,6 +451,9 @@ assert abs(mean - 3) < 3 * half and abs(half - 1.96 / 100) < 2e-3
 # largest, or the smallest when `higher_is_better=False`, as for LPIPS), and that sample's
 # per-frame scores. Shapes: scores `(B, S, T)` → index `(B,)`, curve `(B, T)`. Checked on scores
 # where the best single frame and the best mean belong to different samples.
+#
+# The cell after the function runs the grader's own checks on it, `check(best_of_n)`: it prints ✓
+# when they pass, or ✗ and the hint the grader gives for the mistake it finds, and stops there.
 
 # %%
 #| export evaluate
@@ -506,8 +514,10 @@ def head_frames(prediction, head: str) -> torch.Tensor:
 
 
 # %%
+from slamp.exercises import check
 from slamp.notebook import use
 
+check(best_of_n)  # the grader's checks: ✓, or ✗ and its hint for the mistake found (the run stops)
 use(best_of_n)  # from here on the package runs this best_of_n: in a student's notebook, yours
 
 # %% [markdown]

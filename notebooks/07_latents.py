@@ -578,6 +578,9 @@ explorer_widget(explorer)
 # downwards), −1 where the digit does not move. Shapes: `displacement` `(N, T−1, 2)` (row, column)
 # → labels `(N, T−1)` int64. Checked on a digit moving right, down-right, down, left, up, up-left
 # and not at all.
+#
+# The cell after the function runs the grader's own checks on it, `check(motion_labels)`: it prints
+# ✓ when they pass, or ✗ and the hint the grader gives for the mistake it finds, and stops there.
 
 # %%
 #| export
@@ -613,8 +616,10 @@ def motion_labels(positions, by: str = "direction", bins: int = 8, digit: int = 
 
 
 # %%
+from slamp.exercises import check
 from slamp.notebook import use
 
+check(motion_labels)  # the grader's checks: ✓, or ✗ and its hint for the mistake found (the run stops)
 use(motion_labels)  # from here on the package runs this motion_labels: in a student's notebook, yours
 
 # %% [markdown]

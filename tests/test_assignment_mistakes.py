@@ -12,8 +12,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-import assignment_checks as checks  # noqa: E402
 import assignments  # noqa: E402
+
+from slamp import exercises as checks  # noqa: E402
 
 
 # exercise -> [(what the student wrote in place of the solution, words the hint must contain)]
@@ -290,3 +291,79 @@ def test_the_solution_passes_and_the_blank_fails(name):
 
 def test_every_exercise_has_at_least_three_listed_mistakes():
     assert {name: len(MISTAKES.get(name, [])) >= 3 for name in EXERCISES} == {name: True for name in EXERCISES}
+
+
+# ---- the self-check a notebook runs after each exercise (slamp.exercises.check) ----------------
+def package_function(name: str):
+    import importlib
+
+    return getattr(importlib.import_module(f"slamp.{EXERCISES[name].module}"), name)
+
+
+def test_every_exercise_has_a_check_under_another_name():
+    assert set(checks.CHECKS) == set(EXERCISES)
+    assert all(checks.CHECKS[name] is EXERCISES[name].check for name in EXERCISES)  # one source: the grader's
+    # use(answer) hands the answer to every package module holding a function of its name: never to the checks
+    assert not set(EXERCISES) & set(vars(checks))
+
+
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_the_self_check_passes_the_packages_own_function(name, capsys):
+    assert checks.check(package_function(name)) is None
+    assert capsys.readouterr().out == f"✓ {name}: passes the grader's checks\n"
+
+
+SOME_MISTAKES = [(name, *wrongs[0]) for name, wrongs in MISTAKES.items()] + [
+    ("gaussian_kl", *MISTAKES["gaussian_kl"][1]), ("warp", *MISTAKES["warp"][1]), ("psnr", *MISTAKES["psnr"][2])]
+
+
+@pytest.mark.parametrize("name, block, hint", SOME_MISTAKES)
+def test_the_self_check_prints_the_graders_hint_and_stops(name, block, hint, capsys):
+    wrong = answer(name, block)
+    with pytest.raises(AssertionError) as raised:  # an AssertionError: nbval and "Run All" stop there
+        checks.check(wrong)
+    printed = capsys.readouterr().out
+    graded = checks.run(EXERCISES[name].check, wrong)["message"]  # what the grader says of the same answer
+    assert hint in graded and printed == f"✗ {name}: {graded}\n", printed
+    assert isinstance(raised.value, checks.SelfCheckFailed) and str(raised.value) == graded
+    assert raised.value.exercise == name
+
+
+def crashing_psnr(prediction, target):
+    """A crash in the student's own line."""
+    return prediction.view(7, -1)
+
+
+def blank_reconstruction_loss(prediction, target):
+    raise NotImplementedError("exercise reconstruction_loss: replace this line with your code")
+
+
+def loss_on_a_blank(prediction, x, beta):
+    return blank_reconstruction_loss(prediction.x_hat, x[:, 1:]), {}
+
+
+def test_the_self_check_says_not_done_yet_where_it_crashed_and_what_to_do_first(capsys):
+    blank = answer("blend", 'raise NotImplementedError("exercise blend: replace this line with your code")')
+    with pytest.raises(checks.SelfCheckFailed, match=r"^not done yet \(the function still raises NotImplementedError\)$"):
+        checks.check(blank)
+    assert capsys.readouterr().out == "✗ blend: not done yet (the function still raises NotImplementedError)\n"
+    with pytest.raises(checks.SelfCheckFailed) as raised:
+        checks.check(crashing_psnr, "psnr")  # the exercise by name, for a function named otherwise
+    line = crashing_psnr.__code__.co_firstlineno + 2
+    assert str(raised.value).startswith("it raised RuntimeError: ")
+    assert str(raised.value).endswith(f"(at {__file__}, line {line}: return prediction.view(7, -1))")
+    assert capsys.readouterr().out == f"✗ psnr: {raised.value}\n"
+    with pytest.raises(checks.SelfCheckFailed, match="it calls reconstruction_loss, which is not done yet"):
+        checks.check(loss_on_a_blank, "prediction_loss")
+    with pytest.raises(ValueError, match="no exercise named 'crashing_psnr'"):
+        checks.check(crashing_psnr)
+
+
+def test_the_self_check_leaves_the_random_numbers_of_the_notebook_alone():
+    import torch
+
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    checks.check(package_function("gaussian_kl"))  # seeds torch for its own inputs
+    assert torch.equal(torch.rand(4), expected)

@@ -76,7 +76,7 @@ def test_an_error_message_cannot_carry_a_solution(tmp_path):
     assert "mask * appearance + (1 - mask) * motion" not in message and "NotImplementedError" in message, message
     # the grader's own solution code is not in the submission's process either
     body = ('    import sys\n    raise ValueError(sorted(m for m in sys.modules if m.split(".")[0] in '
-            '("assignments", "assignment_checks", "literate", "tools_assignments", "setup_cell")))\n')
+            '("assignments", "literate", "tools_assignments", "setup_cell")))\n')
     passed, message = grade_blend(tmp_path, body)
     assert not passed and "ValueError: []" in message, message
 

@@ -223,6 +223,39 @@ def test_every_exercise_is_announced_listed_and_followed_by_use():
     assert len(assignments.EXERCISES) >= 12
 
 
+def test_every_exercise_is_followed_by_its_self_check():
+    """The cell right after each exercise's function runs ``check(<name>)`` (the grader's checks,
+    slamp.exercises) and then ``use(<name>)``; the exercise's text says that it prints the hint."""
+    for exercise in assignments.EXERCISES:
+        cells = jupytext.read(ROOT / "notebooks" / f"{exercise.notebook}.py").cells
+        at = next(i for i, c in enumerate(cells) if f"# BEGIN SOLUTION {exercise.function}\n" in c.source)
+        following = cells[at + 1]
+        assert following.cell_type == "code" and "from slamp.exercises import check" in following.source, exercise
+        calls = [line.split("(")[0] for line in following.source.splitlines()
+                 if line.startswith((f"check({exercise.function})", f"use({exercise.function})"))]
+        assert calls == ["check", "use"], exercise
+        announced = " ".join(next(c.source for c in cells if f"**Exercise: `{exercise.function}`**" in c.source).split())
+        assert f"`check({exercise.function})`" in announced and "the hint the grader gives" in announced, exercise
+
+
+def test_student_notebooks_run_the_self_check_on_the_students_function(student_folder):
+    for exercise in assignments.EXERCISES:
+        for suffix in (".py", ".ipynb"):
+            cells = [c.source for c in jupytext.read(student_folder / f"{exercise.notebook}{suffix}").cells
+                     if c.cell_type == "code"]
+            at = next(i for i, c in enumerate(cells) if f'NotImplementedError("exercise {exercise.function}:' in c)
+            assert f"def {exercise.function}(" in cells[at] and f"\ncheck({exercise.function})" in cells[at + 1]
+    package = student_folder / "slamp" / "exercises.py"
+    assert package.read_text() == (ROOT / "slamp" / "exercises.py").read_text()  # the checks, no exercise's code
+    code = ("import slamp.nn\nfrom slamp.exercises import check\ntry:\n    check(slamp.nn.blend)\n"
+            "except AssertionError as error:\n    print('stopped:', type(error).__name__, error)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(student_folder)}, cwd=student_folder)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == ("✗ blend: not done yet (the function still raises NotImplementedError)\n"
+                             "stopped: SelfCheckFailed not done yet (the function still raises NotImplementedError)\n")
+
+
 ANSWER = """
 import sys
 sys.path.insert(0, sys.argv[1])
@@ -302,8 +335,10 @@ import importlib, importlib.util, inspect, json, sys
 from pathlib import Path
 import slamp
 exercises = json.loads(sys.argv[1])
-found = {"slamp": slamp.__file__, "grader": [m for m in ("assignments", "assignment_checks", "sandbox_worker", "literate")
+found = {"slamp": slamp.__file__, "grader": [m for m in ("assignments", "sandbox_worker", "literate")
                                              if importlib.util.find_spec(m) is not None]}
+from slamp.exercises import CHECKS  # the self-checks come with the student build
+found["checks"] = sorted(CHECKS)
 for function, module in exercises.items():
     found[function] = inspect.getsource(getattr(importlib.import_module("slamp." + module), function))
 files = [p for p in Path(slamp.__file__).parent.rglob("*") if p.is_file()]
@@ -338,6 +373,7 @@ def test_a_fresh_environment_with_the_student_build_gives_no_solution_away(stude
     assert result.returncode == 0, result.stderr[-2000:]
     found = json.loads(result.stdout)
     assert found["slamp"].startswith(site) and found["grader"] == [] and found["marker"]
+    assert found["checks"] == sorted(exercises)
     lines = solution_lines()
     assert set(lines) == set(exercises) and all(lines.values())
     for function in exercises:

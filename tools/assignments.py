@@ -24,6 +24,8 @@ block with ``raise NotImplementedError(...)`` at the same indentation.
 raises ``NotImplementedError``, so nothing installed from it gives a solution away. The student
 notebooks' first cell puts ``slamp/`` beside the notebook first on the path, and on Colab installs
 the student build (never the full package). After each exercise a notebook calls
+``slamp.exercises.check(function)``, which runs the grader's checks on the student's function and
+prints the grader's hint for the mistake it finds (and stops the notebook there), then
 ``slamp.notebook.use(function)``, so that the package's later code runs the student's function.
 
 **Grading.** A notebook is known by its content (the cells that define the exercises' functions),
@@ -32,7 +34,8 @@ student's code runs in another process, :class:`Sandbox`, which imports only the
 (no solution in it), in an empty temporary folder, with a clean environment, resource limits, and,
 on Linux, Landlock and seccomp (``tools/sandbox_worker.py``: it reads only the Python installation
 and the student build, writes only its folder, starts no process, opens no network socket). The
-checks (``tools/assignment_checks.py``) run in the checker: they send inputs to the student's
+checks (``slamp/exercises.py``, a plain module of the package, the same ones the notebooks'
+self-checks run) run in the checker, from the full package: they send inputs to the student's
 function and compare what comes back with the right values there, so nothing the student's code
 prints or writes can pass a check. A function that imports the package, calls its version, or is
 the package's object is rejected, and so is a cell that repeats a comment of the hidden solution
@@ -70,10 +73,10 @@ import jupytext
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 sys.path.insert(0, str(ROOT / "tools"))
-import assignment_checks as checks  # noqa: E402  (the checks and their hints, beside this file)
 import literate  # noqa: E402
 import setup_cell  # noqa: E402
 
+from slamp import exercises as checks  # noqa: E402  (the checks and their hints; notebooks run them too)
 from slamp.notebook import STUDENT_MARKER  # noqa: E402  (what slamp.notebook.use looks for)
 
 
@@ -248,28 +251,31 @@ class Exercise:
     function: str
     module: str  # where the function lives in the package, e.g. "losses"
     title: str
-    check: Callable  # check(function) raises checks.Mistake (with a hint) when the answer is wrong
     # other exercises' functions the answer may call ({function: module}); while it is graded the
     # grader computes them with the package's own code, in its process, and sends back the values
     dependencies: dict = field(default_factory=dict)
 
+    @property
+    def check(self) -> Callable:
+        """``check(function)`` raises ``slamp.exercises.Mistake`` (with a hint) when the answer is
+        wrong: the check a notebook's self-check (``slamp.exercises.check``) runs too."""
+        return checks.CHECKS[self.function]
+
 
 EXERCISES = [
-    Exercise("00_elbo", "reparameterize", "losses", "the reparameterisation trick", checks.reparameterize),
-    Exercise("00_elbo", "gaussian_kl", "losses", "the KL term between diagonal Gaussians", checks.gaussian_kl),
-    Exercise("00_elbo", "reconstruction_loss", "losses", "the L2 term, reduced as the public code does",
-             checks.reconstruction_loss),
-    Exercise("01_flow_warping", "warp", "warp", "backward warping with grid_sample", checks.warp),
-    Exercise("02_data", "render_digits", "data.moving_mnist", "drawing digits: add, then clip", checks.render_digits),
-    Exercise("03_slamp_baseline", "blend", "nn", "the mask blend (Eq. 1)", checks.blend),
+    Exercise("00_elbo", "reparameterize", "losses", "the reparameterisation trick"),
+    Exercise("00_elbo", "gaussian_kl", "losses", "the KL term between diagonal Gaussians"),
+    Exercise("00_elbo", "reconstruction_loss", "losses", "the L2 term, reduced as the public code does"),
+    Exercise("01_flow_warping", "warp", "warp", "backward warping with grid_sample"),
+    Exercise("02_data", "render_digits", "data.moving_mnist", "drawing digits: add, then clip"),
+    Exercise("03_slamp_baseline", "blend", "nn", "the mask blend (Eq. 1)"),
     Exercise("03_slamp_baseline", "prediction_loss", "models", "the loss: L2 terms + beta KL (Eq. 3)",
-             checks.prediction_loss, {"reconstruction_loss": "losses"}),
-    Exercise("04_slamp", "previous_frames", "nn", "the motion prior's input (frame pairs)", checks.previous_frames),
-    Exercise("05_training", "teacher_forcing_probability", "train", "scheduled sampling's inverse-sigmoid decay",
-             checks.teacher_forcing_probability),
-    Exercise("06_evaluation", "psnr", "metrics", "PSNR per image", checks.psnr),
-    Exercise("06_evaluation", "best_of_n", "evaluate", "best of N by the mean over frames", checks.best_of_n),
-    Exercise("07_latents", "motion_labels", "latents", "the direction of motion as a label", checks.motion_labels),
+             {"reconstruction_loss": "losses"}),
+    Exercise("04_slamp", "previous_frames", "nn", "the motion prior's input (frame pairs)"),
+    Exercise("05_training", "teacher_forcing_probability", "train", "scheduled sampling's inverse-sigmoid decay"),
+    Exercise("06_evaluation", "psnr", "metrics", "PSNR per image"),
+    Exercise("06_evaluation", "best_of_n", "evaluate", "best of N by the mean over frames"),
+    Exercise("07_latents", "motion_labels", "latents", "the direction of motion as a label"),
 ]
 
 

@@ -1,13 +1,26 @@
-"""The autograder's checks (tools/assignments.py): one function per exercise, which raises
-:class:`Mistake` with a hint that names the likely mistake when an answer is wrong.
+"""The exercises' checks: one function per exercise of the notebooks, which raises
+:class:`Mistake` with a hint that names the likely mistake when an answer is wrong; and
+:func:`check`, the self-check a notebook runs after each exercise.
 
 Each check tries the answer on small inputs whose right result is known, and, where a common
 mistake gives a recognisable wrong result (a missing factor, a flipped sign, an argument ignored,
-the wrong axis), says which. ``tests/test_assignments.py`` keeps a list of such wrong answers for
-every exercise and asserts that each one fails with its hint.
+the wrong axis), says which. The same checks serve twice: the class grader
+(``tools/assignments.py``) runs them on a submission's function, which runs in a process of its
+own, and a notebook runs them on the function it just defined::
+
+    from slamp.exercises import check
+    check(gaussian_kl)   # ✓ gaussian_kl: passes the grader's checks   (or ✗ and the hint, and stops)
+
+A plain module (not exported from a notebook), in the student build too: it holds the checks,
+which compare with right values, and no exercise's code. ``tests/test_assignment_mistakes.py``
+keeps a list of wrong answers for every exercise and asserts that each one fails with its hint.
+The checks are named ``check_<exercise>``, never the exercise's own name, so that
+``slamp.notebook.use`` (which hands an answer to every package module holding a function of its
+name) leaves them alone.
 """
 from __future__ import annotations
 
+import re
 import traceback
 
 
@@ -15,26 +28,80 @@ class Mistake(AssertionError):
     """A wrong answer; the message is the hint shown to the student."""
 
 
-def run(check, function) -> dict:
-    """``{"passed", "message"}`` of ``check(function)``; an exception inside the student's code is
-    reported with the line it came from."""
+class SelfCheckFailed(AssertionError):
+    """What :func:`check` raises when an answer does not pass: the message is the grader's hint
+    (or that the exercise is not done yet, or where the answer crashed); ``exercise`` names it."""
+
+    def __init__(self, message: str, exercise: str = ""):
+        super().__init__(message)
+        self.exercise = exercise
+
+
+def _where(error: BaseException, function) -> str:
+    """`` (at FILE, line N: CODE)`` for the line that raised ``error``: the last one in the file
+    that defines ``function`` (a notebook cell: "line N of the cell"), else the last one outside
+    this module."""
+    if getattr(error, "where", ""):  # raised in the submission's own process (tools/sandbox_worker.py)
+        return f" (at {error.where})"
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename != __file__]
+    code = getattr(function, "__code__", None)
+    own = [f for f in frames if code is not None and f.filename == code.co_filename]
+    frame = (own or frames or [None])[-1]
+    if frame is None:
+        return ""
+    code = f": {frame.line}" if frame.line else ""
+    if own and "ipykernel_" in frame.filename:  # a Jupyter cell: as the grader says it
+        return f" (at line {frame.lineno} of the cell{code})"
+    return f" (at {frame.filename}, line {frame.lineno}{code})"
+
+
+def run(check, function, name: str | None = None) -> dict:
+    """``{"passed", "message"}`` of ``check(function)``: ``message`` is the hint of a wrong answer,
+    says that a blank is not done yet (or which other exercise it calls is not), or reports an
+    exception inside the student's code with the line it came from; ``"ok"`` when it passes.
+    ``name``: the exercise (``function.__name__`` by default)."""
+    name = name or getattr(function, "__name__", "")
     try:
         check(function)
     except Mistake as mistake:
         return {"passed": False, "message": str(mistake)}
-    except NotImplementedError:
+    except NotImplementedError as error:
+        other = re.match(r"exercise (\w+):", str(error))
+        if other and other[1] != name:
+            return {"passed": False, "message": f"it calls {other[1]}, which is not done yet (it still raises "
+                                                f"NotImplementedError): do exercise {other[1]} first"}
         return {"passed": False, "message": "not done yet (the function still raises NotImplementedError)"}
     except Exception as error:  # the student's code crashed: say where
-        if getattr(error, "where", ""):  # raised in the submission's own process (tools/sandbox_worker.py)
-            where = f" (at {error.where})"
-        else:
-            frames = [f for f in traceback.extract_tb(error.__traceback__) if "assignment_checks" not in f.filename]
-            where = f" (at {frames[-1].filename}, line {frames[-1].lineno}: {frames[-1].line})" if frames else ""
-        return {"passed": False, "message": f"it raised {type(error).__name__}: {error}{where}"}
+        return {"passed": False, "message": f"it raised {type(error).__name__}: {error}{_where(error, function)}"}
     return {"passed": True, "message": "ok"}
 
 
+def check(function, name: str | None = None) -> None:
+    """Run the grader's checks of an exercise on ``function``, the notebook's answer, and say how
+    it went: print ``✓ <name>: passes the grader's checks``, or print ``✗ <name>: <hint>`` and
+    raise :class:`SelfCheckFailed` with the hint, so that running the notebook stops there.
+
+    ``name`` is the exercise (``function.__name__`` by default, e.g. ``"gaussian_kl"``). The hint
+    is the one the class grader gives for the same answer; an answer that is not done yet, or that
+    raises, is reported so (with the line that raised). The checks seed
+    torch's generator for their own inputs; the generators' state is restored afterwards, so
+    the notebook's later random numbers do not depend on the check. Returns None."""
+    import torch
+
+    name = name or getattr(function, "__name__", "")
+    if name not in CHECKS:
+        raise ValueError(f"no exercise named {name!r}; the exercises are {', '.join(CHECKS)}")
+    with torch.random.fork_rng(), torch.enable_grad():
+        result = run(CHECKS[name], function, name)
+    if result["passed"]:
+        print(f"✓ {name}: passes the grader's checks")
+        return
+    print(f"✗ {name}: {result['message']}")
+    raise SelfCheckFailed(result["message"], name)
+
+
 def expect(condition, hint: str) -> None:
+    """Raise :class:`Mistake` with ``hint`` unless ``condition`` holds."""
     if not condition:
         raise Mistake(hint)
 
@@ -62,7 +129,7 @@ def _close(a, b, atol=1e-4) -> bool:
 
 
 # ---- 00_elbo ----------------------------------------------------------------------------------
-def reparameterize(function):
+def check_reparameterize(function):
     import torch
 
     mu = torch.tensor([1.0, -2.0], requires_grad=True)
@@ -101,7 +168,7 @@ def reparameterize(function):
            f"{draws.mean().item():.2f} and std {draws.std().item():.2f}")
 
 
-def gaussian_kl(function):
+def check_gaussian_kl(function):
     import torch
     from torch.distributions import Normal, kl_divergence
 
@@ -141,7 +208,7 @@ def gaussian_kl(function):
 
 
 # ---- 01_flow_warping --------------------------------------------------------------------------
-def warp(function):
+def check_warp(function):
     import torch
 
     torch.manual_seed(0)
@@ -199,7 +266,7 @@ def warp(function):
 
 
 # ---- 03_slamp_baseline ------------------------------------------------------------------------
-def blend(function):
+def check_blend(function):
     import torch
 
     torch.manual_seed(0)
@@ -224,7 +291,7 @@ def blend(function):
 
 
 # ---- 04_slamp ---------------------------------------------------------------------------------
-def previous_frames(function):
+def check_previous_frames(function):
     import torch
 
     # every value distinct (B=3, T=5, C=2, H=3, W=4): a shift along any other axis shows
@@ -251,7 +318,7 @@ def previous_frames(function):
 
 
 # ---- 06_evaluation ----------------------------------------------------------------------------
-def best_of_n(function):
+def check_best_of_n(function):
     import torch
 
     # (B=2 sequences, N=4 samples, T=3 frames): N, T and B all differ, so a reduction or a choice
@@ -283,7 +350,7 @@ def best_of_n(function):
 
 
 # ---- 00_elbo: the L2 term ---------------------------------------------------------------------
-def reconstruction_loss(function):
+def check_reconstruction_loss(function):
     import torch
 
     torch.manual_seed(0)
@@ -313,7 +380,7 @@ def reconstruction_loss(function):
 
 
 # ---- 02_data: drawing digits ------------------------------------------------------------------
-def render_digits(function):
+def check_render_digits(function):
     import numpy as np
 
     digits = np.zeros((2, 4, 4), dtype=np.uint8)
@@ -338,7 +405,7 @@ def render_digits(function):
 
 
 # ---- 03_slamp_baseline: the objective ---------------------------------------------------------
-def prediction_loss(function):
+def check_prediction_loss(function):
     import torch
 
     from slamp.models import Prediction
@@ -373,7 +440,7 @@ def prediction_loss(function):
 
 
 # ---- 05_training: scheduled sampling ----------------------------------------------------------
-def teacher_forcing_probability(function):
+def check_teacher_forcing_probability(function):
     import math
 
     try:
@@ -406,7 +473,7 @@ def teacher_forcing_probability(function):
 
 
 # ---- 06_evaluation: PSNR ----------------------------------------------------------------------
-def psnr(function):
+def check_psnr(function):
     import torch
 
     target = torch.zeros(3, 1, 4, 6)  # grey, not square
@@ -452,7 +519,7 @@ def psnr(function):
 
 
 # ---- 07_latents: labels of motion -------------------------------------------------------------
-def motion_labels(function):
+def check_motion_labels(function):
     import numpy as np
 
     # Two digits, seven moves each: right (a little up), down-right, down, left, up, up-left, none; and the
@@ -483,3 +550,19 @@ def motion_labels(function):
     expect(found[0, 0] != 7, "sector 0 is centred on 'right': round the angle to the nearest sector, do not floor it "
                              "(a move right and a little up is still sector 0)")
     raise Mistake(f"expected sectors {right} for → ↘ ↓ ← ↑ ↖ and no move, got {found[0].tolist()}")
+
+
+CHECKS = {  # exercise (the function a notebook asks for) -> its check
+    "reparameterize": check_reparameterize,
+    "gaussian_kl": check_gaussian_kl,
+    "reconstruction_loss": check_reconstruction_loss,
+    "warp": check_warp,
+    "render_digits": check_render_digits,
+    "blend": check_blend,
+    "prediction_loss": check_prediction_loss,
+    "previous_frames": check_previous_frames,
+    "teacher_forcing_probability": check_teacher_forcing_probability,
+    "psnr": check_psnr,
+    "best_of_n": check_best_of_n,
+    "motion_labels": check_motion_labels,
+}
