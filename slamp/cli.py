@@ -36,7 +36,6 @@ from slamp.renamed import renamed_heads  # noqa: E402
 
 
 EXIT_BAD_INPUT, EXIT_FAILED = 2, 1
-METRIC_NAMES = ("psnr", "ssim", "lpips", "fvd")
 
 
 def _positive(text: str) -> int:
@@ -506,8 +505,13 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--threads", type=int, default=None,
                       help="torch threads (default: OMP_NUM_THREADS, else the cores the load average leaves free)")
 
-    train = commands.add_parser("train", help="train a model (presets: mnist, kth, bair, kitti, cityscapes, tiny)")
-    train.add_argument("--preset", default="tiny", help="the paper's settings for a dataset, or tiny (default)")
+    from slamp.config import training_presets  # every preset, a registered dataset's included
+
+    presets = ", ".join(training_presets())
+    train = commands.add_parser("train", help=f"train a model (presets: {presets})")
+    train.add_argument("--preset", default="tiny",
+                       help=f"the paper's settings for a dataset by its name, or another preset: {presets} "
+                            "(default tiny; --show-config prints one)")
     train.add_argument("--set", nargs="*", action="extend", default=[], metavar="FIELD=VALUE",
                        help="override config fields, e.g. --set lr=1e-3 batch_size=8 model=svg (repeatable)")
     train.add_argument("--out", default=None, help="output folder (default: the preset's, e.g. runs/tiny)")
@@ -535,7 +539,10 @@ def parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--n-past", type=_positive, default=None, help="conditioning frames (default: the paper's)")
     evaluation.add_argument("--n-future", type=_positive, default=None, help="predicted frames (default: the paper's)")
     evaluation.add_argument("--num-samples", type=_positive, default=100, help="futures per sequence (best of N)")
-    evaluation.add_argument("--metrics", nargs="+", choices=METRIC_NAMES, default=["psnr", "ssim"], help="psnr ssim lpips fvd (FVD of the best samples; needs the I3D weights)")
+    from slamp.evaluate import METRICS  # the per-frame metrics, a metric added there included
+
+    evaluation.add_argument("--metrics", nargs="+", choices=[*METRICS, "fvd"], default=["psnr", "ssim"],
+                            help=f"{' '.join(METRICS)} fvd (FVD of the best samples; needs the I3D weights)")
     evaluation.add_argument("--heads", nargs="+", default=None,
                             help="x_hat x_p x_f average: the prediction, the appearance and motion predictions and their "
                                  "average (default: all the model has)")

@@ -575,6 +575,20 @@ def snapshot(model: str) -> Path:
 CONTINUATION_FIGURE = ROOT / "docs" / "continuation_curves.png"
 
 
+def _continuation_schedule(continuation: dict) -> str:
+    """The continuation's learning rate(s) and batch as the snapshot records them, e.g. ``lr 3e-4, 1e-4
+    from update 13,650; batch 8`` (``lr_from_update``: ``{update: lr}``, updates since the shipped weights)."""
+    from slamp.config import TrainConfig
+
+    def short(rate: float) -> str:  # 0.0003 -> 3e-4
+        return f"{rate:.0e}".replace("e-0", "e-")
+
+    lr = continuation.get("lr", TrainConfig.preset(PRESET).lr)
+    steps = sorted((int(update), float(rate)) for update, rate in continuation.get("lr_from_update", {}).items())
+    rates = ", ".join([f"lr {short(lr)}"] + [f"{short(rate)} from update {update:,}" for update, rate in steps])
+    return f"{rates}; batch {continuation.get('batch_size') or TrainConfig.preset(PRESET).batch_size}"
+
+
 def continuation_figure(path: Path = CONTINUATION_FIGURE) -> Path:
     """Issue 35's curves: validation PSNR and SSIM (96 held-out clips, val seed 6750, best of 10)
     of the screening arms (``shipped_training/screening.csv``) and of the continuation
@@ -588,17 +602,19 @@ def continuation_figure(path: Path = CONTINUATION_FIGURE) -> Path:
 
     rows = list(csv.DictReader(open(SNAPSHOTS / "screening.csv")))
     fixed = {row["arm"]: row for row in rows if row["arm"] in ("shipped", "black_frame")}
-    curve = info(str(SNAPSHOTS / "slamp.pt"))["metrics"]["learning_curve"]
+    metrics = info(str(SNAPSHOTS / "slamp.pt"))["metrics"]
+    curve = metrics["learning_curve"]
     first, start = curve["continued_from"], curve["updates"][curve["continued_from"] - 1]
     hours0 = curve["cpu_minutes"][first - 1] / 60
+    label = f"continuation ({_continuation_schedule(metrics.get('continuation', {}))})"
     figure = Figure(figsize=(11, 6.5), layout="constrained")
     axes = figure.subplots(2, 2, sharey="row")
     for row, metric in enumerate(("psnr", "ssim")):
         updates = [0] + [u - start for u in curve["updates"][first:]]
         hours = [0] + [m / 60 - hours0 for m in curve["cpu_minutes"][first:]]
         values = [float(fixed["shipped"][f"{metric}_best"])] + curve[f"{metric}_best"][first:]
-        axes[row, 0].plot(updates, values, "o-", color="tab:green", label="continuation (lr 3e-4, batch 8)")
-        axes[row, 1].plot(hours, values, "o-", color="tab:green", label="continuation (lr 3e-4, batch 8)")
+        axes[row, 0].plot(updates, values, "o-", color="tab:green", label=label)
+        axes[row, 1].plot(hours, values, "o-", color="tab:green", label=label)
         for arm, colour in (("lr1e-3", "tab:red"), ("lr1e-4", "tab:purple"), ("lr3e-4_b16", "tab:orange"),
                             ("finetune", "tab:brown"), ("bn_only", "tab:grey")):
             points = [(0, float(fixed["shipped"][f"{metric}_best"]))] + [
