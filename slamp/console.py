@@ -35,6 +35,8 @@ class DisplayLine:
     updated in place is stored in its last state (``100%|##########| 200/200 [06:40, 0.50it/s]``),
     and needs no widget manager (Colab, VS Code)."""
 
+    encoding = "utf-8"  # tqdm draws its bar in Unicode blocks where the file's encoding allows
+
     def __init__(self):
         from IPython.display import display
 
@@ -56,8 +58,7 @@ def progress_bar(iterable=None, **options):
     from tqdm import tqdm
 
     if in_kernel() and not options.get("disable") and "file" not in options:
-        options.pop("dynamic_ncols", None)  # no terminal to measure: a fixed width
-        options.setdefault("ncols", 100)
+        options.pop("dynamic_ncols", None)  # no terminal to measure: the bar keeps tqdm's 10 cells
         options["file"] = DisplayLine()
     return tqdm(iterable, **options)
 

@@ -41,7 +41,7 @@ def test_progress_is_stored_as_its_last_state_and_messages_on_stdout(monkeypatch
     finished, stopped = executed.cells[0].outputs, executed.cells[1].outputs
     bars = [o for o in finished if o.output_type in ("display_data", "update_display_data")]
     assert len(bars) == 1 and "application/vnd.jupyter.widget-view+json" not in bars[0].data, finished
-    assert "epoch 1: 100%" in bars[0].data["text/plain"] and "200/200" in bars[0].data["text/plain"], bars
+    assert "epoch 1: 100%|██████████| 200/200" in bars[0].data["text/plain"], bars
     streams = [o for o in finished if o.output_type == "stream"]
     assert [(o.name, o.text) for o in streams] == [("stdout", "done\n")], finished
     assert "4/6" in stopped[0].data["text/plain"] and "67%" in stopped[0].data["text/plain"], stopped
