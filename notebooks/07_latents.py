@@ -779,6 +779,14 @@ if trained:  # a shipped model, or one trained here at full settings: the paper'
     assert claim, scores
 
 # %% [markdown]
+# **Two floors in the table.** "chance" is always guessing the most frequent label: 0.167 for the
+# direction (464 of the 2,786 frames: the eight directions are not equally common), not 1/8. A
+# latent that carries nothing about the label does not reach it, since a nearest-neighbour vote
+# does not learn to guess the majority: it scores about what the same classifier scores with the
+# labels shuffled among the frames (the last column, 0.126–0.133), near a uniform guess's 0.125.
+# That is where $z^p$ (0.133) and SVG-LP's $z$ (0.127) sit: they say nothing about the direction,
+# and $z^f$ (0.653) says a lot.
+#
 # A model trained for a few updates (the CI smoke setting when no trained model ships) is near
 # chance everywhere: its posteriors have not learned anything yet, and the check above is skipped.
 # With a trained SLAMP the paper's reading can be tested: $z^f$ should predict the direction well
