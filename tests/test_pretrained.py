@@ -128,3 +128,23 @@ def test_svg_is_svg_lp_and_appearance_only_the_earlier_svg():
     assert pretrained.load("appearance_only").config.skips == "mean"
     assert pretrained.info("appearance_only")["metrics"]["shipped_before_as"] == "svg"
     assert tool.MODELS == ("svg", "appearance_only", "slamp_baseline", "slamp")
+
+
+def test_train_on_with_another_lr_records_a_decay_stage(tmp_path, monkeypatch, capsys):
+    """Issue 35's decay stage: `train-on --lr` for a run that exists continues the same run at the
+    new rate from its next update, and the record keeps each rate with the update it starts at
+    (the snapshot and the continuation figure read it from there)."""
+    monkeypatch.setattr(tool, "CONTINUE", tmp_path)
+    out = tmp_path / "slamp"
+    out.mkdir()
+    (out / "continuation.json").write_text(json.dumps({"init_from": "pretrained:slamp", "seed": 6750, "lr": 3e-4,
+                                                       "batch_size": None, "cpu_seconds_before": 0.0}))
+    (out / "train.csv").write_text("step,epoch\n500,5\n700,7\n")
+    tool.train_on("slamp", hours=0, lr=3e-4, lr_given=True)  # the same rate: nothing recorded
+    assert "lr_from_update" not in json.loads((out / "continuation.json").read_text())
+    tool.train_on("slamp", hours=0, lr=1e-4, lr_given=True)  # 0 hours: it records, then stops at once
+    state = json.loads((out / "continuation.json").read_text())
+    assert state["lr"] == 1e-4 and state["lr_from_update"] == {"0": 3e-4, "700": 1e-4}
+    assert tool._lr_steps(state) == [(0, 3e-4), (700, 1e-4)]
+    assert tool._continuation_schedule(state).startswith("lr 3e-4, 1e-4 from update 700")
+    assert tool._lr_steps({"lr": 3e-4}) == [(0, 3e-4)]

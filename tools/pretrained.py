@@ -484,12 +484,15 @@ def _continue_start(model: str) -> tuple[str, dict]:
     return f"pretrained:{source}", info(source)
 
 
-def train_on(model: str, hours: float, lr: float, chunk: int = 500, batch_size: int | None = None) -> None:
+def train_on(model: str, hours: float, lr: float, chunk: int = 500, batch_size: int | None = None,
+             lr_given: bool = False) -> None:
     """Train ``model`` on from the shipped (or snapshot) weights until ``hours`` CPU-hours of
     continuation are spent, ``chunk`` updates per process; after every chunk write the snapshot
     ``shipped_training/<model>.pt`` (float16, its learning curve extended) and the budget. The run
     resumes exactly where ``runs/continue/<model>/last.pt`` is; a new machine starts a new run
-    from the snapshot (fresh Adam, another seed: the record says so)."""
+    from the snapshot (fresh Adam, another seed: the record says so). ``lr`` given (``lr_given``)
+    for a run that exists and differs from its rate: a decay stage, recorded with the update it
+    starts at (``lr_from_update``, passed on to the snapshot)."""
     import resource
     import subprocess
     import time
@@ -499,6 +502,10 @@ def train_on(model: str, hours: float, lr: float, chunk: int = 500, batch_size: 
     state_file = out / "continuation.json"
     if state_file.is_file():  # the same run, resumed exactly
         state = json.loads(state_file.read_text())
+        if lr_given and lr != state["lr"]:  # a decay stage: the same run, from its next update at `lr`
+            steps = state.setdefault("lr_from_update", {"0": state["lr"]})
+            steps[str(_updates_in(out))], state["lr"] = lr, lr
+            state_file.write_text(json.dumps(state, indent=2) + "\n")
     else:  # a new run from the snapshot or the shipped weights
         source, start = _continue_start(model)
         state = {"init_from": source, "seed": start["metrics"]["updates_in_all"], "start": start["metrics"],
@@ -583,10 +590,20 @@ def _continuation_schedule(continuation: dict) -> str:
     def short(rate: float) -> str:  # 0.0003 -> 3e-4
         return f"{rate:.0e}".replace("e-0", "e-")
 
-    lr = continuation.get("lr", TrainConfig.preset(PRESET).lr)
-    steps = sorted((int(update), float(rate)) for update, rate in continuation.get("lr_from_update", {}).items())
-    rates = ", ".join([f"lr {short(lr)}"] + [f"{short(rate)} from update {update:,}" for update, rate in steps])
+    steps = _lr_steps(continuation)
+    rates = ", ".join([f"lr {short(steps[0][1])}"] + [f"{short(rate)} from update {update:,}" for update, rate in steps[1:]])
     return f"{rates}; batch {continuation.get('batch_size') or TrainConfig.preset(PRESET).batch_size}"
+
+
+def _lr_steps(continuation: dict) -> list[tuple[int, float]]:
+    """``[(update, lr), ...]`` from update 0 on (updates since the shipped weights): the snapshot's
+    ``lr_from_update`` where it records steps, else its one ``lr`` (the preset's when it has none)."""
+    from slamp.config import TrainConfig
+
+    steps = sorted((int(update), float(rate)) for update, rate in continuation.get("lr_from_update", {}).items())
+    if not steps or steps[0][0] != 0:
+        steps.insert(0, (0, float(continuation.get("lr", TrainConfig.preset(PRESET).lr))))
+    return steps
 
 
 def continuation_figure(path: Path = CONTINUATION_FIGURE) -> Path:
@@ -621,6 +638,9 @@ def continuation_figure(path: Path = CONTINUATION_FIGURE) -> Path:
                 (int(r["updates"]), float(r[f"{metric}_best"])) for r in rows if r["arm"] == arm]
             axes[row, 0].plot(*zip(*points), "s--", color=colour, alpha=0.7, markersize=4,
                               label=f"screen: {arm}" + (" (lr 1e-12: BatchNorm statistics only)" if arm == "bn_only" else ""))
+        for update, rate in _lr_steps(metrics.get("continuation", {}))[1:]:  # where the learning rate changed
+            axes[row, 0].axvline(update, color="tab:green", linestyle="--", linewidth=1, alpha=0.6,
+                                 label=f"lr {rate:.0e} from here".replace("e-0", "e-") if row == 0 else None)
         for column in range(2):
             axes[row, column].axhline(float(fixed["black_frame"][f"{metric}_best"]), color="k", linestyle=":",
                                       label="all-black frame, same clips")
@@ -702,7 +722,8 @@ def main(argv=None) -> int:
         print()
         print(paired_table())
     if step == "train-on":
-        train_on(args.model, args.hours, args.lr or 1e-3, args.chunk if args.chunk != CHUNK else 500)
+        train_on(args.model, args.hours, args.lr or 1e-3, args.chunk if args.chunk != CHUNK else 500,
+                 lr_given=args.lr is not None)
     if step == "snapshot":
         snapshot(args.model)
     if step == "continuation-figure":
