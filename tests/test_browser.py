@@ -1,6 +1,7 @@
 """07's explorer in a real browser: JupyterLab on 127.0.0.1 (a temporary copy of notebooks/, the
 environment of `make nbval`, the kernel of this interpreter), headless Chromium from the system's
-packages (/usr/bin/chromium, Debian's `chromium`) driven by Playwright (no browser download). The
+packages (/usr/bin/chromium, Debian's `chromium`; $SLAMP_CHROMIUM names another) driven by Playwright
+(no browser download). The
 test runs all of 07 from the Run menu, waits for the last cell, then clicks the explorer's stream
 buttons, moves its slider and presses Play, and checks that the figure changes each time by more
 than redrawing the same state changes it, and that the browser's console shows no widget error.
