@@ -1,10 +1,10 @@
 """07's explorer in a real browser: JupyterLab on 127.0.0.1 (a temporary copy of notebooks/, the
 environment of `make nbval`, the kernel of this interpreter), headless Chromium from the system's
-packages (/usr/bin/chromium, Debian's `chromium`; $SLAMP_CHROMIUM names another) driven by Playwright
-(no browser download). The
-test runs all of 07 from the Run menu, waits for the last cell, then clicks the explorer's stream
-buttons, moves its slider and presses Play, and checks that the figure changes each time by more
-than redrawing the same state changes it, and that the browser's console shows no widget error.
+packages (/usr/bin/chromium, Debian's `chromium`; $SLAMP_CHROMIUM names another) driven by
+Playwright (no browser download). The test runs all of 07 from the Run menu, waits for the last
+cell, then moves the explorer's slider, clicks its stream buttons and presses Play, and checks that
+the figure changes each time by more than redrawing the same state changes it, and that the
+browser's console shows no error and no widget warning.
 
 Needs `apt-get install chromium` and the `dev` extra's playwright; .ci/run installs Chromium. In
 CI (``$CI`` set) a missing browser or Playwright fails the test; elsewhere it is skipped."""
