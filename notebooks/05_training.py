@@ -343,7 +343,8 @@ sample_figure(example["truth"], example["samples"], config.n_past, example["psnr
 # samples are the same blur (14.4 to 14.5 dB), which stays near where the digits were last seen and
 # fades. Its validation SSIM, 0.09, is far below what an all-black frame scores (0.72 on the test
 # sequences of `06_evaluation`): SSIM punishes the grey haze on the black background that PSNR
-# hardly sees. The `cpu` preset trains long enough to place the digits (the shipped models).
+# hardly sees. The `cpu` preset (6,750 updates, the shipped models) trains long enough to carry
+# the digits a few frames into the future before they blur (`06_evaluation` shows them).
 
 # %% [markdown]
 # ## The engine, briefly
