@@ -9,7 +9,7 @@ import torch
 
 from slamp.model_registry import MODELS
 from slamp.models import VideoPredictor
-from slamp.viz import STREAM_TITLES, prediction_parts, stream_images
+from slamp.viz import STREAM_TITLES, flow_legend, prediction_parts, stream_images
 
 
 # notebooks/07_latents.py, cell 6
@@ -149,6 +149,10 @@ class Explorer(ExplorerState):
 
 
 # notebooks/07_latents.py, cell 27
+KEYS = {"mask": "white: $x^p$, black: $x^f$",
+        "flow": "backward: against the motion;\nhue = direction (key), vivid = long"}
+
+
 def explorer_figure(explorer: Explorer, size: float = 1.6):
     """The current step: one panel per image of :func:`frame`, and below them the value of
     each latent at this step (one bar chart per stream)."""
@@ -161,6 +165,12 @@ def explorer_figure(explorer: Explorer, size: float = 1.6):
                   interpolation="nearest")
         ax.set_axis_off()
         ax.set_title(STREAM_TITLES[name], fontsize=8)
+        if name in KEYS:  # what the grey levels and the colours mean
+            ax.text(0.5, -0.04, KEYS[name], transform=ax.transAxes, ha="center", va="top", fontsize=6)
+        if name == "flow":  # the colour wheel: each colour is the vector from the centre to it
+            key = ax.inset_axes([0.68, 0.68, 0.32, 0.32])
+            key.imshow(flow_legend(41).permute(1, 2, 0).numpy())
+            key.set_axis_off()
     latents, width = explorer.latents, len(images)
     for k, name in enumerate(explorer.streams):
         ax = fig.add_subplot(grid[1, k * width: (k + 1) * width])
@@ -191,7 +201,7 @@ def explorer_widget(explorer: Explorer):
         def _repr_mimebundle_(self, **kwargs):
             data = super()._repr_mimebundle_(**kwargs)
             fig, buffer = explorer.figure(), io.BytesIO()
-            fig.savefig(buffer, format="png", dpi=72)
+            fig.savefig(buffer, format="png", dpi=100)
             plt.close(fig)
             data["image/png"] = base64.b64encode(buffer.getvalue()).decode()
             data["text/plain"] = "the explorer (a static figure here: run the cell to explore)"
@@ -310,4 +320,4 @@ def separability(features, labels, k: int = 5, folds: int = 5, seed: int = 0) ->
             "silhouette": float(silhouette_score(features, labels)), "items": int(len(labels))}
 
 
-__all__ = ['trained_model', 'SYMBOLS', 'latent_symbol', 'ExplorerState', 'Explorer', 'explorer_figure', 'explorer_widget', 'DIRECTIONS', 'motion_labels', 'posterior_latents', 'embed', 'separability']
+__all__ = ['trained_model', 'SYMBOLS', 'latent_symbol', 'ExplorerState', 'Explorer', 'KEYS', 'explorer_figure', 'explorer_widget', 'DIRECTIONS', 'motion_labels', 'posterior_latents', 'embed', 'separability']
