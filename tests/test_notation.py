@@ -37,12 +37,16 @@ DRIFT = {r"x_\{0:|x_0\b|x_\{0\}": "frames are x_1 .. x_T, as in the paper",
          r"\\mathcal L = \\sum": "𝓛 is the ELBO (maximised); what training minimises is the loss"}
 
 
+def assert_none_found(rules: dict, text: str, name: str) -> None:
+    """Fail on the first pattern of ``rules`` (``{pattern: the rule it breaks}``) found in ``text``."""
+    for pattern, rule in rules.items():
+        found = re.search(pattern, text)
+        assert found is None, f"{name}: {found.group(0)!r} ({rule})"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_no_notebook_drifts_from_the_notation(path):
-    text = markdown(path)
-    for pattern, rule in DRIFT.items():
-        found = re.search(pattern, text)
-        assert found is None, f"{path.name}: {found.group(0)!r} ({rule})"
+    assert_none_found(DRIFT, markdown(path), path.name)
 
 
 def notebook_text(path: Path) -> str:
@@ -56,7 +60,7 @@ def notebook_text(path: Path) -> str:
 def test_no_notebook_has_a_tab_in_its_text(path):
     """A TAB in a notebook is almost always a ``\\t`` eaten by a string escape: ``$n_\\text{past}$``
     written where ``\\t`` is read as a TAB shows as ``n_ ext{past}``."""
-    for number, line in enumerate(notebook_text(path).splitlines(), start=1):
+    for line in notebook_text(path).splitlines():
         assert "\t" not in line, f"{path.name}: a TAB in {line.strip()!r} (a '\\t' of '\\text' eaten?)"
 
 
@@ -70,10 +74,7 @@ FROM_ZERO = {r"\bframes? 0\b(?![.,]\d)": "frames are numbered from 1",
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_frames_are_counted_from_1(path):
-    text = notebook_text(path)
-    for pattern, rule in FROM_ZERO.items():
-        found = re.search(pattern, text)
-        assert found is None, f"{path.name}: {found.group(0)!r} ({rule})"
+    assert_none_found(FROM_ZERO, notebook_text(path), path.name)
 
 
 def test_the_frame_and_tab_checks_find_what_they_look_for():
