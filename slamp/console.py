@@ -54,8 +54,15 @@ class DisplayLine:
 def progress_bar(iterable=None, **options):
     """A tqdm progress bar: in a Jupyter kernel a text bar kept in one output (:class:`DisplayLine`),
     elsewhere tqdm's terminal bar on stderr. ``options`` are tqdm's (``total``, ``desc``,
-    ``disable``, ...)."""
-    from tqdm import tqdm
+    ``disable``, ...).
+
+    The bar is ``tqdm.asyncio``'s class, the one ``tqdm.auto`` gave before this function existed.
+    It matters for the scores: that class opens the iterable's iterator as soon as it is made, and
+    a ``DataLoader``'s iterator draws its base seed from torch's global generator when it opens. So
+    evaluating over a ``DataLoader`` takes one more number from the generator than plain tqdm
+    would, and the samples drawn after it, and every score recorded with them (the README's
+    tables, the recorded check, the notebooks), stay what they were."""
+    from tqdm.asyncio import tqdm
 
     if in_kernel() and not options.get("disable") and "file" not in options:
         options.pop("dynamic_ncols", None)  # no terminal to measure: the bar keeps tqdm's 10 cells

@@ -54,3 +54,22 @@ def test_progress_outside_a_kernel_is_tqdm_on_stderr(capsys):
     say("a message", program="slamp evaluate")
     captured = capsys.readouterr()
     assert captured.out == "" and "counting: 100%" in captured.err and "slamp evaluate: a message\n" in captured.err
+
+
+def test_the_bar_opens_a_loaders_iterator_as_tqdm_auto_did():
+    """The evaluation's random stream must not depend on how its bar is drawn: progress_bar takes
+    one number from torch's generator for a DataLoader, as tqdm.auto did when the recorded scores
+    were made (tests/test_pretrained.py re-runs one of them)."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from slamp.console import progress_bar
+
+    def next_number(wrap):
+        torch.manual_seed(0)
+        list(wrap(DataLoader(torch.zeros(4, 1), batch_size=2)))
+        return torch.rand(1).item()
+
+    assert next_number(lambda loader: progress_bar(loader, disable=True)) == next_number(
+        lambda loader: tqdm(loader, disable=True)) != next_number(lambda loader: loader)
