@@ -1155,8 +1155,8 @@ assert same_floors["black"].keys() == summary["x_hat"].keys()
 
 # %% [markdown]
 # **What the heads show here.** In the run stored above (32 sequences on the CPU), the four heads
-# score PSNR 14.94 ($\hat x$), 14.66 ($x^p$), 14.88 ($x^f$) and 14.91 (average) over the 20
-# predicted frames: at most 0.29 dB apart, less than each one's 95% interval (± 0.44 to 0.47 dB).
+# score PSNR 14.93 ($\hat x$), 14.58 ($x^p$), 14.88 ($x^f$) and 14.86 (average) over the 20
+# predicted frames: at most 0.35 dB apart, less than each one's 95% interval (± 0.43 to 0.49 dB).
 # Averaged over frames and compared unpaired, this run cannot tell the heads apart. Compared frame
 # by frame on the same sequences (the lower panels of the figure below), it can: that is where
 # the learned mask shows what it adds.
@@ -1231,13 +1231,14 @@ fig.tight_layout()
 
 # %% [markdown]
 # **Reading the heads.** At the first predicted frame, $x^p$ (the frame painted anew) is
-# 3.8 ± 1.3 dB and 0.120 ± 0.024 SSIM below $\hat x$, and its PSNR gap closes by frame 9; $x^f$
-# (the last frame warped) stays within 0.2 dB of $\hat x$, its interval holding 0 at every frame
-# but one. So the blend follows the warp where the warp is good, in the first frames, and gains
-# most there over painting; by frame 10 all heads are the same blur. Paired differences this
-# small are still seen on SSIM: later on $x^p$ is slightly *above* $\hat x$ (+0.016 ± 0.010 at
-# frame 25), $x^f$ slightly below (−0.008 ± 0.003). The paper's Table 7 reads its heads on its
-# own models and the full test set; these are the shipped CPU model's, on 32 sequences.
+# 4.2 ± 1.3 dB and 0.132 ± 0.025 SSIM below $\hat x$; its PSNR interval excludes 0 at frames
+# 6–8 and 10 only. $x^f$ (the last frame warped) stays close to $\hat x$ (−0.06 ± 0.41 dB at
+# frame 6, −0.25 ± 0.29 dB at frame 25), its interval holding 0 at every frame but frame 19. So
+# the blend follows the warp where the warp is good, in the first frames, and gains most there
+# over painting; from frame 11 on the heads are the same blur in PSNR. Differences this small are
+# still seen on SSIM: at frame 25 $x^p$ is slightly *above* $\hat x$ (+0.008 ± 0.006) and $x^f$
+# slightly below (−0.007 ± 0.006). The paper's Table 7 reads its heads on its own models and the
+# full test set; these are the shipped CPU model's, on 32 sequences.
 
 # %% [markdown]
 # ## Best, random, and the mean of samples
