@@ -137,9 +137,11 @@ def object_repr_problems(notebook: dict, name: str) -> list[str]:
             if found:
                 problems.append(f"{name}, cell {number}: stores {found.group(0)!r} (end the line with ';' "
                                 f"or assign the value to '_')")
-            if WIDGET_TEXT.match(text) and "image/png" not in output.get("data", {}):
+            data = output.get("data", {})
+            widget = WIDGET_TEXT.match(text) or "application/vnd.jupyter.widget-view+json" in data
+            if widget and "image/png" not in data:  # e.g. tqdm's widget bar, stored as its first state: 0%
                 problems.append(f"{name}, cell {number}: stores a widget as its text {text[:40]!r}... "
-                                f"(give it a picture for readers without a kernel)")
+                                f"(give it a picture for readers without a kernel, or use slamp.console's bar)")
     return problems
 
 
@@ -162,6 +164,9 @@ def test_the_check_finds_object_reprs():
     widget = {"output_type": "display_data", "data": {"text/plain": "VBox(children=(HBox(children=(Bou",
                                                       "application/vnd.jupyter.widget-view+json": {}}}
     assert "stores a widget as its text" in object_repr_problems(_notebook(("explorer_widget(e)", [widget])), "nb")[0]
+    bar = {"output_type": "display_data", "data": {"text/plain": "  0%|          | 0/200 [00:00<?, ?it/s]",
+                                                   "application/vnd.jupyter.widget-view+json": {}}}
+    assert "stores a widget as its text '  0%|" in object_repr_problems(_notebook(("train(config)", [bar])), "nb")[0]
     pictured = {"output_type": "display_data", "data": dict(widget["data"], **{"image/png": "iVBOR"})}
     assert object_repr_problems(_notebook(("explorer_widget(e)", [pictured])), "nb") == []
 
