@@ -18,6 +18,20 @@ from slamp import exercises as checks  # noqa: E402
 
 
 # exercise -> [(what the student wrote in place of the solution, words the hint must contain)]
+def loss_answer(target: str = "x[:, 1:]", total: str | None = "sum(terms.values())",
+                loss: str = "total + beta * sum(prediction.kl.values())") -> str:
+    """A ``prediction_loss`` answer written as the solution is, with one part replaced by a mistake:
+    the frames compared (``target``), the sum of the L2 terms (``total``; None leaves the line out),
+    or the returned loss (``loss``)."""
+    return (f"target = {target}\n"
+            "terms = {'x_hat': reconstruction_loss(prediction.x_hat, target),\n"
+            "         'x_p': reconstruction_loss(prediction.x_p, target),\n"
+            "         'x_f': reconstruction_loss(prediction.x_f, target)}\n"
+            + (f"total = {total}\n" if total else "")
+            + "terms.update({f'kl_{name}': kl for name, kl in prediction.kl.items()})\n"
+            f"return {loss}, terms")
+
+
 MISTAKES = {
     "reparameterize": [
         ("return mu + torch.exp(logvar) * noise", "variance"),
@@ -124,47 +138,12 @@ MISTAKES = {
     "prediction_loss": [
         ("target = x\nterms = {'x_hat': reconstruction_loss(prediction.x_hat, target)}\nreturn terms['x_hat'], terms",
          "x[:, 1:]"),
-        ("target = x[:, 1:]\n"
-         "terms = {'x_hat': reconstruction_loss(prediction.x_hat, target),\n"
-         "         'x_p': reconstruction_loss(prediction.x_p, target),\n"
-         "         'x_f': reconstruction_loss(prediction.x_f, target)}\n"
-         "total = sum(terms.values())\n"
-         "terms.update({f'kl_{name}': kl for name, kl in prediction.kl.items()})\n"
-         "return total + sum(prediction.kl.values()), terms", "weighted by beta"),
-        ("target = x[:, 1:]\n"
-         "terms = {'x_hat': reconstruction_loss(prediction.x_hat, target),\n"
-         "         'x_p': reconstruction_loss(prediction.x_p, target),\n"
-         "         'x_f': reconstruction_loss(prediction.x_f, target)}\n"
-         "total = sum(terms.values())\n"
-         "terms.update({f'kl_{name}': kl for name, kl in prediction.kl.items()})\n"
-         "return total + beta * prediction.kl['appearance'], terms", "every stream"),
-        ("target = x[:, 1:]\n"
-         "terms = {'x_hat': reconstruction_loss(prediction.x_hat, target),\n"
-         "         'x_p': reconstruction_loss(prediction.x_p, target),\n"
-         "         'x_f': reconstruction_loss(prediction.x_f, target)}\n"
-         "terms.update({f'kl_{name}': kl for name, kl in prediction.kl.items()})\n"
-         "return terms['x_hat'] + beta * sum(prediction.kl.values()), terms", "L2 terms of x^p and x^f"),
-        ("target = x[:, :-1]\n"
-         "terms = {'x_hat': reconstruction_loss(prediction.x_hat, target),\n"
-         "         'x_p': reconstruction_loss(prediction.x_p, target),\n"
-         "         'x_f': reconstruction_loss(prediction.x_f, target)}\n"
-         "total = sum(terms.values())\n"
-         "terms.update({f'kl_{name}': kl for name, kl in prediction.kl.items()})\n"
-         "return total + beta * sum(prediction.kl.values()), terms", "x[:, 1:]"),
-        ("target = x[:, 1:]\n"
-         "terms = {'x_hat': reconstruction_loss(prediction.x_hat, target),\n"
-         "         'x_p': reconstruction_loss(prediction.x_p, target),\n"
-         "         'x_f': reconstruction_loss(prediction.x_f, target)}\n"
-         "total = sum(terms.values())\n"
-         "terms.update({f'kl_{name}': kl for name, kl in prediction.kl.items()})\n"
-         "return total + beta * sum(prediction.kl.values()) / len(prediction.kl), terms", "do not average"),
-        ("target = x[:, 1:]\n"
-         "terms = {'x_hat': reconstruction_loss(prediction.x_hat, target),\n"
-         "         'x_p': reconstruction_loss(prediction.x_p, target),\n"
-         "         'x_f': reconstruction_loss(prediction.x_f, target)}\n"
-         "total = sum(terms.values())\n"
-         "terms.update({f'kl_{name}': kl for name, kl in prediction.kl.items()})\n"
-         "return beta * (total + sum(prediction.kl.values())), terms", "KL terms only"),
+        (loss_answer(loss="total + sum(prediction.kl.values())"), "weighted by beta"),
+        (loss_answer(loss="total + beta * prediction.kl['appearance']"), "every stream"),
+        (loss_answer(total=None, loss="terms['x_hat'] + beta * sum(prediction.kl.values())"), "L2 terms of x^p and x^f"),
+        (loss_answer(target="x[:, :-1]"), "x[:, 1:]"),
+        (loss_answer(loss="total + beta * sum(prediction.kl.values()) / len(prediction.kl)"), "do not average"),
+        (loss_answer(loss="beta * (total + sum(prediction.kl.values()))"), "KL terms only"),
     ],
     "previous_frames": [
         ("return x", "frame t-1"),
