@@ -587,12 +587,14 @@ def _continuation_schedule(continuation: dict) -> str:
     from update 13,650; batch 8`` (``lr_from_update``: ``{update: lr}``, updates since the shipped weights)."""
     from slamp.config import TrainConfig
 
-    def short(rate: float) -> str:  # 0.0003 -> 3e-4
-        return f"{rate:.0e}".replace("e-0", "e-")
-
     steps = _lr_steps(continuation)
-    rates = ", ".join([f"lr {short(steps[0][1])}"] + [f"{short(rate)} from update {update:,}" for update, rate in steps[1:]])
+    rates = ", ".join([f"lr {_rate(steps[0][1])}"] + [f"{_rate(rate)} from update {update:,}" for update, rate in steps[1:]])
     return f"{rates}; batch {continuation.get('batch_size') or TrainConfig.preset(PRESET).batch_size}"
+
+
+def _rate(rate: float) -> str:
+    """A learning rate as the figure and the README write it: 0.0003 -> ``3e-4``."""
+    return f"{rate:.0e}".replace("e-0", "e-")
 
 
 def _lr_steps(continuation: dict) -> list[tuple[int, float]]:
@@ -640,7 +642,7 @@ def continuation_figure(path: Path = CONTINUATION_FIGURE) -> Path:
                               label=f"screen: {arm}" + (" (lr 1e-12: BatchNorm statistics only)" if arm == "bn_only" else ""))
         for update, rate in _lr_steps(metrics.get("continuation", {}))[1:]:  # where the learning rate changed
             axes[row, 0].axvline(update, color="tab:green", linestyle="--", linewidth=1, alpha=0.6,
-                                 label=f"lr {rate:.0e} from here".replace("e-0", "e-") if row == 0 else None)
+                                 label=f"lr {_rate(rate)} from here" if row == 0 else None)
         for column in range(2):
             axes[row, column].axhline(float(fixed["black_frame"][f"{metric}_best"]), color="k", linestyle=":",
                                       label="all-black frame, same clips")
