@@ -90,8 +90,9 @@ class Evaluation:
 
     def save(self, folder) -> Path:
         """Write (if kept) ``best_samples.pt``, ``per_frame.csv``, ``per_sequence.csv`` (each sequence's
-        score, the mean over frames: what paired comparisons between predictors need) and, last,
-        ``summary.json`` to ``folder``. Each file is written beside its name and renamed into place
+        score, the mean over frames: what paired comparisons between predictors need),
+        ``per_sequence_frame.csv`` (each sequence's score at each predicted frame: paired comparisons
+        frame by frame) and, last, ``summary.json`` to ``folder``. Each file is written beside its name and renamed into place
         when complete, so a full disk leaves earlier files as they were, never half a file; the
         summary comes last, when the rest is on disk, and the largest file first."""
         folder = Path(folder)
@@ -112,6 +113,13 @@ class Evaluation:
             for head, metrics in self.curves.items():
                 for metric, curve in metrics.items():
                     writer.writerows([head, metric, i, f"{v:.6f}"] for i, v in enumerate(curve.mean(1).tolist()))
+        with atomic_path(folder / "per_sequence_frame.csv") as temporary, open(temporary, "w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(["head", "metric", "sequence", "frame", "score"])
+            for head, metrics in self.curves.items():
+                for metric, curve in metrics.items():
+                    writer.writerows([head, metric, i, t + 1, f"{v:.6f}"] for i, row in enumerate(curve.tolist())
+                                     for t, v in enumerate(row))
         with atomic_path(folder / "summary.json") as temporary:
             temporary.write_text(json.dumps({"settings": self.settings, "results": summary}, indent=2) + "\n")
         return folder

@@ -93,6 +93,11 @@ def test_evaluate_a_real_model_with_every_head_and_save(tmp_path):
     head, metric, index, score = rows[1].split(",")
     assert (head, metric, index) == ("x_hat", "psnr", "0")
     assert abs(float(score) - result.curves["x_hat"]["psnr"][0].mean().item()) < 1e-5
+    rows = (folder / "per_sequence_frame.csv").read_text().splitlines()
+    assert rows[0] == "head,metric,sequence,frame,score" and len(rows) == 1 + 4 * 2 * 3 * 4  # ... x frames
+    head, metric, index, frame, score = rows[1 + 4 + 2].split(",")  # sequence 1 (counted from 0), frame 3
+    assert (head, metric, index, frame) == ("x_hat", "psnr", "1", "3")
+    assert abs(float(score) - result.curves["x_hat"]["psnr"][1, 2].item()) < 1e-5
     assert torch.load(folder / "best_samples.pt").shape == (3, 4, 1, 64, 64)
 
 

@@ -37,10 +37,12 @@ def test_the_four_models_ship_small_and_load_offline():
 
 def test_the_models_had_one_budget_and_carry_their_learning_curves():
     curves = {name: pretrained.info(name)["metrics"]["learning_curve"] for name, _ in SHIPPED}
-    updates = {name: curve["updates"] for name, curve in curves.items()}
-    assert len({tuple(u) for u in updates.values()}) == 1, updates  # validated at the same updates
+    # validated at the same updates, up to where a model was trained on alone (issue 35: continued_from)
+    updates = {name: curve["updates"][:curve.get("continued_from")] for name, curve in curves.items()}
+    assert len({tuple(u) for u in updates.values()}) == 1, updates
     for name, curve in curves.items():
-        assert len(curve["updates"]) >= 2 and all(len(v) == len(curve["updates"]) for v in curve.values()), name
+        points = {key: v for key, v in curve.items() if key != "continued_from"}
+        assert len(curve["updates"]) >= 2 and all(len(v) == len(curve["updates"]) for v in points.values()), name
         assert curve["updates"] == sorted(curve["updates"]) and curve["cpu_minutes"] == sorted(curve["cpu_minutes"])
         assert curve["updates"][-1] == pretrained.info(name)["metrics"]["updates_in_all"]
 
@@ -113,6 +115,45 @@ def test_the_per_frame_figure_is_drawn_from_the_record(tmp_path, monkeypatch):
     monkeypatch.setattr(tool, "RESULTS", tmp_path / "results.json")
     path = tool.per_frame_figure(tmp_path / "per_frame.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+    small = path.stat().st_size
+    difference = {"mean": [0.1 - 0.01 * t for t in range(20)], "ci95": [0.02] * 20}
+    recorded["paired_per_frame"] = {m: {n: {"psnr": difference, "ssim": difference} for n in tool.REFERENCES}
+                                    for m in tool.MODELS}
+    (tmp_path / "results.json").write_text(json.dumps(recorded))
+    assert tool.per_frame_figure(tmp_path / "paired.png").stat().st_size > small  # the paired row below
+
+
+def test_paired_per_frame_differences_are_sequence_by_sequence(tmp_path, monkeypatch):
+    """Model minus floor at each frame, over the same sequences: a model that beats the floor by
+    exactly 0.1 at frame 1 and 0 at frame 2 on every sequence gets 0.1 ± 0 and 0 ± 0."""
+    def write(folder, scores):
+        folder.mkdir(parents=True)
+        lines = ["head,metric,sequence,frame,score"] + [
+            f"{head},{metric},{i},{t + 1},{value}" for head in ("x_hat", "x_p") for metric in ("psnr", "ssim")
+            for i, row in enumerate(scores) for t, value in enumerate(row)]
+        (folder / "per_sequence_frame.csv").write_text("\n".join(lines) + "\n")
+
+    floor = [[0.5, 0.7], [0.2, 0.9], [0.4, 0.1]]
+    for name in tool.REFERENCES:
+        write(tmp_path / "results" / "pretrained" / "references" / name, floor)
+    write(tmp_path / "results" / "pretrained" / "slamp", [[a + 0.1, b] for a, b in floor])
+    monkeypatch.setattr(tool, "ROOT", tmp_path)
+    found = tool.paired_per_frame(["slamp"])["slamp"]["black"]["ssim"]
+    assert found["mean"] == pytest.approx([0.1, 0.0], abs=1e-4) and found["ci95"] == pytest.approx([0, 0], abs=1e-4)
+
+
+def test_ship_puts_the_snapshot_in_the_package_with_its_sum(tmp_path, monkeypatch):
+    """``ship`` writes the continuation's snapshot where ``load`` finds it, recorded and checked."""
+    snapshots, folder = tmp_path / "shipped_training", tmp_path / "package"
+    folder.mkdir()
+    shipped = pretrained._read("svg")
+    pretrained.write_shipped(shipped, "svg", snapshots)
+    monkeypatch.setattr(tool, "SNAPSHOTS", snapshots)
+    monkeypatch.setattr(pretrained, "FOLDER", folder)
+    path = tool.ship("svg")
+    assert path == folder / "svg.pt" and pretrained.recorded_sums(folder)["svg.pt"]
+    assert pretrained.info("svg")["metrics"]["shipped_from"] == "shipped_training/svg.pt"
+    assert type(pretrained.load("svg")) is SVG
 
 
 def test_training_minutes_grow_within_a_chunk():
