@@ -335,8 +335,8 @@ def paired_per_frame(models=MODELS) -> dict:
             for metric in ("psnr", "ssim"):
                 difference = scores[metric] - floor[metric]
                 frames = [mean_confidence_interval(difference[:, t]) for t in range(difference.shape[1])]
-                paired[model][name][metric] = {"mean": [round(m, 4) for m, _ in frames],
-                                               "ci95": [round(h, 4) for _, h in frames]}
+                paired[model][name][metric] = {"mean": [round(float(m), 4) for m, _ in frames],
+                                               "ci95": [round(float(h), 4) for _, h in frames]}
     return paired
 
 
@@ -505,8 +505,7 @@ def per_frame_figure(path: Path = PER_FRAME) -> Path:
                             color=COLOURS[model], alpha=0.15, linewidth=0)
         ax.axhline(0, color="k", linewidth=1)
         ax.set(ylabel=f"{metric.upper()}: model − {REFERENCES[floor]}", xticks=frames[::2])
-        ax.set_title(f"paired, sequence by sequence, mean ± 95% CI (the {REFERENCES[floor]}: the best floor on "
-                     f"{metric.upper()})", fontsize=9)
+        ax.set_title(f"minus the best floor on {metric.upper()}, paired by sequence (± 95% CI)", fontsize=10)
         ax.grid(alpha=0.3)
     for ax in axes[-1]:
         ax.set_xlabel(f"frame (1-{n_past} given, {frames[0]}-{frames[-1]} predicted)")
