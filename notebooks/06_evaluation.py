@@ -527,6 +527,16 @@ use(best_of_n)  # from here on the package runs this best_of_n: in a student's n
 
 # %%
 #| export evaluate
+def write_csv(path: Path, header: list, rows) -> None:
+    """Write ``header`` and ``rows`` to the CSV file ``path``, atomically (whole, or not at all)."""
+    with atomic_path(path) as temporary, open(temporary, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+# %%
+#| export evaluate
 @dataclass
 class Evaluation:
     """Best-of-N scores: ``curves[head][metric]`` is ``(N, T)`` (N test sequences, T predicted
@@ -569,26 +579,17 @@ class Evaluation:
         if self.best_frames is not None:
             with atomic_path(folder / "best_samples.pt") as temporary:
                 save_tensors(self.best_frames.to(torch.float16), temporary)
-        with atomic_path(folder / "per_frame.csv") as temporary, open(temporary, "w", newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow(["head", "metric", "frame", "mean", "ci95"])
-            for head, metrics in summary.items():
-                for metric, values in metrics.items():
-                    for t, (m, h) in enumerate(zip(values["per_frame"], values["per_frame_ci95"])):
-                        writer.writerow([head, metric, t + 1, f"{m:.6f}", f"{h:.6f}"])
-        with atomic_path(folder / "per_sequence.csv") as temporary, open(temporary, "w", newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow(["head", "metric", "sequence", "score"])
-            for head, metrics in self.curves.items():
-                for metric, curve in metrics.items():
-                    writer.writerows([head, metric, i, f"{v:.6f}"] for i, v in enumerate(curve.mean(1).tolist()))
-        with atomic_path(folder / "per_sequence_frame.csv") as temporary, open(temporary, "w", newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow(["head", "metric", "sequence", "frame", "score"])
-            for head, metrics in self.curves.items():
-                for metric, curve in metrics.items():
-                    writer.writerows([head, metric, i, t + 1, f"{v:.6f}"] for i, row in enumerate(curve.tolist())
-                                     for t, v in enumerate(row))
+        write_csv(folder / "per_frame.csv", ["head", "metric", "frame", "mean", "ci95"],
+                  ([head, metric, t + 1, f"{m:.6f}", f"{h:.6f}"] for head, metrics in summary.items()
+                   for metric, values in metrics.items()
+                   for t, (m, h) in enumerate(zip(values["per_frame"], values["per_frame_ci95"]))))
+        curves = [(head, metric, curve) for head, metrics in self.curves.items() for metric, curve in metrics.items()]
+        write_csv(folder / "per_sequence.csv", ["head", "metric", "sequence", "score"],
+                  ([head, metric, i, f"{v:.6f}"] for head, metric, curve in curves
+                   for i, v in enumerate(curve.mean(1).tolist())))
+        write_csv(folder / "per_sequence_frame.csv", ["head", "metric", "sequence", "frame", "score"],
+                  ([head, metric, i, t + 1, f"{v:.6f}"] for head, metric, curve in curves
+                   for i, row in enumerate(curve.tolist()) for t, v in enumerate(row)))
         with atomic_path(folder / "summary.json") as temporary:
             temporary.write_text(json.dumps({"settings": self.settings, "results": summary}, indent=2) + "\n")
         return folder

@@ -58,6 +58,15 @@ def head_frames(prediction, head: str) -> torch.Tensor:
 
 
 # notebooks/06_evaluation.py, cell 31
+def write_csv(path: Path, header: list, rows) -> None:
+    """Write ``header`` and ``rows`` to the CSV file ``path``, atomically (whole, or not at all)."""
+    with atomic_path(path) as temporary, open(temporary, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+# notebooks/06_evaluation.py, cell 32
 @dataclass
 class Evaluation:
     """Best-of-N scores: ``curves[head][metric]`` is ``(N, T)`` (N test sequences, T predicted
@@ -100,32 +109,23 @@ class Evaluation:
         if self.best_frames is not None:
             with atomic_path(folder / "best_samples.pt") as temporary:
                 save_tensors(self.best_frames.to(torch.float16), temporary)
-        with atomic_path(folder / "per_frame.csv") as temporary, open(temporary, "w", newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow(["head", "metric", "frame", "mean", "ci95"])
-            for head, metrics in summary.items():
-                for metric, values in metrics.items():
-                    for t, (m, h) in enumerate(zip(values["per_frame"], values["per_frame_ci95"])):
-                        writer.writerow([head, metric, t + 1, f"{m:.6f}", f"{h:.6f}"])
-        with atomic_path(folder / "per_sequence.csv") as temporary, open(temporary, "w", newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow(["head", "metric", "sequence", "score"])
-            for head, metrics in self.curves.items():
-                for metric, curve in metrics.items():
-                    writer.writerows([head, metric, i, f"{v:.6f}"] for i, v in enumerate(curve.mean(1).tolist()))
-        with atomic_path(folder / "per_sequence_frame.csv") as temporary, open(temporary, "w", newline="") as file:
-            writer = csv.writer(file)
-            writer.writerow(["head", "metric", "sequence", "frame", "score"])
-            for head, metrics in self.curves.items():
-                for metric, curve in metrics.items():
-                    writer.writerows([head, metric, i, t + 1, f"{v:.6f}"] for i, row in enumerate(curve.tolist())
-                                     for t, v in enumerate(row))
+        write_csv(folder / "per_frame.csv", ["head", "metric", "frame", "mean", "ci95"],
+                  ([head, metric, t + 1, f"{m:.6f}", f"{h:.6f}"] for head, metrics in summary.items()
+                   for metric, values in metrics.items()
+                   for t, (m, h) in enumerate(zip(values["per_frame"], values["per_frame_ci95"]))))
+        curves = [(head, metric, curve) for head, metrics in self.curves.items() for metric, curve in metrics.items()]
+        write_csv(folder / "per_sequence.csv", ["head", "metric", "sequence", "score"],
+                  ([head, metric, i, f"{v:.6f}"] for head, metric, curve in curves
+                   for i, v in enumerate(curve.mean(1).tolist())))
+        write_csv(folder / "per_sequence_frame.csv", ["head", "metric", "sequence", "frame", "score"],
+                  ([head, metric, i, t + 1, f"{v:.6f}"] for head, metric, curve in curves
+                   for i, row in enumerate(curve.tolist()) for t, v in enumerate(row)))
         with atomic_path(folder / "summary.json") as temporary:
             temporary.write_text(json.dumps({"settings": self.settings, "results": summary}, indent=2) + "\n")
         return folder
 
 
-# notebooks/06_evaluation.py, cell 33
+# notebooks/06_evaluation.py, cell 34
 class SampleSpread:
     """``sample_spread`` (03) of samples that arrive in chunks ``(B, S, T, C, H, W)``: the per-pixel
     standard deviation over samples, averaged over channels and pixels: ``std()`` → ``(B, T)``."""
@@ -145,7 +145,7 @@ class SampleSpread:
         return variance.sqrt().mean((2, 3, 4)).float()
 
 
-# notebooks/06_evaluation.py, cell 36
+# notebooks/06_evaluation.py, cell 37
 def sampled_chunks(sampler, past, n_future: int, num_samples: int, chunk: int):
     """``num_samples`` futures of ``past`` ``(B, n_past, C, H, W)``, ``chunk`` samples per call:
     yields each call's :class:`Prediction`. Every sample's noise is drawn at once, so the futures
@@ -162,7 +162,7 @@ def sampled_chunks(sampler, past, n_future: int, num_samples: int, chunk: int):
             yield sampler.generate(past, n_future, size, **drawn)
 
 
-# notebooks/06_evaluation.py, cell 39
+# notebooks/06_evaluation.py, cell 40
 def check_settings(n_past: int, n_future: int, num_samples: int, metrics, heads, protocol: str = "slamp") -> None:
     """A ``ValueError`` naming the first setting of an evaluation that cannot be run."""
     if n_past < 1 or n_future < 1 or num_samples < 1:
@@ -173,7 +173,7 @@ def check_settings(n_past: int, n_future: int, num_samples: int, metrics, heads,
             raise ValueError(f"unknown {name} {value!r}; choose from {sorted(choices)}")
 
 
-# notebooks/06_evaluation.py, cell 41
+# notebooks/06_evaluation.py, cell 42
 @torch.no_grad()
 def evaluate(model, videos, n_past: int, n_future: int, num_samples: int = 100, metrics=("psnr", "ssim"),
              heads=("x_hat",), max_batch: int | None = None, device=None, keep_best: bool = True,
@@ -230,7 +230,7 @@ def evaluate(model, videos, n_past: int, n_future: int, num_samples: int = 100, 
                       {head: torch.cat(values) for head, values in diversity.items()})
 
 
-# notebooks/06_evaluation.py, cell 43
+# notebooks/06_evaluation.py, cell 44
 @torch.no_grad()
 def validate(model, videos: torch.Tensor, n_past: int, n_future: int, num_samples: int, batch_size: int = 32,
              device="cpu", dtype: torch.dtype | None = None, seed: int = 0):
@@ -263,7 +263,7 @@ def validate(model, videos: torch.Tensor, n_past: int, n_future: int, num_sample
     return metrics, example
 
 
-# notebooks/06_evaluation.py, cell 46
+# notebooks/06_evaluation.py, cell 47
 class PublicCodeSampler:
     """Samples ``model``'s futures as the public code's ``evaluate.py`` does: one sample at a time
     over the whole batch of sequences, with BatchNorm in training mode (the statistics of the batch
@@ -295,7 +295,7 @@ class PublicCodeSampler:
         return Prediction(**parts)
 
 
-# notebooks/06_evaluation.py, cell 51
+# notebooks/06_evaluation.py, cell 52
 REFERENCES = ("black", "last_frame", "mean_frame")  # predictors that learn nothing: the floors of every score
 
 
@@ -327,7 +327,7 @@ def reference_frames(name: str, past: torch.Tensor, n_future: int, mean_frame: t
     return frame[:, None].repeat(1, n_future, 1, 1, 1)
 
 
-# notebooks/06_evaluation.py, cell 53
+# notebooks/06_evaluation.py, cell 54
 MEAN_FRAME_CLIPS = 1000  # of 15 frames: 15,000 training frames
 
 
@@ -371,7 +371,7 @@ def mean_training_frame(clips=None, num_clips: int = MEAN_FRAME_CLIPS, seed: int
     return (total / frames).float()
 
 
-# notebooks/06_evaluation.py, cell 54
+# notebooks/06_evaluation.py, cell 55
 class ReferencePredictor(torch.nn.Module):
     """A reference predictor with a model's ``generate``, so that :func:`evaluate` scores it with
     the code that scores the models; its samples are all the same (it is deterministic)."""
@@ -400,4 +400,4 @@ def evaluate_reference(name: str, videos, n_past: int, n_future: int, metrics=("
     return result
 
 
-__all__ = ['METRICS', 'HEADS', 'PROTOCOLS', 'score_frames', 'best_of_n', 'head_frames', 'Evaluation', 'SampleSpread', 'sampled_chunks', 'check_settings', 'evaluate', 'validate', 'PublicCodeSampler', 'REFERENCES', 'reference_frames', 'MEAN_FRAME_CLIPS', 'mean_training_frame', 'ReferencePredictor', 'evaluate_reference']
+__all__ = ['METRICS', 'HEADS', 'PROTOCOLS', 'score_frames', 'best_of_n', 'head_frames', 'write_csv', 'Evaluation', 'SampleSpread', 'sampled_chunks', 'check_settings', 'evaluate', 'validate', 'PublicCodeSampler', 'REFERENCES', 'reference_frames', 'MEAN_FRAME_CLIPS', 'mean_training_frame', 'ReferencePredictor', 'evaluate_reference']

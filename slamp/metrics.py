@@ -226,7 +226,7 @@ def mean_confidence_interval(values, confidence: float = 0.95) -> tuple[float, f
     return mean, sem * stats.t.ppf((1 + confidence) / 2, values.numel() - 1)
 
 
-# notebooks/06_evaluation.py, cell 45
+# notebooks/06_evaluation.py, cell 46
 def channel_psnr(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """PSNR as the public SLAMP code computes it: per channel, then the mean over channels; images
     ``(N, C, H, W)`` in [0, 1] → ``(N,)`` (each channel capped at 100 dB like :func:`psnr`)."""
