@@ -189,3 +189,9 @@ def test_train_on_with_another_lr_records_a_decay_stage(tmp_path, monkeypatch, c
     assert tool._lr_steps(state) == [(0, 3e-4), (700, 1e-4)]
     assert tool._continuation_schedule(state).startswith("lr 3e-4, 1e-4 from update 700")
     assert tool._lr_steps({"lr": 3e-4}) == [(0, 3e-4)]
+
+
+def test_a_chunk_cut_short_is_followed_by_one_that_ends_on_the_validation_grid():
+    assert tool._next_stop(18_500, 500) == 19_000
+    assert tool._next_stop(18_944, 500) == 19_000  # a session's end stopped a chunk at 18,944
+    assert tool._next_stop(0, 500) == 500

@@ -586,7 +586,7 @@ def train_on(model: str, hours: float, lr: float, chunk: int = 500, batch_size: 
             return
         done = _updates_in(out)
         argv = [sys.executable, "-m", "slamp", "train", "--preset", PRESET, "--set", *settings, "--out", str(out),
-                "--stop-after", str(done + chunk)] + (["--resume"] if (out / "last.pt").is_file() else [])
+                "--stop-after", str(_next_stop(done, chunk))] + (["--resume"] if (out / "last.pt").is_file() else [])
         print("$", " ".join(argv[2:]), flush=True)
         before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
         with open(out / "train.log", "a") as log:
@@ -608,6 +608,13 @@ def ship(model: str) -> Path:
     shipped = _read(str(SNAPSHOTS / f"{model}.pt"))  # checked against shipped_training/SHA256SUMS
     shipped["metrics"] = {**shipped["metrics"], "shipped_from": f"shipped_training/{model}.pt"}
     return write_shipped(shipped, model, FOLDER)
+
+
+def _next_stop(done: int, chunk: int) -> int:
+    """Where the next chunk stops: the next multiple of ``chunk``, so that a chunk cut short (a
+    session's end) is followed by a shorter one and every snapshot again ends on a validation point
+    (validation runs every 500 updates: the snapshot's curve then ends at its last update)."""
+    return (done // chunk + 1) * chunk
 
 
 def _updates_in(out: Path) -> int:
