@@ -338,14 +338,14 @@ print(f"the 3 futures of the squares differ by {spread(futures.x_hat[0]):.4f} (p
 # SLAMP, conditioned on 5 frames of a test sequence whose digits bounce during the predicted
 # frames. Its samples go different ways, and not only from the bounce on: how far apart they are is
 # measured against the spread that moving the true frames one or two pixels either way would give
-# (computed in the cell). With the shipped model the spread is 0.0205 in frame 6, about a one-pixel
-# jitter (0.0216), passes the two-pixel jitter (0.0344) by frame 8 and stays near 0.045 from frame
-# 10 to 15; the digits bounce into frames 12 and 14 and the spread does not jump there. The model is
-# unsure where the digits go well before they reach a wall. Which SLAMP: the paper's own (the
-# public release's weights, 25 M parameters) when its file is in the data folder — set
-# `PAPER_MODEL = "download"` to fetch it once (about 100 MB) — else the small one that ships with
-# the package (`slamp.pretrained`, trained on two CPU cores; see the README). The figure's title
-# says which.
+# (computed in the cell; the printout gives the spread frame by frame). With the shipped model the
+# spread in frame 6 is already about that of a one-pixel jitter, passes the two-pixel jitter by
+# frame 8 and then levels off above it; the digits bounce into frames 12 and 14 and the spread does
+# not jump there. The model is unsure where the digits go well before they reach a wall. Which
+# SLAMP: the paper's own (the public release's weights, 25 M parameters) when its file is in the
+# data folder — set `PAPER_MODEL = "download"` to fetch it once (about 100 MB) — else the small one
+# that ships with the package (`slamp.pretrained`, trained on two CPU cores; see the README). The
+# figure's title says which.
 
 # %%
 from slamp.data import MovingMNISTTestSet

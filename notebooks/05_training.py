@@ -251,7 +251,9 @@ def train(config: TrainConfig, resume=None, stop_after: int | None = None, overw
 #
 # `tiny` and `cpu` are ours: the `tiny` model on 2 + 4-frame clips, about 1 s an update on two CPU
 # cores, shows in a few minutes that the loop runs and the losses fall (its 200 updates below give a
-# blur, not digits); `cpu` (6,750 updates) trains the shipped models.
+# blur, not digits); `cpu` trains the shipped models: 6,750 updates each, and the shipped SLAMP was
+# then trained on from those weights with the same preset at lower learning rates (the README's
+# "Trained models" says how long).
 
 # %%
 from slamp.config import ConfigError, TrainConfig, apply_overrides, training_presets
@@ -343,7 +345,7 @@ sample_figure(example["truth"], example["samples"], config.n_past, example["psnr
 # samples are the same blur (14.4 to 14.5 dB), which stays near where the digits were last seen and
 # fades. Its validation SSIM, 0.09, is far below what an all-black frame scores (0.72 on the test
 # sequences of `06_evaluation`): SSIM punishes the grey haze on the black background that PSNR
-# hardly sees. The `cpu` preset (6,750 updates, the shipped models) trains long enough to carry
+# hardly sees. The shipped models, trained with the `cpu` preset for thousands of updates, carry
 # the digits a few frames into the future before they blur (`06_evaluation` shows them).
 
 # %% [markdown]

@@ -1163,12 +1163,11 @@ assert result.curves["x_hat"]["psnr"].shape == (len(test_set), 20)
 assert same_floors["black"].keys() == summary["x_hat"].keys()
 
 # %% [markdown]
-# **What the heads show here.** In the run stored above (32 sequences on the CPU), the four heads
-# score PSNR 14.93 ($\hat x$), 14.58 ($x^p$), 14.88 ($x^f$) and 14.86 (average) over the 20
-# predicted frames: at most 0.35 dB apart, less than each one's 95% interval (± 0.43 to 0.49 dB).
-# Averaged over frames and compared unpaired, this run cannot tell the heads apart. Compared frame
-# by frame on the same sequences (the lower panels of the figure below), it can: that is where
-# the learned mask shows what it adds.
+# **What the heads show here.** In the run stored above (32 sequences on the CPU), the four heads'
+# PSNRs over the 20 predicted frames (the first four rows of the table) are closer to one another
+# than their 95% intervals are wide, and the intervals overlap. Averaged over frames and compared
+# unpaired, this run cannot tell the heads apart. Compared frame by frame on the same sequences
+# (the lower panels of the figure below), it can: that is where the learned mask shows what it adds.
 #
 # ## Against the paper
 #
@@ -1239,14 +1238,15 @@ fig.suptitle(f"{model_name}: {len(test_set)} test sequences, 5 → 20 frames (fr
 fig.tight_layout()
 
 # %% [markdown]
-# **Reading the heads.** At the first predicted frame, $x^p$ (the frame painted anew) is
-# 4.2 ± 1.3 dB and 0.132 ± 0.025 SSIM below $\hat x$; its PSNR interval excludes 0 at frames
-# 6–8 and 10 only. $x^f$ (the last frame warped) stays close to $\hat x$ (−0.06 ± 0.41 dB at
-# frame 6, −0.25 ± 0.29 dB at frame 25), its interval holding 0 at every frame but frame 19. So
-# the blend follows the warp where the warp is good, in the first frames, and gains most there
-# over painting; from frame 11 on the heads are the same blur in PSNR. Differences this small are
-# still seen on SSIM: at frame 25 $x^p$ is slightly *above* $\hat x$ (+0.008 ± 0.006) and $x^f$
-# slightly below (−0.007 ± 0.006). The paper's Table 7 reads its heads on its own models and the
+# **Reading the heads** (the numbers are printed above the figure). At the first predicted frame,
+# $x^p$ (the frame painted anew) is 5.2 ± 1.5 dB and 0.090 ± 0.018 SSIM below $\hat x$; its PSNR
+# interval excludes 0 at frames 6–10 only, its SSIM interval at frames 6–11 and at a few late
+# frames, where the difference is about 0.01. $x^f$ (the last frame warped) stays close to
+# $\hat x$: +0.13 ± 0.79 dB at frame 6, −0.01 ± 0.11 dB at frame 25, and on SSIM +0.002 ± 0.002
+# at frame 6; its intervals exclude 0 only at a handful of frames (11–13 and 15 in PSNR, 6, 7, 23
+# and 24 in SSIM), by a few hundredths of a dB or thousandths of SSIM. So the blend follows the
+# warp where the warp is good, in the first frames, and gains most there over painting; later the
+# three heads are the same blur. The paper's Table 7 reads its heads on its own models and the
 # full test set; these are the shipped CPU model's, on 32 sequences.
 
 # %% [markdown]
@@ -1299,7 +1299,8 @@ fig.tight_layout()
 # * `slamp.evaluate`: `evaluate(model, test_batches, n_past, n_future, num_samples=100)` runs the
 #   best-of-N protocol batched over samples and sequences, for the final prediction and (Table 7)
 #   for the appearance head, the motion head and their average; `Evaluation.save` writes
-#   `summary.json`, `per_frame.csv` and the best samples. `slamp evaluate` runs it from the command
+#   `summary.json`, `per_frame.csv`, `per_sequence.csv`, `per_sequence_frame.csv` (the paired
+#   comparisons' input) and the best samples. `slamp evaluate` runs it from the command
 #   line on a checkpoint.
 # * Floors: `reference_frames` (`black`, `last_frame`, `mean_frame`), `mean_training_frame` (from
 #   training clips only) and `evaluate_reference`, which scores a reference through `evaluate`

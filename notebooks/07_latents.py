@@ -492,10 +492,10 @@ print(f"z^p over {len(z_p)} samples: std {wide.max():.2f} on dimension {wide.arg
 # The first future step's $z^f$ is unchanged, as promised; later steps change a little even in
 # $z^f$, because each prior reads the frames generated so far. Redrawing $z^p$ moves fewer bars
 # than one might expect: for the shipped model, the samples' $z^p$ differ on one of its 20
-# dimensions (standard deviation about 1, printed) and hardly on the others (about 0.1), so most
-# of a new draw is the same. The appearance latent carries little; what a redraw changes in the
-# picture is printed above (for the shipped model, at this step, about 7% of $\hat x$'s pixels by
-# more than 0.1).
+# dimensions (standard deviation about 0.8, printed) and little on the others (a median of about 0.1),
+# so most of a new draw is the same. The appearance latent carries little; what a redraw changes
+# in the picture is printed above (for the shipped model, at this step, a few per cent of
+# $\hat x$'s pixels by more than 0.1).
 
 # %% [markdown]
 # The interactive version: pick a sequence, scrub or play through the future, redraw $z^p$, $z^f$
@@ -793,9 +793,10 @@ if trained:  # a shipped model, or one trained here at full settings: the paper'
 # direction (464 of the 2,786 frames: the eight directions are not equally common), not 1/8. A
 # latent that carries nothing about the label does not reach it, since a nearest-neighbour vote
 # does not learn to guess the majority: it scores about what the same classifier scores with the
-# labels shuffled among the frames (the last column, 0.126–0.133), near a uniform guess's 0.125.
-# That is where $z^p$ (0.133) and SVG-LP's $z$ (0.127) sit: they say nothing about the direction,
-# and $z^f$ (0.653) says a lot.
+# labels shuffled among the frames (the last column, 0.127–0.133), near a uniform guess's 0.125.
+# That is where SVG-LP's $z$ sits (0.127): it says nothing about the direction. The shipped SLAMP's
+# $z^p$ (0.183) sits above the shuffled column and a little above the majority guess (0.167): it
+# carries a trace of the direction, while $z^f$ (0.615) carries a lot.
 #
 # A model trained for a few updates (the CI smoke setting when no trained model ships) is near
 # chance everywhere: its posteriors have not learned anything yet, and the check above is skipped.
@@ -811,9 +812,10 @@ if trained:  # a shipped model, or one trained here at full settings: the paper'
 # Draw $S$ futures $x^{(1)}, \dots, x^{(S)}$ of one sequence. Their mean $\bar x$ is sharp where
 # the samples agree and blurred where they disagree. A bounce, whose new direction is random, is one
 # reason to disagree, but not the only one: in the plot below (the shipped model) the spread rises
-# over the first predicted frames (about 0.008 to 0.011) and then slowly falls, with no jump at the
-# frames right after the digits bounce (dotted). The model is unsure where the digits are going from
-# the first predicted frame on. Averaged over samples, the squared error splits exactly into the error of the mean
+# over the first few predicted frames (printed with the plot), peaks before the first bounce and
+# then falls as the samples' digits fade, with no jump at the frames right after the digits bounce
+# (dotted). The model is unsure where the digits are going from the first predicted frame on.
+# Averaged over samples, the squared error splits exactly into the error of the mean
 # and the spread of the samples around it,
 #
 # $$\frac1S \sum_{s} \lVert x^{(s)} - x \rVert^2 = \lVert \bar x - x \rVert^2 +

@@ -729,7 +729,7 @@ def continuation_figure(path: Path = CONTINUATION_FIGURE) -> Path:
                                       label="all-black frame, same clips")
             axes[row, column].grid(alpha=0.3)
         axes[row, 0].set_ylabel({"psnr": "PSNR (dB), best of 10", "ssim": "SSIM, best of 10"}[metric])
-    axes[1, 0].set_xlabel(f"updates since the shipped weights ({start:,} updates)")
+    axes[1, 0].set_xlabel(f"updates since the weights shipped before ({start:,} updates)")
     axes[1, 1].set_xlabel("CPU-hours of the continuation (one thread)")
     axes[0, 0].legend(fontsize=7, loc="lower right")
     figure.suptitle("Training the shipped SLAMP on: validation on 96 held-out clips (seed 6750), 5 → 20 frames")
