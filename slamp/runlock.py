@@ -114,7 +114,7 @@ class RunLock:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            found = _read(handle)
+            found = _read_holder(handle)
             handle.close()
             what = WHAT.get(found.get("command", "train"), "slamp command")
             raise RunLockedError(f"{self.path.parent} is in use by another {what} ({_describe(found)}); wait for it "
@@ -214,6 +214,18 @@ def _read(handle) -> dict:
         return json.loads(text) if text else {}
     except json.JSONDecodeError:
         return {"unreadable": text[:80]}
+
+
+def _read_holder(handle, patience: float = 2.0) -> dict:
+    """What the holder of the lock wrote into it. A holder writes its details just after it takes
+    the lock, so a command started at the same moment can find the file empty or half-written:
+    it reads again for up to ``patience`` seconds before saying that nothing was recorded."""
+    deadline = time.monotonic() + patience
+    found = _read(handle)
+    while (not found or "unreadable" in found) and time.monotonic() < deadline:
+        time.sleep(0.02)
+        found = _read(handle)
+    return found
 
 
 def _describe(holder: dict) -> str:

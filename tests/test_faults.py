@@ -52,6 +52,34 @@ def test_a_second_run_in_the_same_folder_is_refused_and_names_the_first(tmp_path
     assert summary["updates"] == 2
 
 
+SLOW_HOLDER = """
+import fcntl, json, os, sys, time
+path = os.path.join(sys.argv[1], ".lock")
+os.makedirs(sys.argv[1], exist_ok=True)
+handle = open(path, "w")
+fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+print("locked", flush=True)  # the lock is held, its file still empty: the moment a run takes it
+time.sleep(0.3)
+handle.write(json.dumps({"pid": os.getpid(), "host": "here", "started": "now"}) + "\\n")
+handle.flush()
+time.sleep(60)
+"""
+
+
+def test_a_run_refused_in_the_instant_the_holder_takes_the_lock_still_names_it(tmp_path):
+    # Two runs started together: the loser can find the lock held and its file not yet written
+    # (CI met this); it reads again until the holder's details are there.
+    holder = subprocess.Popen([sys.executable, "-c", SLOW_HOLDER, str(tmp_path / "run")], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLockedError, match=f"PID {holder.pid} on here"):
+            RunLock(tmp_path / "run").acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_lock_left_by_a_killed_run_is_reported_and_taken_over(tmp_path, capsys):
     folder = tmp_path / "run"
     folder.mkdir()
