@@ -282,25 +282,27 @@ def _per_sequence(folder: Path) -> dict:
     return scores
 
 
-def paired_differences(models=MODELS) -> dict:
-    """Each model minus each floor, sequence by sequence (the same sequences): mean ± 95% CI."""
+def _against_floors(models, read, summarise) -> dict:
+    """``{model: {floor: {metric: summarise(model's scores - floor's scores)}}}``, sequence by
+    sequence on the same sequences; ``read`` gives an evaluation folder's ``{metric: scores}``."""
     import torch
 
-    from slamp.metrics import mean_confidence_interval
-
     results = ROOT / "results" / "pretrained"
-    floors = {name: _per_sequence(results / "references" / name) for name in REFERENCES}
+    floors = {name: read(results / "references" / name) for name in REFERENCES}
     paired = {}
     for model in models:
-        scores = _per_sequence(results / model)
-        paired[model] = {}
-        for name, floor in floors.items():
-            paired[model][name] = {}
-            for metric in ("psnr", "ssim"):
-                difference = torch.tensor(scores[metric]) - torch.tensor(floor[metric])
-                mean, half = mean_confidence_interval(difference)
-                paired[model][name][metric] = {"mean": mean, "ci95": half}
+        scores = read(results / model)
+        paired[model] = {name: {metric: summarise(torch.as_tensor(scores[metric]) - torch.as_tensor(floor[metric]))
+                                for metric in ("psnr", "ssim")} for name, floor in floors.items()}
     return paired
+
+
+def paired_differences(models=MODELS) -> dict:
+    """Each model minus each floor, sequence by sequence (the same sequences): mean ± 95% CI."""
+    from slamp.metrics import mean_confidence_interval
+
+    return _against_floors(models, _per_sequence, lambda difference: dict(
+        zip(("mean", "ci95"), mean_confidence_interval(difference))))
 
 
 def _per_sequence_frame(folder: Path) -> dict:
@@ -325,19 +327,11 @@ def paired_per_frame(models=MODELS) -> dict:
     {metric: {"mean": [per frame], "ci95": [per frame]}}}}``, from per_sequence_frame.csv."""
     from slamp.metrics import mean_confidence_interval
 
-    results = ROOT / "results" / "pretrained"
-    floors = {name: _per_sequence_frame(results / "references" / name) for name in REFERENCES}
-    paired = {}
-    for model in models:
-        scores = _per_sequence_frame(results / model)
-        paired[model] = {name: {} for name in floors}
-        for name, floor in floors.items():
-            for metric in ("psnr", "ssim"):
-                difference = scores[metric] - floor[metric]
-                frames = [mean_confidence_interval(difference[:, t]) for t in range(difference.shape[1])]
-                paired[model][name][metric] = {"mean": [round(float(m), 4) for m, _ in frames],
-                                               "ci95": [round(float(h), 4) for _, h in frames]}
-    return paired
+    def per_frame(difference) -> dict:
+        frames = [mean_confidence_interval(difference[:, t]) for t in range(difference.shape[1])]
+        return {"mean": [round(float(m), 4) for m, _ in frames], "ci95": [round(float(h), 4) for _, h in frames]}
+
+    return _against_floors(models, _per_sequence_frame, per_frame)
 
 
 def compare(first: str, second: str) -> dict:
