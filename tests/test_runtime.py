@@ -1,5 +1,6 @@
 """slamp.runtime: keep_freed_memory reuses freed tensors' memory without page faults, and stays
 bounded; memory_format picks the layout."""
+import json
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ from slamp.runtime import keep_freed_memory, memory_format
 
 
 TRAINING_STEPS = """
-import resource, sys, torch
+import json, resource, sys, torch
 from slamp.models import SLAMP
 from slamp.runtime import adam
 from slamp.runtime import keep_freed_memory
@@ -31,32 +32,45 @@ def faults():
 def rss():
     return int(open("/proc/self/statm").read().split()[1]) * 4096
 
+resident = []
 for _ in range(8):  # the heap grows to its size over the first steps
     step()
-before, rss_before = faults(), rss()
+    resident.append(rss())
+before = faults()
 for _ in range(4):
     step()
-print((faults() - before) / 4, rss() / rss_before)
+    resident.append(rss())
+per_step = (faults() - before) / 4
+for _ in range(8):
+    step()
+    resident.append(rss())
+print(json.dumps({"faults": per_step, "resident": resident,
+                  "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 """
 
 
-def training_steps(mode: str) -> tuple[float, float]:
-    """Page faults per training step once warmed up, and the growth of the resident memory over
-    four steps, with the allocator in ``mode``."""
+def training_steps(mode: str) -> dict:
+    """Twenty training steps with the allocator in ``mode``: ``faults``, the page faults per step
+    once warmed up (steps 9-12); ``resident``, the resident memory after each step; ``peak``, the
+    most resident at any moment."""
     result = subprocess.run([sys.executable, "-c", TRAINING_STEPS, mode], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    faults, growth = result.stdout.split()
-    return float(faults), float(growth)
+    return json.loads(result.stdout)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
 def test_kept_memory_is_reused_without_page_faults_and_stays_bounded():
-    settled_faults, _ = training_steps("settled")
-    kept_faults, growth = training_steps("keep")
-    assert settled_faults > 10_000  # glibc's own policy: every large activation's pages faulted in anew
-    assert kept_faults < 0.1 * settled_faults  # measured: 3-7%
-    assert growth < 1.05  # the kept heap does not grow from step to step
+    settled, kept = training_steps("settled"), training_steps("keep")
+    assert settled["faults"] > 10_000  # glibc's own policy: every large activation's pages faulted in anew
+    assert kept["faults"] < 0.1 * settled["faults"]  # measured: 3-7%
+    # Bounded: the kept heap stays near the most a step needs with glibc's own policy (measured
+    # 1.15-1.31x: a few blocks pile up while the heap settles, keep_freed_memory's docstring) ...
+    assert kept["resident"][-1] < 1.6 * settled["peak"]
+    # ... and it settles: after the warm-up it grows by a block now and then (measured: in 0-2 of
+    # the last 12 steps), where a leak would grow it at every step.
+    later = kept["resident"][7:]
+    assert sum(b > a for a, b in zip(later, later[1:])) <= 6, later
 
 
 def test_keep_freed_memory_says_false_where_it_cannot(monkeypatch):
