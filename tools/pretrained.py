@@ -172,6 +172,12 @@ def export(continued: bool = False, models=MODELS) -> None:
               f"{curve['updates'][-1]} updates, {curve['cpu_minutes'][-1]:.0f} CPU-minutes")
 
 
+def _by_model(recorded: dict) -> list:
+    """The groups of results.json keyed by model (each present one: older files lack some)."""
+    return [recorded.get("models", {}), recorded.get("paired", {}), recorded.get("paired_per_frame", {}),
+            recorded.get("check", {}).get("results", {})]
+
+
 def rename(old: str, new: str) -> Path:
     """Ship ``old`` as ``new``, its class and config as this slamp names them
     (:func:`slamp.checkpoint.saved_as_now`): how the SVG of earlier sessions, trained with SLAMP's
@@ -187,8 +193,7 @@ def rename(old: str, new: str) -> Path:
     shipped["metrics"] = {**shipped["metrics"], "shipped_before_as": old}
     path = write_shipped(shipped, new, FOLDER, replaces=old)
     recorded = json.loads(RESULTS.read_text())
-    for group in (recorded.get("models", {}), recorded.get("paired", {}), recorded.get("paired_per_frame", {}),
-                  recorded.get("check", {}).get("results", {})):
+    for group in _by_model(recorded):
         if old in group:
             group[new] = group.pop(old)
     if new in recorded["models"]:
@@ -297,12 +302,16 @@ def _against_floors(models, read, summarise) -> dict:
     return paired
 
 
-def paired_differences(models=MODELS) -> dict:
-    """Each model minus each floor, sequence by sequence (the same sequences): mean ± 95% CI."""
+def _interval(difference) -> dict:
+    """``{"mean", "ci95"}`` of paired differences, one per sequence: their mean and its 95% CI."""
     from slamp.metrics import mean_confidence_interval
 
-    return _against_floors(models, _per_sequence, lambda difference: dict(
-        zip(("mean", "ci95"), mean_confidence_interval(difference))))
+    return dict(zip(("mean", "ci95"), mean_confidence_interval(difference)))
+
+
+def paired_differences(models=MODELS) -> dict:
+    """Each model minus each floor, sequence by sequence (the same sequences): mean ± 95% CI."""
+    return _against_floors(models, _per_sequence, _interval)
 
 
 def _per_sequence_frame(folder: Path) -> dict:
@@ -339,12 +348,8 @@ def compare(first: str, second: str) -> dict:
     ``evaluate``): mean ± 95% CI of the PSNR and SSIM differences."""
     import torch
 
-    from slamp.metrics import mean_confidence_interval
-
     a, b = (_per_sequence(ROOT / "results" / "pretrained" / model) for model in (first, second))
-    return {metric: dict(zip(("mean", "ci95"), mean_confidence_interval(torch.tensor(a[metric]) -
-                                                                         torch.tensor(b[metric]))))
-            for metric in ("psnr", "ssim")}
+    return {metric: _interval(torch.tensor(a[metric]) - torch.tensor(b[metric])) for metric in ("psnr", "ssim")}
 
 
 def record(models=MODELS) -> dict:
@@ -371,7 +376,7 @@ def record(models=MODELS) -> dict:
         recorded["paired"].update(paired_differences(models))
         recorded.setdefault("paired_per_frame", {}).update(paired_per_frame(models))
         order = {name: i for i, name in enumerate(MODELS)}  # the file lists the models in MODELS' order
-        for group in (recorded["models"], recorded["paired"], recorded["paired_per_frame"], recorded["check"]["results"]):
+        for group in _by_model(recorded):
             items = sorted(group.items(), key=lambda item: order[item[0]])
             group.clear()
             group.update(items)
